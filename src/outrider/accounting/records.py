@@ -1,0 +1,111 @@
+"""Accounting record types: one row per delivery outcome, PowerMTA-compatible columns.
+
+Column names and the one-letter type codes follow PowerMTA's CSV accounting file so
+existing log processors (bounce handlers, billing, dashboards) read Outrider's log as is.
+"""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass
+
+
+class RecordType(enum.Enum):
+    """The ``type`` column. New kinds (e.g. backoff transitions) are added as members."""
+
+    DELIVERED = "d"
+    BOUNCED = "b"
+    TRANSIENT = "t"
+
+    @property
+    def dsn_action(self) -> str:
+        """The RFC 3464 action PowerMTA logs for this kind (it says "relayed" for "d")."""
+        return _ACTIONS[self]
+
+
+_ACTIONS: dict[RecordType, str] = {
+    RecordType.DELIVERED: "relayed",
+    RecordType.BOUNCED: "failed",
+    RecordType.TRANSIENT: "delayed",
+}
+
+FIELDS: tuple[str, ...] = (
+    "type",
+    "timeLogged",
+    "timeQueued",
+    "orig",
+    "rcpt",
+    "orcpt",
+    "dsnAction",
+    "dsnStatus",
+    "dsnDiag",
+    "dsnMta",
+    "dlvSourceIp",
+    "dlvDestinationIp",
+    "queue",
+    "vmta",
+    "jobId",
+    "envId",
+    "msgId",
+    "size",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class AccountingRecord:
+    """One row. Times are epoch seconds; the writer formats them."""
+
+    type: RecordType
+    time_logged: float
+    time_queued: float
+    orig: str  # envelope sender, "" for <>
+    rcpt: str
+    orcpt: str  # ORCPT as given ("rfc822;user@example.org"), "" if none
+    dsn_action: str  # "relayed" | "failed" | "delayed"
+    dsn_status: str  # enhanced status, e.g. "2.0.0", "5.1.1"
+    dsn_diag: str  # the remote reply or local diagnostic, e.g. "550 5.1.1 no such user"
+    dsn_mta: str  # remote MTA host name (or IP) that gave the reply; "" if none
+    dlv_source_ip: str
+    dlv_destination_ip: str
+    queue: str  # the queue the recipient was in, e.g. "example.org" or "example.org/vmta1"
+    vmta: str
+    job_id: str
+    env_id: str
+    msg_id: str
+    size: int
+
+
+def format_time(epoch: float) -> str:
+    """PowerMTA's timestamp form: ``2026-11-27 20:31:05+0000`` (UTC, whole seconds)."""
+    return time.strftime("%Y-%m-%d %H:%M:%S+0000", time.gmtime(epoch))
+
+
+def _clean(value: str) -> str:
+    # NUL cannot be represented in a CSV field that every reader accepts; nothing legitimate
+    # puts one in an address or a reply, so it is replaced rather than rejected.
+    return value.replace("\x00", "\ufffd") if "\x00" in value else value
+
+
+def to_row(record: AccountingRecord) -> tuple[str, ...]:
+    """The record's cells in ``FIELDS`` order, ready for ``csv.writer.writerow``."""
+    return (
+        record.type.value,
+        format_time(record.time_logged),
+        format_time(record.time_queued),
+        _clean(record.orig),
+        _clean(record.rcpt),
+        _clean(record.orcpt),
+        record.dsn_action,
+        record.dsn_status,
+        _clean(record.dsn_diag),
+        _clean(record.dsn_mta),
+        record.dlv_source_ip,
+        record.dlv_destination_ip,
+        record.queue,
+        record.vmta,
+        _clean(record.job_id),
+        _clean(record.env_id),
+        _clean(record.msg_id),
+        str(record.size),
+    )

@@ -1,0 +1,226 @@
+"""Parsers for the scalar notations used in the config file.
+
+Each parser takes the raw TOML value and returns the typed value, or raises
+``ValueError`` whose message is written for the operator (the loader prefixes it
+with the file, line and key). They are also usable on their own, e.g. by the CLI.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+
+__all__ = [
+    "IPNetwork",
+    "format_duration",
+    "normalize_domain",
+    "parse_duration",
+    "parse_host_port",
+    "parse_network",
+    "parse_size",
+]
+
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_UNIT_SECONDS = {"d": 86400.0, "h": 3600.0, "m": 60.0, "s": 1.0, "ms": 0.001}
+_UNIT_ORDER = ("d", "h", "m", "s", "ms")
+# One "<number><unit>" component; "ms" must be tried before "m".
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|d|h|m|s)")
+_PLAIN_NUMBER = re.compile(r"\d+(?:\.\d+)?")
+
+_SIZE = re.compile(r"(\d+)\s*([kKmMgG])?[bB]?")
+_SIZE_FACTOR = {"k": 1024, "m": 1024**2, "g": 1024**3}
+
+_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_HOSTNAME_MAX = 253
+
+DURATION_HINT = "use e.g. '30s', '5m', '1h30m', '4d12h' or integer seconds"
+SIZE_HINT = "use e.g. '10k', '50M', '1G' or integer bytes"
+
+
+def parse_duration(value: str | int | float) -> float:
+    """Return seconds for ``"4d12h"``, ``"1h30m"``, ``"250ms"``, ``"90"`` or a number.
+
+    Components must appear at most once, largest unit first, so a typo such as
+    ``"5m5m"`` is rejected rather than silently summed.
+    """
+    if isinstance(value, bool):
+        raise ValueError(f"expected a duration, got a boolean; {DURATION_HINT}")
+    if isinstance(value, int | float):
+        if value < 0:
+            raise ValueError(f"duration must not be negative, got {value}")
+        if value != value or value == float("inf"):
+            raise ValueError(f"duration must be finite, got {value}")
+        return float(value)
+    text = value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"duration must not be negative, got {value!r}")
+    if _PLAIN_NUMBER.fullmatch(text):
+        return float(text)
+    total = 0.0
+    pos = 0
+    last_rank = -1
+    for match in _DURATION_PART.finditer(text):
+        if match.start() != pos:
+            break
+        rank = _UNIT_ORDER.index(match.group(2))
+        if rank <= last_rank:
+            raise ValueError(
+                f"invalid duration {value!r}: each unit may appear once, largest first; "
+                + DURATION_HINT
+            )
+        last_rank = rank
+        total += float(match.group(1)) * _UNIT_SECONDS[match.group(2)]
+        pos = match.end()
+    if pos == 0 or pos != len(text):
+        raise ValueError(f"invalid duration {value!r}; {DURATION_HINT}")
+    return total
+
+
+def format_duration(seconds: float) -> str:
+    """Inverse of :func:`parse_duration` for whole seconds, for logs and docs."""
+    if seconds != int(seconds):
+        return f"{seconds:g}s"
+    rest = int(seconds)
+    if rest == 0:
+        return "0s"
+    parts = []
+    for unit in ("d", "h", "m", "s"):
+        size = int(_UNIT_SECONDS[unit])
+        count, rest = divmod(rest, size)
+        if count:
+            parts.append(f"{count}{unit}")
+    return "".join(parts)
+
+
+def parse_size(value: str | int) -> int:
+    """Return bytes for ``"50M"``, ``"10k"``, ``"1G"`` (binary multiples) or an integer."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise ValueError(f"expected a size; {SIZE_HINT}")
+    if isinstance(value, int):
+        if value < 0:
+            raise ValueError(f"size must not be negative, got {value}")
+        return value
+    text = value.strip()
+    if text.startswith("-"):
+        raise ValueError(f"size must not be negative, got {value!r}")
+    match = _SIZE.fullmatch(text)
+    if match is None:
+        raise ValueError(f"invalid size {value!r}; {SIZE_HINT}")
+    unit = match.group(2)
+    return int(match.group(1)) * (_SIZE_FACTOR[unit.lower()] if unit else 1)
+
+
+def normalize_domain(value: str) -> str:
+    """Return the lower-case ASCII (IDNA A-label) form of a domain name, sans trailing dot."""
+    text = value.strip()
+    if text.endswith("."):
+        text = text[:-1]
+    if not text:
+        raise ValueError("empty domain name")
+    if not text.isascii():
+        try:
+            text = text.encode("idna").decode("ascii")
+        except UnicodeError as exc:
+            raise ValueError(f"invalid internationalized domain name {value!r}: {exc}") from None
+    text = text.lower()
+    if len(text) > _HOSTNAME_MAX:
+        raise ValueError(f"domain name {value!r} is longer than {_HOSTNAME_MAX} characters")
+    for label in text.split("."):
+        if not _LABEL.fullmatch(label):
+            raise ValueError(
+                f"invalid domain name {value!r}: label {label!r} must be 1-63 letters, "
+                "digits or hyphens, not starting or ending with a hyphen"
+            )
+    return text
+
+
+def _port(text: str, value: str, *, allow_zero: bool) -> int:
+    if not text.isdigit() or not text.isascii():
+        raise ValueError(f"invalid port {text!r} in {value!r}")
+    port = int(text)
+    low = 0 if allow_zero else 1
+    if not low <= port <= 65535:
+        raise ValueError(f"port {port} in {value!r} is out of range {low}-65535")
+    return port
+
+
+def _host(text: str, value: str, *, ip_only: bool) -> str:
+    try:
+        return str(ipaddress.ip_address(text))
+    except ValueError:
+        pass
+    if ip_only:
+        raise ValueError(f"{text!r} in {value!r} is not an IP address")
+    if text.replace(".", "").isdigit():  # "1.2.3.999": a broken IP, not a host name
+        raise ValueError(f"{text!r} in {value!r} is not a valid IPv4 address")
+    try:
+        return normalize_domain(text)
+    except ValueError:
+        raise ValueError(
+            f"{text!r} in {value!r} is neither an IP address nor a host name"
+        ) from None
+
+
+def parse_host_port(
+    value: str,
+    default_port: int | None = None,
+    *,
+    ip_only: bool = False,
+    allow_zero_port: bool = False,
+) -> tuple[str, int]:
+    """Parse ``"host:port"``, ``"[v6]:port"``, ``"host"`` or a bare IPv6 literal.
+
+    Without ``default_port`` the port is mandatory. IP hosts come back in
+    canonical form (IPv6 without brackets) so equal addresses compare equal.
+    """
+    text = value.strip()
+    if not text:
+        raise ValueError("empty address")
+    if text.startswith("["):
+        close = text.find("]")
+        if close < 0:
+            raise ValueError(f"missing ']' in {value!r}")
+        inner, rest = text[1:close], text[close + 1 :]
+        try:
+            host = str(ipaddress.IPv6Address(inner))
+        except ValueError:
+            raise ValueError(f"{inner!r} in {value!r} is not an IPv6 address") from None
+        if not rest:
+            port_text = None
+        elif rest.startswith(":"):
+            port_text = rest[1:]
+        else:
+            raise ValueError(f"unexpected {rest!r} after ']' in {value!r}")
+    elif text.count(":") > 1:
+        try:
+            host = str(ipaddress.IPv6Address(text))
+        except ValueError:
+            raise ValueError(
+                f"invalid address {value!r}; write IPv6 addresses as '[addr]:port'"
+            ) from None
+        port_text = None
+    else:
+        host_text, sep, port_text_or_empty = text.partition(":")
+        if not host_text:
+            raise ValueError(f"missing host in {value!r}")
+        host = _host(host_text, value, ip_only=ip_only)
+        port_text = port_text_or_empty if sep else None
+    if port_text is None:
+        if default_port is None:
+            raise ValueError(f"missing port in {value!r}; use 'host:port'")
+        return host, default_port
+    return host, _port(port_text, value, allow_zero=allow_zero_port)
+
+
+def parse_network(value: str) -> IPNetwork:
+    """Parse a CIDR (``"10.0.0.0/8"``) or a single address (``"192.0.2.7"`` means /32)."""
+    text = value.strip()
+    try:
+        return ipaddress.ip_network(text, strict=True)
+    except ValueError as exc:
+        try:
+            loose = ipaddress.ip_network(text, strict=False)
+        except ValueError:
+            raise ValueError(f"invalid network {value!r}: {exc}") from None
+        raise ValueError(f"network {value!r} has host bits set (did you mean '{loose}'?)") from None

@@ -1,0 +1,468 @@
+"""Asyncio driver for the sans-I/O SMTP client: one outbound SMTP session.
+
+An ``asyncio.Protocol`` feeds received bytes straight into
+:class:`~outrider.smtp.client.SmtpClientConnection` and writes whatever it queues
+from the same callback, so a non-pipelined dialogue costs no task switch per
+command. Each awaited reply is bounded by its RFC 5321 4.5.3.2 phase timeout.
+
+Remote behaviour never raises from :meth:`SmtpSession.send`: losses, timeouts,
+421s and garbage become per-recipient replies. :meth:`SmtpSession.connect` raises
+:class:`SmtpConnectError` (a site-scope failure: try the next MX / retry later).
+When opportunistic STARTTLS fails during the TLS handshake, the connection is
+closed and ``SmtpConnectError.tls_failure`` is set, so the caller may reconnect
+with ``use_starttls=False`` (as Postfix does for "may" security).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import ssl
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from outrider.message.envelope import Envelope, Recipient
+from outrider.smtp.client import Extensions, Phase, SmtpClientConnection, State
+from outrider.smtp.replies import Reply
+
+__all__ = [
+    "RecipientResult",
+    "SmtpConnectError",
+    "SmtpSession",
+    "SmtpTimeouts",
+    "TransactionResult",
+]
+
+
+@dataclass(frozen=True, slots=True)
+class SmtpTimeouts:
+    """Seconds to wait per phase; defaults are RFC 5321 4.5.3.2."""
+
+    connect: float = 30
+    greeting: float = 300
+    ehlo: float = 300
+    mail: float = 300
+    rcpt: float = 300
+    data_init: float = 120
+    data_block: float = 180  # no write progress while sending the content
+    data_done: float = 600
+    rset: float = 60
+    quit: float = 10
+    starttls: float = 60  # STARTTLS reply and, separately, the TLS handshake
+
+    def for_phase(self, phase: Phase) -> float:
+        return {
+            Phase.GREETING: self.greeting,
+            Phase.EHLO: self.ehlo,
+            Phase.HELO: self.ehlo,
+            Phase.STARTTLS: self.starttls,
+            Phase.RSET: self.rset,
+            Phase.MAIL: self.mail,
+            Phase.RCPT: self.rcpt,
+            Phase.DATA_INIT: self.data_init,
+            Phase.DATA_DONE: self.data_done,
+            Phase.QUIT: self.quit,
+        }[phase]
+
+
+class SmtpConnectError(Exception):
+    """No usable session: connect failure, refused greeting/EHLO, TLS failure, timeout.
+
+    ``reply`` is the server's refusal when there was one (e.g. a 421 or 554 greeting).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        address: str,
+        host: str,
+        reply: Reply | None = None,
+        tls_failure: bool = False,
+    ) -> None:
+        super().__init__(message)
+        self.address = address
+        self.host = host
+        self.reply = reply
+        self.tls_failure = tls_failure
+
+
+@dataclass(slots=True)
+class RecipientResult:
+    recipient: Recipient
+    reply: Reply
+
+
+@dataclass(slots=True)
+class TransactionResult:
+    """Per-recipient final replies, in the order given to :meth:`SmtpSession.send`.
+
+    ``connection_lost`` is true when the session ended during the transaction (loss,
+    timeout, 421, protocol error): the session is then unusable.
+    """
+
+    results: list[RecipientResult]
+    data_reply: Reply | None
+    connection_lost: bool
+
+
+class _Interrupted(Exception):
+    def __init__(self, reply: Reply) -> None:
+        super().__init__(str(reply))
+        self.reply = reply
+
+
+_opportunistic: ssl.SSLContext | None = None
+
+
+def opportunistic_tls_context() -> ssl.SSLContext:
+    """Unverified client context for opportunistic STARTTLS (RFC 7435): encrypt, don't pin."""
+    global _opportunistic
+    if _opportunistic is None:
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+        ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+        _opportunistic = ctx
+    return _opportunistic
+
+
+class _ClientProtocol(asyncio.Protocol):
+    """Pumps bytes between the transport and the state machine and wakes the waiting task."""
+
+    def __init__(self, core: SmtpClientConnection) -> None:
+        self.core = core
+        self.transport: asyncio.Transport | None = None
+        self.waiter: asyncio.Future[bool] | None = None
+        self.lost = False
+        self.lost_detail = ""
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
+        self.transport = transport  # type: ignore[assignment]
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+    def data_received(self, data: bytes) -> None:
+        core = self.core
+        if core.receive_data(data) or core.state is State.FAILED:
+            self.flush()
+            self.wake()
+
+    def eof_received(self) -> bool:
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.mark_lost(str(exc) if exc else "connection closed by peer")
+
+    def mark_lost(self, detail: str) -> None:
+        if not self.lost:
+            self.lost = True
+            self.lost_detail = detail
+        if not self.closed.done():
+            self.closed.set_result(None)
+        self.wake()
+
+    def flush(self) -> None:
+        out = self.core.data_to_send()
+        if out and self.transport is not None and not self.lost:
+            self.transport.writelines(out)
+
+    def wake(self) -> None:
+        waiter = self.waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(True)
+
+
+def _expire(fut: asyncio.Future[bool]) -> None:
+    if not fut.done():
+        fut.set_result(False)
+
+
+class SmtpSession:
+    """One connected, greeted and EHLO'd SMTP session, reusable for several messages."""
+
+    def __init__(
+        self,
+        proto: _ClientProtocol,
+        *,
+        address: str,
+        host: str,
+        timeouts: SmtpTimeouts,
+    ) -> None:
+        self._proto = proto
+        self._core = proto.core
+        self._address = address
+        self._host = host
+        self._timeouts = timeouts
+        self._closing = False
+
+    @classmethod
+    async def connect(
+        cls,
+        address: str,
+        port: int,
+        *,
+        helo_name: str,
+        timeouts: SmtpTimeouts,
+        source_address: str | None = None,
+        tls_context: ssl.SSLContext | None = None,
+        use_starttls: bool = True,
+        server_hostname: str | None = None,
+    ) -> SmtpSession:
+        """Connect to the IP literal ``address`` (never resolved), greet and EHLO.
+
+        STARTTLS is used when offered and ``use_starttls``; ``tls_context`` defaults
+        to :func:`opportunistic_tls_context`. A refused STARTTLS command continues in
+        clear; a failed TLS handshake raises with ``tls_failure=True``.
+        """
+        loop = asyncio.get_running_loop()
+        host = server_hostname or address
+        proto = _ClientProtocol(SmtpClientConnection(helo_name))
+        local_addr = (source_address, 0) if source_address else None
+        try:
+            async with asyncio.timeout(timeouts.connect):
+                await loop.create_connection(
+                    lambda: proto, address, port, local_addr=local_addr, flags=socket.AI_NUMERICHOST
+                )
+        except TimeoutError:
+            raise SmtpConnectError(
+                f"timeout connecting to {address}:{port}", address=address, host=host
+            ) from None
+        except OSError as exc:
+            raise SmtpConnectError(
+                f"cannot connect to {address}:{port}: {exc}", address=address, host=host
+            ) from exc
+        session = cls(proto, address=address, host=host, timeouts=timeouts)
+        try:
+            await session._handshake(tls_context, use_starttls, server_hostname)
+        except BaseException:
+            await session._drop()
+            raise
+        return session
+
+    # -- properties ----------------------------------------------------------
+
+    @property
+    def usable(self) -> bool:
+        """Connected, idle and not closing: another :meth:`send` may start."""
+        return not self._proto.lost and not self._closing and self._core.state is State.READY
+
+    @property
+    def peer_address(self) -> str:
+        return self._address
+
+    @property
+    def remote_host(self) -> str:
+        """The name given as ``server_hostname``, else the address."""
+        return self._host
+
+    @property
+    def local_address(self) -> str:
+        sockname = self._extra("sockname")
+        return str(sockname[0]) if sockname else ""
+
+    @property
+    def tls_version(self) -> str | None:
+        ssl_object = self._extra("ssl_object")
+        return str(ssl_object.version()) if ssl_object is not None else None
+
+    @property
+    def extensions(self) -> Extensions:
+        return self._core.extensions
+
+    @property
+    def greeting(self) -> Reply | None:
+        return self._core.greeting
+
+    @property
+    def transactions(self) -> int:
+        """Transactions completed on this session (for connection reuse limits)."""
+        return self._core.transactions
+
+    def _extra(self, name: str) -> Any:
+        transport = self._proto.transport
+        return transport.get_extra_info(name) if transport is not None else None
+
+    # -- operations ----------------------------------------------------------
+
+    async def send(
+        self, envelope: Envelope, recipients: Sequence[Recipient], body: bytes
+    ) -> TransactionResult:
+        """Deliver ``body`` to ``recipients``; never raises for remote behaviour."""
+        rcpts = list(recipients)
+        if not self.usable:
+            detail = self._proto.lost_detail or "session not usable"
+            reply = Reply(451, "4.4.2", f"Connection lost: {detail}")
+            return TransactionResult([RecipientResult(r, reply) for r in rcpts], None, True)
+        core = self._core
+        tx = core.start_transaction(envelope, rcpts, body)
+        self._proto.flush()
+        try:
+            await self._until(lambda: tx.done)
+        except _Interrupted as exc:
+            core.abort(exc.reply)
+        except BaseException:
+            core.abort(Reply(451, "4.4.2", "Connection lost: delivery cancelled"))
+            self._abort_transport()
+            raise
+        lost = core.state is State.FAILED
+        if lost:
+            self._abort_transport()
+        results = [
+            RecipientResult(r, reply) for r, reply in zip(rcpts, tx.final_replies(), strict=True)
+        ]
+        return TransactionResult(results, tx.data_reply, lost)
+
+    async def close(self) -> None:
+        """QUIT (bounded by ``timeouts.quit``) and close the socket; never raises."""
+        if self._closing:
+            await self._wait_closed()
+            return
+        self._closing = True
+        core = self._core
+        try:
+            if not self._proto.lost and core.state in (State.READY, State.REFUSED):
+                core.quit()
+                self._proto.flush()
+                await self._until(lambda: core.state is not State.QUITTING)
+        except _Interrupted:
+            pass
+        except Exception:  # close() must not raise; the socket is dropped below anyway
+            pass
+        await self._drop()
+
+    # -- internals -----------------------------------------------------------
+
+    async def _handshake(
+        self, tls_context: ssl.SSLContext | None, use_starttls: bool, server_hostname: str | None
+    ) -> None:
+        core = self._core
+        await self._until_ready((State.GREETING, State.HANDSHAKE))
+        if not (use_starttls and core.extensions.starttls):
+            return
+        core.starttls()
+        self._proto.flush()
+        await self._until_ready((State.STARTTLS,), accept=(State.READY, State.TLS_PENDING))
+        if core.state is State.READY:
+            return  # STARTTLS refused: continue in clear (opportunistic)
+        ctx = tls_context if tls_context is not None else opportunistic_tls_context()
+        transport = self._proto.transport
+        assert transport is not None
+        sni = (
+            server_hostname if server_hostname else (self._address if ctx.check_hostname else None)
+        )
+        loop = asyncio.get_running_loop()
+        try:
+            tls_transport = await loop.start_tls(
+                transport,
+                self._proto,
+                ctx,
+                server_hostname=sni,
+                ssl_handshake_timeout=self._timeouts.starttls,
+            )
+        except (OSError, TimeoutError, ValueError) as exc:
+            # start_tls closed the raw transport; our protocol is no longer told about it.
+            self._proto.mark_lost(f"TLS handshake failed: {exc}")
+            await asyncio.sleep(0)
+            raise self._connect_error(f"TLS handshake failed: {exc}", tls_failure=True) from exc
+        if tls_transport is None:
+            self._proto.mark_lost("TLS handshake failed: transport closed")
+            raise self._connect_error("TLS handshake failed: transport closed", tls_failure=True)
+        assert isinstance(tls_transport, asyncio.Transport)
+        self._proto.transport = tls_transport
+        core.tls_established()
+        self._proto.flush()
+        await self._until_ready((State.HANDSHAKE,))
+
+    async def _until_ready(
+        self, waiting: tuple[State, ...], accept: tuple[State, ...] = (State.READY,)
+    ) -> None:
+        core = self._core
+        try:
+            await self._until(lambda: core.state not in waiting)
+        except _Interrupted as exc:
+            raise self._connect_error(exc.reply.text, reply=None) from None
+        if core.state not in accept:
+            error = core.error
+            if core.state is State.REFUSED:
+                await self.close()
+            raise self._connect_error(
+                f"session refused: {error}" if error else f"unexpected state {core.state.value}",
+                reply=error if core.error_from_peer else None,
+            )
+
+    def _connect_error(
+        self, message: str, *, reply: Reply | None = None, tls_failure: bool = False
+    ) -> SmtpConnectError:
+        return SmtpConnectError(
+            f"{self._address}: {message}",
+            address=self._address,
+            host=self._host,
+            reply=reply,
+            tls_failure=tls_failure,
+        )
+
+    async def _until(self, done: Callable[[], bool]) -> None:
+        """Wait until ``done()``; each awaited reply bounded by its phase timeout."""
+        proto = self._proto
+        core = self._core
+        loop = asyncio.get_running_loop()
+        while not done():
+            if core.state is State.FAILED:
+                return
+            if proto.lost:
+                raise _Interrupted(Reply(451, "4.4.2", f"Connection lost: {proto.lost_detail}"))
+            phase = core.awaiting
+            if phase is None:
+                raise _Interrupted(Reply(451, "4.4.2", "Connection lost: no reply expected"))
+            buffered = self._write_backlog()
+            sending = phase is Phase.DATA_DONE and buffered > 0
+            timeout = self._timeouts.data_block if sending else self._timeouts.for_phase(phase)
+            fut: asyncio.Future[bool] = loop.create_future()
+            proto.waiter = fut
+            handle = loop.call_later(timeout, _expire, fut)
+            try:
+                progressed = await fut
+            finally:
+                handle.cancel()
+                proto.waiter = None
+            if progressed:
+                continue
+            if sending and self._write_backlog() < buffered:
+                continue  # no reply yet, but the peer is still reading the content
+            what = "sending message data" if sending else f"waiting for {phase.value} reply"
+            self._abort_transport()
+            raise _Interrupted(Reply(451, "4.4.2", f"Timeout {what}"))
+
+    def _write_backlog(self) -> int:
+        transport = self._proto.transport
+        if transport is None or transport.is_closing():
+            return 0
+        return transport.get_write_buffer_size()
+
+    def _abort_transport(self) -> None:
+        transport = self._proto.transport
+        if transport is not None and not self._proto.lost:
+            transport.abort()
+
+    async def _drop(self) -> None:
+        transport = self._proto.transport
+        if transport is not None and not transport.is_closing():
+            transport.close()
+        await self._wait_closed()
+
+    async def _wait_closed(self) -> None:
+        proto = self._proto
+        if proto.closed.done():
+            return
+        try:
+            async with asyncio.timeout(self._timeouts.quit):
+                await asyncio.shield(proto.closed)
+        except TimeoutError:
+            if proto.transport is not None:
+                proto.transport.abort()
+            await asyncio.sleep(0)

@@ -1,0 +1,89 @@
+"""Listening sockets and the set of live inbound sessions.
+
+Sockets are created here (not by asyncio) so SO_REUSEPORT can let several receiver
+processes share one port, and so the listen backlog is large enough for bursts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import socket
+import time
+
+from outrider.inbound.session import InboundSession, ListenerContext
+
+log = logging.getLogger("outrider.inbound")
+
+LISTEN_BACKLOG = 1024
+
+
+def open_listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
+    infos = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE | socket.AI_NUMERICHOST
+    )
+    family, _, _, _, sockaddr = infos[0]
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        if reuse_port:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
+        if family == socket.AF_INET6:
+            sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+        sock.bind(sockaddr)
+        sock.listen(LISTEN_BACKLOG)
+        sock.setblocking(False)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+class Listener:
+    """One listening address and its sessions."""
+
+    def __init__(self, ctx: ListenerContext, sock: socket.socket) -> None:
+        self.ctx = ctx
+        self.sock = sock
+        self.server: asyncio.Server | None = None
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        self.server = await loop.create_server(
+            lambda: InboundSession(self.ctx), sock=self.sock, backlog=LISTEN_BACKLOG
+        )
+        log.info("listening on %s", self.ctx.name)
+
+    def update(self, ctx: ListenerContext) -> None:
+        """Config reload: new sessions use the new context; live ones finish on the old."""
+        ctx.sessions = self.ctx.sessions
+        self.ctx = ctx
+
+    def sweep_timeouts(self) -> None:
+        now = time.monotonic()
+        for session in list(self.ctx.sessions):
+            limit = self.ctx.data_timeout if session.in_data() else self.ctx.command_timeout
+            if session.storing is None and session.idle_for(now) > limit:
+                session.timeout()
+
+    async def stop(self, timeout: float) -> None:
+        """Stop accepting, let in-flight transactions finish (bounded), then cut the rest."""
+        if self.server is not None:
+            self.server.close()
+        sessions = list(self.ctx.sessions)
+        for session in sessions:
+            session.request_close()
+        if sessions:
+            waiters = [asyncio.ensure_future(s.wait_closed()) for s in sessions]
+            _, pending = await asyncio.wait(waiters, timeout=timeout)
+            for session in list(self.ctx.sessions):
+                log.warning("shutdown: aborting session from %s", session.client_ip)
+                session.abort()
+            for waiter in pending:
+                waiter.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await waiter
+        if self.server is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(self.server.wait_closed(), 1.0)

@@ -1,0 +1,86 @@
+"""The envelope of a queued message and the state of each of its recipients.
+
+This is the unit the spool persists and the queue manager schedules. Pure data:
+no I/O, no clock (times are epoch seconds passed in by callers).
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass, field
+
+
+class RcptStatus(enum.Enum):
+    PENDING = "pending"  # not final: will be (re)tried
+    DELIVERED = "delivered"  # final: accepted by the next hop
+    BOUNCED = "bounced"  # final: permanent failure or expired
+
+
+class Ret(enum.Enum):
+    """DSN RET parameter (RFC 3461 4.3)."""
+
+    FULL = "FULL"
+    HDRS = "HDRS"
+
+
+class Notify(enum.Flag):
+    """DSN NOTIFY parameter (RFC 3461 4.1). ``NEVER`` is the empty flag."""
+
+    NEVER = 0
+    SUCCESS = enum.auto()
+    FAILURE = enum.auto()
+    DELAY = enum.auto()
+
+    @classmethod
+    def default(cls) -> Notify:
+        """What applies when the client gave no NOTIFY: failures (and delays) only."""
+        return cls.FAILURE | cls.DELAY
+
+
+@dataclass(slots=True)
+class Recipient:
+    address: str  # forward-path without angle brackets, e.g. "user@example.org"
+    orcpt: str | None = None  # ORCPT as given: "rfc822;user@example.org" (xtext decoded)
+    notify: Notify | None = None  # None: client gave no NOTIFY (see Notify.default)
+    status: RcptStatus = RcptStatus.PENDING
+    attempts: int = 0  # delivery attempts made so far
+    next_attempt: float = 0.0  # epoch seconds; 0 means "as soon as possible"
+    last_reply: str = ""  # last remote reply or local diagnostic, e.g. "451 4.7.1 try later"
+    last_mta: str = ""  # remote host name/IP that produced last_reply
+
+    @property
+    def domain(self) -> str:
+        """Lower-cased domain part; empty for a bare local part (e.g. ``postmaster``)."""
+        at = self.address.rfind("@")
+        return self.address[at + 1 :].lower() if at >= 0 else ""
+
+    @property
+    def is_final(self) -> bool:
+        return self.status is not RcptStatus.PENDING
+
+
+@dataclass(slots=True)
+class Envelope:
+    queue_id: str
+    sender: str  # reverse-path without angle brackets; "" is the null sender <>
+    recipients: list[Recipient]
+    received_at: float  # epoch seconds when the message was accepted (timeQueued)
+    size: int = 0  # octets of the stored message (with the Received header)
+    ret: Ret | None = None
+    envid: str | None = None  # ENVID (xtext decoded)
+    smtputf8: bool = False  # client asked for SMTPUTF8
+    body_8bit: bool = False  # client declared BODY=8BITMIME (or sent 8-bit octets)
+    client_address: str = ""  # peer IP of the submitting client
+    helo: str = ""
+    job_id: str = ""  # from X-Job (header removed before delivery)
+    msg_id: str = ""  # Message-ID header value, if any
+    vmta: str = ""  # virtual MTA selected (traffic-shaping issue); "" = default
+    extra: dict[str, str] = field(default_factory=dict)  # forward-compatible metadata
+
+    @property
+    def pending(self) -> list[Recipient]:
+        return [r for r in self.recipients if r.status is RcptStatus.PENDING]
+
+    @property
+    def is_done(self) -> bool:
+        return all(r.is_final for r in self.recipients)

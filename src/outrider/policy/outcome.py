@@ -1,0 +1,77 @@
+"""Classify a delivery reply into an outcome with a scope.
+
+Scope follows Postfix's smtp_trouble.c: only site-level trouble (cannot connect,
+greeting refused, connection lost) says anything about the destination as a whole;
+a 550 for one mailbox does not.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+from outrider.smtp.replies import Reply
+
+
+class Verdict(enum.Enum):
+    DELIVERED = "delivered"
+    TRANSIENT = "transient"
+    PERMANENT = "permanent"
+
+
+class Scope(enum.Enum):
+    RECIPIENT = "recipient"
+    MESSAGE = "message"
+    SITE = "site"
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: Verdict
+    scope: Scope
+    status: str  # enhanced status code to report, e.g. "5.1.1"
+    diagnostic: str  # reply text as logged and put in DSNs
+    remote_mta: str = ""  # remote host that answered ("" for local decisions)
+
+
+_STATUS_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+
+
+def verdict_of(code: int) -> Verdict:
+    if 200 <= code < 300:
+        return Verdict.DELIVERED
+    if 400 <= code < 500:
+        return Verdict.TRANSIENT
+    return Verdict.PERMANENT
+
+
+def status_of(reply: Reply) -> str:
+    """The enhanced status code of a reply, or one derived from its basic code (RFC 3463)."""
+    if reply.enhanced and reply.enhanced[0] == str(reply.code)[0]:
+        return reply.enhanced
+    first = str(reply.code)[0]
+    return {"2": "2.0.0", "4": "4.0.0", "5": "5.0.0"}.get(first, "4.0.0")
+
+
+def status_from_text(text: str, default: str) -> str:
+    """Find an enhanced status code in a stored diagnostic such as ``"550 5.1.1 no such user"``."""
+    match = _STATUS_RE.search(text)
+    return match.group(0) if match else default
+
+
+def classify_reply(reply: Reply, *, scope: Scope, remote_mta: str = "") -> Outcome:
+    return Outcome(
+        verdict=verdict_of(reply.code),
+        scope=scope,
+        status=status_of(reply),
+        diagnostic=str(reply),
+        remote_mta=remote_mta,
+    )
+
+
+def local_outcome(code: int, status: str, text: str, *, scope: Scope = Scope.SITE) -> Outcome:
+    """An outcome decided locally (DNS failure, no route) rather than by a remote reply."""
+    return Outcome(
+        verdict=verdict_of(code), scope=scope, status=status, diagnostic=f"{code} {status} {text}"
+    )

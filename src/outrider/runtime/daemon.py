@@ -1,0 +1,247 @@
+"""The composition root: builds the parts from the config and runs them until SIGTERM.
+
+Start-up order matters for durability: the spool is recovered (streamed) into the
+queue manager *before* any listener opens, so a message is never scheduled twice.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+from outrider import __version__
+from outrider.accounting.writer import AccountingLog
+from outrider.config.loader import ConfigError, load_config
+from outrider.config.model import Config
+from outrider.delivery.dns import MxResolver
+from outrider.inbound.receiver import Listener
+from outrider.message.envelope import Envelope
+from outrider.message.ids import new_queue_id
+from outrider.queue.manager import QueueManager
+from outrider.runtime.handoff import HandoffServer
+from outrider.runtime.listeners import open_listeners, reload_listeners
+from outrider.spool.disk import DiskSpool
+
+log = logging.getLogger("outrider.daemon")
+
+RECOVERY_YIELD_EVERY = 1000
+
+
+class Daemon:
+    def __init__(self, config_path: str | Path, config: Config) -> None:
+        self.config_path = str(config_path)
+        self.config = config
+        self.stop_requested = asyncio.Event()
+        self.listeners: list[Listener] = []
+        self.children: list[subprocess.Popen[bytes]] = []
+        self.handoff: HandoffServer | None = None
+
+    async def run(self) -> int:
+        config = self.config
+        config.server.spool_dir.mkdir(parents=True, exist_ok=True)
+        config.server.log_dir.mkdir(parents=True, exist_ok=True)
+        spool = DiskSpool(config.server.spool_dir)
+        accounting = AccountingLog(config.server.log_dir)
+        resolver = MxResolver(nameserver_specs(config), timeout=config.dns.timeout)
+        manager = QueueManager(
+            config=config,
+            spool=spool,
+            resolver=resolver,
+            accounting=accounting,
+            new_queue_id=new_queue_id,
+        )
+        self.manager = manager
+        await self._recover(spool, manager)
+
+        async def store(envelope: Envelope, body: bytes) -> None:
+            await spool.store(envelope, body)
+            manager.submit(envelope, body)
+
+        self.store = store
+        processes = config.server.receiver_processes
+        if processes > 0:
+            await self._start_receivers(processes, manager)
+        else:
+            self.listeners = open_listeners(
+                config, store=store, new_queue_id=new_queue_id, reuse_port=False
+            )
+            for listener in self.listeners:
+                await listener.start()
+        self._write_pid_file()
+
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        log.info(
+            "outrider %s started: %d listener(s), %d receiver process(es), %d queued",
+            __version__,
+            len(config.listeners),
+            processes,
+            manager.pending_messages,
+        )
+        ticker = loop.create_task(self._tick(accounting), name="ticker")
+        await self.stop_requested.wait()
+
+        log.info("stopping: finishing in-flight work (up to %ss)", config.server.shutdown_timeout)
+        timeout = self.config.server.shutdown_timeout
+        await asyncio.gather(
+            *(listener.stop(timeout) for listener in self.listeners), self._stop_receivers(timeout)
+        )
+        if self.handoff is not None:
+            await self.handoff.stop()
+        await manager.stop(timeout)
+        ticker.cancel()
+        accounting.close()
+        await spool.close()
+        self._remove_pid_file()
+        log.info("stopped")
+        return 0
+
+    async def _recover(self, spool: DiskSpool, manager: QueueManager) -> None:
+        count = 0
+        for envelope in spool.recover():
+            manager.restore(envelope)
+            count += 1
+            if count % RECOVERY_YIELD_EVERY == 0:
+                await asyncio.sleep(0)
+        if count:
+            log.info("recovered %d queued message(s) from the spool", count)
+
+    async def _tick(self, accounting: AccountingLog) -> None:
+        while True:
+            await asyncio.sleep(1.0)
+            accounting.flush()
+            for listener in self.listeners:
+                listener.sweep_timeouts()
+            self._reap_children()
+
+    # -- receiver processes ----------------------------------------------------------------
+    async def _start_receivers(self, count: int, manager: QueueManager) -> None:
+        path = str(self.config.server.spool_dir / f".handoff-{os.getpid()}.sock")
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(path)
+        self.handoff = HandoffServer(path, lambda env: manager.submit(env, None))
+        await self.handoff.start()
+        for index in range(count):
+            self.children.append(
+                subprocess.Popen(  # noqa: ASYNC220 - start-up only; Popen returns at once
+                    [
+                        sys.executable,
+                        "-m",
+                        "outrider.runtime.receiver_process",
+                        "--config",
+                        self.config_path,
+                        "--handoff",
+                        path,
+                        "--index",
+                        str(index),
+                        "--log-level",
+                        logging.getLevelName(logging.getLogger().level),
+                    ]
+                )
+            )
+        await self._wait_receivers_listening()
+
+    async def _wait_receivers_listening(self) -> None:
+        """Return once every listener address accepts connections (or a child died)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + 20
+        for settings in self.config.listeners:
+            host, port = settings.address
+            while True:
+                self._reap_children()
+                if not self.children:
+                    raise RuntimeError("receiver processes exited during start-up")
+                try:
+                    _, writer = await asyncio.open_connection(host, port)
+                except OSError:
+                    if loop.time() > deadline:
+                        raise RuntimeError(f"receivers not listening on {host}:{port}") from None
+                    await asyncio.sleep(0.05)
+                    continue
+                writer.close()
+                with contextlib.suppress(Exception):
+                    await writer.wait_closed()
+                break
+
+    def _reap_children(self) -> None:
+        for child in list(self.children):
+            code = child.poll()
+            if code is not None:
+                self.children.remove(child)
+                if not self.stop_requested.is_set():
+                    log.error("receiver process %d exited with %d; stopping", child.pid, code)
+                    self.stop_requested.set()
+
+    async def _stop_receivers(self, timeout: float) -> None:
+        for child in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGTERM)
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout + 5
+        for child in self.children:
+            while child.poll() is None and loop.time() < deadline:  # noqa: ASYNC110
+                await asyncio.sleep(0.05)
+            if child.poll() is None:
+                log.warning("receiver %d did not stop in time; killing it", child.pid)
+                child.kill()
+                child.wait()
+        self.children.clear()
+
+    # -- reload -----------------------------------------------------------------------------
+    def reload(self) -> None:
+        try:
+            new = load_config(self.config_path)
+        except (ConfigError, OSError) as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+            return
+        self.config = new
+        self.manager.update_config(new)
+        for warning in reload_listeners(
+            self.listeners, new, store=self.store, new_queue_id=new_queue_id
+        ):
+            log.warning("reload: %s", warning)
+        for child in self.children:
+            with contextlib.suppress(ProcessLookupError):
+                child.send_signal(signal.SIGHUP)
+        log.info("configuration reloaded from %s", self.config_path)
+
+    # -- pid file ---------------------------------------------------------------------------
+    def _write_pid_file(self) -> None:
+        path = self.config.server.pid_file
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(f"{os.getpid()}\n")
+
+    def _remove_pid_file(self) -> None:
+        path = self.config.server.pid_file
+        if path is not None:
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
+
+
+def nameserver_specs(config: Config) -> list[str] | None:
+    """The resolver's nameserver strings; None (system resolver) only when none are set."""
+    servers = config.dns.nameservers
+    if not servers:
+        return None
+    return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers]
+
+
+def run_daemon(config_path: str | Path) -> int:
+    """Entry point of ``outrider run``: returns the process exit code."""
+    from outrider.runtime.loop import run
+
+    config = load_config(config_path)
+
+    async def main() -> int:
+        return await Daemon(config_path, config).run()
+
+    return run(main())

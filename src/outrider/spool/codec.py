@@ -1,0 +1,254 @@
+"""Serialisation of envelopes and recipient-state records, and the spool file framing.
+
+A spool file is::
+
+    prefix   = MAGIC version:u8 env_len:u32 body_len:u64 body_crc:u32 prefix_crc:u32
+    envelope = env_len bytes of compact UTF-8 JSON (versioned, see FORMAT_VERSION)
+    body     = body_len bytes, the message as received
+    tail     = zero or more records: b"R" len:u32 crc:u32 payload
+
+``prefix_crc`` covers the fixed fields and the envelope, so a file cut anywhere inside its
+header is detected. Each tail record holds the full state of some recipients (by index),
+so replaying records in order gives the latest state; a record whose length or CRC does
+not check out marks the end of the valid tail (a write torn by a crash).
+
+JSON via the C accelerator is faster here than pickle/marshal on dict-shaped data, safe to
+parse, and readable with standard tools when an operator inspects a spool file.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret
+
+MAGIC = b"ORSP"
+FORMAT_VERSION = 1
+
+_PREFIX = struct.Struct("<4sBIQI")  # magic, version, env_len, body_len, body_crc
+_PREFIX_CRC = struct.Struct("<I")
+PREFIX_SIZE = _PREFIX.size + _PREFIX_CRC.size
+_RECORD = struct.Struct("<cII")  # b"R", payload length, payload crc
+_RECORD_TAG = b"R"
+MAX_RECORD_PAYLOAD = 64 * 1024 * 1024  # larger lengths can only be garbage
+
+_NOTIFY_LETTERS = ((Notify.SUCCESS, "S"), (Notify.FAILURE, "F"), (Notify.DELAY, "D"))
+_STATUS_BY_VALUE = {s.value: s for s in RcptStatus}
+
+_encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
+_decode = json.JSONDecoder().decode
+
+
+class CodecError(ValueError):
+    """Bytes that are not a valid envelope, prefix or record."""
+
+
+class UnsupportedFormatError(CodecError):
+    """A well-formed file of a format version this code does not know (written by a newer
+    release): it must be left alone, not quarantined."""
+
+
+@dataclass(frozen=True, slots=True)
+class Prefix:
+    version: int
+    env_len: int
+    body_len: int
+    body_crc: int
+
+    @property
+    def body_offset(self) -> int:
+        return PREFIX_SIZE + self.env_len
+
+    @property
+    def tail_offset(self) -> int:
+        return PREFIX_SIZE + self.env_len + self.body_len
+
+
+# --- envelope ------------------------------------------------------------------------------
+
+
+def _notify_to_json(notify: Notify | None) -> str | None:
+    if notify is None:
+        return None
+    return "".join(letter for flag, letter in _NOTIFY_LETTERS if flag in notify)
+
+
+def _notify_from_json(value: object) -> Notify | None:
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise CodecError(f"bad notify: {value!r}")
+    notify = Notify.NEVER
+    for flag, letter in _NOTIFY_LETTERS:
+        if letter in value:
+            notify |= flag
+    return notify
+
+
+def _state(r: Recipient) -> list[Any]:
+    return [r.status.value, r.attempts, r.next_attempt, r.last_reply, r.last_mta]
+
+
+def _apply_state(r: Recipient, state: Sequence[Any]) -> None:
+    status, attempts, next_attempt, last_reply, last_mta = state
+    r.status = _STATUS_BY_VALUE[status]
+    r.attempts = int(attempts)
+    r.next_attempt = float(next_attempt)
+    r.last_reply = str(last_reply)
+    r.last_mta = str(last_mta)
+
+
+def encode_envelope(env: Envelope) -> bytes:
+    """Compact, versioned JSON of every envelope and recipient field."""
+    doc = {
+        "v": FORMAT_VERSION,
+        "q": env.queue_id,
+        "s": env.sender,
+        "t": env.received_at,
+        "z": env.size,
+        "ret": env.ret.value if env.ret is not None else None,
+        "env": env.envid,
+        "u8": env.smtputf8,
+        "b8": env.body_8bit,
+        "ip": env.client_address,
+        "helo": env.helo,
+        "job": env.job_id,
+        "mid": env.msg_id,
+        "vmta": env.vmta,
+        "x": env.extra,
+        "r": [[r.address, r.orcpt, _notify_to_json(r.notify), *_state(r)] for r in env.recipients],
+    }
+    return _encoder.encode(doc).encode("utf-8")
+
+
+def decode_envelope(data: bytes) -> Envelope:
+    try:
+        doc = _decode(data.decode("utf-8"))
+        if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
+            raise CodecError("unsupported envelope version")
+        recipients = []
+        for row in doc["r"]:
+            address, orcpt, notify, *state = row
+            rcpt = Recipient(address=str(address), orcpt=orcpt, notify=_notify_from_json(notify))
+            _apply_state(rcpt, state)
+            recipients.append(rcpt)
+        ret = doc["ret"]
+        extra = doc["x"]
+        if not isinstance(extra, dict):
+            raise CodecError("extra is not an object")
+        return Envelope(
+            queue_id=str(doc["q"]),
+            sender=str(doc["s"]),
+            recipients=recipients,
+            received_at=float(doc["t"]),
+            size=int(doc["z"]),
+            ret=Ret(ret) if ret is not None else None,
+            envid=doc["env"],
+            smtputf8=bool(doc["u8"]),
+            body_8bit=bool(doc["b8"]),
+            client_address=str(doc["ip"]),
+            helo=str(doc["helo"]),
+            job_id=str(doc["job"]),
+            msg_id=str(doc["mid"]),
+            vmta=str(doc["vmta"]),
+            extra={str(k): str(v) for k, v in extra.items()},
+        )
+    except CodecError:
+        raise
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CodecError(f"bad envelope: {exc}") from exc
+
+
+# --- file prefix ---------------------------------------------------------------------------
+
+
+def encode_prefix(envelope_json: bytes, body: bytes) -> bytes:
+    """Fixed prefix plus envelope: everything before the body."""
+    fixed = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(envelope_json), len(body), zlib.crc32(body))
+    crc = zlib.crc32(envelope_json, zlib.crc32(fixed))
+    return fixed + _PREFIX_CRC.pack(crc) + envelope_json
+
+
+def decode_prefix(head: bytes) -> Prefix:
+    """Parse the fixed prefix (first PREFIX_SIZE bytes); the envelope is checked separately."""
+    if len(head) < PREFIX_SIZE:
+        raise CodecError("truncated prefix")
+    magic, version, env_len, body_len, body_crc = _PREFIX.unpack_from(head)
+    if magic != MAGIC:
+        raise CodecError("not a spool file")
+    if version != FORMAT_VERSION:
+        raise UnsupportedFormatError(f"unsupported spool format version {version}")
+    return Prefix(version, env_len, body_len, body_crc)
+
+
+def check_header(head: bytes, prefix: Prefix) -> bytes:
+    """Verify the prefix CRC over ``head`` (prefix + envelope); returns the envelope JSON."""
+    end = prefix.body_offset
+    if len(head) < end:
+        raise CodecError("truncated envelope")
+    (stored,) = _PREFIX_CRC.unpack_from(head, _PREFIX.size)
+    envelope_json = head[PREFIX_SIZE:end]
+    if zlib.crc32(envelope_json, zlib.crc32(head[: _PREFIX.size])) != stored:
+        raise CodecError("header checksum mismatch")
+    return envelope_json
+
+
+def check_body(body: bytes, prefix: Prefix) -> None:
+    if len(body) != prefix.body_len:
+        raise CodecError(f"body is {len(body)} octets, expected {prefix.body_len}")
+    if zlib.crc32(body) != prefix.body_crc:
+        raise CodecError("body checksum mismatch")
+
+
+# --- recipient state records ---------------------------------------------------------------
+
+
+def encode_record(indexed: Iterable[tuple[int, Recipient]]) -> bytes:
+    """One tail record with the full state of the given (index, recipient) pairs."""
+    payload = _encoder.encode([[i, *_state(r)] for i, r in indexed]).encode("utf-8")
+    return _RECORD.pack(_RECORD_TAG, len(payload), zlib.crc32(payload)) + payload
+
+
+def iter_records(tail: bytes) -> Iterator[tuple[int, list[list[Any]]]]:
+    """Yield ``(end_offset, rows)`` for each intact record; stop at the first torn one."""
+    pos = 0
+    size = len(tail)
+    header = _RECORD.size
+    while pos + header <= size:
+        tag, length, crc = _RECORD.unpack_from(tail, pos)
+        end = pos + header + length
+        if tag != _RECORD_TAG or length == 0 or length > MAX_RECORD_PAYLOAD or end > size:
+            return
+        payload = tail[pos + header : end]
+        if zlib.crc32(payload) != crc:
+            return
+        try:
+            rows = _decode(payload.decode("utf-8"))
+        except ValueError:
+            return
+        if not isinstance(rows, list):
+            return
+        yield end, rows
+        pos = end
+
+
+def apply_records(env: Envelope, tail: bytes) -> int:
+    """Replay the tail onto ``env``; returns the length of its valid part."""
+    valid = 0
+    recipients = env.recipients
+    for end, rows in iter_records(tail):
+        try:
+            for row in rows:
+                index, *state = row
+                if not isinstance(index, int) or index < 0:
+                    raise IndexError(index)
+                _apply_state(recipients[index], state)
+        except (ValueError, KeyError, TypeError, IndexError) as exc:
+            raise CodecError(f"bad status record: {exc}") from exc
+        valid = end
+    return valid

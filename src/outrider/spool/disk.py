@@ -1,0 +1,559 @@
+"""The on-disk spool: one file per message, group-committed by a dedicated thread.
+
+Durability protocol for ``store``: write prefix+envelope+body to ``tmp.<pid>.<id>``,
+fdatasync it, hard-link it to ``<id>`` (``link`` refuses to replace, so an id collision can
+never overwrite a stored message), unlink the temp name, then fsync the directory once for
+the whole batch before any future in the batch completes. A crash leaves either no final
+name or a complete, fsynced file under it.
+
+Status changes are appended to the message file as small CRC-framed records (never
+rewriting the body) and fdatasynced, batched the same way; records for one message in one
+batch become a single write.
+
+Group commit: callers enqueue jobs and await a future; the committer thread takes
+everything queued, does the per-file writes and syncs in a small pool (concurrent fsyncs
+share journal commits on ext4/xfs: measured 3-5x the rate of sequential fsyncs), then one
+directory fsync, then completes the futures with one ``call_soon_threadsafe`` per event
+loop. While a batch commits the next one accumulates, so batch size follows load without
+any added delay.
+
+The spool directory is flat. ext4 and xfs index directories with hashed B-trees, so
+lookups stay cheap with millions of entries, and ``recover`` streams it with ``scandir``;
+hashing into subdirectories would turn the one directory fsync per batch into one per
+subdirectory touched, which is the dominant cost of a commit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import queue
+import re
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from outrider.message.envelope import Envelope, Recipient
+from outrider.spool.base import (
+    CorruptMessageError,
+    SpoolClosedError,
+    SpoolError,
+    UnknownMessageError,
+    error_from_os,
+)
+from outrider.spool.codec import (
+    PREFIX_SIZE,
+    CodecError,
+    UnsupportedFormatError,
+    apply_records,
+    check_body,
+    check_header,
+    decode_envelope,
+    decode_prefix,
+    encode_envelope,
+    encode_prefix,
+    encode_record,
+)
+
+log = logging.getLogger(__name__)
+
+QUARANTINE_DIR = "quarantine"
+TMP_PREFIX = "tmp."
+STALE_TEMP_AGE = 3600.0  # a temp file of a live process older than this is abandoned
+DEFAULT_WORKERS = 8  # fsync pool size; measured: 8-16 saturate a virtio disk, 32 regresses
+_HEAD_READ = 64 * 1024  # first read at recovery: prefix + envelope in one syscall usually
+
+_NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
+_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+
+_STORE, _RECORD, _REMOVE, _STOP = range(4)
+
+# Temp files this process is writing, across all DiskSpool objects (several may share a
+# directory), so that recover() never deletes a store in progress.
+_inflight: set[str] = set()
+_inflight_lock = threading.Lock()
+
+
+@dataclass(slots=True)
+class SpoolStats:
+    """Counters for benchmarks and metrics (written by the committer thread only)."""
+
+    stores: int = 0
+    records: int = 0
+    removes: int = 0
+    batches: int = 0
+    fsyncs: int = 0  # file fsync/fdatasync calls
+    dir_fsyncs: int = 0
+
+
+@dataclass(slots=True, eq=False)
+class _Job:
+    kind: int
+    queue_id: str
+    data: bytes  # envelope JSON (store) or encoded record (record)
+    body: bytes
+    loop: asyncio.AbstractEventLoop | None
+    future: asyncio.Future[None] | None
+    error: SpoolError | None = None
+
+
+def _write_all(fd: int, parts: Sequence[bytes]) -> None:
+    views = [memoryview(p) for p in parts if p]
+    while views:
+        n = os.writev(fd, views)
+        while n:
+            first = len(views[0])
+            if n >= first:
+                n -= first
+                views.pop(0)
+            else:
+                views[0] = views[0][n:]
+                n = 0
+
+
+def _pread_all(fd: int, size: int, offset: int) -> bytes:
+    data = os.pread(fd, size, offset)
+    if len(data) == size or not data:
+        return data
+    chunks = [data]
+    got = len(data)
+    while got < size:
+        chunk = os.pread(fd, size - got, offset + got)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        got += len(chunk)
+    return b"".join(chunks)
+
+
+def _call(task: Callable[[], None]) -> None:
+    task()
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _complete(items: list[tuple[asyncio.Future[None], SpoolError | None]]) -> None:
+    for future, error in items:
+        if future.done():  # the caller was cancelled; the commit happened regardless
+            continue
+        if error is None:
+            future.set_result(None)
+        else:
+            future.set_exception(error)
+
+
+class DiskSpool:
+    """A durable spool in one directory; safe for concurrent ``store`` from many processes."""
+
+    def __init__(
+        self, directory: Path, *, fsync: bool = True, workers: int = DEFAULT_WORKERS
+    ) -> None:
+        self.directory = Path(directory)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.stats = SpoolStats()
+        self._fsync = fsync
+        self._workers = max(1, workers)
+        self._dir = str(self.directory)
+        self._pid = os.getpid()
+        self._queue: queue.SimpleQueue[_Job] = queue.SimpleQueue()
+        self._thread: threading.Thread | None = None
+        self._start_lock = threading.Lock()
+        self._closed = False
+
+    # --- public API -----------------------------------------------------------------------
+
+    async def store(self, envelope: Envelope, body: bytes) -> None:
+        self._check_id(envelope.queue_id)
+        await self._submit(_STORE, envelope.queue_id, encode_envelope(envelope), body)
+
+    async def load_body(self, queue_id: str) -> bytes:
+        self._check_id(queue_id)
+        if self._closed:
+            raise SpoolClosedError("spool is closed")
+        return await asyncio.to_thread(self._read_body, queue_id)
+
+    async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:
+        """Append the state of ``recipients``, which must be the very objects in
+        ``envelope.recipients`` (matched by identity, so repeated addresses are fine)."""
+        if not recipients:
+            return
+        self._check_id(envelope.queue_id)
+        index = {id(r): i for i, r in enumerate(envelope.recipients)}
+        pairs = []
+        for rcpt in recipients:
+            i = index.get(id(rcpt))
+            if i is None:
+                raise ValueError(f"{rcpt.address!r} is not a recipient of {envelope.queue_id}")
+            pairs.append((i, rcpt))
+        await self._submit(_RECORD, envelope.queue_id, encode_record(pairs))
+
+    async def remove(self, queue_id: str) -> None:
+        self._check_id(queue_id)
+        await self._submit(_REMOVE, queue_id)
+
+    def recover(self) -> Iterator[Envelope]:
+        """Stream unfinished messages; removes abandoned temps and finished messages,
+        truncates torn status records and quarantines files with a damaged header.
+
+        Order is directory order. Call it before the first ``record`` (it repairs the tails
+        that later appends extend) and from one process only.
+        """
+        removed = 0
+        with os.scandir(self._dir) as entries:
+            for entry in entries:
+                name = entry.name
+                if name.startswith(TMP_PREFIX):
+                    if self._is_abandoned_temp(entry):
+                        removed += self._unlink_quietly(entry.path)
+                    continue
+                if not _NAME_RE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
+                    continue
+                envelope = self._recover_file(entry.path, name)
+                if envelope is None:
+                    continue
+                if envelope.is_done:
+                    removed += self._unlink_quietly(entry.path)
+                    continue
+                yield envelope
+        if removed and self._fsync:
+            self._sync_dir()
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        with self._start_lock:
+            thread = self._thread
+        if thread is not None:
+            loop = asyncio.get_running_loop()
+            done: asyncio.Future[None] = loop.create_future()
+            self._queue.put(_Job(_STOP, "", b"", b"", loop, done))
+            await done
+            thread.join()
+
+    # --- submission -----------------------------------------------------------------------
+
+    @staticmethod
+    def _check_id(queue_id: str) -> None:
+        if not _NAME_RE.fullmatch(queue_id):
+            raise ValueError(f"queue id is not filename-safe: {queue_id!r}")
+
+    async def _submit(self, kind: int, queue_id: str, data: bytes = b"", body: bytes = b"") -> None:
+        if self._closed:
+            raise SpoolClosedError("spool is closed")
+        self._ensure_thread()
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[None] = loop.create_future()
+        self._queue.put(_Job(kind, queue_id, data, body, loop, future))
+        await future
+
+    def _ensure_thread(self) -> None:
+        if self._thread is not None:
+            return
+        with self._start_lock:
+            if self._thread is None:
+                thread = threading.Thread(
+                    target=self._run, name=f"spool-committer:{self._dir}", daemon=True
+                )
+                thread.start()
+                self._thread = thread
+
+    # --- committer thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        pool = (
+            ThreadPoolExecutor(self._workers, thread_name_prefix="spool-sync")
+            if self._workers > 1 and self._fsync
+            else None
+        )
+        try:
+            stopping: list[_Job] = []
+            while not stopping:
+                batch = [self._queue.get()]
+                while True:
+                    try:
+                        batch.append(self._queue.get_nowait())
+                    except queue.Empty:
+                        break
+                jobs = [job for job in batch if job.kind != _STOP]
+                stopping = [job for job in batch if job.kind == _STOP]
+                if jobs:
+                    try:
+                        self._commit(jobs, pool)
+                    except BaseException as exc:  # never strand a caller's future
+                        log.exception("spool commit failed")
+                        for job in jobs:
+                            job.error = job.error or SpoolError(f"spool commit failed: {exc!r}")
+                    self._deliver(jobs)
+        finally:
+            if pool is not None:
+                pool.shutdown()
+        self._deliver(stopping)
+
+    def _commit(self, jobs: list[_Job], pool: ThreadPoolExecutor | None) -> None:
+        stats = self.stats
+        stats.batches += 1
+        stores = [job for job in jobs if job.kind == _STORE]
+        removes = [job for job in jobs if job.kind == _REMOVE]
+        records: dict[str, list[_Job]] = {}
+        for job in jobs:
+            if job.kind == _RECORD:
+                records.setdefault(job.queue_id, []).append(job)
+
+        # Phase 1: file contents, written and synced in parallel.
+        tasks: list[Callable[[], None]] = [partial(self._write_temp, job) for job in stores]
+        tasks += [partial(self._append, group) for group in records.values()]
+        if pool is not None and len(tasks) > 1:
+            for _ in pool.map(_call, tasks):
+                pass
+        else:
+            for task in tasks:
+                task()
+        if self._fsync:
+            stats.fsyncs += len(tasks)
+        stats.records += sum(len(group) for group in records.values())
+
+        # Phase 2: names. Only the committer touches names, so no two renames race.
+        linked = [job for job in stores if job.error is None and self._publish(job)]
+        unlinked = [job for job in removes if self._unlink(job)]
+
+        # Phase 3: one directory fsync makes every name change in the batch durable.
+        if (linked or unlinked) and self._fsync:
+            try:
+                self._sync_dir()
+                stats.dir_fsyncs += 1
+            except OSError as exc:
+                error = error_from_os("directory sync", exc)
+                for job in linked:
+                    job.error = error
+                    self._unlink_quietly(os.path.join(self._dir, job.queue_id))
+                for job in unlinked:
+                    job.error = error
+                return
+        stats.stores += len(linked)
+        stats.removes += len(unlinked)
+
+    def _sync_dir(self) -> None:
+        # Opened per batch rather than held, so a spool used only for recover() owns no fd.
+        fd = os.open(self._dir, os.O_RDONLY | _O_CLOEXEC)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+    def _temp_name(self, queue_id: str) -> str:
+        return f"{TMP_PREFIX}{self._pid}.{queue_id}"
+
+    def _write_temp(self, job: _Job) -> None:
+        name = self._temp_name(job.queue_id)
+        path = os.path.join(self._dir, name)
+        with _inflight_lock:
+            _inflight.add(path)
+        try:
+            prefix = encode_prefix(job.data, job.body)
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, (prefix, job.body))
+                if self._fsync:
+                    _datasync(fd)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            job.error = error_from_os("store", exc)
+            self._drop_temp(name)
+
+    def _publish(self, job: _Job) -> bool:
+        name = self._temp_name(job.queue_id)
+        temp = os.path.join(self._dir, name)
+        try:
+            os.link(temp, os.path.join(self._dir, job.queue_id))
+        except FileExistsError:
+            job.error = SpoolError(f"queue id {job.queue_id} already in the spool")
+            self._drop_temp(name)
+            return False
+        except OSError as exc:
+            job.error = error_from_os("store", exc)
+            self._drop_temp(name)
+            return False
+        self._drop_temp(name)
+        return True
+
+    def _drop_temp(self, name: str) -> None:
+        path = os.path.join(self._dir, name)
+        self._unlink_quietly(path)
+        with _inflight_lock:
+            _inflight.discard(path)
+
+    def _append(self, group: list[_Job]) -> None:
+        path = os.path.join(self._dir, group[0].queue_id)
+        data = b"".join(job.data for job in group)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | _O_CLOEXEC)
+        except OSError as exc:
+            error = error_from_os("record", exc)
+            for job in group:
+                job.error = error
+            return
+        try:
+            size = os.fstat(fd).st_size
+            try:
+                _write_all(fd, (data,))
+                if self._fsync:
+                    _datasync(fd)
+            except OSError as exc:
+                error = error_from_os("record", exc)
+                for job in group:
+                    job.error = error
+                # A partial record left in place would hide every later append from
+                # recovery, so cut the file back to its last good length.
+                try:
+                    os.ftruncate(fd, size)
+                    if self._fsync:
+                        _datasync(fd)
+                except OSError:
+                    log.exception("cannot roll back status record of %s", group[0].queue_id)
+        finally:
+            os.close(fd)
+
+    def _unlink(self, job: _Job) -> bool:
+        try:
+            os.unlink(os.path.join(self._dir, job.queue_id))
+        except FileNotFoundError:
+            return True  # already gone: removal is idempotent
+        except OSError as exc:
+            job.error = error_from_os("remove", exc)
+            return False
+        return True
+
+    def _deliver(self, jobs: list[_Job]) -> None:
+        by_loop: dict[
+            asyncio.AbstractEventLoop, list[tuple[asyncio.Future[None], SpoolError | None]]
+        ]
+        by_loop = {}
+        for job in jobs:
+            if job.loop is not None and job.future is not None:
+                by_loop.setdefault(job.loop, []).append((job.future, job.error))
+        for loop, items in by_loop.items():
+            try:
+                loop.call_soon_threadsafe(_complete, items)
+            except RuntimeError:  # the loop was closed while its caller waited
+                log.warning("spool: event loop closed before %d commits completed", len(items))
+
+    # --- reading --------------------------------------------------------------------------
+
+    def _read_body(self, queue_id: str) -> bytes:
+        path = os.path.join(self._dir, queue_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise UnknownMessageError(f"no message {queue_id} in the spool") from exc
+        except OSError as exc:
+            raise error_from_os("read", exc) from exc
+        try:
+            prefix = decode_prefix(_pread_all(fd, PREFIX_SIZE, 0))
+            body = _pread_all(fd, prefix.body_len, prefix.body_offset)
+            check_body(body, prefix)
+        except CodecError as exc:
+            raise CorruptMessageError(f"spool file {queue_id} is damaged: {exc}") from exc
+        except OSError as exc:
+            raise error_from_os("read", exc) from exc
+        finally:
+            os.close(fd)
+        return body
+
+    # --- recovery -------------------------------------------------------------------------
+
+    def _is_abandoned_temp(self, entry: os.DirEntry[str]) -> bool:
+        parts = entry.name.split(".", 2)
+        try:
+            pid = int(parts[1])
+        except (IndexError, ValueError):
+            return True
+        if pid == self._pid:
+            with _inflight_lock:
+                return os.path.join(self._dir, entry.name) not in _inflight
+        if not _pid_alive(pid):
+            return True
+        try:
+            age = time.time() - entry.stat(follow_symlinks=False).st_mtime
+        except FileNotFoundError:
+            return False
+        return age > STALE_TEMP_AGE
+
+    def _recover_file(self, path: str, name: str) -> Envelope | None:
+        try:
+            fd = os.open(path, os.O_RDWR | _O_CLOEXEC)
+        except FileNotFoundError:
+            return None
+        except OSError:
+            log.exception("spool: cannot open %s; left in place", path)
+            return None
+        try:
+            head = _pread_all(fd, _HEAD_READ, 0)
+            prefix = decode_prefix(head)
+            if len(head) < prefix.body_offset:
+                head += _pread_all(fd, prefix.body_offset - len(head), len(head))
+            envelope = decode_envelope(check_header(head, prefix))
+            if envelope.queue_id != name:
+                raise CodecError(f"file holds queue id {envelope.queue_id!r}")
+            size = os.fstat(fd).st_size
+            if size < prefix.tail_offset:
+                raise CodecError(f"body truncated ({size} < {prefix.tail_offset} octets)")
+            tail = _pread_all(fd, size - prefix.tail_offset, prefix.tail_offset)
+            valid = apply_records(envelope, tail)
+            if valid < len(tail):
+                log.warning(
+                    "spool: %s: dropping %d octets of torn status record",
+                    name,
+                    len(tail) - valid,
+                )
+                os.ftruncate(fd, prefix.tail_offset + valid)
+                if self._fsync:
+                    _datasync(fd)
+            return envelope
+        except UnsupportedFormatError as exc:
+            log.error("spool: %s: %s; left in place", name, exc)
+            return None
+        except CodecError as exc:
+            self._quarantine(path, name, str(exc))
+            return None
+        except OSError:
+            log.exception("spool: cannot recover %s; left in place", path)
+            return None
+        finally:
+            os.close(fd)
+
+    def _quarantine(self, path: str, name: str, reason: str) -> None:
+        target_dir = self.directory / QUARANTINE_DIR
+        try:
+            target_dir.mkdir(exist_ok=True)
+            os.rename(path, target_dir / name)
+        except OSError:
+            log.exception("spool: %s is damaged (%s) and cannot be quarantined", name, reason)
+            return
+        log.error("spool: %s is damaged (%s); moved to %s", name, reason, target_dir)
+
+    @staticmethod
+    def _unlink_quietly(path: str) -> int:
+        try:
+            os.unlink(path)
+        except FileNotFoundError:
+            return 0
+        except OSError:
+            log.exception("spool: cannot remove %s", path)
+            return 0
+        return 1

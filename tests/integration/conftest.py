@@ -1,0 +1,91 @@
+"""Fixtures for end-to-end tests: a loopback DNS server, loopback SMTP sinks, the daemon.
+
+Everything listens on 127.0.0.0/8; the daemon's [dns] points at the loopback DNS
+server, so no test can reach the system resolver or a real MX.
+"""
+
+from __future__ import annotations
+
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.support.daemon import DaemonHandle, free_port, write_config
+from tests.support.dns_server import DnsTestServer
+from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
+
+SINK_HOSTS = ("127.0.0.2", "127.0.0.3")
+
+
+def common_free_port(hosts: tuple[str, ...]) -> int:
+    """A port free on every host, so several MX hosts can share one smtp-port."""
+    for _ in range(50):
+        port = free_port(hosts[0])
+        ok = True
+        for host in hosts[1:]:
+            with socket.socket() as s:
+                try:
+                    s.bind((host, port))
+                except OSError:
+                    ok = False
+                    break
+        if ok:
+            return port
+    raise RuntimeError("no common free port")
+
+
+@pytest.fixture
+def mx_port() -> int:
+    return common_free_port(SINK_HOSTS)
+
+
+@pytest.fixture
+def dns_server() -> Iterator[DnsTestServer]:
+    server = DnsTestServer(
+        {
+            "example.org": {"MX": [(10, "mx1.example.org")]},
+            "mx1.example.org": {"A": ["127.0.0.2"]},
+            "sender.test": {"MX": [(10, "mx1.example.org")]},
+            "twomx.test": {"MX": [(10, "mx-dead.twomx.test"), (20, "mx-live.twomx.test")]},
+            "mx-dead.twomx.test": {"A": ["127.0.0.3"]},
+            "mx-live.twomx.test": {"A": ["127.0.0.2"]},
+            "nullmx.test": {"MX": [(0, ".")]},
+            "implicit.test": {"A": ["127.0.0.2"]},
+        },
+        zones=["org", "test"],
+    )
+    server.start_in_thread()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def sink(mx_port: int) -> Iterator[ScriptedSmtpServer]:
+    server = ScriptedSmtpServer(ServerScript(), host="127.0.0.2", port=mx_port)
+    with server.run_in_thread() as running:
+        yield running
+
+
+@pytest.fixture
+def make_daemon(
+    tmp_path: Path, dns_server: DnsTestServer, mx_port: int
+) -> Iterator[Callable[..., DaemonHandle]]:
+    handles: list[DaemonHandle] = []
+
+    def factory(**kwargs: object) -> DaemonHandle:
+        domain_defaults = str(kwargs.pop("domain_defaults", ""))
+        handle = write_config(
+            tmp_path / f"d{len(handles)}",
+            port=free_port(),
+            dns=dns_server.address,
+            domain_defaults=f"smtp-port = {mx_port}\n{domain_defaults}",
+            **kwargs,  # type: ignore[arg-type]
+        )
+        handles.append(handle)
+        return handle
+
+    yield factory
+    for handle in handles:
+        handle.kill()

@@ -1,0 +1,172 @@
+"""Run the real ``outrider run`` daemon as a subprocess for integration tests."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+def wait_port(
+    host: str, port: int, timeout: float = 20.0, proc: subprocess.Popen[bytes] | None = None
+) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"daemon exited with {proc.returncode} before listening")
+        try:
+            with socket.create_connection((host, port), timeout=0.5) as s:
+                s.recv(512)
+                return
+        except OSError:
+            time.sleep(0.05)
+    raise TimeoutError(f"nothing listening on {host}:{port}")
+
+
+@dataclass
+class DaemonHandle:
+    """A running daemon; its stderr goes to ``log_path`` for debugging failed tests."""
+
+    workdir: Path
+    config_path: Path
+    host: str
+    port: int
+    proc: subprocess.Popen[bytes] | None = None
+    log_path: Path = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.log_path = self.workdir / "daemon.log"
+
+    @property
+    def spool_dir(self) -> Path:
+        return self.workdir / "spool"
+
+    @property
+    def log_dir(self) -> Path:
+        return self.workdir / "log"
+
+    def start(self, *, wait: bool = True) -> None:
+        env = dict(os.environ)
+        env["PYTHONUNBUFFERED"] = "1"
+        log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
+        self.proc = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "outrider",
+                "run",
+                "-c",
+                str(self.config_path),
+                "--log-level",
+                "DEBUG",
+            ],
+            cwd=self.workdir,
+            stdout=log,
+            stderr=log,
+            env=env,
+        )
+        log.close()
+        if wait:
+            wait_port(self.host, self.port, proc=self.proc)
+
+    def signal(self, sig: int) -> None:
+        assert self.proc is not None
+        self.proc.send_signal(sig)
+
+    def stop(self, timeout: float = 30.0) -> int:
+        """SIGTERM and wait; returns the exit code."""
+        if self.proc is None:
+            return 0
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait()
+            raise
+        self.proc = None
+        return code
+
+    def kill(self) -> None:
+        """kill -9: the crash case."""
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+        self.proc = None
+
+    def log_text(self) -> str:
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def accounting_rows(self) -> list[dict[str, str]]:
+        import csv
+
+        rows: list[dict[str, str]] = []
+        for path in sorted(self.log_dir.glob("acct-*.csv")):
+            with open(path, newline="") as fh:
+                rows.extend(csv.DictReader(fh))
+        return rows
+
+
+def write_config(
+    workdir: Path,
+    *,
+    port: int,
+    dns: tuple[str, int],
+    extra: str = "",
+    relay_domains: tuple[str, ...] = ("example.org",),
+    receiver_processes: int = 0,
+    host: str = "127.0.0.1",
+    domain_defaults: str = "",
+) -> DaemonHandle:
+    """A config for tests: loopback listener, loopback DNS, short timeouts and retries."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    domains = ", ".join(f'"{d}"' for d in relay_domains)
+    text = f"""
+[server]
+hostname = "mta.outrider.test"
+spool-dir = "spool"
+log-dir = "log"
+shutdown-timeout = "10s"
+receiver-processes = {receiver_processes}
+
+[dns]
+nameservers = ["{dns[0]}:{dns[1]}"]
+timeout = "2s"
+
+[[listener]]
+address = "{host}:{port}"
+relay-networks = ["127.0.0.0/8"]
+max-message-size = "1M"
+max-rcpt-per-message = 100
+
+[relay]
+domains = [{domains}]
+
+[domain."*"]
+retry-after = ["1s"]
+bounce-after = "1h"
+connect-timeout = "2s"
+smtp-greeting-timeout = "3s"
+smtp-command-timeout = "3s"
+smtp-data-init-timeout = "3s"
+smtp-data-block-timeout = "3s"
+smtp-data-termination-timeout = "3s"
+connection-idle-timeout = "0.5s"
+{domain_defaults}
+{extra}
+"""
+    config_path = workdir / "outrider.toml"
+    config_path.write_text(text)
+    return DaemonHandle(workdir=workdir, config_path=config_path, host=host, port=port)

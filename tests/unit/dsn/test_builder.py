@@ -1,0 +1,435 @@
+"""DSN building: structure, RFC 3464 fields, NOTIFY/RET rules and the RFC 6533 variant."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+from email.message import EmailMessage, Message
+
+import pytest
+
+from outrider.dsn.builder import (
+    FailedRecipient,
+    _header,
+    build_dsn,
+    should_bounce,
+    wants_dsn,
+)
+from outrider.message.envelope import Envelope, Notify, Recipient, Ret
+
+NOW = 1_795_811_465.0  # Fri, 27 Nov 2026 20:31:05 +0000
+ARRIVED = NOW - 3600
+HOST = "mta.example.net"
+ORIGINAL = (
+    b"From: Sender <sender@example.com>\r\n"
+    b"To: user@example.org\r\n"
+    b"Subject: quarterly report\r\n"
+    b"Message-ID: <orig-1@example.com>\r\n"
+    b"\r\n"
+    b"The body of the original message.\r\n"
+)
+
+
+def envelope(**overrides: object) -> Envelope:
+    env = Envelope(
+        queue_id="4Q7xYz",
+        sender="sender@example.com",
+        recipients=[Recipient("user@example.org")],
+        received_at=ARRIVED,
+    )
+    for key, value in overrides.items():
+        setattr(env, key, value)
+    return env
+
+
+def failed(
+    address: str = "user@example.org",
+    status: str = "5.1.1",
+    diagnostic: str = "550 5.1.1 <user@example.org>: no such user",
+    remote_mta: str = "mx.example.org",
+    **rcpt: object,
+) -> FailedRecipient:
+    return FailedRecipient(Recipient(address, **rcpt), status, diagnostic, remote_mta)  # type: ignore[arg-type]
+
+
+def parse(data: bytes) -> EmailMessage:
+    msg = email.message_from_bytes(data, policy=email.policy.default)
+    assert isinstance(msg, EmailMessage)
+    return msg
+
+
+def parts(msg: EmailMessage) -> list[Message]:
+    return list(msg.iter_parts())
+
+
+def status_blocks(msg: EmailMessage) -> list[Message]:
+    report = parts(msg)[1]
+    assert report.get_content_type() == "message/delivery-status"
+    payload = report.get_payload()
+    assert isinstance(payload, list)
+    blocks = [block for block in payload if isinstance(block, Message)]
+    assert len(blocks) == len(payload)
+    return blocks
+
+
+def attached(part: Message) -> Message:
+    """The message inside a message/rfc822 or message/global part."""
+    payload = part.get_payload()
+    assert isinstance(payload, list) and len(payload) == 1
+    inner = payload[0]
+    assert isinstance(inner, Message)
+    return inner
+
+
+def global_status_blocks(data: bytes) -> list[Message]:
+    """The email package splits only message/delivery-status into blocks; do it by hand."""
+    boundary = parse(data).get_boundary()
+    assert boundary
+    report = data.split(f"\r\n--{boundary}\r\n".encode())[2]
+    head, body = report.split(b"\r\n\r\n", 1)
+    assert b"Content-Type: message/global-delivery-status" in head
+    return [
+        email.message_from_string(block, policy=email.policy.default)
+        for block in body.decode("utf-8").split("\r\n\r\n")
+        if block.strip()
+    ]
+
+
+def text_of(msg: EmailMessage) -> str:
+    part = parts(msg)[0]
+    assert isinstance(part, EmailMessage)
+    content = part.get_content()
+    assert isinstance(content, str)
+    return content
+
+
+def build(
+    env: Envelope | None = None, rcpts: list[FailedRecipient] | None = None, **kw: object
+) -> bytes:
+    return build_dsn(
+        env or envelope(),
+        rcpts or [failed()],
+        kw.pop("original", ORIGINAL),  # type: ignore[arg-type]
+        reporting_mta=HOST,
+        now=NOW,
+        **kw,  # type: ignore[arg-type]
+    )
+
+
+class TestPolicy:
+    @pytest.mark.parametrize("sender", ["", "<>", " "])
+    def test_never_bounce_a_bounce(self, sender: str) -> None:
+        assert not should_bounce(envelope(sender=sender))
+        with pytest.raises(ValueError, match="null reverse-path"):
+            build(envelope(sender=sender))
+
+    def test_ordinary_sender_is_bounced(self) -> None:
+        assert should_bounce(envelope())
+
+    @pytest.mark.parametrize(
+        ("notify", "expected"),
+        [
+            (None, {"failed": True, "delayed": True, "delivered": False}),
+            (Notify.NEVER, {"failed": False, "delayed": False, "delivered": False}),
+            (Notify.SUCCESS, {"failed": False, "delayed": False, "delivered": True}),
+            (Notify.FAILURE, {"failed": True, "delayed": False, "delivered": False}),
+            (Notify.DELAY, {"failed": False, "delayed": True, "delivered": False}),
+            (
+                Notify.SUCCESS | Notify.FAILURE | Notify.DELAY,
+                {"failed": True, "delayed": True, "delivered": True},
+            ),
+        ],
+    )
+    def test_wants_dsn_follows_notify(
+        self, notify: Notify | None, expected: dict[str, bool]
+    ) -> None:
+        rcpt = Recipient("user@example.org", notify=notify)
+        assert {kind: wants_dsn(rcpt, kind) for kind in expected} == expected  # type: ignore[arg-type]
+
+    def test_rejects_bad_arguments(self) -> None:
+        with pytest.raises(ValueError, match="action"):
+            build(action="bounced")
+        with pytest.raises(ValueError, match="at least one"):
+            build_dsn(envelope(), [], ORIGINAL, reporting_mta=HOST, now=NOW)
+
+
+class TestFailedNotice:
+    def test_outer_headers(self) -> None:
+        data = build(queue_id_of_dsn="DSN123")
+        assert data.count(b"\n") == data.count(b"\r\n")  # CRLF only
+        msg = parse(data)
+        assert msg["From"] == f"Mail Delivery System <MAILER-DAEMON@{HOST}>"
+        assert msg["To"] == "sender@example.com"
+        assert data.startswith(b"From: Mail Delivery System <MAILER-DAEMON@mta.example.net>\r\n")
+        assert b"\r\nTo: <sender@example.com>\r\n" in data
+        assert msg["Subject"] == "Undelivered Mail Returned to Sender"
+        assert msg["Date"] == "Fri, 27 Nov 2026 20:31:05 +0000"
+        assert msg["Message-ID"] == "<DSN123@mta.example.net>"
+        assert msg["Auto-Submitted"] == "auto-replied"
+        assert msg["MIME-Version"] == "1.0"
+        assert msg.get_content_type() == "multipart/report"
+        assert msg.get_param("report-type") == "delivery-status"
+        assert data.isascii()
+
+    def test_generated_message_id_without_dsn_queue_id(self) -> None:
+        msg_id = parse(build())["Message-ID"]
+        assert msg_id.startswith("<4Q7xYz.") and msg_id.endswith("@mta.example.net>")
+
+    def test_three_parts(self) -> None:
+        msg = parse(build())
+        assert [p.get_content_type() for p in parts(msg)] == [
+            "text/plain",
+            "message/delivery-status",
+            "message/rfc822",
+        ]
+
+    def test_per_message_and_per_recipient_fields(self) -> None:
+        env = envelope(envid="ENV-77")
+        rcpt = failed(orcpt="rfc822;User@Example.ORG")
+        blocks = status_blocks(parse(build(env, [rcpt])))
+        assert len(blocks) == 2
+        per_message, per_rcpt = blocks
+        assert per_message["Reporting-MTA"] == "dns; mta.example.net"
+        assert per_message["Original-Envelope-Id"] == "ENV-77"
+        assert per_message["Arrival-Date"] == "Fri, 27 Nov 2026 19:31:05 +0000"
+        assert per_message["X-Outrider-Queue-ID"] == "4Q7xYz"
+        assert per_rcpt["Original-Recipient"] == "rfc822;User@Example.ORG"
+        assert per_rcpt["Final-Recipient"] == "rfc822; user@example.org"
+        assert per_rcpt["Action"] == "failed"
+        assert per_rcpt["Status"] == "5.1.1"
+        assert per_rcpt["Remote-MTA"] == "dns; mx.example.org"
+        assert per_rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 <user@example.org>: no such user"
+        assert per_rcpt["Last-Attempt-Date"] == "Fri, 27 Nov 2026 20:31:05 +0000"
+        assert per_rcpt["Will-Retry-Until"] is None
+
+    def test_optional_fields_absent(self) -> None:
+        rcpt = failed(diagnostic="Host or domain name not found", remote_mta="")
+        per_message, per_rcpt = status_blocks(parse(build(envelope(), [rcpt])))
+        assert per_message["Original-Envelope-Id"] is None
+        assert per_rcpt["Original-Recipient"] is None
+        assert per_rcpt["Remote-MTA"] is None
+        assert per_rcpt["Diagnostic-Code"] == "X-Outrider; Host or domain name not found"
+
+    def test_all_recipients_in_one_notice(self) -> None:
+        rcpts = [
+            failed("a@example.org", "5.1.1", "550 5.1.1 unknown a"),
+            failed("b@example.net", "5.2.2", "552 5.2.2 mailbox full", remote_mta="mx.example.net"),
+            failed("c@example.com", "4.4.7", "message expired after 5 days", remote_mta=""),
+        ]
+        msg = parse(build(envelope(), rcpts))
+        blocks = status_blocks(msg)[1:]
+        assert [b["Final-Recipient"] for b in blocks] == [
+            "rfc822; a@example.org",
+            "rfc822; b@example.net",
+            "rfc822; c@example.com",
+        ]
+        assert [b["Status"] for b in blocks] == ["5.1.1", "5.2.2", "4.4.7"]
+        text = text_of(msg)
+        for address, reason in [
+            ("a@example.org", "mx.example.org said: 550 5.1.1 unknown a"),
+            ("b@example.net", "mx.example.net said: 552 5.2.2 mailbox full"),
+            ("c@example.com", "message expired after 5 days"),
+        ]:
+            assert f"<{address}>\r\n    {reason}\r\n" in text
+
+    def test_full_message_returned_when_ret_absent_or_full(self) -> None:
+        for ret in (None, Ret.FULL):
+            msg = parse(build(envelope(ret=ret)))
+            inner = attached(parts(msg)[2])
+            assert inner["Subject"] == "quarterly report"
+            assert "The body of the original message." in str(inner.get_payload())
+            assert "A copy of the message is attached." in text_of(msg)
+
+    def test_ret_hdrs_returns_only_the_header_block(self) -> None:
+        data = build(envelope(ret=Ret.HDRS))
+        msg = parse(data)
+        returned = parts(msg)[2]
+        assert returned.get_content_type() == "text/rfc822-headers"
+        assert b"The body of the original message." not in data
+        assert b"Subject: quarterly report\r\nMessage-ID: <orig-1@example.com>\r\n" in data
+        assert "headers are attached" in text_of(msg)
+
+    def test_large_original_is_truncated_to_headers(self) -> None:
+        big = ORIGINAL + b"x" * 200 + b"\r\n"
+        data = build(original=big, max_returned_size=len(big) - 1)
+        msg = parse(data)
+        assert parts(msg)[2].get_content_type() == "text/rfc822-headers"
+        assert b"x" * 200 not in data
+        text = " ".join(text_of(msg).split())
+        assert f"The message ({len(big)} bytes) is larger than the {len(big) - 1} bytes" in text
+        assert parts(parse(build(original=big, max_returned_size=len(big))))[
+            2
+        ].get_content_type() == ("message/rfc822")
+
+    def test_oversized_header_block_is_cut_at_a_line(self) -> None:
+        original = b"".join(b"X-Filler-%d: %s\r\n" % (i, b"y" * 50) for i in range(100)) + b"\r\nb"
+        data = build(envelope(ret=Ret.HDRS), original=original, max_returned_size=1000)
+        returned = data.split(b"Content-Type: text/rfc822-headers\r\n", 1)[1]
+        body = returned.split(b"\r\n\r\n", 1)[1].split(b"\r\n--", 1)[0]
+        assert 0 < len(body) <= 1000
+        assert body.endswith(b"y" * 50 + b"\r\n")  # whole lines only
+        assert "header section was shortened" in " ".join(text_of(parse(data)).split())
+
+    def test_missing_original_omits_the_third_part(self) -> None:
+        msg = parse(build(original=b""))
+        assert [p.get_content_type() for p in parts(msg)] == [
+            "text/plain",
+            "message/delivery-status",
+        ]
+        assert "no longer available" in text_of(msg)
+
+    def test_8bit_original_is_declared(self) -> None:
+        original = "Subject: café\r\n\r\nnaïve body\r\n".encode()
+        data = build(original=original)
+        assert b"Content-Transfer-Encoding: 8bit\r\n\r\nThis is a MIME" in data
+        assert b"Content-Type: message/rfc822\r\nContent-Transfer-Encoding: 8bit\r\n" in data
+
+    def test_boundary_avoids_the_content(self) -> None:
+        first = build()
+        boundary = parse(first).get_boundary()
+        assert boundary
+        tricky = ORIGINAL + f"--{boundary}\r\nnot a part\r\n--{boundary}--\r\n".encode()
+        msg = parse(build(original=tricky))
+        assert msg.get_boundary() != boundary
+        assert len(parts(msg)) == 3
+
+    def test_deterministic(self) -> None:
+        assert build() == build()
+
+
+class TestHostileAndLongText:
+    def test_diagnostic_cannot_inject_fields(self) -> None:
+        rcpt = failed(diagnostic="550 no\r\nAction: delivered\r\n\r\nX-Evil: 1")
+        data = build(envelope(), [rcpt])
+        per_rcpt = status_blocks(parse(data))[1]
+        assert per_rcpt["Action"] == "failed"
+        assert per_rcpt["X-Evil"] is None
+        assert per_rcpt["Diagnostic-Code"] == "smtp; 550 no Action: delivered X-Evil: 1"
+
+    def test_envid_and_orcpt_with_controls_are_sanitised(self) -> None:
+        env = envelope(envid="id\r\nX-Evil: 1")
+        rcpt = failed(orcpt="rfc822;a@b\r\nX-Evil: 2")
+        per_message, per_rcpt = status_blocks(parse(build(env, [rcpt])))
+        assert per_message["Original-Envelope-Id"] == "id X-Evil: 1"
+        assert per_rcpt["Original-Recipient"] == "rfc822;a@b X-Evil: 2"
+        assert per_message["X-Evil"] is None and per_rcpt["X-Evil"] is None
+
+    def test_long_fields_are_folded(self) -> None:
+        diagnostic = "550 5.7.1 " + " ".join(f"word{i}" for i in range(120))
+        data = build(envelope(), [failed(diagnostic=diagnostic)])
+        assert max(len(line) for line in data.split(b"\r\n")) <= 78
+        per_rcpt = status_blocks(parse(data))[1]
+        assert per_rcpt["Diagnostic-Code"] == f"smtp; {diagnostic}"
+
+    def test_unbreakable_word_stays_under_the_hard_limit(self) -> None:
+        data = build(envelope(), [failed(diagnostic="550 " + "z" * 2500)])
+        assert max(len(line) for line in data.split(b"\r\n")) <= 998
+
+    def test_non_ascii_diagnostic_without_smtputf8_stays_7bit(self) -> None:
+        rcpt = failed(diagnostic="550 5.1.1 Empfänger unbekannt")
+        data = build(envelope(), [rcpt])
+        assert data.isascii()
+        msg = parse(data)
+        per_rcpt = status_blocks(msg)[1]
+        assert per_rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 Empf\\x{E4}nger unbekannt"
+        text_part = parts(msg)[0]
+        assert text_part["Content-Transfer-Encoding"] == "quoted-printable"
+        assert "Empfänger unbekannt" in text_of(msg)
+
+    def test_idn_sender_domain_becomes_an_a_label(self) -> None:
+        data = build(envelope(sender="user@bücher.example"))
+        assert b"\r\nTo: <user@xn--bcher-kva.example>\r\n" in data
+        per_message = status_blocks(parse(data))[0]
+        assert per_message["X-Outrider-Sender"] == "utf-8; user@b\\x{FC}cher.example"
+
+    def test_non_ascii_header_is_rfc2047_encoded(self) -> None:
+        encoded = _header("Subject", "Zustellung fehlgeschlagen: Grüße " + "ä" * 60, utf8=False)
+        assert encoded.isascii() and "=?utf-8?" in encoded
+        assert all(len(line) <= 78 for line in encoded.split("\r\n"))
+        msg = parse(encoded.encode() + b"\r\n")
+        assert msg["Subject"] == "Zustellung fehlgeschlagen: Grüße " + "ä" * 60
+        raw = _header("Subject", "Grüße", utf8=True)
+        assert raw == "Subject: Grüße\r\n"
+
+
+class TestOtherActions:
+    def test_delayed_notice(self) -> None:
+        rcpt = FailedRecipient(
+            Recipient("user@example.org"),
+            "4.2.2",
+            "452 4.2.2 mailbox full",
+            "mx.example.org",
+            last_attempt=NOW - 60,
+            will_retry_until=NOW + 86_400,
+        )
+        data = build(envelope(), [rcpt], action="delayed")
+        msg = parse(data)
+        assert msg["Subject"] == "Delayed Mail (still being retried)"
+        per_rcpt = status_blocks(msg)[1]
+        assert per_rcpt["Action"] == "delayed"
+        assert per_rcpt["Status"] == "4.2.2"
+        assert per_rcpt["Last-Attempt-Date"] == "Fri, 27 Nov 2026 20:30:05 +0000"
+        assert per_rcpt["Will-Retry-Until"] == "Sat, 28 Nov 2026 20:31:05 +0000"
+        # RET=FULL applies to failed notices only; a delayed message is still queued.
+        assert parts(msg)[2].get_content_type() == "text/rfc822-headers"
+        assert b"The body of the original message." not in data
+        assert "do not need to send it again" in " ".join(text_of(msg).split())
+
+    def test_delivered_notice(self) -> None:
+        rcpt = failed(status="2.0.0", diagnostic="250 2.0.0 OK queued as X")
+        msg = parse(build(envelope(ret=Ret.FULL), [rcpt], action="delivered"))
+        assert msg["Subject"] == "Successful Mail Delivery Report"
+        assert status_blocks(msg)[1]["Action"] == "delivered"
+        assert parts(msg)[2].get_content_type() == "text/rfc822-headers"
+
+    @pytest.mark.parametrize(("action", "status"), [("failed", "5.0.0"), ("delayed", "4.0.0")])
+    def test_malformed_status_falls_back_to_the_class_default(
+        self, action: str, status: str
+    ) -> None:
+        msg = parse(build(envelope(), [failed(status="bogus")], action=action))
+        assert status_blocks(msg)[1]["Status"] == status
+
+
+class TestSmtputf8:
+    def test_global_variant(self) -> None:
+        env = envelope(sender="jürgen@bücher.example", smtputf8=True)
+        rcpt = failed(
+            "用户@example.net",
+            diagnostic="550 5.1.1 用户不存在",
+            orcpt="utf-8;用户@example.net",
+        )
+        original = "From: jürgen@bücher.example\r\nSubject: Grüße\r\n\r\nHallo\r\n".encode()
+        data = build(env, [rcpt], original=original)
+        msg = parse(data)
+        assert msg.get_param("report-type") == "global-delivery-status"
+        assert [p.get_content_type() for p in parts(msg)] == [
+            "text/plain",
+            "message/global-delivery-status",
+            "message/global",
+        ]
+        assert "\r\nTo: <jürgen@bücher.example>\r\n".encode() in data
+        per_message, per_rcpt = global_status_blocks(data)
+        assert per_message["X-Outrider-Sender"] == "utf-8; jürgen@bücher.example"
+        assert per_rcpt["Final-Recipient"] == "utf-8; 用户@example.net"
+        assert per_rcpt["Original-Recipient"] == "utf-8;用户@example.net"
+        assert per_rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 用户不存在"
+        assert "<用户@example.net>" in text_of(msg)
+        assert parts(msg)[0]["Content-Transfer-Encoding"] == "8bit"
+        assert attached(parts(msg)[2])["Subject"] == "Grüße"
+
+    def test_ascii_addresses_keep_rfc822_type(self) -> None:
+        blocks = global_status_blocks(build(envelope(smtputf8=True)))
+        assert blocks[1]["Final-Recipient"] == "rfc822; user@example.org"
+
+    def test_global_headers_for_hdrs(self) -> None:
+        msg = parse(build(envelope(smtputf8=True, ret=Ret.HDRS)))
+        assert parts(msg)[2].get_content_type() == "message/global-headers"
+
+    def test_utf8_address_without_smtputf8_uses_xtext_form(self) -> None:
+        rcpt = failed("δοκιμή+x@example.org", orcpt="utf-8;δοκιμή+x@example.org")
+        data = build(envelope(), [rcpt])
+        assert data.isascii()
+        per_rcpt = status_blocks(parse(data))[1]
+        expected = "utf-8; \\x{3B4}\\x{3BF}\\x{3BA}\\x{3B9}\\x{3BC}\\x{3AE}\\x{2B}x@example.org"
+        assert per_rcpt["Final-Recipient"] == expected
+        assert per_rcpt["Original-Recipient"] == expected.replace("; ", ";")

@@ -1,0 +1,269 @@
+"""MAIL FROM / RCPT TO path and ESMTP parameter grammar."""
+
+from __future__ import annotations
+
+import pytest
+
+from outrider.message.envelope import Notify, Ret
+from outrider.smtp.grammar import (
+    GrammarError,
+    MailParams,
+    RcptParams,
+    parse_mail,
+    parse_rcpt,
+    xtext_decode,
+    xtext_encode,
+)
+
+
+def error_code(call: object) -> str:
+    assert isinstance(call, GrammarError)
+    return f"{call.reply.code} {call.reply.enhanced}"
+
+
+def mail_error(text: str) -> str:
+    with pytest.raises(GrammarError) as info:
+        parse_mail(text)
+    return error_code(info.value)
+
+
+def rcpt_error(text: str, *, smtputf8: bool = False) -> str:
+    with pytest.raises(GrammarError) as info:
+        parse_rcpt(text, smtputf8=smtputf8)
+    return error_code(info.value)
+
+
+# --- paths --------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "address"),
+    [
+        ("<user@example.org>", "user@example.org"),
+        ("<User.Name+tag@Example.ORG>", "User.Name+tag@Example.ORG"),
+        (" <spaced@example.org>", "spaced@example.org"),
+        ("<>", ""),
+        ("<a!#$%&'*+/=?^_`{|}~-b@x.y>", "a!#$%&'*+/=?^_`{|}~-b@x.y"),
+        ('<"quoted local"@example.org>', '"quoted local"@example.org'),
+        ('<"with\\"escape\\\\"@example.org>', '"with\\"escape\\\\"@example.org'),
+        ('<"a@b>c"@example.org>', '"a@b>c"@example.org'),
+        ('<""@example.org>', '""@example.org'),
+        ("<user@[192.0.2.1]>", "user@[192.0.2.1]"),
+        ("<user@[IPv6:2001:db8::1]>", "user@[IPv6:2001:db8::1]"),
+        ("<user@[ipv6:::ffff:192.0.2.1]>", "user@[ipv6:::ffff:192.0.2.1]"),
+        ("<@a.example,@b.example:user@d.example>", "user@d.example"),
+        ("<@a.example:user@d.example>", "user@d.example"),
+        ("<u@localhost>", "u@localhost"),
+        ("<u@xn--bcher-kva.example>", "u@xn--bcher-kva.example"),
+        ("<u@a--b.c-d.e>", "u@a--b.c-d.e"),
+        ("<u@123.example>", "u@123.example"),
+    ],
+)
+def test_valid_reverse_paths(text: str, address: str) -> None:
+    assert parse_mail(text) == (address, MailParams())
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "user@example.org",
+        "<user@example.org",
+        "<user>",
+        "<@example.org>",
+        "<user@>",
+        "<.user@example.org>",
+        "<user.@example.org>",
+        "<us..er@example.org>",
+        "<user@example..org>",
+        "<user@-example.org>",
+        "<user@example-.org>",
+        "<user@example.org.>",
+        "<user@exa_mple.org>",
+        "<us er@example.org>",
+        '<"unterminated@example.org>',
+        '<"bad\\\x7f"@example.org>',
+        "<user@[192.0.2.256]>",
+        "<user@[1.2.3]>",
+        "<user@[IPv6:2001:db8::zz]>",
+        "<user@[IPv6:fe80::1%eth0]>",
+        "<user@[x-tag:whatever]>",
+        "<user@[]>",
+        "<@a.example user@d.example>",
+        "<@a.example,user@d.example>",
+        "<user@example.org>trailing",
+        "<<user@example.org>>",
+        "<user@example.org> <other@example.org>",
+        "<postmaster>",
+        "",
+    ],
+)
+def test_invalid_reverse_paths(text: str) -> None:
+    assert mail_error(text) in ("501 5.5.4", "555 5.5.4")
+
+
+@pytest.mark.parametrize("control", ["\x00", "\x01", "\t", "\x1b", "\x7f", "\x85"])
+def test_control_characters_refused(control: str) -> None:
+    assert mail_error(f"<a{control}b@example.org>") == "501 5.5.4"
+    assert mail_error(f"<ab@example.org> ENVID=x{control}") == "501 5.5.4"
+    assert rcpt_error(f'<"a{control}b"@example.org>') == "501 5.5.4"
+
+
+def test_postmaster_only_in_rcpt_any_case() -> None:
+    assert parse_rcpt("<postmaster>") == ("postmaster", RcptParams())
+    assert parse_rcpt("<PostMaster>")[0] == "PostMaster"
+    assert parse_rcpt("<POSTMASTER> NOTIFY=NEVER")[1].notify is Notify.NEVER
+    assert rcpt_error("<postmaster>x") == "501 5.5.4"
+    assert rcpt_error("<>") == "501 5.5.4"
+
+
+# --- SMTPUTF8 -------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "address",
+    [
+        "jöran@bücher.example",
+        "用户@例子.广告",
+        "θσερ@παράδειγμα.δοκιμή",
+        '"ü x"@example.org',
+        "a@ü",
+    ],
+)
+def test_utf8_addresses_need_smtputf8(address: str) -> None:
+    assert mail_error(f"<{address}>") == "553 5.6.7"
+    assert parse_mail(f"<{address}> SMTPUTF8") == (address, MailParams(smtputf8=True))
+    assert rcpt_error(f"<{address}>") == "553 5.6.7"
+    assert parse_rcpt(f"<{address}>", smtputf8=True) == (address, RcptParams())
+
+
+def test_smtputf8_takes_no_value() -> None:
+    assert mail_error("<a@b.c> SMTPUTF8=yes") == "501 5.5.4"
+
+
+# --- MAIL parameters ------------------------------------------------------------------
+
+
+def test_all_mail_parameters() -> None:
+    sender, params = parse_mail(
+        "<a@b.example> size=12345 Body=BinaryMIME smtputf8 RET=full ENVID=QQ+2B+3Dx+C3+A9"
+    )
+    assert sender == "a@b.example"
+    assert params == MailParams(
+        size=12345, body="BINARYMIME", smtputf8=True, ret=Ret.FULL, envid="QQ+=xé"
+    )
+
+
+def test_tolerates_extra_spaces_between_parameters() -> None:
+    assert parse_mail("<a@b.c>  SIZE=1   BODY=7BIT ")[1] == MailParams(size=1, body="7BIT")
+
+
+@pytest.mark.parametrize(
+    ("params", "expected"),
+    [
+        ("SIZE=", "501 5.5.4"),
+        ("SIZE=-1", "501 5.5.4"),
+        ("SIZE=1e3", "501 5.5.4"),
+        ("SIZE=" + "9" * 21, "501 5.5.4"),
+        ("SIZE=1 SIZE=2", "501 5.5.4"),
+        ("size=1 SIZE=1", "501 5.5.4"),
+        ("BODY", "501 5.5.4"),
+        ("BODY=8BIT", "501 5.5.4"),
+        ("RET=NONE", "501 5.5.4"),
+        ("RET", "501 5.5.4"),
+        ("ENVID=" + "x" * 101, "501 5.5.4"),
+        ("ENVID=a+2", "501 5.5.4"),
+        ("ENVID=a+ZZ", "501 5.5.4"),
+        ("ENVID=a+0D+0Ab", "501 5.5.4"),
+        ("ENVID=a+FF", "501 5.5.4"),
+        ("ENVID=ü", "501 5.5.4"),
+        ("ENVID=a=b", "501 5.5.4"),
+        ("-SIZE=1", "501 5.5.4"),
+        ("SI_ZE=1", "501 5.5.4"),
+        ("=1", "501 5.5.4"),
+        ("AUTH=<>", "555 5.5.4"),
+        ("NOTIFY=NEVER", "555 5.5.4"),
+        ("X-FOO", "555 5.5.4"),
+    ],
+)
+def test_bad_mail_parameters(params: str, expected: str) -> None:
+    assert mail_error(f"<a@b.c> {params}") == expected
+
+
+# --- RCPT parameters ------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("value", "notify"),
+    [
+        ("NEVER", Notify.NEVER),
+        ("never", Notify.NEVER),
+        ("SUCCESS", Notify.SUCCESS),
+        ("FAILURE,DELAY", Notify.FAILURE | Notify.DELAY),
+        ("delay,success,failure", Notify.SUCCESS | Notify.FAILURE | Notify.DELAY),
+    ],
+)
+def test_notify(value: str, notify: Notify) -> None:
+    assert parse_rcpt(f"<a@b.c> NOTIFY={value}")[1].notify == notify
+
+
+@pytest.mark.parametrize(
+    "value", ["NEVER,SUCCESS", "SUCCESS,NEVER", "", "SUCCESS,", "ALWAYS", "SUCCESS;DELAY"]
+)
+def test_bad_notify(value: str) -> None:
+    assert rcpt_error(f"<a@b.c> NOTIFY={value}") == "501 5.5.4"
+
+
+@pytest.mark.parametrize(
+    ("value", "orcpt"),
+    [
+        ("rfc822;user@example.org", "rfc822;user@example.org"),
+        ("RFC822;user+40example.org", "RFC822;user@example.org"),
+        ("rfc822;a+2Bb+3Dc@d.e", "rfc822;a+b=c@d.e"),
+        ("utf-8;j+C3+B6ran@example.org", "utf-8;jöran@example.org"),
+        ("x400;/C+3DUS/", "x400;/C=US/"),
+    ],
+)
+def test_orcpt(value: str, orcpt: str) -> None:
+    params = parse_rcpt(f"<a@b.c> ORCPT={value} NOTIFY=FAILURE")[1]
+    assert params == RcptParams(notify=Notify.FAILURE, orcpt=orcpt)
+
+
+@pytest.mark.parametrize(
+    "value",
+    ["user@example.org", "rfc822;", ";user@x", "rfc 822;x", "rfc822;a+0Ab", "a;" + "x" * 500],
+)
+def test_bad_orcpt(value: str) -> None:
+    assert rcpt_error(f"<a@b.c> ORCPT={value}") == "501 5.5.4"
+
+
+def test_unknown_rcpt_parameter() -> None:
+    assert rcpt_error("<a@b.c> SIZE=1") == "555 5.5.4"
+
+
+# --- xtext -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("encoded", "decoded"),
+    [
+        ("", ""),
+        ("plain", "plain"),
+        ("a+2Bb", "a+b"),
+        ("+3D", "="),
+        ("a+20b", "a b"),
+        ("+e2+82+ac", "€"),
+    ],
+)
+def test_xtext_decode(encoded: str, decoded: str) -> None:
+    assert xtext_decode(encoded) == decoded
+
+
+@pytest.mark.parametrize("text", ["", "simple", "a+b=c d", "jöran€", "~!@#$%^&*()"])
+def test_xtext_roundtrip(text: str) -> None:
+    encoded = xtext_encode(text)
+    assert all(33 <= ord(c) <= 126 and c != "=" for c in encoded)
+    assert xtext_decode(encoded) == text
+
+
+def test_xtext_encode_escapes_plus_equals_and_space() -> None:
+    assert xtext_encode("a+b=c d") == "a+2Bb+3Dc+20d"

@@ -1,0 +1,148 @@
+"""Envelope serialisation and spool-file framing."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret
+from outrider.spool.codec import (
+    PREFIX_SIZE,
+    CodecError,
+    UnsupportedFormatError,
+    apply_records,
+    check_body,
+    check_header,
+    decode_envelope,
+    decode_prefix,
+    encode_envelope,
+    encode_prefix,
+    encode_record,
+    iter_records,
+)
+from tests.unit.spool.conftest import make_envelope
+
+_text = st.text(max_size=40)
+_notify = st.one_of(
+    st.none(), st.sampled_from([Notify.NEVER, Notify.SUCCESS, Notify.default(), ~Notify.NEVER])
+)
+_recipient = st.builds(
+    Recipient,
+    address=_text,
+    orcpt=st.one_of(st.none(), _text),
+    notify=_notify,
+    status=st.sampled_from(list(RcptStatus)),
+    attempts=st.integers(0, 10_000),
+    next_attempt=st.floats(0, 4e9),
+    last_reply=_text,
+    last_mta=_text,
+)
+_envelope = st.builds(
+    Envelope,
+    queue_id=_text,
+    sender=_text,
+    recipients=st.lists(_recipient, max_size=5),
+    received_at=st.floats(0, 4e9),
+    size=st.integers(0, 2**40),
+    ret=st.one_of(st.none(), st.sampled_from(list(Ret))),
+    envid=st.one_of(st.none(), _text),
+    smtputf8=st.booleans(),
+    body_8bit=st.booleans(),
+    client_address=_text,
+    helo=_text,
+    job_id=_text,
+    msg_id=_text,
+    vmta=_text,
+    extra=st.dictionaries(_text, _text, max_size=3),
+)
+
+
+@given(_envelope)
+def test_every_field_round_trips(env: Envelope) -> None:
+    assert decode_envelope(encode_envelope(env)) == env
+
+
+def test_smtputf8_addresses_and_notify_flags() -> None:
+    env = make_envelope(3)
+    env.sender = "Jörg@bücher.example"
+    env.smtputf8 = True
+    env.recipients[0].address = "用户@例子.广告"
+    env.recipients[0].notify = Notify.NEVER
+    env.recipients[1].notify = None
+    env.recipients[2].notify = Notify.SUCCESS | Notify.DELAY
+    env.extra = {"tenant": "ünï", "x": ""}
+    data = encode_envelope(env)
+    assert "用户@例子.广告".encode() in data  # stored as UTF-8, not \u escapes
+    back = decode_envelope(data)
+    assert back == env
+    assert back.recipients[0].notify is Notify.NEVER
+    assert back.recipients[1].notify is None
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"", b"not json", b"[]", b'{"v": 99}', b'{"v": 1}', b"\xff\xfe", b'{"v":1,"r":[1]}'],
+)
+def test_garbage_envelope_is_a_codec_error(data: bytes) -> None:
+    with pytest.raises(CodecError):
+        decode_envelope(data)
+
+
+def test_prefix_and_body_checks() -> None:
+    env_json = encode_envelope(make_envelope())
+    body = b"Subject: hi\r\n\r\nbody\r\n"
+    head = encode_prefix(env_json, body)
+    prefix = decode_prefix(head)
+    assert prefix.body_offset == len(head) == PREFIX_SIZE + len(env_json)
+    assert prefix.tail_offset == len(head) + len(body)
+    assert check_header(head, prefix) == env_json
+    check_body(body, prefix)
+    with pytest.raises(CodecError):
+        check_body(body[:-1], prefix)
+    with pytest.raises(CodecError):
+        check_body(body.replace(b"hi", b"ho"), prefix)
+    with pytest.raises(CodecError):
+        decode_prefix(head[:10])
+    with pytest.raises(CodecError):
+        check_header(head[:-1], prefix)
+    flipped = head[:-3] + bytes([head[-3] ^ 1]) + head[-2:]
+    with pytest.raises(CodecError):
+        check_header(flipped, decode_prefix(flipped))
+    with pytest.raises(CodecError):
+        decode_prefix(b"XXXX" + head[4:])
+    with pytest.raises(UnsupportedFormatError):
+        decode_prefix(head[:4] + b"\x09" + head[5:])
+
+
+def test_records_replay_in_order_and_stop_at_a_torn_one() -> None:
+    env = make_envelope(3)
+    fresh = dataclasses.replace(env, recipients=[dataclasses.replace(r) for r in env.recipients])
+    r0, r1, _ = env.recipients
+    r0.attempts, r0.last_reply, r0.next_attempt = 1, "451 4.7.1 later", 1234.5
+    first = encode_record([(0, r0)])
+    r0.status, r0.attempts = RcptStatus.DELIVERED, 2
+    r1.status, r1.last_mta = RcptStatus.BOUNCED, "mx.example.net"
+    second = encode_record([(0, r0), (1, r1)])
+    tail = first + second
+
+    assert apply_records(fresh, tail) == len(tail)
+    assert fresh == env
+
+    for cut in (1, 8, len(second) - 1):
+        again = decode_envelope(encode_envelope(make_envelope(3)))
+        assert apply_records(again, first + second[:cut]) == len(first)
+        assert again.recipients[0].status is RcptStatus.PENDING
+        assert again.recipients[0].attempts == 1
+
+    corrupt = first + second[:-1] + bytes([second[-1] ^ 0xFF])
+    assert [end for end, _ in iter_records(corrupt)] == [len(first)]
+    assert list(iter_records(b"\0" * 64)) == []  # zero-filled tail after a crash
+
+
+def test_record_with_bad_index_is_an_error() -> None:
+    env = make_envelope(1)
+    with pytest.raises(CodecError):
+        apply_records(env, encode_record([(5, env.recipients[0])]))

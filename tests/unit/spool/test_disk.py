@@ -1,0 +1,256 @@
+"""DiskSpool: store, read, record, remove, errors, group commit."""
+
+from __future__ import annotations
+
+import asyncio
+import errno
+import os
+from pathlib import Path
+
+import pytest
+
+from outrider.message.envelope import RcptStatus
+from outrider.smtp.replies import LOCAL_ERROR
+from outrider.spool.base import (
+    INSUFFICIENT_STORAGE,
+    CorruptMessageError,
+    Spool,
+    SpoolClosedError,
+    SpoolError,
+    SpoolFullError,
+    UnknownMessageError,
+)
+from outrider.spool.disk import DiskSpool
+from tests.unit.spool.conftest import make_envelope
+
+BODY = b"Subject: test\r\n\r\n" + b"line of text\r\n" * 300
+
+
+def test_disk_spool_satisfies_the_protocol(tmp_path: Path) -> None:
+    spool: Spool = DiskSpool(tmp_path / "a" / "b")  # creates missing parents
+    assert (tmp_path / "a" / "b").is_dir()
+    asyncio.run(spool.close())
+
+
+async def test_round_trip(spool: DiskSpool) -> None:
+    env = make_envelope(2)
+    env.size = len(BODY)
+    await spool.store(env, BODY)
+    assert await spool.load_body(env.queue_id) == BODY
+    assert (spool.directory / env.queue_id).is_file()
+    assert not [p for p in spool.directory.iterdir() if p.name.startswith("tmp.")]
+    assert [e for e in spool.recover()] == [env]
+    assert spool.stats.stores == 1
+    assert spool.stats.fsyncs == 1
+    assert spool.stats.dir_fsyncs == 1
+
+
+async def test_empty_body_and_large_body(spool: DiskSpool) -> None:
+    empty, large = make_envelope(), make_envelope()
+    big = os.urandom(3 * 1024 * 1024)
+    await asyncio.gather(spool.store(empty, b""), spool.store(large, big))
+    assert await spool.load_body(empty.queue_id) == b""
+    assert await spool.load_body(large.queue_id) == big
+
+
+async def test_concurrent_stores_are_group_committed(spool: DiskSpool) -> None:
+    envs = [make_envelope() for _ in range(200)]
+    bodies = {env.queue_id: BODY + env.queue_id.encode() for env in envs}
+    await asyncio.gather(*(spool.store(env, bodies[env.queue_id]) for env in envs))
+    assert spool.stats.stores == 200
+    assert spool.stats.fsyncs == 200
+    assert spool.stats.dir_fsyncs < 20  # one per batch, not one per message
+    await spool.close()
+
+    again = DiskSpool(spool.directory)
+    recovered = {env.queue_id: env for env in again.recover()}
+    assert recovered == {env.queue_id: env for env in envs}
+    loaded = await asyncio.gather(*(again.load_body(q) for q in bodies))
+    assert dict(zip(bodies, loaded, strict=True)) == bodies
+    await again.close()
+
+
+async def test_per_recipient_state_survives_restart(tmp_path: Path) -> None:
+    directory = tmp_path / "spool"
+    spool = DiskSpool(directory)
+    env = make_envelope(3)
+    await spool.store(env, BODY)
+    r0, r1, r2 = env.recipients
+    r0.status, r0.attempts, r0.last_reply, r0.last_mta = (
+        RcptStatus.DELIVERED,
+        1,
+        "250 2.0.0 ok",
+        "mx1.example.net",
+    )
+    r1.attempts, r1.next_attempt, r1.last_reply = 1, 1_900_000_000.25, "451 4.7.1 greylisted"
+    await spool.record(env, [r0, r1])
+    r2.attempts, r2.next_attempt, r2.last_reply = 2, 1_900_000_600.0, "421 4.4.2 timeout"
+    r2.last_mta = "[192.0.2.7]"
+    await spool.record(env, [r2])
+    await spool.close()  # simulated restart: a new spool object on the same directory
+
+    spool = DiskSpool(directory)
+    (back,) = list(spool.recover())
+    assert back == env
+    assert [r.status for r in back.recipients] == [
+        RcptStatus.DELIVERED,
+        RcptStatus.PENDING,
+        RcptStatus.PENDING,
+    ]
+    assert back.recipients[1].next_attempt == 1_900_000_000.25
+    assert back.recipients[2].last_reply == "421 4.4.2 timeout"
+    # state changes append to the file: the body is untouched
+    assert await spool.load_body(env.queue_id) == BODY
+    await spool.close()
+
+
+async def test_concurrent_records_for_one_message_all_land(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path)
+    env = make_envelope(50)
+    await spool.store(env, BODY)
+    for i, rcpt in enumerate(env.recipients):
+        rcpt.attempts = i + 1
+    await asyncio.gather(*(spool.record(env, [r]) for r in env.recipients))
+    await spool.close()
+    (back,) = list(DiskSpool(tmp_path).recover())
+    assert [r.attempts for r in back.recipients] == list(range(1, 51))
+
+
+async def test_all_final_messages_are_removed(spool: DiskSpool) -> None:
+    done, pending = make_envelope(2), make_envelope(1)
+    await spool.store(done, BODY)
+    await spool.store(pending, BODY)
+    for rcpt in done.recipients:
+        rcpt.status = RcptStatus.BOUNCED
+    await spool.record(done, done.recipients)
+    # Crash before remove(): recovery finishes the job instead of redelivering.
+    assert [e.queue_id for e in spool.recover()] == [pending.queue_id]
+    assert not (spool.directory / done.queue_id).exists()
+
+    await spool.remove(pending.queue_id)
+    assert list(spool.recover()) == []
+    with pytest.raises(UnknownMessageError):
+        await spool.load_body(pending.queue_id)
+    await spool.remove(pending.queue_id)  # idempotent
+    assert spool.stats.removes == 2
+
+
+async def test_unknown_and_invalid_ids(spool: DiskSpool) -> None:
+    env = make_envelope()
+    with pytest.raises(UnknownMessageError) as info:
+        await spool.load_body(env.queue_id)
+    assert info.value.reply == LOCAL_ERROR
+    with pytest.raises(UnknownMessageError):
+        await spool.record(env, env.recipients)
+    with pytest.raises(ValueError):
+        await spool.record(env, [make_envelope().recipients[0]])
+    for bad in ("../etc", "tmp.1.x", "", "a/b", ".hidden"):
+        env.queue_id = bad
+        with pytest.raises(ValueError):
+            await spool.store(env, BODY)
+    assert os.listdir(spool.directory) == []
+
+
+async def test_duplicate_queue_id_never_overwrites(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    with pytest.raises(SpoolError):
+        await spool.store(env, b"other body")
+    assert await spool.load_body(env.queue_id) == BODY
+    assert sorted(os.listdir(spool.directory)) == [env.queue_id]
+
+
+async def test_corrupt_body_is_detected(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    path = spool.directory / env.queue_id
+    data = bytearray(path.read_bytes())
+    data[-10] ^= 0x20
+    path.write_bytes(bytes(data))
+    with pytest.raises(CorruptMessageError):
+        await spool.load_body(env.queue_id)
+
+
+async def test_disk_full_is_a_typed_error_with_452(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, buffers: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full)
+    env = make_envelope()
+    with pytest.raises(SpoolFullError) as info:
+        await spool.store(env, BODY)
+    assert info.value.reply == INSUFFICIENT_STORAGE
+    assert str(info.value.reply) == "452 4.3.1 Insufficient system storage"
+    assert os.listdir(spool.directory) == []  # the temp file was cleaned up
+
+
+async def test_failed_record_is_rolled_back(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_envelope(2)
+    await spool.store(env, BODY)
+    size = (spool.directory / env.queue_id).stat().st_size
+    real_writev = os.writev
+
+    def half_then_full(fd: int, buffers: list[memoryview]) -> int:
+        monkeypatch.setattr(os, "writev", real_writev)
+        os.write(fd, bytes(buffers[0][:5]))
+        raise OSError(errno.EDQUOT, "Disk quota exceeded")
+
+    monkeypatch.setattr(os, "writev", half_then_full)
+    env.recipients[0].attempts = 1
+    with pytest.raises(SpoolFullError):
+        await spool.record(env, env.recipients[:1])
+    assert (spool.directory / env.queue_id).stat().st_size == size
+    env.recipients[1].status = RcptStatus.DELIVERED
+    await spool.record(env, env.recipients[1:])
+    (back,) = list(spool.recover())
+    assert back.recipients[1].status is RcptStatus.DELIVERED
+
+
+async def test_cancelled_caller_does_not_break_the_committer(spool: DiskSpool) -> None:
+    env = make_envelope()
+    task = asyncio.create_task(spool.store(env, BODY))
+    await asyncio.sleep(0)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    other = make_envelope()
+    await spool.store(other, BODY)
+    assert await spool.load_body(other.queue_id) == BODY
+
+
+async def test_close_drains_and_then_refuses(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path)
+    envs = [make_envelope() for _ in range(20)]
+    stores = [asyncio.create_task(spool.store(env, BODY)) for env in envs]
+    await asyncio.sleep(0)
+    await spool.close()
+    await asyncio.gather(*stores)
+    assert len(os.listdir(tmp_path)) == 20
+    with pytest.raises(SpoolClosedError):
+        await spool.store(make_envelope(), BODY)
+    with pytest.raises(SpoolClosedError):
+        await spool.load_body(envs[0].queue_id)
+    await spool.close()  # idempotent
+
+
+async def test_stores_from_two_spool_objects_share_a_directory(tmp_path: Path) -> None:
+    a, b = DiskSpool(tmp_path), DiskSpool(tmp_path)
+    envs = [make_envelope() for _ in range(40)]
+    await asyncio.gather(*(s.store(e, BODY) for s, e in zip([a, b] * 20, envs, strict=True)))
+    await a.close()
+    await b.close()
+    assert len(list(DiskSpool(tmp_path).recover())) == 40
+
+
+async def test_fsync_can_be_disabled_for_tests(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path, fsync=False)
+    env = make_envelope()
+    await spool.store(env, BODY)
+    await spool.record(env, env.recipients)
+    assert spool.stats.fsyncs == 0 and spool.stats.dir_fsyncs == 0
+    assert await spool.load_body(env.queue_id) == BODY
+    await spool.close()
