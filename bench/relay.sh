@@ -251,6 +251,9 @@ stop_sink() {
 
 cleanup() {
     local rc=$?
+    # A child forked for `cmd &` still carries this trap until it execs; if it is
+    # killed in that window it must not tear down the run. Only the main shell cleans.
+    [[ $BASHPID == "$$" ]] || return "$rc"
     trap - EXIT INT TERM
     if [[ -n $SLEEPER ]]; then kill "$SLEEPER" 2>/dev/null || true; fi
     if [[ -n $SOURCE_PID ]]; then # timeout(1) passes the signal on to smtp-source
@@ -308,7 +311,11 @@ wait_sink() {
     local dir=$1 name=$2 rc
     sleep "$PHASE_TIMEOUT" &
     SLEEPER=$!
-    wait -n "$SINK_WRAPPER" "$SLEEPER" || true
+    # The wrapper writes sink.done before it exits; if it has already been reaped
+    # during an earlier wait, bash has no record of it and wait -n would complain.
+    if [[ ! -s $dir/sink.done ]]; then
+        wait -n "$SINK_WRAPPER" "$SLEEPER" 2>/dev/null || true
+    fi
     if [[ ! -s $dir/sink.done ]]; then
         die "$name: delivery phase exceeded ${PHASE_TIMEOUT}s; sink has $(sink_count "$dir") of $MESSAGES messages"
     fi

@@ -53,6 +53,9 @@ def dns_server() -> Iterator[DnsTestServer]:
             "mx-live.twomx.test": {"A": ["127.0.0.2"]},
             "nullmx.test": {"MX": [(0, ".")]},
             "implicit.test": {"A": ["127.0.0.2"]},
+            # a domain whose only MX is the second sink (127.0.0.3), see ``sink2``
+            "second.test": {"MX": [(10, "mx.second.test")]},
+            "mx.second.test": {"A": ["127.0.0.3"]},
         },
         zones=["org", "test"],
     )
@@ -89,3 +92,11 @@ def make_daemon(
     yield factory
     for handle in handles:
         handle.kill()
+
+
+@pytest.fixture
+def sink2(mx_port: int) -> Iterator[ScriptedSmtpServer]:
+    """A second sink, the MX of ``second.test`` (127.0.0.3 at the same port as ``sink``)."""
+    server = ScriptedSmtpServer(ServerScript(), host="127.0.0.3", port=mx_port)
+    with server.run_in_thread() as running:
+        yield running

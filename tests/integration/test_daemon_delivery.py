@@ -212,3 +212,40 @@ def test_partial_delivery_survives_restart(
     time.sleep(0.3)
     assert len(sink.messages) == 2
     assert d.stop() == 0
+
+
+def test_notify_success_to_peer_without_dsn_sends_relayed_notice(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    sink.script = ServerScript(omit_extensions=frozenset({"DSN"}))
+    d = make_daemon()
+    d.start()
+    send(d, ["ok@example.org"], rcpt_options=["NOTIFY=SUCCESS"], mail_options=["ENVID=e-77"])
+    msgs = sink.wait_for_messages_sync(2, timeout=10)
+    notice = next(m for m in msgs if m.mail_from == "")
+    assert b"Action: relayed" in notice.data
+    assert b"Original-Envelope-Id: e-77" in notice.data
+    assert d.stop() == 0
+
+
+def test_notify_never_and_ret_hdrs(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    sink.script = ServerScript(
+        rcpt_replies={
+            "quiet@example.org": "550 5.1.1 no such user",
+            "loud@example.org": "550 5.1.1 no such user",
+        }
+    )
+    d = make_daemon()
+    d.start()
+    send(d, ["quiet@example.org"], rcpt_options=["NOTIFY=NEVER"])
+    send(d, ["loud@example.org"], mail_options=["RET=HDRS"], rcpt_options=["NOTIFY=FAILURE"])
+    [dsn] = sink.wait_for_messages_sync(1, timeout=10)
+    assert b"loud@example.org" in dsn.data and b"quiet@example.org" not in dsn.data
+    parsed = email.message_from_bytes(dsn.data, policy=email.policy.default)
+    assert parsed.get_payload()[2].get_content_type() == "text/rfc822-headers"
+    assert b"hello" not in dsn.data.split(b"text/rfc822-headers", 1)[1]
+    time.sleep(0.5)
+    assert len(sink.messages) == 1
+    assert d.stop() == 0

@@ -8,6 +8,7 @@ import socket
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,6 +17,52 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
+    """Poll ``pred`` every 50 ms; AssertionError naming ``what`` when it stays false."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if pred():
+            return
+        time.sleep(0.05)
+    if pred():
+        return
+    raise AssertionError(f"{what}: not met within {timeout}s")
+
+
+def port_refuses(host: str, port: int) -> bool:
+    """True when nothing accepts connections on ``host:port`` any more."""
+    try:
+        with socket.create_connection((host, port), timeout=0.5):
+            return False
+    except OSError:
+        return True
+
+
+def pid_gone(pid: int) -> bool:
+    """True when ``pid`` no longer runs (it does not exist, or is a zombie awaiting its reaper)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except (FileNotFoundError, ProcessLookupError):
+        return True
+    return stat[stat.rfind(")") + 2 :].startswith(("Z", "X"))
+
+
+def child_pids(pid: int) -> list[int]:
+    """Live child processes of ``pid`` (Linux /proc), e.g. the daemon's receiver processes."""
+    children: list[int] = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:
+            continue
+        fields = stat[stat.rfind(")") + 2 :].split()
+        if int(fields[1]) == pid and fields[0] not in ("Z", "X"):
+            children.append(int(entry.name))
+    return children
 
 
 def wait_port(
@@ -80,6 +127,31 @@ class DaemonHandle:
         if wait:
             wait_port(self.host, self.port, proc=self.proc)
 
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def child_pids(self) -> list[int]:
+        """The receiver processes of the running daemon."""
+        return child_pids(self.pid)
+
+    def spool_files(self) -> list[str]:
+        """Message files (and leftover temp files) in the spool, quarantine included."""
+        if not self.spool_dir.exists():
+            return []
+        return sorted(
+            str(p.relative_to(self.spool_dir))
+            for p in self.spool_dir.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
+    def edit_config(self, old: str, new: str) -> None:
+        """Replace one snippet of the config file; fails loudly when it is not there."""
+        text = self.config_path.read_text()
+        assert old in text, f"{old!r} not in the config"
+        self.config_path.write_text(text.replace(old, new, 1))
+
     def signal(self, sig: int) -> None:
         assert self.proc is not None
         self.proc.send_signal(sig)
@@ -129,16 +201,19 @@ def write_config(
     receiver_processes: int = 0,
     host: str = "127.0.0.1",
     domain_defaults: str = "",
+    shutdown_timeout: str = "10s",
+    relay_networks: tuple[str, ...] = ("127.0.0.0/8",),
 ) -> DaemonHandle:
     """A config for tests: loopback listener, loopback DNS, short timeouts and retries."""
     workdir.mkdir(parents=True, exist_ok=True)
     domains = ", ".join(f'"{d}"' for d in relay_domains)
+    networks = ", ".join(f'"{n}"' for n in relay_networks)
     text = f"""
 [server]
 hostname = "mta.outrider.test"
 spool-dir = "spool"
 log-dir = "log"
-shutdown-timeout = "10s"
+shutdown-timeout = "{shutdown_timeout}"
 receiver-processes = {receiver_processes}
 
 [dns]
@@ -147,7 +222,7 @@ timeout = "2s"
 
 [[listener]]
 address = "{host}:{port}"
-relay-networks = ["127.0.0.0/8"]
+relay-networks = [{networks}]
 max-message-size = "1M"
 max-rcpt-per-message = 100
 

@@ -35,7 +35,7 @@ import time
 from collections.abc import Coroutine, Iterator
 from dataclasses import dataclass, field
 from types import TracebackType
-from typing import Literal
+from typing import Literal, cast
 
 __all__ = ["ReceivedMessage", "ScriptedSmtpServer", "ServerScript", "SessionRecord"]
 
@@ -161,8 +161,7 @@ class _Connection(asyncio.Protocol):
     # -- asyncio callbacks ---------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         self.session, self.record = self.server._connection_opened(self)
         script = self.server.script
         if self._scripted("greeting", None):
@@ -174,9 +173,11 @@ class _Connection(asyncio.Protocol):
             self._refused = True
 
     def data_received(self, data: bytes) -> None:
-        if self._dead or self._upgrading:
+        if self._dead:
             return
-        self._buf += data
+        self._buf += data  # while upgrading, only decrypted data can arrive: keep it
+        if self._upgrading:
+            return
         out: list[bytes] = []
         self._process(out)
         if out and not self._dead:
@@ -216,7 +217,9 @@ class _Connection(asyncio.Protocol):
             if out:
                 self._write(b"".join(out))
                 out.clear()
-            self._dead = True  # keep the socket open, never answer again
+            self._dead = True  # keep the socket open, never read or answer again
+            if self.transport is not None:
+                self.transport.pause_reading()
             return True
         return False
 
@@ -446,6 +449,8 @@ class _Connection(asyncio.Protocol):
             self._write(b"".join(out))
             out.clear()
             self._upgrading = True
+            if self.transport is not None:
+                self.transport.pause_reading()  # nothing more in clear; start_tls resumes
             self.server._spawn(self._upgrade(ctx))
 
     async def _upgrade(self, ctx: ssl.SSLContext) -> None:
@@ -455,21 +460,26 @@ class _Connection(asyncio.Protocol):
             transport = await loop.start_tls(
                 self.transport, self, ctx, server_side=True, ssl_handshake_timeout=10
             )
-        except (OSError, ConnectionError, ssl.SSLError):
+        except (OSError, ssl.SSLError):
+            transport = None
+        if transport is None:
             self.server.tls_failures += 1
             self._dead = True
             self.transport.abort()
             self.connection_lost(None)  # start_tls replaced our protocol: report it ourselves
             return
-        assert isinstance(transport, asyncio.Transport)
         self.transport = transport
         ssl_object = transport.get_extra_info("ssl_object")
         self.record.tls = True
         self.record.tls_version = ssl_object.version() if ssl_object is not None else None
         self._helo = ""
         self._reset()
-        self._buf = b""
         self._upgrading = False
+        if self._buf:  # the client spoke first over TLS before start_tls() returned here
+            out: list[bytes] = []
+            self._process(out)
+            if out and not self._dead:
+                self._write(b"".join(out))
 
 
 class ScriptedSmtpServer:
@@ -601,7 +611,7 @@ class ScriptedSmtpServer:
     async def wait_for_messages(
         self,
         count: int,
-        timeout: float = 5.0,  # noqa: ASYNC109 - bounded wait is the point
+        timeout: float = 5.0,
     ) -> list[ReceivedMessage]:
         """Wait (from any event loop) until ``count`` messages have arrived."""
         loop = asyncio.get_running_loop()

@@ -16,11 +16,12 @@ with ``use_starttls=False`` (as Postfix does for "may" security).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
 from outrider.message.envelope import Envelope, Recipient
 from outrider.smtp.client import Extensions, Phase, SmtpClientConnection, State
@@ -140,8 +141,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        # uvloop's transports are not asyncio.Transport subclasses: no isinstance check.
-        self.transport = transport  # type: ignore[assignment]
+        self.transport = cast(asyncio.Transport, transport)  # uvloop's is not a subclass
         sock = transport.get_extra_info("socket")
         if sock is not None:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -149,6 +149,8 @@ class _ClientProtocol(asyncio.Protocol):
     def data_received(self, data: bytes) -> None:
         core = self.core
         if core.receive_data(data) or core.state is State.FAILED:
+            if core.state is State.TLS_PENDING and self.transport is not None:
+                self.transport.pause_reading()  # nothing more may be read in clear
             self.flush()
             self.wake()
 
@@ -183,7 +185,10 @@ def _expire(fut: asyncio.Future[bool]) -> None:
 
 
 class SmtpSession:
-    """One connected, greeted and EHLO'd SMTP session, reusable for several messages."""
+    """One connected, greeted and EHLO'd SMTP session, reusable for several messages.
+
+    One transaction at a time: :meth:`send` is not to be called concurrently.
+    """
 
     def __init__(
         self,
@@ -294,6 +299,8 @@ class SmtpSession:
     ) -> TransactionResult:
         """Deliver ``body`` to ``recipients``; never raises for remote behaviour."""
         rcpts = list(recipients)
+        if self._core.state is State.TRANSACTION:
+            raise RuntimeError("a transaction is already in progress on this session")
         if not self.usable:
             detail = self._proto.lost_detail or "session not usable"
             reply = Reply(451, "4.4.2", f"Connection lost: {detail}")
@@ -325,14 +332,15 @@ class SmtpSession:
         self._closing = True
         core = self._core
         try:
-            if not self._proto.lost and core.state in (State.READY, State.REFUSED):
-                core.quit()
-                self._proto.flush()
-                await self._until(lambda: core.state is not State.QUITTING)
-        except _Interrupted:
-            pass
-        except Exception:  # close() must not raise; the socket is dropped below anyway
-            pass
+            # close() must not raise: any failure here just means no polite goodbye.
+            with contextlib.suppress(Exception):
+                if not self._proto.lost and core.state in (State.READY, State.REFUSED):
+                    core.quit()
+                    self._proto.flush()
+                    await self._until(lambda: core.state is not State.QUITTING)
+        except BaseException:
+            self._abort_transport()  # cancelled: drop without waiting
+            raise
         await self._drop()
 
     # -- internals -----------------------------------------------------------
@@ -372,7 +380,6 @@ class SmtpSession:
         if tls_transport is None:
             self._proto.mark_lost("TLS handshake failed: transport closed")
             raise self._connect_error("TLS handshake failed: transport closed", tls_failure=True)
-        assert isinstance(tls_transport, asyncio.Transport)
         self._proto.transport = tls_transport
         core.tls_established()
         self._proto.flush()

@@ -53,6 +53,9 @@ class QueuedMessage:
     body: bytes | None  # kept for the first attempt of fresh mail; reloaded later
     inflight: int = 0  # work items handed to destinations and not yet settled
     timer: asyncio.TimerHandle | None = None
+    # Delivered with NOTIFY=SUCCESS to a peer without DSN: owed a "relayed" notice
+    # (RFC 3461 5.2.2). Kept in memory only: a crash before the end loses the notice.
+    relayed: list[Recipient] = field(default_factory=list)
 
 
 @dataclass(eq=False)
@@ -290,14 +293,7 @@ class QueueManager:
         timeouts = timeouts_for(policy)
         for target in targets:
             try:
-                session = await SmtpSession.connect(
-                    target.address,
-                    target.port,
-                    helo_name=self.config.server.hostname,
-                    timeouts=timeouts,
-                    use_starttls=policy.use_starttls,
-                    server_hostname=target.host,
-                )
+                session = await self._connect(target, policy, timeouts)
             except SmtpConnectError as exc:
                 log.info("connect %s:%d failed: %s", target.describe(), target.port, exc)
                 if exc.reply is not None:
@@ -315,6 +311,31 @@ class QueueManager:
                 continue
             return session, failure
         return None, failure
+
+    async def _connect(
+        self, target: Target, policy: DomainPolicy, timeouts: SmtpTimeouts
+    ) -> SmtpSession:
+        """Connect with opportunistic STARTTLS; if the TLS handshake fails, retry in clear."""
+
+        async def attempt(starttls: bool) -> SmtpSession:
+            return await SmtpSession.connect(
+                target.address,
+                target.port,
+                helo_name=self.config.server.hostname,
+                timeouts=timeouts,
+                use_starttls=starttls,
+                server_hostname=target.host,
+            )
+
+        try:
+            return await attempt(policy.use_starttls)
+        except SmtpConnectError as exc:
+            if not (policy.use_starttls and exc.tls_failure):
+                raise
+            log.warning(
+                "STARTTLS with %s failed (%s); retrying without TLS", target.describe(), exc
+            )
+            return await attempt(False)
 
     async def _body(self, msg: QueuedMessage) -> bytes:
         if msg.body is None:
@@ -342,6 +363,7 @@ class QueueManager:
             outcomes,
             source_ip=session.local_address,
             destination_ip=session.peer_address,
+            peer_dsn=session.extensions.dsn,
         )
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -352,6 +374,7 @@ class QueueManager:
         *,
         source_ip: str = "",
         destination_ip: str = "",
+        peer_dsn: bool = False,
     ) -> None:
         msg = item.message
         env = msg.envelope
@@ -369,6 +392,8 @@ class QueueManager:
             if outcome.verdict is Verdict.DELIVERED:
                 rcpt.status = RcptStatus.DELIVERED
                 rtype, action = RecordType.DELIVERED, "relayed"
+                if not peer_dsn and rcpt.notify is not None and wants_dsn(rcpt, "delivered"):
+                    msg.relayed.append(rcpt)
             elif outcome.verdict is Verdict.PERMANENT:
                 rcpt.status = RcptStatus.BOUNCED
                 rtype, action = RecordType.BOUNCED, "failed"
@@ -436,14 +461,17 @@ class QueueManager:
         failed = [
             r for r in env.recipients if r.status is RcptStatus.BOUNCED and wants_dsn(r, "failed")
         ]
-        if failed and should_bounce(env):
-            await self._send_dsn(env, failed)
+        if should_bounce(env):
+            if failed:
+                await self._send_dsn(env, failed, "failed")
+            if msg.relayed:
+                await self._send_dsn(env, msg.relayed, "relayed")
         await self.spool.remove(env.queue_id)
 
-    async def _send_dsn(self, env: Envelope, failed: list[Recipient]) -> None:
+    async def _send_dsn(self, env: Envelope, failed: list[Recipient], action: str) -> None:
         try:
             original = await self.spool.load_body(env.queue_id)
-        except Exception:
+        except Exception:  # the notice still goes out, with what is known
             log.exception("cannot load %s for its DSN; returning headers only", env.queue_id)
             original = b""
         now = self.clock()
@@ -453,7 +481,9 @@ class QueueManager:
             [
                 FailedRecipient(
                     recipient=r,
-                    status=status_from_text(r.last_reply, "5.0.0"),
+                    status=status_from_text(
+                        r.last_reply, "2.0.0" if action == "relayed" else "5.0.0"
+                    ),
                     diagnostic=r.last_reply,
                     remote_mta=r.last_mta,
                 )
@@ -462,6 +492,7 @@ class QueueManager:
             original,
             reporting_mta=self.config.server.hostname,
             now=now,
+            action=action,
             queue_id_of_dsn=dsn_id,
         )
         dsn_env = Envelope(
