@@ -309,19 +309,21 @@ sink_count() { # messages the sink has seen so far, from its -c counters
 SINK_END=""
 wait_sink() {
     local dir=$1 name=$2 rc
-    sleep "$PHASE_TIMEOUT" &
-    SLEEPER=$!
-    # The wrapper writes sink.done before it exits; if it has already been reaped
-    # during an earlier wait, bash has no record of it and wait -n would complain.
+    # The wrapper writes sink.done before it exits. Often the sink finishes while
+    # smtp-source is still closing its sessions; bash may then have reaped the
+    # wrapper already, and there is nothing to wait for.
     if [[ ! -s $dir/sink.done ]]; then
+        sleep "$PHASE_TIMEOUT" 2>/dev/null &
+        SLEEPER=$!
         wait -n "$SINK_WRAPPER" "$SLEEPER" 2>/dev/null || true
+        if [[ ! -s $dir/sink.done ]]; then
+            die "$name: delivery phase exceeded ${PHASE_TIMEOUT}s;" \
+                "sink has $(sink_count "$dir") of $MESSAGES messages"
+        fi
+        kill "$SLEEPER" 2>/dev/null || true
+        wait "$SLEEPER" 2>/dev/null || true
+        SLEEPER=""
     fi
-    if [[ ! -s $dir/sink.done ]]; then
-        die "$name: delivery phase exceeded ${PHASE_TIMEOUT}s; sink has $(sink_count "$dir") of $MESSAGES messages"
-    fi
-    kill "$SLEEPER" 2>/dev/null || true
-    wait "$SLEEPER" 2>/dev/null || true
-    SLEEPER=""
     wait "$SINK_WRAPPER" 2>/dev/null || true
     SINK_WRAPPER=""
     SINK_PID=""
@@ -459,7 +461,7 @@ main() {
     ensure_postfix_tools
     if [[ " $SYSTEMS " == *" outrider "* ]]; then ensure_outrider; fi
     trap cleanup EXIT
-    trap 'log "interrupted"; exit 130' INT TERM
+    trap '[[ $BASHPID != "$$" ]] || log "interrupted"; exit 130' INT TERM
     WORK=$(mktemp -d "$BENCH_TMPDIR/outrider-relay-bench.XXXXXX")
     chmod 755 "$WORK" # postfix daemons run as the postfix user
 

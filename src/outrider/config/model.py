@@ -124,12 +124,6 @@ class DomainPolicy:
     use_starttls: bool = True
     smtp_port: int = 25  # port of MX hosts (a route carries its own)
 
-    def retry_delay(self, failed_attempts: int) -> float:
-        """Delay before the next try after ``failed_attempts`` failures; the last value repeats."""
-        schedule = self.retry_after
-        index = min(max(failed_attempts, 1), len(schedule)) - 1
-        return schedule[index]
-
 
 _BUILTIN_POLICY = DomainPolicy()
 

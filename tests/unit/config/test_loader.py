@@ -295,13 +295,6 @@ def test_policy_for_without_star_table_uses_builtin_defaults() -> None:
     assert bare.policy_for("x.example") == DomainPolicy()
 
 
-@pytest.mark.parametrize(
-    ("failures", "delay"), [(0, 60.0), (1, 60.0), (2, 120.0), (3, 300.0), (4, 300.0), (99, 300.0)]
-)
-def test_retry_delay_repeats_the_last_value(failures: int, delay: float) -> None:
-    assert DomainPolicy(retry_after=(60.0, 120.0, 300.0)).retry_delay(failures) == delay
-
-
 def test_relay_helpers() -> None:
     config = parse(FULL)
     listener = config.listeners[0]

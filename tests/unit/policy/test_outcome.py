@@ -1,0 +1,53 @@
+from __future__ import annotations
+
+import pytest
+
+from outrider.policy.outcome import (
+    Scope,
+    Verdict,
+    classify_reply,
+    local_outcome,
+    status_from_text,
+    status_of,
+)
+from outrider.smtp.replies import Reply
+
+
+@pytest.mark.parametrize(
+    ("reply", "verdict", "status"),
+    [
+        (Reply(250, "2.0.0", "ok"), Verdict.DELIVERED, "2.0.0"),
+        (Reply(250, "", "ok"), Verdict.DELIVERED, "2.0.0"),
+        (Reply(451, "4.7.1", "later"), Verdict.TRANSIENT, "4.7.1"),
+        (Reply(421, "", "busy"), Verdict.TRANSIENT, "4.0.0"),
+        (Reply(550, "5.1.1", "no user"), Verdict.PERMANENT, "5.1.1"),
+        (Reply(554, "", "no"), Verdict.PERMANENT, "5.0.0"),
+        # An enhanced code whose class contradicts the basic code is not trusted.
+        (Reply(550, "4.2.2", "odd"), Verdict.PERMANENT, "5.0.0"),
+    ],
+)
+def test_classify_reply(reply: Reply, verdict: Verdict, status: str) -> None:
+    outcome = classify_reply(reply, scope=Scope.RECIPIENT, remote_mta="mx.test")
+    assert outcome.verdict is verdict
+    assert outcome.status == status == status_of(reply)
+    assert outcome.remote_mta == "mx.test"
+    assert outcome.diagnostic == str(reply)
+
+
+def test_local_outcome_has_no_remote_mta() -> None:
+    o = local_outcome(556, "5.1.10", "null MX")
+    assert (o.verdict, o.scope, o.remote_mta) == (Verdict.PERMANENT, Scope.SITE, "")
+    assert o.diagnostic == "556 5.1.10 null MX"
+
+
+@pytest.mark.parametrize(
+    ("text", "status"),
+    [
+        ("550 5.1.1 no such user", "5.1.1"),
+        ("556 5.1.10 null MX", "5.1.10"),
+        ("451 try later", "9.9.9"),
+        ("", "9.9.9"),
+    ],
+)
+def test_status_from_text(text: str, status: str) -> None:
+    assert status_from_text(text, "9.9.9") == status
