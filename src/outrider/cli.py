@@ -47,7 +47,7 @@ def main(argv: list[str] | None = None) -> int:
         for problem in exc.problems:
             print(problem, file=sys.stderr)
         return 1
-    except OSError as exc:
+    except (OSError, RuntimeError) as exc:
         print(f"outrider: {exc}", file=sys.stderr)
         return 1
 

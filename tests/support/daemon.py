@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -17,6 +18,10 @@ def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         s.bind((host, 0))
         return int(s.getsockname()[1])
+
+
+_STARTED = re.compile(r"outrider\.daemon: outrider \S+ started: ")
+_RECEIVER_UP = re.compile(r"\[receiver-(\d+)\] outrider\.inbound: listening on ")
 
 
 def wait_until(pred: Callable[[], bool], timeout: float = 10.0, what: str = "condition") -> None:
@@ -90,6 +95,7 @@ class DaemonHandle:
     host: str
     port: int
     proc: subprocess.Popen[bytes] | None = None
+    receiver_processes: int = 0
     log_path: Path = field(init=False)
 
     def __post_init__(self) -> None:
@@ -104,6 +110,8 @@ class DaemonHandle:
         return self.workdir / "log"
 
     def start(self, *, wait: bool = True) -> None:
+        """Start the daemon; with ``wait``, return once it is fully up (see ``wait_ready``)."""
+        log_offset = self.log_path.stat().st_size if self.log_path.exists() else 0
         env = dict(os.environ)
         env["PYTHONUNBUFFERED"] = "1"
         log = open(self.log_path, "ab")  # noqa: SIM115 - owned by the child for its lifetime
@@ -126,6 +134,33 @@ class DaemonHandle:
         log.close()
         if wait:
             wait_port(self.host, self.port, proc=self.proc)
+            self.wait_ready(log_offset)
+
+    def wait_ready(self, log_offset: int = 0, timeout: float = 20.0) -> None:
+        """Wait until this run logged its start-up line and every receiver its listener.
+
+        The port accepting is not enough: with receiver processes it opens before the main
+        process has installed its signal handlers, and while siblings still load the config.
+        """
+        assert self.proc is not None
+        deadline = time.monotonic() + timeout
+        while True:
+            text = self.log_text_since(log_offset)
+            receivers = set(_RECEIVER_UP.findall(text))
+            if _STARTED.search(text) and len(receivers) >= self.receiver_processes:
+                return
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"daemon exited with {self.proc.returncode} during start-up")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"daemon not ready; log since start:\n{text[-3000:]}")
+            time.sleep(0.02)
+
+    def log_text_since(self, offset: int) -> str:
+        if not self.log_path.exists():
+            return ""
+        with open(self.log_path, "rb") as fh:
+            fh.seek(offset)
+            return fh.read().decode(errors="replace")
 
     @property
     def pid(self) -> int:
@@ -244,4 +279,10 @@ connection-idle-timeout = "0.5s"
 """
     config_path = workdir / "outrider.toml"
     config_path.write_text(text)
-    return DaemonHandle(workdir=workdir, config_path=config_path, host=host, port=port)
+    return DaemonHandle(
+        workdir=workdir,
+        config_path=config_path,
+        host=host,
+        port=port,
+        receiver_processes=receiver_processes,
+    )

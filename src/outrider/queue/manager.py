@@ -501,7 +501,9 @@ class QueueManager:
             recipients=[Recipient(env.sender)],
             received_at=now,
             size=len(data),
-            smtputf8=env.smtputf8,
+            # The notice needs SMTPUTF8 only when its own recipient does; UTF-8 in the
+            # report parts is 8-bit body content (RFC 6533 message/global-*).
+            smtputf8=not env.sender.isascii(),
             body_8bit=not data.isascii(),
         )
         await self.spool.store(dsn_env, data)

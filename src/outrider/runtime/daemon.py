@@ -64,6 +64,10 @@ class Daemon:
             manager.submit(envelope, body)
 
         self.store = store
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
         processes = config.server.receiver_processes
         if processes > 0:
             await self._start_receivers(processes, manager)
@@ -75,10 +79,6 @@ class Daemon:
                 await listener.start()
         self._write_pid_file()
 
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
         log.info(
             "outrider %s started: %d listener(s), %d receiver process(es), %d queued",
             __version__,
@@ -124,7 +124,8 @@ class Daemon:
 
     # -- receiver processes ----------------------------------------------------------------
     async def _start_receivers(self, count: int, manager: QueueManager) -> None:
-        path = str(self.config.server.spool_dir / f".handoff-{os.getpid()}.sock")
+        # A fixed name, so a socket left by a crash is cleared by the next start.
+        path = str(self.config.server.spool_dir / ".handoff.sock")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
         self.handoff = HandoffServer(path, lambda env: manager.submit(env, None))
@@ -147,29 +148,21 @@ class Daemon:
                     ]
                 )
             )
-        await self._wait_receivers_listening()
+        await self._wait_receivers_ready(self.handoff, count)
 
-    async def _wait_receivers_listening(self) -> None:
-        """Return once every listener address accepts connections (or a child died)."""
+    async def _wait_receivers_ready(self, handoff: HandoffServer, count: int) -> None:
+        """Return once every receiver has said it listens; fail if one dies first."""
         loop = asyncio.get_running_loop()
-        deadline = loop.time() + 20
-        for settings in self.config.listeners:
-            host, port = settings.address
-            while True:
-                self._reap_children()
-                if not self.children:
-                    raise RuntimeError("receiver processes exited during start-up")
-                try:
-                    _, writer = await asyncio.open_connection(host, port)
-                except OSError:
-                    if loop.time() > deadline:
-                        raise RuntimeError(f"receivers not listening on {host}:{port}") from None
-                    await asyncio.sleep(0.05)
-                    continue
-                writer.close()
-                with contextlib.suppress(Exception):
-                    await writer.wait_closed()
-                break
+        deadline = loop.time() + 30
+        while handoff.ready < count:
+            self._reap_children()
+            if len(self.children) < count:
+                raise RuntimeError("a receiver process exited during start-up")
+            if loop.time() > deadline:
+                raise RuntimeError("receiver processes did not start listening in time")
+            handoff.ready_changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(handoff.ready_changed.wait(), 0.1)
 
     def _reap_children(self) -> None:
         for child in list(self.children):

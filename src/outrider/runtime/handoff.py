@@ -3,8 +3,9 @@
 A receiver process stores the message durably in the shared spool, then sends the
 serialised envelope over a Unix stream socket; the delivery process schedules it and
 reads the body from the spool when it delivers. Frames are a 4-byte big-endian length
-and the envelope codec's bytes. If the delivery process is gone, nothing is lost:
-recovery at the next start finds the spool file.
+and the envelope codec's bytes; an empty frame says "this receiver is listening". If
+the delivery process is gone, nothing is lost: recovery at the next start finds the
+spool file.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import struct
 from collections.abc import Callable
 
@@ -37,6 +39,8 @@ class HandoffServer:
         self.submit = submit
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
+        self.ready = 0  # receivers that said they are listening
+        self.ready_changed = asyncio.Event()
 
     async def start(self) -> None:
         self.server = await asyncio.start_unix_server(self._client, path=self.path)
@@ -52,6 +56,10 @@ class HandoffServer:
                 except asyncio.IncompleteReadError:
                     return
                 (length,) = _LEN.unpack(header)
+                if length == 0:
+                    self.ready += 1
+                    self.ready_changed.set()
+                    continue
                 if length > MAX_FRAME:
                     log.error("handoff: oversized frame (%d bytes); dropping channel", length)
                     return
@@ -71,6 +79,8 @@ class HandoffServer:
     async def stop(self) -> None:
         if self.server is not None:
             self.server.close()
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
         for task in list(self._clients):
             task.cancel()
         for task in list(self._clients):
@@ -88,6 +98,9 @@ class HandoffClient:
     async def connect(cls, path: str) -> HandoffClient:
         _, writer = await asyncio.open_unix_connection(path)
         return cls(writer)
+
+    def send_ready(self) -> None:
+        self.writer.write(_LEN.pack(0))
 
     def send(self, envelope: Envelope) -> None:
         if self.writer.is_closing():

@@ -59,6 +59,7 @@ async def serve(config_path: str, handoff_path: str) -> int:
     )
     for listener in listeners:
         await listener.start()
+    handoff.send_ready()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()

@@ -137,13 +137,21 @@ def _call(task: Callable[[], None]) -> None:
 
 
 def _pid_alive(pid: int) -> bool:
+    """Whether a process still runs; a zombie (killed, not yet reaped) counts as dead."""
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
     except PermissionError:
         return True
-    return True
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return True  # no procfs: trust kill()
+    # The state field follows the parenthesised command name, which may contain spaces.
+    state = stat[stat.rfind(b")") + 2 : stat.rfind(b")") + 3]
+    return state not in (b"Z", b"X")
 
 
 def _complete(items: list[tuple[asyncio.Future[None], SpoolError | None]]) -> None:
