@@ -46,6 +46,10 @@ from outrider.spool.base import Spool
 
 log = logging.getLogger("outrider.queue")
 
+# Bodies of fresh mail kept in memory for the first attempt, in total; past this,
+# new mail is read back from the spool when it is delivered.
+BODY_CACHE_BYTES = 256 * 1024 * 1024
+
 
 @dataclass(eq=False)
 class QueuedMessage:
@@ -119,6 +123,7 @@ class QueueManager:
         self.destinations: dict[str, Destination] = {}
         self.waiting_for_slot: deque[Destination] = deque()
         self.total_active = 0
+        self.cached_bytes = 0  # bodies held by QueuedMessage.body
         self.stopping = False
         self._tasks: set[asyncio.Task[None]] = set()
         self._loop = asyncio.get_running_loop()
@@ -126,7 +131,11 @@ class QueueManager:
     # -- intake ------------------------------------------------------------------------------
     def submit(self, envelope: Envelope, body: bytes | None) -> None:
         """A freshly stored message: first attempt now (Exim's immediate delivery)."""
+        if body is not None and self.cached_bytes + len(body) > BODY_CACHE_BYTES:
+            body = None
         msg = QueuedMessage(envelope, body)
+        if body is not None:
+            self.cached_bytes += len(body)
         self.messages[envelope.queue_id] = msg
         self._dispatch(msg)
 
@@ -339,7 +348,11 @@ class QueueManager:
 
     async def _body(self, msg: QueuedMessage) -> bytes:
         if msg.body is None:
-            msg.body = await self.spool.load_body(msg.envelope.queue_id)
+            body = await self.spool.load_body(msg.envelope.queue_id)
+            if msg.body is not None:  # another destination's connection loaded it meanwhile
+                return msg.body
+            msg.body = body
+            self.cached_bytes += len(body)
         return msg.body
 
     def _fail_destination(self, dest: Destination, item: WorkItem, outcome: Outcome) -> None:
@@ -440,8 +453,13 @@ class QueueManager:
         msg.inflight -= 1
         last = msg.inflight == 0
         if last:
-            msg.body = None  # later attempts reload it; keeps memory bounded
+            self._drop_body(msg)  # later attempts reload it; keeps memory bounded
         self._spawn(self._persist(msg, item.recipients, last), f"persist-{env.queue_id}")
+
+    def _drop_body(self, msg: QueuedMessage) -> None:
+        if msg.body is not None:
+            self.cached_bytes -= len(msg.body)
+            msg.body = None
 
     async def _persist(self, msg: QueuedMessage, changed: list[Recipient], last: bool) -> None:
         """Make the new recipient states durable; the item that settled last reschedules."""

@@ -128,7 +128,7 @@ class Daemon:
         path = str(self.config.server.spool_dir / ".handoff.sock")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self.handoff = HandoffServer(path, lambda env: manager.submit(env, None))
+        self.handoff = HandoffServer(path, manager.submit)
         await self.handoff.start()
         for index in range(count):
             self.children.append(

@@ -2,8 +2,10 @@
 
 A receiver process stores the message durably in the shared spool, then sends the
 serialised envelope over a Unix stream socket; the delivery process schedules it and
-reads the body from the spool when it delivers. Frames are a 4-byte big-endian length
-and the envelope codec's bytes; an empty frame says "this receiver is listening". If
+delivers it. A frame is two 4-byte big-endian lengths, the envelope codec's bytes and
+the message itself, so fresh mail is never read back from disk; a message over
+``MAX_INLINE_BODY`` is sent without its body (length 0) and read from the spool when it
+is delivered. A frame with both lengths 0 says "this receiver is listening". If
 the delivery process is gone, nothing is lost: recovery at the next start finds the
 spool file.
 """
@@ -22,19 +24,22 @@ from outrider.spool.codec import decode_envelope, encode_envelope
 
 log = logging.getLogger("outrider.handoff")
 
-_LEN = struct.Struct(">I")
-MAX_FRAME = 64 * 1024 * 1024
+_HEADER = struct.Struct(">II")
+MAX_ENVELOPE = 64 * 1024 * 1024
+MAX_INLINE_BODY = 1024 * 1024
 
 
-def frame(envelope: Envelope) -> bytes:
+def frame(envelope: Envelope, body: bytes) -> bytes:
     payload = encode_envelope(envelope)
-    return _LEN.pack(len(payload)) + payload
+    if len(body) > MAX_INLINE_BODY:
+        body = b""
+    return _HEADER.pack(len(payload), len(body)) + payload + body
 
 
 class HandoffServer:
     """Runs in the delivery process; calls ``submit`` for every envelope received."""
 
-    def __init__(self, path: str, submit: Callable[[Envelope], None]) -> None:
+    def __init__(self, path: str, submit: Callable[[Envelope, bytes | None], None]) -> None:
         self.path = path
         self.submit = submit
         self.server: asyncio.Server | None = None
@@ -52,24 +57,24 @@ class HandoffServer:
         try:
             while True:
                 try:
-                    header = await reader.readexactly(_LEN.size)
+                    header = await reader.readexactly(_HEADER.size)
                 except asyncio.IncompleteReadError:
                     return
-                (length,) = _LEN.unpack(header)
-                if length == 0:
+                env_len, body_len = _HEADER.unpack(header)
+                if env_len == 0:
                     self.ready += 1
                     self.ready_changed.set()
                     continue
-                if length > MAX_FRAME:
-                    log.error("handoff: oversized frame (%d bytes); dropping channel", length)
+                if env_len > MAX_ENVELOPE or body_len > MAX_INLINE_BODY:
+                    log.error("handoff: oversized frame; dropping channel")
                     return
-                payload = await reader.readexactly(length)
+                payload = await reader.readexactly(env_len + body_len)
                 try:
-                    envelope = decode_envelope(payload)
+                    envelope = decode_envelope(payload[:env_len])
                 except Exception:
                     log.exception("handoff: undecodable envelope; it will be recovered at restart")
                     continue
-                self.submit(envelope)
+                self.submit(envelope, payload[env_len:] or None)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
@@ -100,12 +105,12 @@ class HandoffClient:
         return cls(writer)
 
     def send_ready(self) -> None:
-        self.writer.write(_LEN.pack(0))
+        self.writer.write(_HEADER.pack(0, 0))
 
-    def send(self, envelope: Envelope) -> None:
+    def send(self, envelope: Envelope, body: bytes) -> None:
         if self.writer.is_closing():
             raise ConnectionError("delivery process is gone")
-        self.writer.write(frame(envelope))
+        self.writer.write(frame(envelope, body))
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

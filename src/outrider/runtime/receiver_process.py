@@ -47,7 +47,7 @@ async def serve(config_path: str, handoff_path: str) -> int:
     async def store(envelope: Envelope, body: bytes) -> None:
         await spool.store(envelope, body)
         try:
-            handoff.send(envelope)
+            handoff.send(envelope, body)
         except ConnectionError as exc:
             # Stored durably already: the next start recovers it. Refuse new mail.
             raise SpoolError(
