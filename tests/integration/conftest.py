@@ -56,6 +56,11 @@ def dns_server() -> Iterator[DnsTestServer]:
             # a domain whose only MX is the second sink (127.0.0.3), see ``sink2``
             "second.test": {"MX": [(10, "mx.second.test")]},
             "mx.second.test": {"A": ["127.0.0.3"]},
+            # two domains hosted at one provider: mx-rollup gives them one queue
+            "rollup-a.test": {"MX": [(10, "mx.provider.test")]},
+            "rollup-b.test": {"MX": [(10, "mx.provider.test")]},
+            "mx.provider.test": {"A": ["127.0.0.2"]},
+            "fast.test": {"MX": [(10, "mx.second.test")]},
         },
         zones=["org", "test"],
     )

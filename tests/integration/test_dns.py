@@ -109,11 +109,15 @@ async def test_domain_is_normalized(resolver: MxResolver, server: DnsTestServer)
 
 
 async def test_implicit_mx_from_a_record(resolver: MxResolver) -> None:
-    assert await resolver.resolve_mx("aonly.test") == [MxHost("aonly.test", 0, ("127.0.0.5",))]
+    assert await resolver.resolve_mx("aonly.test") == [
+        MxHost("aonly.test", 0, ("127.0.0.5",), implicit=True)
+    ]
 
 
 async def test_implicit_mx_from_aaaa_record(resolver: MxResolver) -> None:
-    assert await resolver.resolve_mx("v6only.test") == [MxHost("v6only.test", 0, ("::1",))]
+    assert await resolver.resolve_mx("v6only.test") == [
+        MxHost("v6only.test", 0, ("::1",), implicit=True)
+    ]
 
 
 async def test_no_mx_and_no_address_is_no_addresses(resolver: MxResolver) -> None:

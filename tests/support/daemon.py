@@ -286,3 +286,24 @@ connection-idle-timeout = "0.5s"
         port=port,
         receiver_processes=receiver_processes,
     )
+
+
+def control(
+    handle: DaemonHandle, request: dict[str, object], timeout: float = 5.0
+) -> dict[str, object]:
+    """One request to the daemon's control socket (JSON lines)."""
+    import json
+
+    path = handle.workdir / "var" / "state" / "control.sock"
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(timeout)
+        s.connect(str(path))
+        s.sendall(json.dumps(request).encode() + b"\n")
+        data = b""
+        while not data.endswith(b"\n"):
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    reply: dict[str, object] = json.loads(data)
+    return reply

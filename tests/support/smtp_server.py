@@ -69,6 +69,7 @@ _MAX_LINE = 8192
 @dataclass
 class ServerScript:
     greeting: str = "220 mx.test ESMTP scripted test server"
+    greeting_by_peer: dict[str, str] = field(default_factory=dict)  # client IP -> greeting
     ehlo_reply: str | None = None  # replaces the whole EHLO reply, e.g. "502 5.5.1 no EHLO"
     mail_reply: str | None = None
     rcpt_replies: dict[str, str] = field(default_factory=dict)  # lower-cased address -> reply
@@ -166,10 +167,11 @@ class _Connection(asyncio.Protocol):
         script = self.server.script
         if self._scripted("greeting", None):
             return
-        self._write(_wire(script.greeting))
-        if script.greeting.startswith("421"):
+        greeting = script.greeting_by_peer.get(self.record.peer[0], script.greeting)
+        self._write(_wire(greeting))
+        if greeting.startswith("421"):
             self._close()
-        elif not script.greeting.startswith("2"):
+        elif not greeting.startswith("2"):
             self._refused = True
 
     def data_received(self, data: bytes) -> None:

@@ -17,6 +17,10 @@ class RecordType(enum.Enum):
     DELIVERED = "d"
     BOUNCED = "b"
     TRANSIENT = "t"
+    # A queue changed mode (backoff/normal) or a source IP was disabled/re-enabled for a
+    # destination: dsnAction names the new state, dsnDiag the remote reply, rule the
+    # pattern that matched. rcpt/orig are empty.
+    QUEUE = "q"
 
     @property
     def dsn_action(self) -> str:
@@ -28,6 +32,7 @@ _ACTIONS: dict[RecordType, str] = {
     RecordType.DELIVERED: "relayed",
     RecordType.BOUNCED: "failed",
     RecordType.TRANSIENT: "delayed",
+    RecordType.QUEUE: "",
 }
 
 FIELDS: tuple[str, ...] = (
@@ -49,6 +54,7 @@ FIELDS: tuple[str, ...] = (
     "envId",
     "msgId",
     "size",
+    "rule",
 )
 
 
@@ -74,6 +80,7 @@ class AccountingRecord:
     env_id: str
     msg_id: str
     size: int
+    rule: str = ""  # for "q" records: the smtp-pattern-list rule that caused the transition
 
 
 def format_time(epoch: float) -> str:
@@ -108,4 +115,5 @@ def to_row(record: AccountingRecord) -> tuple[str, ...]:
         _clean(record.env_id),
         _clean(record.msg_id),
         str(record.size),
+        _clean(record.rule),
     )

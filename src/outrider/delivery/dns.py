@@ -117,6 +117,7 @@ class MxHost:
     name: str  # A-label host name, lower case, no trailing dot (or the IP literal)
     preference: int
     addresses: tuple[str, ...]  # in connection order
+    implicit: bool = False  # no MX record: the domain's own address (RFC 5321 5.1)
 
 
 def order_mx(records: Sequence[tuple[int, str]], rng: random.Random) -> list[tuple[int, str]]:
@@ -356,7 +357,7 @@ class MxResolver:
     async def _implicit_mx(self, name: str) -> MxHost:
         result = await self._host_addresses(name)
         if result.addresses:
-            return MxHost(name, 0, result.addresses)
+            return MxHost(name, 0, result.addresses, implicit=True)
         if result.tempfail:
             raise DnsError(DnsErrorKind.TEMPORARY, name, f"implicit MX: {result.detail}")
         raise DnsError(DnsErrorKind.NO_ADDRESSES, name)

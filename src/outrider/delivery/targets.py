@@ -13,6 +13,7 @@ class Target:
     host: str  # MX or route host name (or the IP itself), reported as dsnMta
     address: str  # IP to connect to
     port: int
+    implicit: bool = False  # the domain has no MX: its own address (RFC 5321 5.1)
 
     def describe(self) -> str:
         return self.host if self.host == self.address else f"{self.host} ({self.address})"
@@ -41,4 +42,4 @@ async def resolve_targets(
             literal = literal[5:]
         return [Target(literal, literal, mx_port)]
     hosts = await resolver.resolve_mx(domain)
-    return [Target(mx.name, ip, mx_port) for mx in hosts for ip in mx.addresses]
+    return [Target(mx.name, ip, mx_port, mx.implicit) for mx in hosts for ip in mx.addresses]

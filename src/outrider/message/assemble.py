@@ -40,8 +40,22 @@ def assemble(
     body_8bit: bool,
     session: SessionFacts,
     now: float,
+    honour_vmta_header: bool = False,
+    listener_vmta: str | None = None,
 ) -> tuple[Envelope, bytes]:
+    """The envelope and the bytes to store.
+
+    ``X-Job`` and ``X-Virtual-MTA`` are always removed so they never leave Outrider; the
+    virtual MTA named by the header is kept (in ``extra``) only when the listener
+    honours it (``process-x-virtual-mta``).
+    """
     content, job_id = extract_and_remove_header(content, "X-Job")
+    content, vmta_header = extract_and_remove_header(content, "X-Virtual-MTA")
+    extra: dict[str, str] = {}
+    if honour_vmta_header and vmta_header:
+        extra["x-virtual-mta"] = vmta_header
+    if listener_vmta:
+        extra["listener-vmta"] = listener_vmta
     msg_id = header_value(content, "Message-ID") or ""
     trace = received_header(
         helo=session.helo,
@@ -68,5 +82,6 @@ def assemble(
         helo=session.helo,
         job_id=job_id or "",
         msg_id=msg_id.strip(),
+        extra=extra,
     )
     return envelope, data

@@ -1,13 +1,18 @@
 """The queue manager: the only owner of the delivery schedule.
 
-It holds every pending message's envelope, groups due recipients by destination
-into work items, runs a bounded set of outbound connections per destination
-(reusing each for as many messages as are ready), applies the outcomes (delivered,
-retry later, bounce), persists recipient state to the spool, writes the accounting
-log, and sends one DSN per message once every recipient is final.
+It holds every pending message's envelope, groups due recipients by domain into work
+items, routes each item to a delivery queue — (destination, virtual MTA), where the
+destination is the domain or, with mx-rollup, its set of MX hosts — and runs each
+queue within its limits: an adaptive connection window capped by max-smtp-out, a
+connection rate and a message rate (GCRA), backoff mode driven by the remote replies
+(smtp-pattern-list), dead-destination detection and operator pauses. It applies the
+outcomes (delivered, retry later, bounce), persists recipient state to the spool, writes
+the accounting log and sends one DSN per message once every recipient is final.
 
-Connections never touch the schedule: they take work items from their
-destination's ready queue and hand results back to ``_apply``.
+Connections never touch the schedule: they take work items from their queue's ready
+deque and hand results back to ``_settle``. Every operation on a message is O(1) or
+O(log n) (timers live in the event loop's heap), so a queue with 100,000 messages does
+not slow another queue down.
 """
 
 from __future__ import annotations
@@ -16,9 +21,9 @@ import asyncio
 import contextlib
 import logging
 import time
-from collections import deque
-from collections.abc import Callable
-from dataclasses import dataclass, field
+from collections import defaultdict, deque
+from collections.abc import Callable, Coroutine, Iterable
+from typing import Any
 
 from outrider.accounting.records import AccountingRecord, RecordType
 from outrider.accounting.writer import AccountingLog
@@ -33,6 +38,7 @@ from outrider.delivery.smtp_client import (
 from outrider.delivery.targets import Target, resolve_targets
 from outrider.dsn.builder import FailedRecipient, build_dsn, should_bounce, wants_dsn
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.policy.backoff import Mode, Transition
 from outrider.policy.outcome import (
     Outcome,
     Scope,
@@ -41,7 +47,14 @@ from outrider.policy.outcome import (
     local_outcome,
     status_from_text,
 )
+from outrider.policy.patterns import Action, Match, classify_with_patterns, match_reply
+from outrider.policy.rate import Gcra
 from outrider.policy.retry import decide_retry
+from outrider.policy.vmta_select import PoolCursor, select_vmta
+from outrider.policy.window import ConcurrencyWindow, DeadDestination
+from outrider.queue.control_state import ControlState
+from outrider.queue.model import DeliveryQueue, Destination, QueuedMessage, WorkItem
+from outrider.smtp.replies import Reply
 from outrider.spool.base import Spool
 
 log = logging.getLogger("outrider.queue")
@@ -49,33 +62,8 @@ log = logging.getLogger("outrider.queue")
 # Bodies of fresh mail kept in memory for the first attempt, in total; past this,
 # new mail is read back from the spool when it is delivered.
 BODY_CACHE_BYTES = 256 * 1024 * 1024
-
-
-@dataclass(eq=False)
-class QueuedMessage:
-    envelope: Envelope
-    body: bytes | None  # kept for the first attempt of fresh mail; reloaded later
-    inflight: int = 0  # work items handed to destinations and not yet settled
-    timer: asyncio.TimerHandle | None = None
-    # Delivered with NOTIFY=SUCCESS to a peer without DSN: owed a "relayed" notice
-    # (RFC 3461 5.2.2). Kept in memory only: a crash before the end loses the notice.
-    relayed: list[Recipient] = field(default_factory=list)
-
-
-@dataclass(eq=False)
-class WorkItem:
-    message: QueuedMessage
-    recipients: list[Recipient]
-    domain: str
-
-
-@dataclass(eq=False)
-class Destination:
-    name: str
-    policy: DomainPolicy
-    ready: deque[WorkItem] = field(default_factory=deque)
-    idle: deque[asyncio.Future[WorkItem | None]] = field(default_factory=deque)
-    active: int = 0
+DEFAULT_VMTA = "default"
+DEAD_FOR_MAX = 300.0  # a dead destination is probed again after at most this long
 
 
 def timeouts_for(policy: DomainPolicy) -> SmtpTimeouts:
@@ -102,6 +90,16 @@ def dns_outcome(exc: DnsError) -> Outcome:
     return local_outcome(451, "4.4.3", f"DNS lookup for {exc.domain} failed: {exc.detail}")
 
 
+def chunks(items: list[Recipient], size: int) -> Iterable[list[Recipient]]:
+    size = max(1, size)
+    for start in range(0, len(items), size):
+        yield items[start : start + size]
+
+
+def rollup_key(hosts: Iterable[str]) -> str:
+    return "mx:" + ",".join(sorted(set(hosts)))
+
+
 class QueueManager:
     def __init__(
         self,
@@ -120,8 +118,12 @@ class QueueManager:
         self.new_queue_id = new_queue_id
         self.clock = clock
         self.messages: dict[str, QueuedMessage] = {}
+        self.queues: dict[tuple[str, str], DeliveryQueue] = {}
         self.destinations: dict[str, Destination] = {}
-        self.waiting_for_slot: deque[Destination] = deque()
+        self.cursors: dict[str, PoolCursor] = {}
+        self.waiting_for_slot: deque[DeliveryQueue] = deque()
+        self.parked: defaultdict[str, list[WorkItem]] = defaultdict(list)  # paused jobs
+        self.control = ControlState.load(config.server.state_dir)
         self.total_active = 0
         self.cached_bytes = 0  # bodies held by QueuedMessage.body
         self.stopping = False
@@ -133,6 +135,7 @@ class QueueManager:
         """A freshly stored message: first attempt now (Exim's immediate delivery)."""
         if body is not None and self.cached_bytes + len(body) > BODY_CACHE_BYTES:
             body = None
+        self._choose_vmta(envelope)
         msg = QueuedMessage(envelope, body)
         if body is not None:
             self.cached_bytes += len(body)
@@ -141,6 +144,7 @@ class QueueManager:
 
     def restore(self, envelope: Envelope) -> None:
         """A message found by spool recovery: resume its schedule."""
+        self._choose_vmta(envelope)
         msg = QueuedMessage(envelope, None)
         self.messages[envelope.queue_id] = msg
         if envelope.is_done:
@@ -148,21 +152,50 @@ class QueueManager:
         else:
             self._dispatch(msg)
 
+    def _choose_vmta(self, env: Envelope) -> None:
+        """Virtual MTA (or pool) for the message: header, listener, sender domain, server."""
+        known = self.config.virtual_mtas.keys() | self.config.vmta_pools.keys()
+        if env.vmta in known:
+            return
+        sender_domain = env.sender.rpartition("@")[2].lower()
+        sender_settings = self.config.sender_domains.get(sender_domain)
+        header = env.extra.get("x-virtual-mta")
+        if header is not None and header.strip() not in known:
+            log.warning("%s: unknown X-Virtual-MTA %r ignored", env.queue_id, header)
+            header = None
+        env.vmta = select_vmta(
+            header_value=header,
+            listener_allows_header=header is not None,
+            listener_default=env.extra.get("listener-vmta"),
+            sender_domain_default=sender_settings.virtual_mta if sender_settings else None,
+            server_default=self.config.server.default_virtual_mta,
+        ).strip()
+        if env.vmta not in known:
+            env.vmta = DEFAULT_VMTA
+
     def update_config(self, config: Config) -> None:
         self.config = config
-        for dest in self.destinations.values():
-            dest.policy = config.policy_for(dest.name)
+        self.cursors.clear()
+        for queue in self.queues.values():
+            queue.policy = config.policy_for(queue.domain, queue.vmta)
+            queue.connect_rate.set_rate(queue.policy.max_connect_rate)
+            queue.apply_limits()
+            self._maybe_connect(queue)
 
     # -- scheduling --------------------------------------------------------------------------
     def _dispatch(self, msg: QueuedMessage) -> None:
-        """Hand every due recipient to its destination; arm a timer for the rest."""
+        """Hand every due recipient to its queue; arm a timer for the rest."""
         if self.stopping:
             return
         msg.timer = None
+        env = msg.envelope
+        if env.job_id and env.job_id in self.control.paused_jobs:
+            self.parked[env.job_id].append(WorkItem(msg, [], ""))
+            return
         now = self.clock()
         due: dict[str, list[Recipient]] = {}
         earliest = 0.0
-        for rcpt in msg.envelope.recipients:
+        for rcpt in env.recipients:
             if rcpt.status is not RcptStatus.PENDING:
                 continue
             if rcpt.next_attempt <= now:
@@ -171,7 +204,7 @@ class QueueManager:
                 earliest = rcpt.next_attempt
         for domain, rcpts in due.items():
             msg.inflight += 1
-            self._enqueue(WorkItem(msg, rcpts, domain))
+            self._route(WorkItem(msg, rcpts, domain))
         if not due and earliest:
             self._arm(msg, earliest)
 
@@ -181,40 +214,136 @@ class QueueManager:
         delay = max(0.0, when - self.clock())
         msg.timer = self._loop.call_later(delay, self._dispatch, msg)
 
-    def _destination(self, domain: str) -> Destination:
-        dest = self.destinations.get(domain)
+    def _route(self, item: WorkItem) -> None:
+        """Find the item's queue: by domain, or by MX host set when rolled up."""
+        policy = self.config.policy_for(item.domain)
+        if policy.route is not None or not policy.mx_rollup:
+            self._to_queue(item, item.domain)
+            return
+        self._spawn(self._route_by_mx(item), f"route-{item.domain}")
+
+    async def _route_by_mx(self, item: WorkItem) -> None:
+        try:
+            hosts = await self.resolver.resolve_mx(item.domain)
+        except DnsError as exc:
+            self._settle(item, {id(r): dns_outcome(exc) for r in item.recipients})
+            return
+        if hosts and hosts[0].implicit:
+            self._to_queue(item, item.domain)
+        else:
+            self._to_queue(item, rollup_key(h.name for h in hosts))
+
+    def _to_queue(self, item: WorkItem, key: str) -> None:
+        vmta = self._concrete_vmta(item.message.envelope.vmta, key)
+        if vmta is None:
+            outcome = local_outcome(
+                451, "4.4.5", "Every source IP is disabled for this destination"
+            )
+            self._settle(item, {id(r): outcome for r in item.recipients})
+            return
+        item.vmta = vmta
+        queue = self._queue(key, vmta, item.domain)
+        size = queue.policy.max_rcpt_per_transaction
+        parts = list(chunks(item.recipients, size)) if len(item.recipients) > size else []
+        if parts:
+            item.message.inflight += len(parts) - 1
+            for part in parts:
+                self._enqueue(queue, WorkItem(item.message, part, item.domain, vmta))
+        else:
+            self._enqueue(queue, item)
+
+    def _concrete_vmta(self, name: str, key: str) -> str | None:
+        """A pool becomes one of its members (weighted round robin), skipping source IPs
+        disabled for this destination; None when none is usable."""
+        dest = self._destination(key)
+        now = self.clock()
+        pool = self.config.vmta_pools.get(name)
+        if pool is None:
+            return None if dest.disabled.is_disabled(name, now) else name
+        cursor = self.cursors.get(name)
+        if cursor is None:
+            cursor = self.cursors[name] = PoolCursor(pool.members, pool.weights)
+        return cursor.next(exclude=dest.disabled.disabled(now).keys())
+
+    def _destination(self, key: str) -> Destination:
+        dest = self.destinations.get(key)
         if dest is None:
-            dest = Destination(domain, self.config.policy_for(domain))
-            self.destinations[domain] = dest
+            dest = self.destinations[key] = Destination(key)
         return dest
 
-    def _enqueue(self, item: WorkItem) -> None:
-        dest = self._destination(item.domain)
-        while dest.idle:
-            waiter = dest.idle.popleft()
-            if not waiter.done():
-                waiter.set_result(item)
-                return
-        dest.ready.append(item)
-        self._maybe_connect(dest)
+    def _queue(self, key: str, vmta: str, domain: str) -> DeliveryQueue:
+        queue = self.queues.get((key, vmta))
+        if queue is None:
+            policy = self.config.policy_for(domain, vmta)
+            retry = policy.retry_after[0] if policy.retry_after else DEAD_FOR_MAX
+            queue = DeliveryQueue(
+                key=key,
+                vmta=vmta,
+                domain=domain,
+                policy=policy,
+                window=ConcurrencyWindow(maximum=max(1, policy.max_smtp_out)),
+                dead=DeadDestination(dead_for=min(DEAD_FOR_MAX, retry)),
+                msg_rate=Gcra(policy.max_msg_rate),
+                connect_rate=Gcra(policy.max_connect_rate),
+            )
+            queue.apply_limits()
+            self.queues[(key, vmta)] = queue
+        return queue
 
-    def _maybe_connect(self, dest: Destination) -> None:
-        if not dest.ready or self.stopping:
+    def _enqueue(self, queue: DeliveryQueue, item: WorkItem) -> None:
+        if not self._paused(queue):
+            while queue.idle:
+                waiter = queue.idle.popleft()
+                if not waiter.done():
+                    waiter.set_result(item)
+                    return
+        queue.ready.append(item)
+        self._maybe_connect(queue)
+
+    def _paused(self, queue: DeliveryQueue) -> bool:
+        paused = self.control.paused_queues
+        return bool(paused) and (
+            queue.name in paused or queue.key in paused or queue.domain in paused
+        )
+
+    def _maybe_connect(self, queue: DeliveryQueue) -> None:
+        """Open another connection if the queue has work and its limits allow one."""
+        if not queue.ready or self.stopping or self._paused(queue):
             return
-        # Only called when no connection of this destination is idle, so every active
-        # one is busy: a ready item justifies another connection, up to max-smtp-out.
-        if dest.active >= max(1, dest.policy.max_smtp_out):
+        # Only called when no connection of this queue is idle, so every active one is
+        # busy: a ready item justifies another connection, up to the window.
+        if queue.active >= queue.window.limit:
+            return
+        now = self.clock()
+        if queue.dead.is_dead(now) and not queue.dead.allow_probe(now):
+            self._defer_dead(queue)
             return
         if self.total_active >= self.config.server.max_delivery_concurrency:
-            if dest not in self.waiting_for_slot:
-                self.waiting_for_slot.append(dest)
+            if queue not in self.waiting_for_slot:
+                self.waiting_for_slot.append(queue)
             return
-        dest.active += 1
+        wait = queue.connect_rate.try_acquire(self._loop.time())
+        if wait > 0:
+            if queue.wake is None:
+                queue.wake = self._loop.call_later(wait, self._wake, queue)
+            return
+        queue.active += 1
         self.total_active += 1
-        self._spawn(self._connection(dest), f"deliver-{dest.name}")
+        self._spawn(self._connection(queue), f"deliver-{queue.name}")
 
-    def _spawn(self, coro: object, name: str) -> None:
-        task: asyncio.Task[None] = self._loop.create_task(coro, name=name)  # type: ignore[arg-type]
+    def _wake(self, queue: DeliveryQueue) -> None:
+        queue.wake = None
+        self._maybe_connect(queue)
+
+    def _defer_dead(self, queue: DeliveryQueue) -> None:
+        outcome = local_outcome(451, "4.4.1", f"Destination {queue.key} is not responding")
+        items = list(queue.ready)
+        queue.ready.clear()
+        for item in items:
+            self._settle(item, {id(r): outcome for r in item.recipients}, queue=queue)
+
+    def _spawn(self, coro: Coroutine[Any, Any, None], name: str) -> None:
+        task = self._loop.create_task(coro, name=name)
         self._tasks.add(task)
         task.add_done_callback(self._task_done)
 
@@ -224,88 +353,128 @@ class QueueManager:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
 
     # -- one outbound connection -------------------------------------------------------------
-    async def _connection(self, dest: Destination) -> None:
+    async def _connection(self, queue: DeliveryQueue) -> None:
         try:
-            await self._run_connection(dest)
+            await self._run_connection(queue)
         finally:
-            dest.active -= 1
+            queue.active -= 1
             self.total_active -= 1
-            self._maybe_connect(dest)
+            self._maybe_connect(queue)
             while self.waiting_for_slot and self.total_active < (
                 self.config.server.max_delivery_concurrency
             ):
                 self._maybe_connect(self.waiting_for_slot.popleft())
 
-    async def _run_connection(self, dest: Destination) -> None:
-        if not dest.ready:
+    def _take(self, queue: DeliveryQueue) -> WorkItem | None:
+        """The next ready item, parking those of paused jobs."""
+        paused_jobs = self.control.paused_jobs
+        while queue.ready and not self._paused(queue):
+            item = queue.ready.popleft()
+            job = item.message.envelope.job_id
+            if job and job in paused_jobs:
+                self.parked[job].append(item)
+                continue
+            return item
+        return None
+
+    async def _run_connection(self, queue: DeliveryQueue) -> None:
+        item = self._take(queue)
+        if item is None:
             return
-        item: WorkItem | None = dest.ready.popleft()
-        assert item is not None
-        policy = dest.policy
+        policy = queue.policy
         try:
             targets = await resolve_targets(
-                dest.name, policy.route, self.resolver, mx_port=policy.smtp_port
+                item.domain, policy.route, self.resolver, mx_port=policy.smtp_port
             )
         except DnsError as exc:
-            self._fail_destination(dest, item, dns_outcome(exc))
+            self._fail_queue(queue, item, dns_outcome(exc), site=False)
             return
-        session, failure = await self._open_session(targets, policy)
+        if policy.bounce_upon_no_mx and targets and targets[0].implicit:
+            outcome = local_outcome(550, "5.4.4", f"Domain {item.domain} has no MX record")
+            self._fail_queue(queue, item, outcome, site=False)
+            return
+        remaining = list(targets)
+        session, failure = await self._open_session(queue, remaining)
         if session is None:
-            self._fail_destination(dest, item, failure)
+            self._fail_queue(queue, item, failure, site=True)
             return
+        queue.dead.on_success(self.clock())
         sent = 0
         try:
             while item is not None:
+                await self._pace(queue)
                 body = await self._body(item.message)
                 result = await session.send(item.message.envelope, item.recipients, body)
+                if (
+                    policy.smtp_421_means_mx_unavailable
+                    and result.connection_lost
+                    and any(r.reply.code == 421 for r in result.results)
+                    and remaining
+                ):
+                    # The MX said it is unavailable: the same item goes to the next MX.
+                    log.info("%s: 421 from %s; trying the next MX", queue.name, session.remote_host)
+                    await session.close()
+                    session, failure = await self._open_session(queue, remaining)
+                    if session is None:
+                        self._fail_queue(queue, item, failure, site=True)
+                        return
+                    continue
                 current, item = item, None  # settled from here on
-                self._apply_result(current, result, session)
+                self._apply_result(queue, current, result, session)
                 sent += 1
                 if not session.usable or self.stopping:
                     break
                 if policy.max_msg_per_connection and sent >= policy.max_msg_per_connection:
                     break
-                item = await self._next_item(dest, policy.connection_idle_timeout)
+                item = await self._next_item(queue, policy.connection_idle_timeout)
         except Exception as exc:
             if item is not None:
-                log.exception("delivery to %s failed", dest.name)
-                self._settle(
-                    item,
-                    {
-                        id(r): local_outcome(451, "4.3.0", f"Local delivery error: {exc}")
-                        for r in item.recipients
-                    },
-                )
+                log.exception("delivery on %s failed", queue.name)
+                outcome = local_outcome(451, "4.3.0", f"Local delivery error: {exc}")
+                self._settle(item, {id(r): outcome for r in item.recipients}, queue=queue)
             raise
         finally:
-            await session.close()
+            if session is not None:
+                await session.close()
 
-    async def _next_item(self, dest: Destination, idle_timeout: float) -> WorkItem | None:
-        if dest.ready:
-            return dest.ready.popleft()
-        if idle_timeout <= 0 or self.stopping:
-            return None
+    async def _pace(self, queue: DeliveryQueue) -> None:
+        """Hold the connection until the queue's message rate allows one more message."""
+        while True:
+            wait = queue.msg_rate.try_acquire(self._loop.time())
+            if wait <= 0:
+                return
+            await asyncio.sleep(wait)
+
+    async def _next_item(self, queue: DeliveryQueue, idle_timeout: float) -> WorkItem | None:
+        if queue.active > queue.window.limit:
+            return None  # the window shrank (backoff, failures): give this connection up
+        item = self._take(queue)
+        if item is not None or idle_timeout <= 0 or self.stopping or self._paused(queue):
+            return item
         waiter: asyncio.Future[WorkItem | None] = self._loop.create_future()
-        dest.idle.append(waiter)
+        queue.idle.append(waiter)
         try:
             return await asyncio.wait_for(waiter, idle_timeout)
         except TimeoutError:
             return None
         finally:
             with contextlib.suppress(ValueError):
-                dest.idle.remove(waiter)
+                queue.idle.remove(waiter)
 
     async def _open_session(
-        self, targets: list[Target], policy: DomainPolicy
+        self, queue: DeliveryQueue, remaining: list[Target]
     ) -> tuple[SmtpSession | None, Outcome]:
+        """Connect to the first target that answers; consumes ``remaining`` as it goes."""
         failure = local_outcome(451, "4.4.1", "No mail server could be reached")
-        timeouts = timeouts_for(policy)
-        for target in targets:
+        timeouts = timeouts_for(queue.policy)
+        while remaining:
+            target = remaining.pop(0)
             try:
-                session = await self._connect(target, policy, timeouts)
+                session = await self._connect(queue, target, timeouts)
             except SmtpConnectError as exc:
-                log.info("connect %s:%d failed: %s", target.describe(), target.port, exc)
+                log.info("%s: connect %s failed: %s", queue.name, target.describe(), exc)
                 if exc.reply is not None:
+                    self._react(queue, exc.reply, "greeting", target.host)
                     failure = classify_reply(exc.reply, scope=Scope.SITE, remote_mta=target.host)
                     if failure.verdict is not Verdict.TRANSIENT:
                         # A 5xx greeting is not a verdict on the message: try the next host,
@@ -322,28 +491,31 @@ class QueueManager:
         return None, failure
 
     async def _connect(
-        self, target: Target, policy: DomainPolicy, timeouts: SmtpTimeouts
+        self, queue: DeliveryQueue, target: Target, timeouts: SmtpTimeouts
     ) -> SmtpSession:
-        """Connect with opportunistic STARTTLS; if the TLS handshake fails, retry in clear."""
+        """Connect from the queue's virtual MTA, with opportunistic STARTTLS; if the TLS
+        handshake fails, retry the same host in clear."""
+        vmta = self.config.virtual_mtas.get(queue.vmta)
+        source = vmta.source_ip if vmta is not None else None
+        helo = vmta.ehlo_name if vmta is not None else self.config.server.hostname
 
         async def attempt(starttls: bool) -> SmtpSession:
             return await SmtpSession.connect(
                 target.address,
                 target.port,
-                helo_name=self.config.server.hostname,
+                helo_name=helo,
                 timeouts=timeouts,
+                source_address=source,
                 use_starttls=starttls,
                 server_hostname=target.host,
             )
 
         try:
-            return await attempt(policy.use_starttls)
+            return await attempt(queue.policy.use_starttls)
         except SmtpConnectError as exc:
-            if not (policy.use_starttls and exc.tls_failure):
+            if not (queue.policy.use_starttls and exc.tls_failure):
                 raise
-            log.warning(
-                "STARTTLS with %s failed (%s); retrying without TLS", target.describe(), exc
-            )
+            log.warning("STARTTLS with %s failed (%s); retrying in clear", target.describe(), exc)
             return await attempt(False)
 
     async def _body(self, msg: QueuedMessage) -> bytes:
@@ -355,28 +527,164 @@ class QueueManager:
             self.cached_bytes += len(body)
         return msg.body
 
-    def _fail_destination(self, dest: Destination, item: WorkItem, outcome: Outcome) -> None:
-        """A site-level failure applies to every item waiting for this destination."""
-        items = [item, *dest.ready]
-        dest.ready.clear()
-        log.info("destination %s: %s (%d messages)", dest.name, outcome.diagnostic, len(items))
+    def _fail_queue(
+        self, queue: DeliveryQueue, item: WorkItem, outcome: Outcome, *, site: bool
+    ) -> None:
+        """A failure that applies to every item waiting in this queue."""
+        if site:
+            queue.window.on_failure()
+            queue.dead.on_failure(self.clock(), concurrency=queue.window.limit)
+        items = [item, *queue.ready]
+        queue.ready.clear()
+        log.info("%s: %s (%d messages)", queue.name, outcome.diagnostic, len(items))
         for it in items:
-            self._settle(it, {id(r): outcome for r in it.recipients})
+            self._settle(it, {id(r): outcome for r in it.recipients}, queue=queue)
 
     def _apply_result(
-        self, item: WorkItem, result: TransactionResult, session: SmtpSession
+        self,
+        queue: DeliveryQueue,
+        item: WorkItem,
+        result: TransactionResult,
+        session: SmtpSession,
     ) -> None:
         host = session.remote_host
-        outcomes = {
-            id(r.recipient): classify_reply(r.reply, scope=Scope.RECIPIENT, remote_mta=host)
-            for r in result.results
-        }
+        outcomes: dict[int, Outcome] = {}
+        seen: dict[str, list[Match]] = {}
+        for r in result.results:
+            text = str(r.reply)
+            phase = (
+                "data-end"
+                if result.data_reply is not None and r.reply is result.data_reply
+                else "rcpt"
+            )
+            matches = seen.get(text)
+            if matches is None:
+                matches = seen[text] = self._react(queue, r.reply, phase, host)
+            outcome = classify_reply(r.reply, scope=Scope.RECIPIENT, remote_mta=host)
+            outcomes[id(r.recipient)] = classify_with_patterns(outcome, matches)
+        if result.connection_lost:
+            queue.window.on_failure()
+        else:
+            queue.window.on_success(busy=queue.active)
         self._settle(
             item,
             outcomes,
+            queue=queue,
             source_ip=session.local_address,
             destination_ip=session.peer_address,
             peer_dsn=session.extensions.dsn,
+        )
+
+    # -- reacting to replies: backoff, source IPs ----------------------------------------
+    def _react(self, queue: DeliveryQueue, reply: Reply, phase: str, host: str) -> list[Match]:
+        """Match a remote reply against the queue's pattern list and act on it."""
+        list_name = queue.policy.smtp_pattern_list
+        if not list_name or reply.code < 400:
+            return []
+        rules = self.config.pattern_lists.get(list_name, ())
+        matches = match_reply(rules, str(reply), phase)
+        now = self.clock()
+        for match in matches:
+            if match.action is Action.BACKOFF:
+                self._record_transition(
+                    queue, queue.backoff.enter(now, rule=match.rule, reply=match.reply), host
+                )
+            elif match.action is Action.NORMAL:
+                self._record_transition(
+                    queue,
+                    queue.backoff.leave(now, reason="pattern", rule=match.rule, reply=match.reply),
+                    host,
+                )
+            elif match.action is Action.DISABLE_SOURCE_IP:
+                self._disable_source(queue, match, host, now)
+        return matches
+
+    def _record_transition(
+        self, queue: DeliveryQueue, transition: Transition | None, host: str = ""
+    ) -> None:
+        if transition is None:
+            return
+        queue.apply_limits()
+        new = "backoff" if transition.to_mode is Mode.BACKOFF else "normal"
+        log.warning(
+            "%s: %s mode (%s%s)",
+            queue.name,
+            new,
+            transition.reason,
+            f": {transition.reply}" if transition.reply else "",
+        )
+        self._queue_record(queue, new, transition.reply or "", host, transition.rule or "")
+        if queue.backoff_timer is not None:
+            queue.backoff_timer.cancel()
+            queue.backoff_timer = None
+        self._arm_backoff(queue)
+        self._maybe_connect(queue)
+
+    def _arm_backoff(self, queue: DeliveryQueue) -> None:
+        deadline = queue.backoff.next_deadline(queue.policy.backoff_to_normal_after)
+        if deadline is None:
+            return
+        delay = max(0.0, deadline - self.clock())
+        queue.backoff_timer = self._loop.call_later(delay, self._backoff_tick, queue)
+
+    def _backoff_tick(self, queue: DeliveryQueue) -> None:
+        queue.backoff_timer = None
+        transition = queue.backoff.tick(
+            self.clock(), to_normal_after=queue.policy.backoff_to_normal_after
+        )
+        if transition is None:
+            self._arm_backoff(queue)  # refreshed meanwhile: wait for the new deadline
+        else:
+            self._record_transition(queue, transition)
+
+    def _disable_source(self, queue: DeliveryQueue, match: Match, host: str, now: float) -> None:
+        dest = self._destination(queue.key)
+        until = now + queue.policy.reenable_source_ip_after
+        record = dest.disabled.disable(
+            queue.vmta, now, until=until, rule=match.rule, reply=match.reply
+        )
+        if record is None:
+            return
+        log.warning("%s: source %s disabled until %.0f", queue.key, queue.vmta, until)
+        self._queue_record(queue, "source-ip-disabled", match.reply, host, match.rule)
+        self._loop.call_later(until - now + 0.01, self._reenable_source, queue, dest)
+        # Mail waiting in this queue moves to the pool's other members.
+        items = list(queue.ready)
+        queue.ready.clear()
+        for item in items:
+            self._to_queue(item, queue.key)
+
+    def _reenable_source(self, queue: DeliveryQueue, dest: Destination) -> None:
+        for vmta in dest.disabled.expire(self.clock()):
+            log.info("%s: source %s enabled again", dest.key, vmta)
+            self._queue_record(queue, "source-ip-enabled", "", "", "")
+
+    def _queue_record(
+        self, queue: DeliveryQueue, action: str, reply: str, host: str, rule: str
+    ) -> None:
+        now = self.clock()
+        self.accounting.write(
+            AccountingRecord(
+                type=RecordType.QUEUE,
+                time_logged=now,
+                time_queued=now,
+                orig="",
+                rcpt="",
+                orcpt="",
+                dsn_action=action,
+                dsn_status="",
+                dsn_diag=reply,
+                dsn_mta=host,
+                dlv_source_ip="",
+                dlv_destination_ip="",
+                queue=queue.name,
+                vmta=queue.vmta,
+                job_id="",
+                env_id="",
+                msg_id="",
+                size=0,
+                rule=rule,
+            )
         )
 
     # -- outcomes ----------------------------------------------------------------------------
@@ -385,6 +693,7 @@ class QueueManager:
         item: WorkItem,
         outcomes: dict[int, Outcome],
         *,
+        queue: DeliveryQueue | None = None,
         source_ip: str = "",
         destination_ip: str = "",
         peer_dsn: bool = False,
@@ -392,8 +701,10 @@ class QueueManager:
         msg = item.message
         env = msg.envelope
         now = self.clock()
-        policy = self._destination(item.domain).policy
+        policy = queue.policy if queue is not None else self.config.policy_for(item.domain)
+        retry_after = queue.retry_after if queue is not None else policy.retry_after
         records: list[AccountingRecord] = []
+        delivered = False
         for rcpt in item.recipients:
             outcome = outcomes.get(id(rcpt)) or local_outcome(
                 451, "4.3.0", "No result for recipient"
@@ -405,6 +716,7 @@ class QueueManager:
             if outcome.verdict is Verdict.DELIVERED:
                 rcpt.status = RcptStatus.DELIVERED
                 rtype, action = RecordType.DELIVERED, "relayed"
+                delivered = True
                 if not peer_dsn and rcpt.notify is not None and wants_dsn(rcpt, "delivered"):
                     msg.relayed.append(rcpt)
             elif outcome.verdict is Verdict.PERMANENT:
@@ -412,7 +724,7 @@ class QueueManager:
                 rtype, action = RecordType.BOUNCED, "failed"
             else:
                 decision = decide_retry(
-                    retry_after=policy.retry_after,
+                    retry_after=retry_after,
                     bounce_after=policy.bounce_after,
                     attempts=rcpt.attempts,
                     received_at=env.received_at,
@@ -441,15 +753,29 @@ class QueueManager:
                     dsn_mta=outcome.remote_mta,
                     dlv_source_ip=source_ip,
                     dlv_destination_ip=destination_ip,
-                    queue=item.domain,
-                    vmta=env.vmta,
+                    queue=queue.name if queue is not None else item.domain,
+                    vmta=item.vmta or env.vmta,
                     job_id=env.job_id,
                     env_id=env.envid or "",
                     msg_id=env.msg_id,
                     size=env.size,
                 )
             )
+            if queue is not None:
+                if rtype is RecordType.DELIVERED:
+                    queue.delivered += 1
+                elif rtype is RecordType.BOUNCED:
+                    queue.failed += 1
+                else:
+                    queue.deferred += 1
         self.accounting.write_many(records)
+        if delivered and queue is not None:
+            self._record_transition(
+                queue,
+                queue.backoff.on_delivery(
+                    now, to_normal_after_delivery=policy.backoff_to_normal_after_delivery
+                ),
+            )
         msg.inflight -= 1
         last = msg.inflight == 0
         if last:
@@ -472,7 +798,7 @@ class QueueManager:
             self._dispatch(msg)
 
     async def _finalize(self, msg: QueuedMessage) -> None:
-        """Every recipient is final: send the DSN (if any), then drop the spool file."""
+        """Every recipient is final: send the DSNs (if any), then drop the spool file."""
         env = msg.envelope
         if self.messages.pop(env.queue_id, None) is None:
             return
@@ -486,7 +812,7 @@ class QueueManager:
                 await self._send_dsn(env, msg.relayed, "relayed")
         await self.spool.remove(env.queue_id)
 
-    async def _send_dsn(self, env: Envelope, failed: list[Recipient], action: str) -> None:
+    async def _send_dsn(self, env: Envelope, recipients: list[Recipient], action: str) -> None:
         try:
             original = await self.spool.load_body(env.queue_id)
         except Exception:  # the notice still goes out, with what is known
@@ -494,18 +820,17 @@ class QueueManager:
             original = b""
         now = self.clock()
         dsn_id = self.new_queue_id()
+        default_status = "2.0.0" if action == "relayed" else "5.0.0"
         data = build_dsn(
             env,
             [
                 FailedRecipient(
                     recipient=r,
-                    status=status_from_text(
-                        r.last_reply, "2.0.0" if action == "relayed" else "5.0.0"
-                    ),
+                    status=status_from_text(r.last_reply, default_status),
                     diagnostic=r.last_reply,
                     remote_mta=r.last_mta,
                 )
-                for r in failed
+                for r in recipients
             ],
             original,
             reporting_mta=self.config.server.hostname,
@@ -526,9 +851,92 @@ class QueueManager:
         )
         await self.spool.store(dsn_env, data)
         log.info(
-            "%s: DSN %s to <%s> for %d recipients", env.queue_id, dsn_id, env.sender, len(failed)
+            "%s: %s DSN %s to <%s> for %d recipient(s)",
+            env.queue_id,
+            action,
+            dsn_id,
+            env.sender,
+            len(recipients),
         )
         self.submit(dsn_env, data)
+
+    # -- control (the internal API the admin surfaces use) -----------------------------------
+    def pause_queue(self, name: str) -> None:
+        """Pause a queue ("key/vmta"), a destination key, or every queue of a domain."""
+        self.control.paused_queues.add(name)
+        self.control.save(self.config.server.state_dir)
+        log.info("paused queue %s", name)
+
+    def resume_queue(self, name: str) -> bool:
+        if name not in self.control.paused_queues:
+            return False
+        self.control.paused_queues.discard(name)
+        self.control.save(self.config.server.state_dir)
+        log.info("resumed queue %s", name)
+        for queue in self.queues.values():
+            self._maybe_connect(queue)
+        return True
+
+    def pause_job(self, job_id: str) -> None:
+        self.control.paused_jobs.add(job_id)
+        self.control.save(self.config.server.state_dir)
+        log.info("paused job %s", job_id)
+
+    def resume_job(self, job_id: str) -> bool:
+        if job_id not in self.control.paused_jobs:
+            return False
+        self.control.paused_jobs.discard(job_id)
+        self.control.save(self.config.server.state_dir)
+        log.info("resumed job %s", job_id)
+        for item in self.parked.pop(job_id, []):
+            if item.recipients:
+                self._route(item)
+            else:  # parked before dispatch: the whole message waits
+                self._dispatch(item.message)
+        return True
+
+    def set_mode(self, name: str, mode: str) -> int:
+        """Put matching queues into backoff or back to normal by hand; returns how many."""
+        now = self.clock()
+        count = 0
+        for queue in self.queues.values():
+            if name not in (queue.name, queue.key, queue.domain):
+                continue
+            if mode == "backoff":
+                transition = queue.backoff.enter(now, rule=None, reply=None, reason="manual")
+            else:
+                transition = queue.backoff.leave(now, reason="manual")
+            self._record_transition(queue, transition)
+            count += 1
+        return count
+
+    def status(self) -> dict[str, Any]:
+        now = self.clock()
+        return {
+            "messages": len(self.messages),
+            "connections": self.total_active,
+            "paused_queues": sorted(self.control.paused_queues),
+            "paused_jobs": sorted(self.control.paused_jobs),
+            "queues": [
+                {
+                    "name": q.name,
+                    "destination": q.key,
+                    "vmta": q.vmta,
+                    "domain": q.domain,
+                    "mode": q.mode.value,
+                    "paused": self._paused(q),
+                    "ready": len(q.ready),
+                    "connections": q.active,
+                    "window": q.window.limit,
+                    "dead": q.dead.is_dead(now),
+                    "delivered": q.delivered,
+                    "failed": q.failed,
+                    "deferred": q.deferred,
+                    "disabled_sources": sorted(self._destination(q.key).disabled.disabled(now)),
+                }
+                for q in self.queues.values()
+            ],
+        }
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -542,9 +950,12 @@ class QueueManager:
             if msg.timer is not None:
                 msg.timer.cancel()
                 msg.timer = None
-        for dest in self.destinations.values():
-            while dest.idle:
-                waiter = dest.idle.popleft()
+        for queue in self.queues.values():
+            for handle in (queue.wake, queue.backoff_timer):
+                if handle is not None:
+                    handle.cancel()
+            while queue.idle:
+                waiter = queue.idle.popleft()
                 if not waiter.done():
                     waiter.set_result(None)
         deadline = self._loop.time() + timeout

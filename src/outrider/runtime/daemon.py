@@ -23,6 +23,7 @@ from outrider.delivery.dns import MxResolver
 from outrider.inbound.receiver import Listener
 from outrider.message.envelope import Envelope
 from outrider.message.ids import new_queue_id
+from outrider.queue.control import ControlServer
 from outrider.queue.manager import QueueManager
 from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.listeners import open_listeners, reload_listeners
@@ -58,6 +59,9 @@ class Daemon:
         )
         self.manager = manager
         await self._recover(spool, manager)
+        config.server.state_dir.mkdir(parents=True, exist_ok=True)
+        control = ControlServer(str(config.server.state_dir / "control.sock"), manager)
+        await control.start()
 
         async def store(envelope: Envelope, body: bytes) -> None:
             await spool.store(envelope, body)
@@ -97,6 +101,7 @@ class Daemon:
         if self.handoff is not None:
             await self.handoff.stop()
         await manager.stop(timeout)
+        await control.stop()
         ticker.cancel()
         accounting.close()
         await spool.close()

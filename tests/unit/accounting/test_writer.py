@@ -60,11 +60,11 @@ def read_rows(path: Path) -> list[list[str]]:
 
 
 def test_record_type_codes_and_actions() -> None:
-    assert [t.value for t in RecordType] == ["d", "b", "t"]
+    assert [t.value for t in RecordType] == ["d", "b", "t", "q"]
     assert RecordType.DELIVERED.dsn_action == "relayed"
     assert RecordType.BOUNCED.dsn_action == "failed"
     assert RecordType.TRANSIENT.dsn_action == "delayed"
-    assert len(FIELDS) == len(to_row(record())) == 18
+    assert len(FIELDS) == len(to_row(record())) == 19
 
 
 def test_time_format_matches_powermta() -> None:
@@ -104,6 +104,7 @@ def test_header_once_then_rows(tmp_path: Path) -> None:
         "ENV1",
         "<abc@example.com>",
         "4096",
+        "",
     ]
     assert [r[0] for r in rows[1:]] == ["d", "b", "d"]
 
@@ -185,7 +186,7 @@ def test_appends_after_restart_without_a_second_header(tmp_path: Path) -> None:
         log.close()
     rows = read_rows(tmp_path / "acct-2026-11-27.csv")
     assert rows[0] == list(FIELDS)
-    assert [r[-1] for r in rows[1:]] == ["0", "1", "2"]
+    assert [r[FIELDS.index("size")] for r in rows[1:]] == ["0", "1", "2"]
     assert sum(1 for r in rows if r[0] == "type") == 1
 
 
@@ -238,5 +239,5 @@ def test_torn_last_row_is_terminated_on_reopen(tmp_path: Path, torn: bytes) -> N
     log.close()
     rows = read_rows(path)
     assert rows[0] == list(FIELDS)
-    assert rows[1][-1] == "1"
+    assert rows[1][FIELDS.index("size")] == "1"
     assert rows[-1] == list(to_row(record(size=2, dsn_diag="after, the crash")))

@@ -1,0 +1,87 @@
+"""The queue manager's in-memory data: messages, work items and delivery queues."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from dataclasses import dataclass, field
+
+from outrider.config.model import DomainPolicy
+from outrider.message.envelope import Envelope, Recipient
+from outrider.policy.backoff import BackoffState, DisabledSources, Mode, effective_limits
+from outrider.policy.rate import Gcra
+from outrider.policy.window import ConcurrencyWindow, DeadDestination
+
+
+@dataclass(eq=False)
+class QueuedMessage:
+    envelope: Envelope
+    body: bytes | None  # kept for the first attempt of fresh mail; reloaded later
+    inflight: int = 0  # work items handed out and not yet settled
+    timer: asyncio.TimerHandle | None = None
+    # Delivered with NOTIFY=SUCCESS to a peer without DSN: owed a "relayed" notice
+    # (RFC 3461 5.2.2). Kept in memory only: a crash before the end loses the notice.
+    relayed: list[Recipient] = field(default_factory=list)
+
+
+@dataclass(eq=False)
+class WorkItem:
+    """Recipients of one message for one domain, sent in one SMTP transaction."""
+
+    message: QueuedMessage
+    recipients: list[Recipient]
+    domain: str
+    vmta: str = ""  # the concrete virtual MTA chosen for this item
+
+
+@dataclass(eq=False)
+class DeliveryQueue:
+    """One (destination, virtual MTA) pair: the unit of traffic shaping.
+
+    The destination is the recipient domain, or with mx-rollup the set of MX hosts, so
+    every domain hosted by one provider shares one queue and its limits.
+    """
+
+    key: str  # destination: a domain, or "mx:host1,host2" under mx-rollup
+    vmta: str
+    domain: str  # the domain whose policy governs the queue (the first one routed here)
+    policy: DomainPolicy
+    window: ConcurrencyWindow
+    dead: DeadDestination
+    msg_rate: Gcra
+    connect_rate: Gcra
+    backoff: BackoffState = field(default_factory=BackoffState)
+    ready: deque[WorkItem] = field(default_factory=deque)
+    idle: deque[asyncio.Future[WorkItem | None]] = field(default_factory=deque)
+    active: int = 0
+    wake: asyncio.TimerHandle | None = None  # a pending retry of "may we connect now?"
+    backoff_timer: asyncio.TimerHandle | None = None
+    delivered: int = 0
+    failed: int = 0
+    deferred: int = 0
+
+    @property
+    def name(self) -> str:
+        return f"{self.key}/{self.vmta}"
+
+    @property
+    def mode(self) -> Mode:
+        return self.backoff.mode
+
+    def apply_limits(self) -> None:
+        """Put the rate and connection limits of the current mode in force."""
+        limits = effective_limits(self.policy, self.backoff.mode)
+        self.msg_rate.set_rate(limits.max_msg_rate)
+        self.window.set_maximum(limits.max_smtp_out)
+
+    @property
+    def retry_after(self) -> tuple[float, ...]:
+        return tuple(effective_limits(self.policy, self.backoff.mode).retry_after)
+
+
+@dataclass(eq=False)
+class Destination:
+    """Per-destination state shared by its queues of every virtual MTA."""
+
+    key: str
+    disabled: DisabledSources = field(default_factory=DisabledSources)
