@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from outrider import __version__
+from outrider.auth.cli import add_user_parser, run_user_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -17,11 +18,14 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("-c", "--config", required=True, help="configuration file (TOML)")
+    add_user_parser(sub)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "user":
+        return run_user_command(args)
     from outrider.config.loader import ConfigError, load_config
 
     if args.command == "check-config":

@@ -61,6 +61,8 @@ def dns_server() -> Iterator[DnsTestServer]:
             "rollup-b.test": {"MX": [(10, "mx.provider.test")]},
             "mx.provider.test": {"A": ["127.0.0.2"]},
             "fast.test": {"MX": [(10, "mx.second.test")]},
+            # first MX is the second sink, the backup is the first sink
+            "two-live.test": {"MX": [(10, "mx.second.test"), (20, "mx1.example.org")]},
         },
         zones=["org", "test"],
     )

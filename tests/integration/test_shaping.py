@@ -243,3 +243,33 @@ def test_a_throttled_domain_does_not_delay_another(
     assert time.monotonic() - start < 2.0
     assert len(sink.messages) < 20  # the throttled domain is still being paced
     assert d.stop() == 0
+
+
+def test_421_means_mx_unavailable_moves_to_the_next_mx(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer, sink2: ScriptedSmtpServer
+) -> None:
+    sink2.script = ServerScript(mail_reply="421 4.3.2 Service not available, try another MX")
+    d = make_daemon(
+        relay_domains=("two-live.test",),
+        domain_defaults='[domain."two-live.test"]\nsmtp-421-means-mx-unavailable = true\n',
+    )
+    d.start()
+    inject(d, ["x@two-live.test"], 1)
+    [msg] = sink.wait_for_messages_sync(1, timeout=10)
+    assert msg.rcpts == ("x@two-live.test",)
+    assert d.stop() == 0
+    assert [r["type"] for r in d.accounting_rows()] == ["d"]
+
+
+def test_bounce_upon_no_mx(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    d = make_daemon(
+        relay_domains=("implicit.test",),
+        domain_defaults='[domain."implicit.test"]\nbounce-upon-no-mx = true\n',
+    )
+    d.start()
+    inject(d, ["x@implicit.test"], 1)
+    [dsn] = sink.wait_for_messages_sync(1, timeout=10)
+    assert dsn.mail_from == "" and b"Status: 5.4.4" in dsn.data
+    assert d.stop() == 0

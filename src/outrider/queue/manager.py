@@ -19,9 +19,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import heapq
 import logging
 import time
-from collections import defaultdict, deque
+from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
 from typing import Any
 
@@ -121,7 +122,11 @@ class QueueManager:
         self.queues: dict[tuple[str, str], DeliveryQueue] = {}
         self.destinations: dict[str, Destination] = {}
         self.cursors: dict[str, PoolCursor] = {}
-        self.waiting_for_slot: deque[DeliveryQueue] = deque()
+        # Queues waiting for a global connection slot: highest queue-priority first, then
+        # first come (a heap of (-priority, sequence, queue)).
+        self.waiting_for_slot: list[tuple[int, int, DeliveryQueue]] = []
+        self._waiting: set[tuple[str, str]] = set()
+        self._sequence = 0
         self.parked: defaultdict[str, list[WorkItem]] = defaultdict(list)  # paused jobs
         self.control = ControlState.load(config.server.state_dir)
         self.total_active = 0
@@ -319,8 +324,12 @@ class QueueManager:
             self._defer_dead(queue)
             return
         if self.total_active >= self.config.server.max_delivery_concurrency:
-            if queue not in self.waiting_for_slot:
-                self.waiting_for_slot.append(queue)
+            ident = (queue.key, queue.vmta)
+            if ident not in self._waiting:
+                self._waiting.add(ident)
+                self._sequence += 1
+                entry = (-queue.policy.queue_priority, self._sequence, queue)
+                heapq.heappush(self.waiting_for_slot, entry)
             return
         wait = queue.connect_rate.try_acquire(self._loop.time())
         if wait > 0:
@@ -363,7 +372,9 @@ class QueueManager:
             while self.waiting_for_slot and self.total_active < (
                 self.config.server.max_delivery_concurrency
             ):
-                self._maybe_connect(self.waiting_for_slot.popleft())
+                _, _, waiting = heapq.heappop(self.waiting_for_slot)
+                self._waiting.discard((waiting.key, waiting.vmta))
+                self._maybe_connect(waiting)
 
     def _take(self, queue: DeliveryQueue) -> WorkItem | None:
         """The next ready item, parking those of paused jobs."""
