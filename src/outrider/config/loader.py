@@ -1,36 +1,46 @@
 """Load and validate the TOML config, reporting every problem as ``FILE:LINE: key: message``.
 
-``tomllib`` gives no positions for keys, so :class:`KeyLocator` re-scans the
-text to map key paths to lines. It only runs when there is something to report,
-so a valid config costs one ``tomllib.loads`` plus conversion.
+Problems are collected as key paths and only located (see
+:mod:`outrider.config.locator`) when there is something to report, so a valid
+config costs one ``tomllib.loads`` plus conversion.
 """
 
 from __future__ import annotations
 
-import bisect
-import contextlib
 import difflib
-import json
+import importlib.util
+import ipaddress
 import re
 import tomllib
-from collections.abc import Callable, Collection, Mapping, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Collection, Mapping
+from dataclasses import replace
 from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from outrider.config import units
+from outrider.config import convert as c
+from outrider.config import schema, units
+from outrider.config.locator import KeyLocator, KeyPath, format_key_path
 from outrider.config.model import (
     DEFAULT_POLICY_KEY,
+    DEFAULT_VMTA,
+    AuthSettings,
     Config,
     ConfigError,
     DnsSettings,
-    DomainPolicy,
+    DomainLayers,
     ListenerSettings,
+    MtaStsSettings,
+    PatternRule,
     Problem,
     RelaySettings,
+    SenderDomainSettings,
     ServerSettings,
+    VirtualMta,
+    VmtaPool,
 )
+from outrider.config.policy import resolve
+from outrider.config.schema import Field, known_keys
 
 __all__ = [
     "Config",
@@ -44,474 +54,12 @@ __all__ = [
     "parse_config",
 ]
 
-KeyPath = tuple[str | int, ...]
-
-
-# --------------------------------------------------------------------------- key locator
-
-
-class _ScanError(Exception):
-    pass
-
-
-_BARE_KEY = re.compile(r"[A-Za-z0-9_-]+")
-_BASIC_STR = re.compile(r'"(?:[^"\\\n]|\\.)*"')
-_LITERAL_STR = re.compile(r"'[^'\n]*'")
-_ML_BASIC_STR = re.compile(r'"""(?:[^"\\]|\\[\s\S]|"(?!""))*""""{0,2}')
-_ML_LITERAL_STR = re.compile(r"'''[\s\S]*?''''{0,2}")
-_SCALAR = re.compile(r"[^,\]}\r\n#]+")
-_BLANK = re.compile(r"[ \t]*")
-_BLANK_NL_COMMENTS = re.compile(r"(?:[ \t\r\n]+|#[^\n]*)*")
-
-
-class KeyLocator:
-    """Maps key paths to the 1-based line that defines them.
-
-    Paths use strings for keys and ints for array indexes, e.g.
-    ``("listener", 1, "address")`` or ``("domain", "*", "retry-after", 2)``.
-    Header lines count for the tables they open; array elements (including
-    ``[[array]]`` tables) get the line where the element starts. Meant for text
-    that ``tomllib`` accepted; on anything else it keeps what it found so far.
-    """
-
-    def __init__(self, text: str) -> None:
-        self._text = text
-        self._pos = 0
-        self._newlines = [m.start() for m in re.finditer("\n", text)]
-        self._aot: dict[KeyPath, int] = {}  # array-of-tables path -> index of its last element
-        self.lines: dict[KeyPath, int] = {}
-        with contextlib.suppress(_ScanError, IndexError, tomllib.TOMLDecodeError):
-            self._document()
-
-    def line_of(self, path: Sequence[str | int]) -> int:
-        """Line of ``path``, else of its nearest defined ancestor (its table), else 1."""
-        key = tuple(path)
-        for end in range(len(key), 0, -1):
-            line = self.lines.get(key[:end])
-            if line is not None:
-                return line
-        return 1
-
-    # The scanner below is a small recursive-descent pass over TOML's structure.
-
-    def _line(self, pos: int | None = None) -> int:
-        return bisect.bisect_left(self._newlines, self._pos if pos is None else pos) + 1
-
-    def _mark(self, path: KeyPath, line: int) -> None:
-        for end in range(1, len(path) + 1):
-            self.lines.setdefault(path[:end], line)
-
-    def _skip(self, pattern: re.Pattern[str]) -> None:
-        match = pattern.match(self._text, self._pos)
-        if match is not None:
-            self._pos = match.end()
-
-    def _peek(self) -> str:
-        return self._text[self._pos] if self._pos < len(self._text) else ""
-
-    def _expect(self, char: str) -> None:
-        if self._peek() != char:
-            raise _ScanError(f"expected {char!r} at offset {self._pos}")
-        self._pos += 1
-
-    def _document(self) -> None:
-        text = self._text
-        table: KeyPath = ()
-        while True:
-            self._skip(_BLANK_NL_COMMENTS)
-            if self._pos >= len(text):
-                return
-            line = self._line()
-            if text.startswith("[[", self._pos):
-                self._pos += 2
-                parts = self._key()
-                self._skip(_BLANK)
-                self._expect("]")
-                self._expect("]")
-                array = (*self._resolve(parts[:-1]), parts[-1])
-                index = self._aot.get(array, -1) + 1
-                self._aot[array] = index
-                table = (*array, index)
-                self._mark(table, line)
-            elif text.startswith("[", self._pos):
-                self._pos += 1
-                parts = self._key()
-                self._skip(_BLANK)
-                self._expect("]")
-                table = self._resolve(parts)
-                self._mark(table, line)
-            else:
-                self._key_value(table)
-
-    def _resolve(self, parts: Sequence[str]) -> KeyPath:
-        """Insert the current element index after each array-of-tables in a header path."""
-        path: KeyPath = ()
-        for part in parts:
-            path = (*path, part)
-            index = self._aot.get(path)
-            if index is not None:
-                path = (*path, index)
-        return path
-
-    def _key(self) -> list[str]:
-        parts: list[str] = []
-        while True:
-            self._skip(_BLANK)
-            char = self._peek()
-            if char == '"':
-                parts.append(self._quoted_key(_BASIC_STR))
-            elif char == "'":
-                parts.append(self._quoted_key(_LITERAL_STR))
-            else:
-                match = _BARE_KEY.match(self._text, self._pos)
-                if match is None:
-                    raise _ScanError(f"expected a key at offset {self._pos}")
-                parts.append(match.group())
-                self._pos = match.end()
-            self._skip(_BLANK)
-            if self._peek() != ".":
-                return parts
-            self._pos += 1
-
-    def _quoted_key(self, pattern: re.Pattern[str]) -> str:
-        match = pattern.match(self._text, self._pos)
-        if match is None:
-            raise _ScanError(f"unterminated quoted key at offset {self._pos}")
-        self._pos = match.end()
-        # Let tomllib decode escapes so keys compare equal to the parsed document's.
-        value = tomllib.loads("k = " + match.group())["k"]
-        assert isinstance(value, str)
-        return value
-
-    def _key_value(self, table: KeyPath) -> None:
-        line = self._line()
-        path = (*table, *self._key())
-        self._mark(path, line)
-        self._skip(_BLANK)
-        self._expect("=")
-        self._skip(_BLANK)
-        self._value(path)
-
-    def _value(self, path: KeyPath) -> None:
-        text, pos = self._text, self._pos
-        char = self._peek()
-        if char == "[":
-            self._array(path)
-        elif char == "{":
-            self._inline_table(path)
-        elif char in "\"'":
-            if text.startswith('"""', pos):
-                pattern = _ML_BASIC_STR
-            elif text.startswith("'''", pos):
-                pattern = _ML_LITERAL_STR
-            else:
-                pattern = _BASIC_STR if char == '"' else _LITERAL_STR
-            match = pattern.match(text, pos)
-            if match is None:
-                raise _ScanError(f"unterminated string at offset {pos}")
-            self._pos = match.end()
-        else:
-            match = _SCALAR.match(text, pos)
-            if match is None:
-                raise _ScanError(f"expected a value at offset {pos}")
-            self._pos = match.end()
-
-    def _array(self, path: KeyPath) -> None:
-        self._pos += 1
-        index = 0
-        while True:
-            self._skip(_BLANK_NL_COMMENTS)
-            if self._peek() == "]":
-                self._pos += 1
-                return
-            element = (*path, index)
-            self._mark(element, self._line())
-            self._value(element)
-            index += 1
-            self._skip(_BLANK_NL_COMMENTS)
-            if self._peek() == ",":
-                self._pos += 1
-            else:
-                self._expect("]")
-                return
-
-    def _inline_table(self, path: KeyPath) -> None:
-        self._pos += 1
-        while True:
-            self._skip(_BLANK_NL_COMMENTS)
-            if self._peek() == "}":
-                self._pos += 1
-                return
-            self._key_value(path)
-            self._skip(_BLANK_NL_COMMENTS)
-            if self._peek() == ",":
-                self._pos += 1
-            else:
-                self._expect("}")
-                return
-
-
-def format_key_path(path: Sequence[str | int]) -> str:
-    """Render a key path TOML-style: ``domain."example.net".retry-after[2]``."""
-    out: list[str] = []
-    for part in path:
-        if isinstance(part, int):
-            out.append(f"[{part}]")
-            continue
-        if out:
-            out.append(".")
-        out.append(part if _BARE_KEY.fullmatch(part) else json.dumps(part, ensure_ascii=False))
-    return "".join(out)
-
-
-# --------------------------------------------------------------------------- converters
-
-
-class _Invalid(Exception):
-    """A value failed conversion; ``problems`` are (sub-path, message) pairs."""
-
-    def __init__(self, problems: list[tuple[KeyPath, str]]) -> None:
-        super().__init__(problems[0][1])
-        self.problems = problems
-
-
-def _fail(message: str) -> _Invalid:
-    return _Invalid([((), message)])
-
-
-def _type_name(value: object) -> str:
-    if isinstance(value, bool):
-        return "boolean"
-    if isinstance(value, int):
-        return "integer"
-    if isinstance(value, float):
-        return "float"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "table"
-    return "date/time"
-
-
-def _wrong_type(expected: str, value: object) -> _Invalid:
-    return _fail(f"expected {expected}, got {_type_name(value)}")
-
-
-Converter = Callable[[object], Any]
-
-
-def _string(value: object) -> str:
-    if not isinstance(value, str):
-        raise _wrong_type("a string", value)
-    return value
-
-
-def _banner(value: object) -> str:
-    text = _string(value)
-    if any(c in text for c in "\r\n\0"):
-        raise _fail("must be a single line")
-    if not text.isascii():
-        raise _fail("must be ASCII (it is sent in the SMTP greeting)")
-    return text
-
-
-def _boolean(value: object) -> bool:
-    if not isinstance(value, bool):
-        raise _wrong_type("a boolean (true or false)", value)
-    return value
-
-
-def _port(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise _wrong_type("an integer", value)
-    if not 1 <= value <= 65535:
-        raise _fail(f"must be a TCP port from 1 to 65535, got {value}")
-    return value
-
-
-def _integer(minimum: int) -> Converter:
-    def convert(value: object) -> int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _wrong_type("an integer", value)
-        if value < minimum:
-            if value < 0:
-                raise _fail(f"must not be negative, got {value}")
-            raise _fail(f"must be at least {minimum}, got {value}")
-        return value
-
-    return convert
-
-
-def _duration(*, positive: bool) -> Converter:
-    def convert(value: object) -> float:
-        if isinstance(value, bool) or not isinstance(value, str | int | float):
-            raise _wrong_type(f"a duration ({units.DURATION_HINT})", value)
-        try:
-            seconds = units.parse_duration(value)
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-        if positive and seconds <= 0:
-            raise _fail(f"must be greater than zero, got {value!r}")
-        return seconds
-
-    return convert
-
-
-def _size(value: object) -> int:
-    if isinstance(value, bool) or not isinstance(value, str | int):
-        raise _wrong_type(f"a size ({units.SIZE_HINT})", value)
-    try:
-        size = units.parse_size(value)
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-    if size <= 0:
-        raise _fail(f"must be greater than zero, got {value!r}")
-    return size
-
-
-def _path(value: object) -> Path:
-    text = _string(value)
-    if not text.strip() or "\0" in text:
-        raise _fail("must be a non-empty path")
-    # CWD-relative by design (see docs/config.md); absolute so a later chdir is harmless.
-    return Path.cwd() / text
-
-
-def _hostname(value: object) -> str:
-    try:
-        return units.normalize_domain(_string(value))
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
-_domain = _hostname
-
-
-def _address(
-    default_port: int | None, *, ip_only: bool = False, allow_zero_port: bool = False
-) -> Converter:
-    def convert(value: object) -> tuple[str, int]:
-        try:
-            return units.parse_host_port(
-                _string(value), default_port, ip_only=ip_only, allow_zero_port=allow_zero_port
-            )
-        except ValueError as exc:
-            raise _fail(str(exc)) from None
-
-    return convert
-
-
-def _network(value: object) -> units.IPNetwork:
-    try:
-        return units.parse_network(_string(value))
-    except ValueError as exc:
-        raise _fail(str(exc)) from None
-
-
-def _array_of(element: Converter, *, non_empty: bool = False) -> Converter:
-    def convert(value: object) -> tuple[Any, ...]:
-        if not isinstance(value, list):
-            raise _wrong_type("an array", value)
-        if non_empty and not value:
-            raise _fail("must not be empty")
-        out: list[Any] = []
-        problems: list[tuple[KeyPath, str]] = []
-        for index, item in enumerate(value):
-            try:
-                out.append(element(item))
-            except _Invalid as exc:
-                problems.extend(((index, *at), message) for at, message in exc.problems)
-        if problems:
-            raise _Invalid(problems)
-        return tuple(out)
-
-    return convert
-
-
-def _domain_set(value: object) -> frozenset[str]:
-    return frozenset(_array_of(_domain)(value))
-
-
-# --------------------------------------------------------------------------- schema
-
-
-@dataclass(frozen=True, slots=True)
-class _Field:
-    name: str  # dataclass field
-    convert: Converter
-
-
-_SERVER: Mapping[str, _Field] = {
-    "hostname": _Field("hostname", _hostname),
-    "spool-dir": _Field("spool_dir", _path),
-    "log-dir": _Field("log_dir", _path),
-    "shutdown-timeout": _Field("shutdown_timeout", _duration(positive=False)),
-    "receiver-processes": _Field("receiver_processes", _integer(0)),
-    "max-delivery-concurrency": _Field("max_delivery_concurrency", _integer(1)),
-    "pid-file": _Field("pid_file", _path),
-}
-
-_DNS: Mapping[str, _Field] = {
-    "nameservers": _Field("nameservers", _array_of(_address(53, ip_only=True))),
-    "timeout": _Field("timeout", _duration(positive=True)),
-}
-
-_LISTENER: Mapping[str, _Field] = {
-    "address": _Field("address", _address(None, allow_zero_port=True)),
-    "relay-networks": _Field("relay_networks", _array_of(_network)),
-    "max-message-size": _Field("max_message_size", _size),
-    "max-rcpt-per-message": _Field("max_rcpt_per_message", _integer(1)),
-    "max-errors": _Field("max_errors", _integer(1)),
-    "command-timeout": _Field("command_timeout", _duration(positive=True)),
-    "data-timeout": _Field("data_timeout", _duration(positive=True)),
-    "max-connections": _Field("max_connections", _integer(1)),
-    "banner": _Field("banner", _banner),
-}
-
-_RELAY: Mapping[str, _Field] = {
-    "domains": _Field("domains", _domain_set),
-}
-
-_DOMAIN: Mapping[str, _Field] = {
-    "retry-after": _Field("retry_after", _array_of(_duration(positive=True), non_empty=True)),
-    "bounce-after": _Field("bounce_after", _duration(positive=False)),
-    "route": _Field("route", _address(25)),
-    "max-smtp-out": _Field("max_smtp_out", _integer(1)),
-    "max-msg-per-connection": _Field("max_msg_per_connection", _integer(0)),
-    "connect-timeout": _Field("connect_timeout", _duration(positive=True)),
-    "smtp-greeting-timeout": _Field("smtp_greeting_timeout", _duration(positive=True)),
-    "smtp-command-timeout": _Field("smtp_command_timeout", _duration(positive=True)),
-    "smtp-data-init-timeout": _Field("smtp_data_init_timeout", _duration(positive=True)),
-    "smtp-data-block-timeout": _Field("smtp_data_block_timeout", _duration(positive=True)),
-    "smtp-data-termination-timeout": _Field(
-        "smtp_data_termination_timeout", _duration(positive=True)
-    ),
-    "connection-idle-timeout": _Field("connection_idle_timeout", _duration(positive=False)),
-    "use-starttls": _Field("use_starttls", _boolean),
-    "smtp-port": _Field("smtp_port", _port),
-}
-
-_TOP_LEVEL = ("server", "dns", "listener", "relay", "domain")
-
-
-def known_keys() -> dict[str, tuple[str, ...]]:
-    """Keys accepted per table: ``listener`` is [[listener]], ``domain`` is [domain."NAME"]."""
-    return {
-        "server": tuple(_SERVER),
-        "dns": tuple(_DNS),
-        "listener": tuple(_LISTENER),
-        "relay": tuple(_RELAY),
-        "domain": tuple(_DOMAIN),
-    }
-
-
-# --------------------------------------------------------------------------- loading
-
-
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
+# Names of macros, virtual MTAs, pools and pattern lists: they appear in headers and logs.
+_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+_NAME_HINT = "use letters, digits, '-', '_' and '.', starting with a letter or digit"
+_DOMAIN_TABLE_HINT = '; policy keys go in [domain."*"] or [domain."NAME"], not [domain]'
 
 
 class _Loader:
@@ -521,6 +69,8 @@ class _Loader:
         self._text = text
         self._filename = filename
         self._found: list[tuple[KeyPath, str]] = []
+
+    # ----------------------------------------------------------------- generic helpers
 
     def problem(self, path: KeyPath, message: str) -> None:
         self._found.append((path, message))
@@ -538,23 +88,32 @@ class _Loader:
 
     def table(self, path: KeyPath, value: object) -> dict[str, Any] | None:
         if not isinstance(value, dict):
-            self.problem(path, f"expected a table, got {_type_name(value)}")
+            self.problem(path, f"expected a table, got {c.type_name(value)}")
             return None
         return value
 
     def fields(
-        self, path: KeyPath, table: Mapping[str, Any], spec: Mapping[str, _Field]
+        self,
+        path: KeyPath,
+        table: Mapping[str, Any],
+        spec: Mapping[str, Field],
+        handled: Collection[str] = (),
     ) -> dict[str, Any]:
-        """Convert the keys present in ``table``; only explicitly set keys are returned."""
+        """Convert the keys present in ``table``; only explicitly set keys are returned.
+
+        Keys in ``handled`` are the caller's business: skipped, but suggested for typos.
+        """
         out: dict[str, Any] = {}
         for key, value in table.items():
+            if key in handled:
+                continue
             field = spec.get(key)
             if field is None:
-                self.unknown(path, key, spec, value)
+                self.unknown(path, key, (*spec, *handled), value)
                 continue
             try:
                 out[field.name] = field.convert(value)
-            except _Invalid as exc:
+            except c.Invalid as exc:
                 for at, message in exc.problems:
                     self.problem((*path, key, *at), message)
         return out
@@ -562,36 +121,104 @@ class _Loader:
     def unknown(self, path: KeyPath, key: str, known: Collection[str], value: object) -> None:
         message = f"unknown key {key!r}"
         close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
+        root = _domain_root(path)
         if close:
             message += f" (did you mean {close[0]!r}?)"
-        elif path and path[0] == "domain" and isinstance(value, dict):
+        elif root is not None and isinstance(value, dict):
             # [domain.example.net] parses as nested tables "example" > "net".
-            name = ".".join(str(p) for p in (*path[1:], key))
-            message += f'; quote domain names that contain dots: [domain."{name}"]'
+            name = ".".join(str(p) for p in (*path[root + 1 :], key))
+            header = format_key_path((*path[: root + 1], name))
+            message += f"; quote domain names that contain dots: [{header}]"
         self.problem((*path, key), message)
+
+    def name(self, path: KeyPath, name: str) -> bool:
+        if _NAME.fullmatch(name):
+            return True
+        self.problem(path, f"invalid name {name!r}; {_NAME_HINT}")
+        return False
+
+    def reference(
+        self, path: KeyPath, name: str, known: Collection[str], what: str, hint: str = ""
+    ) -> bool:
+        """Check that ``name`` is one of ``known``; report with a suggestion otherwise."""
+        if name in known:
+            return True
+        message = f"no {what} named {name!r}"
+        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
+        if close:
+            message += f" (did you mean {close[0]!r}?)"
+        elif hint:
+            message += f"; {hint}"
+        self.problem(path, message)
+        return False
+
+    def section(
+        self, data: Mapping[str, Any], name: str, spec: Mapping[str, Field]
+    ) -> dict[str, Any]:
+        if name not in data:
+            return {}
+        table = self.table((name,), data[name])
+        return {} if table is None else self.fields((name,), table, spec)
+
+    def named_tables(self, data: Mapping[str, Any], name: str) -> dict[str, dict[str, Any]]:
+        """``[name."X"]`` tables with a valid X, in file order."""
+        if name not in data:
+            return {}
+        table = self.table((name,), data[name])
+        if table is None:
+            return {}
+        out: dict[str, dict[str, Any]] = {}
+        for key, entry in table.items():
+            path: KeyPath = (name, key)
+            entry_table = self.table(path, entry)
+            if entry_table is not None and self.name(path, key):
+                out[key] = entry_table
+        return out
+
+    # ----------------------------------------------------------------- the whole file
 
     def build(self, data: Mapping[str, Any], source: Path | None) -> Config:
         for key in data:
-            if key not in _TOP_LEVEL:
-                self.unknown((), key, _TOP_LEVEL, data[key])
-        server = self.section(data, "server", _SERVER)
-        dns = self.section(data, "dns", _DNS)
-        relay = self.section(data, "relay", _RELAY)
-        listeners = self.listeners(data.get("listener"))
-        domains = self.domains(data.get("domain"))
+            if key not in schema.TOP_LEVEL:
+                self.unknown((), key, schema.TOP_LEVEL, data[key])
+        server = self.section(data, "server", schema.SERVER)
+        dns = self.section(data, "dns", schema.DNS)
+        relay = self.section(data, "relay", schema.RELAY)
+        auth = self.section(data, "auth", schema.AUTH)
+        mta_sts = self.section(data, "mta-sts", schema.MTA_STS)
+        self.check_password_hash(auth)
+        macros = self.macros(data.get("domain-macro"))
+        pattern_lists = self.pattern_lists(data)
+        lists = frozenset(pattern_lists)
+        domains = self.domain_tables(("domain",), data.get("domain"), macros, lists)
+        hostname = server.get("hostname") or ServerSettings().hostname
+        vmtas = self.virtual_mtas(data, hostname, macros, lists)
+        pools = self.pools(data, vmtas)
+        selectable = frozenset((*vmtas, *pools))
+        if "default_virtual_mta" in server:
+            path: KeyPath = ("server", "default-virtual-mta")
+            self.vmta_reference(path, server["default_virtual_mta"], selectable)
+        listeners = self.listeners(data.get("listener"), selectable)
+        senders = self.sender_domains(data, selectable)
         problems = self.problems()
         if problems:
             raise ConfigError(problems)
 
+        cwd = Path.cwd()
         settings = ServerSettings(**server)
         settings = replace(
             settings,
-            spool_dir=Path.cwd() / settings.spool_dir,
-            log_dir=Path.cwd() / settings.log_dir,
+            spool_dir=cwd / settings.spool_dir,
+            log_dir=cwd / settings.log_dir,
+            state_dir=cwd / settings.state_dir,
         )
-        star = replace(DomainPolicy(), **domains.pop(DEFAULT_POLICY_KEY, {}))
-        policies = {DEFAULT_POLICY_KEY: star}
-        policies.update((name, replace(star, **explicit)) for name, explicit in domains.items())
+        auth_settings = AuthSettings(**auth)
+        auth_settings = replace(auth_settings, users_file=cwd / auth_settings.users_file)
+        macro_of = {domain: name for name, members in macros.items() for domain in members}
+        policies = {
+            name: resolve((domains,), name, macro_of.get(name))
+            for name in (DEFAULT_POLICY_KEY, *domains.exact)
+        }
         return Config(
             source=source,
             server=settings,
@@ -599,24 +226,28 @@ class _Loader:
             listeners=tuple(ListenerSettings(**fields) for fields in listeners),
             relay=RelaySettings(**relay),
             domains=MappingProxyType(policies),
+            domain_macros=MappingProxyType(macros),
+            domain_layers=domains,
+            virtual_mtas=MappingProxyType(vmtas),
+            vmta_pools=MappingProxyType(pools),
+            pattern_lists=MappingProxyType(pattern_lists),
+            sender_domains=MappingProxyType(
+                {name: SenderDomainSettings(**fields) for name, fields in senders.items()}
+            ),
+            auth=auth_settings,
+            mta_sts=MtaStsSettings(**mta_sts),
         )
 
-    def section(
-        self, data: Mapping[str, Any], name: str, spec: Mapping[str, _Field]
-    ) -> dict[str, Any]:
-        if name not in data:
-            return {}
-        table = self.table((name,), data[name])
-        return {} if table is None else self.fields((name,), table, spec)
+    # ----------------------------------------------------------------- listeners
 
-    def listeners(self, value: object) -> list[dict[str, Any]]:
+    def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:
         if value is None:
             self.problem(("listener",), "at least one [[listener]] table is required")
             return []
         if not isinstance(value, list):
             self.problem(
                 ("listener",),
-                f"expected an array of tables ([[listener]]), got {_type_name(value)}",
+                f"expected an array of tables ([[listener]]), got {c.type_name(value)}",
             )
             return []
         if not value:
@@ -628,7 +259,7 @@ class _Loader:
             table = self.table(path, entry)
             if table is None:
                 continue
-            fields = self.fields(path, table, _LISTENER)
+            fields = self.fields(path, table, schema.LISTENER)
             address = fields.get("address")
             if address is None:
                 if "address" not in table:
@@ -642,43 +273,331 @@ class _Loader:
                         f"duplicate listener address {table['address']!r} "
                         f"(also listener[{first}].address)",
                     )
+            self.listener_security(path, table, fields)
+            if "default_virtual_mta" in fields:
+                vmta_path: KeyPath = (*path, "default-virtual-mta")
+                self.vmta_reference(vmta_path, fields["default_virtual_mta"], vmtas)
             out.append(fields)
         return out
 
-    def domains(self, value: object) -> dict[str, dict[str, Any]]:
+    def listener_security(
+        self, path: KeyPath, table: Mapping[str, Any], fields: dict[str, Any]
+    ) -> None:
+        """Fill the role-dependent defaults and reject combinations that cannot work."""
+        role = fields.get("role", "mx")
+        submission = role != "mx"
+        has_cert = "tls-cert" in table  # even if unreadable: that is reported already
+        if has_cert != ("tls-key" in table):
+            present = "tls-cert" if has_cert else "tls-key"
+            self.problem((*path, present), "tls-cert and tls-key must be given together")
+        if "tls" in fields:
+            tls = fields["tls"]
+            if tls != "none" and not has_cert:
+                self.problem((*path, "tls"), f"tls = {tls!r} needs tls-cert and tls-key")
+        else:
+            tls = "none" if not has_cert else "implicit" if role == "submissions" else "starttls"
+            fields["tls"] = tls
+        if role == "submissions" and tls != "implicit" and "tls" not in table:
+            self.problem(
+                (*path, "role"),
+                "role 'submissions' (TLS from the first byte) needs tls-cert and tls-key",
+            )
+        elif role == "submissions" and tls != "implicit":
+            self.problem((*path, "tls"), "role 'submissions' needs tls = 'implicit'")
+        fields.setdefault("auth", submission)
+        fields.setdefault("add_missing_headers", submission)
+        plaintext = fields.get("allow_plaintext_auth", False)
+        host = fields["address"][0]
+        if plaintext and not _is_loopback(host):
+            self.problem(
+                (*path, "allow-plaintext-auth"),
+                f"only allowed on a loopback address, not {host!r}: "
+                "passwords would cross the network in clear",
+            )
+        elif fields["auth"] and tls == "none" and not plaintext and role != "submissions":
+            where = "auth" if "auth" in table else "role" if "role" in table else None
+            self.problem(
+                path if where is None else (*path, where),
+                "AUTH is only offered over TLS: set tls-cert and tls-key, "
+                "or allow-plaintext-auth = true on a loopback address, or auth = false",
+            )
+
+    def check_password_hash(self, auth: Mapping[str, Any]) -> None:
+        if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
+            self.problem(
+                ("auth", "password-hash"),
+                "'argon2id' needs the argon2-cffi package, which is not installed; use 'scrypt'",
+            )
+
+    # ----------------------------------------------------------------- domains
+
+    def macros(self, value: object) -> dict[str, frozenset[str]]:
         if value is None:
             return {}
-        table = self.table(("domain",), value)
+        table = self.table(("domain-macro",), value)
+        if table is None:
+            return {}
+        out: dict[str, frozenset[str]] = {}
+        owner: dict[str, str] = {}
+        for name, members in table.items():
+            path: KeyPath = ("domain-macro", name)
+            if not self.name(path, name):
+                continue
+            try:
+                domains = c.array_of(c.domain, non_empty=True)(members)
+            except c.Invalid as exc:
+                for at, message in exc.problems:
+                    self.problem((*path, *at), message)
+                continue
+            for index, domain in enumerate(domains):
+                first = owner.setdefault(domain, name)
+                if first != name:
+                    self.problem(
+                        (*path, index), f"domain {domain!r} is in macros {first!r} and {name!r}"
+                    )
+            out[name] = frozenset(domains)
+        return out
+
+    def domain_tables(
+        self,
+        path: KeyPath,
+        value: object,
+        macros: Mapping[str, frozenset[str]],
+        pattern_lists: Collection[str],
+    ) -> DomainLayers:
+        """Sort ``[…domain."X"]`` tables into the layers of :class:`DomainLayers`."""
+        if value is None:
+            return DomainLayers()
+        table = self.table(path, value)
+        if table is None:
+            return DomainLayers()
+        layers: dict[str, dict[str, Any]] = {"star": {}, "wildcard": {}, "macro": {}, "exact": {}}
+        origin: dict[tuple[str, str], str] = {}
+        for name, entry in table.items():
+            entry_path: KeyPath = (*path, name)
+            if not isinstance(entry, dict):
+                message = f"expected a table, got {c.type_name(entry)}"
+                if name in schema.DOMAIN:
+                    message += _DOMAIN_TABLE_HINT
+                self.problem(entry_path, message)
+                continue
+            selector = self.domain_selector(entry_path, name, macros)
+            if selector is None:
+                continue
+            if selector in origin:
+                self.problem(
+                    entry_path,
+                    f"same domain as {format_key_path((*path, origin[selector]))}; "
+                    "merge the two tables",
+                )
+                continue
+            origin[selector] = name
+            fields = self.fields(entry_path, entry, schema.DOMAIN)
+            listed = fields.get("smtp_pattern_list")
+            if listed is not None:
+                self.reference(
+                    (*entry_path, "smtp-pattern-list"),
+                    listed,
+                    pattern_lists,
+                    "smtp-pattern-list",
+                    "define it as [smtp-pattern-list.NAME]",
+                )
+            kind, key = selector
+            layers[kind][key] = MappingProxyType(fields)
+        star = layers["star"].get(DEFAULT_POLICY_KEY)
+        return DomainLayers(
+            star=MappingProxyType({}) if star is None else star,
+            wildcards=MappingProxyType(layers["wildcard"]),
+            macros=MappingProxyType(layers["macro"]),
+            exact=MappingProxyType(layers["exact"]),
+        )
+
+    def domain_selector(
+        self, path: KeyPath, name: str, macros: Mapping[str, frozenset[str]]
+    ) -> tuple[str, str] | None:
+        """(layer, key) for a domain table name: ``*``, ``$MACRO``, ``*.SUFFIX`` or a domain."""
+        if name == DEFAULT_POLICY_KEY:
+            return "star", name
+        if name.startswith("$"):
+            macro = name[1:]
+            if not self.reference(
+                path, macro, macros, "domain macro", "define it in [domain-macro]"
+            ):
+                return None
+            return "macro", macro
+        kind, text = ("wildcard", name[2:]) if name.startswith("*.") else ("exact", name)
+        if "*" in text:
+            self.problem(path, f"invalid wildcard {name!r}; write '*' or '*.DOMAIN'")
+            return None
+        try:
+            return kind, units.normalize_domain(text)
+        except ValueError as exc:
+            self.problem(path, str(exc))
+            return None
+
+    # ----------------------------------------------------------------- shaping objects
+
+    def pattern_lists(self, data: Mapping[str, Any]) -> dict[str, tuple[PatternRule, ...]]:
+        out: dict[str, tuple[PatternRule, ...]] = {}
+        for name, table in self.named_tables(data, "smtp-pattern-list").items():
+            path: KeyPath = ("smtp-pattern-list", name)
+            self.fields(path, table, {}, handled=("rules",))
+            rules = table.get("rules")
+            if rules is None:
+                self.problem(path, "missing required key 'rules'")
+                continue
+            if not isinstance(rules, list):
+                self.problem((*path, "rules"), f"expected an array, got {c.type_name(rules)}")
+                continue
+            if not rules:
+                self.problem((*path, "rules"), "must not be empty")
+                continue
+            parsed: list[PatternRule] = []
+            for index, rule in enumerate(rules):
+                rule_path: KeyPath = (*path, "rules", index)
+                rule_table = self.table(rule_path, rule)
+                if rule_table is None:
+                    continue
+                fields = self.fields(rule_path, rule_table, schema.PATTERN_RULE)
+                missing = [k for k in ("reply", "action") if k not in rule_table]
+                for key in missing:
+                    self.problem(rule_path, f"missing required key {key!r}")
+                if len(fields) - ("phase" in fields) == 2:
+                    fields.setdefault("phase", "any")
+                    parsed.append(PatternRule(source=format_key_path(rule_path), **fields))
+            out[name] = tuple(parsed)
+        return out
+
+    def virtual_mtas(
+        self,
+        data: Mapping[str, Any],
+        hostname: str,
+        macros: Mapping[str, frozenset[str]],
+        pattern_lists: Collection[str],
+    ) -> dict[str, VirtualMta]:
+        out = {DEFAULT_VMTA: VirtualMta(DEFAULT_VMTA, None, hostname)}
+        domain_key = schema.VIRTUAL_MTA_DOMAIN_KEY
+        for name, table in self.named_tables(data, "virtual-mta").items():
+            path: KeyPath = ("virtual-mta", name)
+            fields = self.fields(path, table, schema.VIRTUAL_MTA, handled=(domain_key,))
+            source_ip, ehlo = fields.get("source_host", (None, None))
+            layers = self.domain_tables(
+                (*path, domain_key), table.get(domain_key), macros, pattern_lists
+            )
+            out[name] = VirtualMta(name, source_ip, ehlo or hostname, layers)
+        return out
+
+    def pools(
+        self, data: Mapping[str, Any], vmtas: Mapping[str, VirtualMta]
+    ) -> dict[str, VmtaPool]:
+        tables = self.named_tables(data, "virtual-mta-pool")
+        out: dict[str, VmtaPool] = {}
+        for name, table in tables.items():
+            path: KeyPath = ("virtual-mta-pool", name)
+            fields = self.fields(path, table, schema.VMTA_POOL)
+            if name in vmtas:
+                if name == DEFAULT_VMTA and "default" not in data.get("virtual-mta", {}):
+                    message = "the name 'default' is reserved for the default virtual MTA"
+                else:
+                    message = (
+                        f"{name!r} is already a virtual MTA; "
+                        "virtual MTAs and pools share one namespace"
+                    )
+                self.problem(path, message)
+            members: tuple[str, ...] | None = fields.get("members")
+            if members is None:
+                if "virtual-mtas" not in table:
+                    self.problem(path, "missing required key 'virtual-mtas'")
+                continue
+            valid = True
+            seen: set[str] = set()
+            for index, member in enumerate(members):
+                member_path: KeyPath = (*path, "virtual-mtas", index)
+                if member in seen:
+                    self.problem(member_path, f"{member!r} is listed twice")
+                    valid = False
+                seen.add(member)
+                if member in vmtas:
+                    continue
+                valid = False
+                if member in tables:
+                    self.problem(member_path, f"{member!r} is a pool; pools contain virtual MTAs")
+                else:
+                    self.reference(member_path, member, vmtas, "virtual MTA")
+            weights: tuple[int, ...] | None = fields.get("weights")
+            if weights is None:
+                if "weights" in table:
+                    continue
+                weights = (1,) * len(members)
+            elif len(weights) != len(members):
+                self.problem(
+                    (*path, "weights"),
+                    f"has {len(weights)} entries for {len(members)} virtual-mtas",
+                )
+                continue
+            if valid:
+                out[name] = VmtaPool(name, members, weights)
+        return out
+
+    def sender_domains(
+        self, data: Mapping[str, Any], vmtas: Collection[str]
+    ) -> dict[str, dict[str, Any]]:
+        if "sender-domain" not in data:
+            return {}
+        table = self.table(("sender-domain",), data["sender-domain"])
         if table is None:
             return {}
         out: dict[str, dict[str, Any]] = {}
         origin: dict[str, str] = {}
         for name, entry in table.items():
-            path: KeyPath = ("domain", name)
-            if not isinstance(entry, dict):
-                message = f"expected a table, got {_type_name(entry)}"
-                if name in _DOMAIN:
-                    message += '; policy keys go in [domain."*"] or [domain."NAME"], not [domain]'
-                self.problem(path, message)
+            path: KeyPath = ("sender-domain", name)
+            entry_table = self.table(path, entry)
+            if entry_table is None:
                 continue
-            if name == DEFAULT_POLICY_KEY:
-                key = name
-            else:
-                try:
-                    key = units.normalize_domain(name)
-                except ValueError as exc:
-                    self.problem(path, str(exc))
-                    continue
-            if key in origin:
+            try:
+                domain = units.normalize_domain(name)
+            except ValueError as exc:
+                self.problem(path, str(exc))
+                continue
+            if domain in origin:
                 self.problem(
                     path,
-                    f"same domain as {format_key_path(('domain', origin[key]))}; "
+                    f"same domain as {format_key_path(('sender-domain', origin[domain]))}; "
                     "merge the two tables",
                 )
                 continue
-            origin[key] = name
-            out[key] = self.fields(path, entry, _DOMAIN)
+            origin[domain] = name
+            fields = self.fields(path, entry_table, schema.SENDER_DOMAIN)
+            if "virtual_mta" in fields:
+                self.vmta_reference((*path, "virtual-mta"), fields["virtual_mta"], vmtas)
+            out[domain] = fields
         return out
+
+    def vmta_reference(self, path: KeyPath, name: str, names: Collection[str]) -> None:
+        """A virtual-MTA selector must name a virtual MTA or a pool."""
+        hint = "define it as [virtual-mta.NAME] or [virtual-mta-pool.NAME]"
+        self.reference(path, name, names, "virtual MTA or pool", hint)
+
+
+def _domain_root(path: KeyPath) -> int | None:
+    """Index of the ``domain`` key whose children are domain tables, if ``path`` is in one."""
+    if path[:1] == ("domain",):
+        return 0
+    if len(path) > 2 and path[0] == "virtual-mta" and path[2] == schema.VIRTUAL_MTA_DOMAIN_KEY:
+        return 2
+    return None
+
+
+def _is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
 
 def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> Problem:

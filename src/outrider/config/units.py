@@ -9,14 +9,18 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from dataclasses import dataclass
 
 __all__ = [
+    "RATE_HINT",
     "IPNetwork",
+    "Rate",
     "format_duration",
     "normalize_domain",
     "parse_duration",
     "parse_host_port",
     "parse_network",
+    "parse_rate",
     "parse_size",
 ]
 
@@ -33,6 +37,10 @@ _SIZE_FACTOR = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
 _HOSTNAME_MAX = 253
+
+RATE_HINT = "use e.g. '600/h', '20/m', '5/s', '100/10m', '1000/1d' or 'unlimited'"
+# "<count>/<period>": the period is a unit ("h") or a duration with units ("10m", "1h30m").
+_RATE = re.compile(r"(\d+)\s*/\s*(\S+)")
 
 DURATION_HINT = "use e.g. '30s', '5m', '1h30m', '4d12h' or integer seconds"
 SIZE_HINT = "use e.g. '10k', '50M', '1G' or integer bytes"
@@ -224,3 +232,46 @@ def parse_network(value: str) -> IPNetwork:
         except ValueError:
             raise ValueError(f"invalid network {value!r}: {exc}") from None
         raise ValueError(f"network {value!r} has host bits set (did you mean '{loose}'?)") from None
+
+
+@dataclass(frozen=True, slots=True)
+class Rate:
+    """At most ``count`` events per ``per_seconds`` seconds (a token-bucket refill rate)."""
+
+    count: int
+    per_seconds: float
+
+    @property
+    def per_second(self) -> float:
+        return self.count / self.per_seconds
+
+    def __str__(self) -> str:
+        for unit in ("d", "h", "m", "s"):
+            size = _UNIT_SECONDS[unit]
+            if self.per_seconds == size:
+                return f"{self.count}/{unit}"
+        return f"{self.count}/{format_duration(self.per_seconds)}"
+
+
+def parse_rate(value: str) -> Rate | None:
+    """Return a :class:`Rate` for ``"600/h"``, ``"100/10m"`` …, or ``None`` for ``"unlimited"``."""
+    text = value.strip()
+    if text.lower() == "unlimited":
+        return None
+    match = _RATE.fullmatch(text)
+    period = match.group(2) if match is not None else ""
+    if match is None or _PLAIN_NUMBER.fullmatch(period) or period.startswith("-"):
+        raise ValueError(f"invalid rate {value!r}; {RATE_HINT}")
+    count = int(match.group(1))
+    if count < 1:
+        raise ValueError(f"rate {value!r} allows nothing; the count must be at least 1")
+    if period in ("d", "h", "m", "s"):
+        per_seconds = _UNIT_SECONDS[period]
+    else:
+        try:
+            per_seconds = parse_duration(period)
+        except ValueError:
+            raise ValueError(f"invalid rate {value!r}; {RATE_HINT}") from None
+    if per_seconds <= 0:
+        raise ValueError(f"rate {value!r} has an empty period; {RATE_HINT}")
+    return Rate(count, per_seconds)

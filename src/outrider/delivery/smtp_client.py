@@ -11,18 +11,25 @@ Remote behaviour never raises from :meth:`SmtpSession.send`: losses, timeouts,
 When opportunistic STARTTLS fails during the TLS handshake, the connection is
 closed and ``SmtpConnectError.tls_failure`` is set, so the caller may reconnect
 with ``use_starttls=False`` (as Postfix does for "may" security).
+
+With a :class:`~outrider.delivery.tls_policy.TlsRequirement` in mode ``"required"``
+there is no clear-text fallback: no STARTTLS offered (or STARTTLS refused) raises
+with reply ``451 4.7.4``, a failed handshake or certificate verification with
+``451 4.7.5``; both set ``tls_failure`` and ``tls_reason``, and are logged.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import logging
 import socket
 import ssl
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
+from outrider.delivery.tls_policy import TlsRequirement, client_context
 from outrider.message.envelope import Envelope, Recipient
 from outrider.smtp.client import Extensions, Phase, SmtpClientConnection, State
 from outrider.smtp.replies import Reply
@@ -34,6 +41,8 @@ __all__ = [
     "SmtpTimeouts",
     "TransactionResult",
 ]
+
+log = logging.getLogger("outrider.delivery.tls")
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,7 +79,10 @@ class SmtpTimeouts:
 class SmtpConnectError(Exception):
     """No usable session: connect failure, refused greeting/EHLO, TLS failure, timeout.
 
-    ``reply`` is the server's refusal when there was one (e.g. a 421 or 554 greeting).
+    ``reply`` is the server's refusal when there was one (e.g. a 421 or 554 greeting),
+    or for a failed TLS requirement the local ``451 4.7.4``/``4.7.5`` reason.
+    ``tls_reason`` says what went wrong with TLS ("STARTTLS not offered",
+    "certificate verify failed: ...").
     """
 
     def __init__(
@@ -81,12 +93,14 @@ class SmtpConnectError(Exception):
         host: str,
         reply: Reply | None = None,
         tls_failure: bool = False,
+        tls_reason: str = "",
     ) -> None:
         super().__init__(message)
         self.address = address
         self.host = host
         self.reply = reply
         self.tls_failure = tls_failure
+        self.tls_reason = tls_reason
 
 
 @dataclass(slots=True)
@@ -204,6 +218,8 @@ class SmtpSession:
         self._host = host
         self._timeouts = timeouts
         self._closing = False
+        self._tls_verified = False
+        self._tls_source = "policy"
 
     @classmethod
     async def connect(
@@ -217,15 +233,42 @@ class SmtpSession:
         tls_context: ssl.SSLContext | None = None,
         use_starttls: bool = True,
         server_hostname: str | None = None,
+        tls: TlsRequirement | None = None,
     ) -> SmtpSession:
         """Connect to the IP literal ``address`` (never resolved), greet and EHLO.
 
-        STARTTLS is used when offered and ``use_starttls``; ``tls_context`` defaults
-        to :func:`opportunistic_tls_context`. A refused STARTTLS command continues in
-        clear; a failed TLS handshake raises with ``tls_failure=True``.
+        Without ``tls``: STARTTLS is used when offered and ``use_starttls``;
+        ``tls_context`` defaults to :func:`opportunistic_tls_context`. A refused
+        STARTTLS command continues in clear; a failed TLS handshake raises with
+        ``tls_failure=True``.
+
+        With ``tls`` (which replaces ``use_starttls``): mode ``"none"`` never starts
+        TLS, ``"opportunistic"`` behaves as above, ``"required"`` raises
+        :class:`SmtpConnectError` (``tls_failure``, reply 4.7.4/4.7.5) instead of
+        continuing in clear. The context is :func:`client_context` of ``tls`` unless
+        ``tls_context`` is given; ``server_hostname`` is the name verified for
+        ``"ca+hostname"`` and sent as SNI.
         """
         loop = asyncio.get_running_loop()
         host = server_hostname or address
+        required = False
+        if tls is not None:
+            use_starttls = tls.mode != "none"
+            required = tls.required
+            if tls_context is None and use_starttls:
+                try:
+                    tls_context = client_context(tls)
+                except (OSError, ValueError) as exc:  # ssl.SSLError is an OSError
+                    reason = f"cannot load CA file {tls.ca_file}: {exc}"
+                    log.error("TLS for %s [%s]: %s", host, address, reason)
+                    raise SmtpConnectError(
+                        f"{address}: {reason}",
+                        address=address,
+                        host=host,
+                        reply=Reply(451, "4.3.5", f"TLS misconfigured: {reason}"),
+                        tls_failure=True,
+                        tls_reason=reason,
+                    ) from exc
         proto = _ClientProtocol(SmtpClientConnection(helo_name))
         local_addr = (source_address, 0) if source_address else None
         try:
@@ -242,8 +285,9 @@ class SmtpSession:
                 f"cannot connect to {address}:{port}: {exc}", address=address, host=host
             ) from exc
         session = cls(proto, address=address, host=host, timeouts=timeouts)
+        session._tls_source = tls.source if tls is not None else "policy"
         try:
-            await session._handshake(tls_context, use_starttls, server_hostname)
+            await session._handshake(tls_context, use_starttls, server_hostname, required)
         except BaseException:
             await session._drop()
             raise
@@ -274,6 +318,18 @@ class SmtpSession:
     def tls_version(self) -> str | None:
         ssl_object = self._extra("ssl_object")
         return str(ssl_object.version()) if ssl_object is not None else None
+
+    @property
+    def tls_cipher(self) -> str | None:
+        ssl_object = self._extra("ssl_object")
+        cipher = ssl_object.cipher() if ssl_object is not None else None
+        return str(cipher[0]) if cipher else None
+
+    @property
+    def tls_verified(self) -> bool:
+        """TLS is active and the peer's certificate chain was verified (host name too
+        when the context checks host names)."""
+        return self._tls_verified
 
     @property
     def extensions(self) -> Extensions:
@@ -346,16 +402,28 @@ class SmtpSession:
     # -- internals -----------------------------------------------------------
 
     async def _handshake(
-        self, tls_context: ssl.SSLContext | None, use_starttls: bool, server_hostname: str | None
+        self,
+        tls_context: ssl.SSLContext | None,
+        use_starttls: bool,
+        server_hostname: str | None,
+        required: bool,
     ) -> None:
         core = self._core
         await self._until_ready((State.GREETING, State.HANDSHAKE))
-        if not (use_starttls and core.extensions.starttls):
+        if not use_starttls:
+            return
+        if not core.extensions.starttls:
+            if required:
+                await self.close()
+                raise self._tls_error("STARTTLS not offered", "4.7.4", required)
             return
         core.starttls()
         self._proto.flush()
         await self._until_ready((State.STARTTLS,), accept=(State.READY, State.TLS_PENDING))
         if core.state is State.READY:
+            if required:
+                await self.close()
+                raise self._tls_error(f"STARTTLS refused: {core.starttls_reply}", "4.7.4", required)
             return  # STARTTLS refused: continue in clear (opportunistic)
         ctx = tls_context if tls_context is not None else opportunistic_tls_context()
         transport = self._proto.transport
@@ -372,18 +440,41 @@ class SmtpSession:
                 server_hostname=sni,
                 ssl_handshake_timeout=self._timeouts.starttls,
             )
-        except (OSError, TimeoutError, ValueError) as exc:
+        except ssl.SSLCertVerificationError as exc:
             # start_tls closed the raw transport; our protocol is no longer told about it.
-            self._proto.mark_lost(f"TLS handshake failed: {exc}")
+            reason = f"certificate verify failed: {exc.verify_message}"
+            self._proto.mark_lost(f"TLS handshake failed: {reason}")
             await asyncio.sleep(0)
-            raise self._connect_error(f"TLS handshake failed: {exc}", tls_failure=True) from exc
+            raise self._tls_error(reason, "4.7.5", required) from exc
+        except (OSError, TimeoutError, ValueError) as exc:
+            reason = f"TLS handshake failed: {exc or type(exc).__name__}"
+            self._proto.mark_lost(reason)
+            await asyncio.sleep(0)
+            raise self._tls_error(reason, "4.7.5", required) from exc
         if tls_transport is None:
             self._proto.mark_lost("TLS handshake failed: transport closed")
-            raise self._connect_error("TLS handshake failed: transport closed", tls_failure=True)
+            raise self._tls_error("TLS handshake failed: transport closed", "4.7.5", required)
         self._proto.transport = tls_transport
+        self._tls_verified = ctx.verify_mode == ssl.CERT_REQUIRED
         core.tls_established()
         self._proto.flush()
         await self._until_ready((State.HANDSHAKE,))
+
+    def _tls_error(self, reason: str, status: str, required: bool) -> SmtpConnectError:
+        """Log a TLS failure and build the error; ``required`` failures may not fall back."""
+        text = "TLS required" if required else "opportunistic TLS failed"
+        log.log(
+            logging.WARNING if required else logging.INFO,
+            "%s for %s [%s] (%s): %s",
+            text,
+            self._host,
+            self._address,
+            self._tls_source,
+            reason,
+        )
+        what = "Security features not supported" if status == "4.7.4" else "Cryptographic failure"
+        reply = Reply(451, status, f"{what}: {self._host}: {reason}")
+        return self._connect_error(reason, reply=reply, tls_failure=True, tls_reason=reason)
 
     async def _until_ready(
         self, waiting: tuple[State, ...], accept: tuple[State, ...] = (State.READY,)
@@ -403,7 +494,12 @@ class SmtpSession:
             )
 
     def _connect_error(
-        self, message: str, *, reply: Reply | None = None, tls_failure: bool = False
+        self,
+        message: str,
+        *,
+        reply: Reply | None = None,
+        tls_failure: bool = False,
+        tls_reason: str = "",
     ) -> SmtpConnectError:
         return SmtpConnectError(
             f"{self._address}: {message}",
@@ -411,6 +507,7 @@ class SmtpSession:
             host=self._host,
             reply=reply,
             tls_failure=tls_failure,
+            tls_reason=tls_reason,
         )
 
     async def _until(self, done: Callable[[], bool]) -> None:

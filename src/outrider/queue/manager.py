@@ -24,12 +24,13 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Coroutine, Iterable
-from typing import Any
+from typing import Any, cast
 
 from outrider.accounting.records import AccountingRecord, RecordType
 from outrider.accounting.writer import AccountingLog
 from outrider.config.model import Config, DomainPolicy
 from outrider.delivery.dns import DnsError, DnsErrorKind, MxResolver
+from outrider.delivery.mta_sts import MtaStsResolver
 from outrider.delivery.smtp_client import (
     SmtpConnectError,
     SmtpSession,
@@ -37,6 +38,12 @@ from outrider.delivery.smtp_client import (
     TransactionResult,
 )
 from outrider.delivery.targets import Target, resolve_targets
+from outrider.delivery.tls_policy import (
+    TlsRequirement,
+    TlsVerify,
+    mx_refused_reply,
+    tls_requirement,
+)
 from outrider.dsn.builder import FailedRecipient, build_dsn, should_bounce, wants_dsn
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.policy.backoff import Mode, Transition
@@ -129,6 +136,7 @@ class QueueManager:
         self._sequence = 0
         self.parked: defaultdict[str, list[WorkItem]] = defaultdict(list)  # paused jobs
         self.control = ControlState.load(config.server.state_dir)
+        self.mta_sts = self._mta_sts_resolver(config)
         self.total_active = 0
         self.cached_bytes = 0  # bodies held by QueuedMessage.body
         self.stopping = False
@@ -178,7 +186,23 @@ class QueueManager:
         if env.vmta not in known:
             env.vmta = DEFAULT_VMTA
 
+    @staticmethod
+    def _mta_sts_resolver(config: Config) -> MtaStsResolver | None:
+        settings = config.mta_sts
+        if not settings.enabled:
+            return None
+        return MtaStsResolver(
+            nameservers=config.dns.nameservers or None,
+            https_port=settings.https_port,
+            ca_file=settings.ca_file,
+            fetch_timeout=settings.fetch_timeout,
+            cache_dir=settings.cache_dir,
+            dns_timeout=config.dns.timeout,
+        )
+
     def update_config(self, config: Config) -> None:
+        if config.mta_sts != self.config.mta_sts or config.dns != self.config.dns:
+            self.mta_sts = self._mta_sts_resolver(config)
         self.config = config
         self.cursors.clear()
         for queue in self.queues.values():
@@ -404,8 +428,9 @@ class QueueManager:
             outcome = local_outcome(550, "5.4.4", f"Domain {item.domain} has no MX record")
             self._fail_queue(queue, item, outcome, site=False)
             return
+        tls = await self._tls_requirement(queue, item.domain)
         remaining = list(targets)
-        session, failure = await self._open_session(queue, remaining)
+        session, failure = await self._open_session(queue, remaining, tls)
         if session is None:
             self._fail_queue(queue, item, failure, site=True)
             return
@@ -425,7 +450,7 @@ class QueueManager:
                     # The MX said it is unavailable: the same item goes to the next MX.
                     log.info("%s: 421 from %s; trying the next MX", queue.name, session.remote_host)
                     await session.close()
-                    session, failure = await self._open_session(queue, remaining)
+                    session, failure = await self._open_session(queue, remaining, tls)
                     if session is None:
                         self._fail_queue(queue, item, failure, site=True)
                         return
@@ -472,16 +497,37 @@ class QueueManager:
             with contextlib.suppress(ValueError):
                 queue.idle.remove(waiter)
 
+    async def _tls_requirement(self, queue: DeliveryQueue, domain: str) -> TlsRequirement:
+        """The domain's TLS policy, tightened by its MTA-STS policy when it has one."""
+        policy = queue.policy
+        sts = None
+        if self.mta_sts is not None and policy.mta_sts and policy.route is None:
+            try:
+                sts = await self.mta_sts.policy_for(domain)
+            except Exception:  # a broken policy host must not stop delivery
+                log.exception("MTA-STS lookup for %s failed", domain)
+        return tls_requirement(
+            use_starttls=policy.use_starttls,
+            require_starttls=policy.require_starttls,
+            tls_verify=cast(TlsVerify, policy.tls_verify),  # validated by the config loader
+            tls_ca_file=policy.tls_ca_file,
+            sts=sts,
+        )
+
     async def _open_session(
-        self, queue: DeliveryQueue, remaining: list[Target]
+        self, queue: DeliveryQueue, remaining: list[Target], tls: TlsRequirement
     ) -> tuple[SmtpSession | None, Outcome]:
         """Connect to the first target that answers; consumes ``remaining`` as it goes."""
         failure = local_outcome(451, "4.4.1", "No mail server could be reached")
         timeouts = timeouts_for(queue.policy)
         while remaining:
             target = remaining.pop(0)
+            if not tls.permits_mx(target.host):
+                reply = mx_refused_reply(target.host)
+                failure = classify_reply(reply, scope=Scope.SITE)
+                continue
             try:
-                session = await self._connect(queue, target, timeouts)
+                session = await self._connect(queue, target, timeouts, tls)
             except SmtpConnectError as exc:
                 log.info("%s: connect %s failed: %s", queue.name, target.describe(), exc)
                 if exc.reply is not None:
@@ -502,32 +548,40 @@ class QueueManager:
         return None, failure
 
     async def _connect(
-        self, queue: DeliveryQueue, target: Target, timeouts: SmtpTimeouts
+        self, queue: DeliveryQueue, target: Target, timeouts: SmtpTimeouts, tls: TlsRequirement
     ) -> SmtpSession:
-        """Connect from the queue's virtual MTA, with opportunistic STARTTLS; if the TLS
-        handshake fails, retry the same host in clear."""
+        """Connect from the queue's virtual MTA under the TLS requirement; after a TLS
+        failure, step down as the requirement allows (verified → unverified → clear for
+        opportunistic TLS; never for required TLS, which defers)."""
         vmta = self.config.virtual_mtas.get(queue.vmta)
         source = vmta.source_ip if vmta is not None else None
         helo = vmta.ehlo_name if vmta is not None else self.config.server.hostname
-
-        async def attempt(starttls: bool) -> SmtpSession:
-            return await SmtpSession.connect(
-                target.address,
-                target.port,
-                helo_name=helo,
-                timeouts=timeouts,
-                source_address=source,
-                use_starttls=starttls,
-                server_hostname=target.host,
-            )
-
-        try:
-            return await attempt(queue.policy.use_starttls)
-        except SmtpConnectError as exc:
-            if not (queue.policy.use_starttls and exc.tls_failure):
-                raise
-            log.warning("STARTTLS with %s failed (%s); retrying in clear", target.describe(), exc)
-            return await attempt(False)
+        requirement: TlsRequirement | None = tls
+        while True:
+            assert requirement is not None
+            try:
+                return await SmtpSession.connect(
+                    target.address,
+                    target.port,
+                    helo_name=helo,
+                    timeouts=timeouts,
+                    source_address=source,
+                    use_starttls=requirement.mode != "none",
+                    server_hostname=target.host,
+                    tls=requirement,
+                )
+            except SmtpConnectError as exc:
+                if not exc.tls_failure:
+                    raise
+                requirement = requirement.fallback()
+                if requirement is None:
+                    raise
+                log.warning(
+                    "TLS with %s failed (%s); retrying with %s TLS",
+                    target.describe(),
+                    exc,
+                    requirement.mode,
+                )
 
     async def _body(self, msg: QueuedMessage) -> bytes:
         if msg.body is None:

@@ -12,13 +12,16 @@ import pytest
 
 from outrider.config.loader import known_keys, load_config, parse_config
 from outrider.config.model import (
+    AuthSettings,
     Config,
     ConfigError,
     DnsSettings,
     DomainPolicy,
     ListenerSettings,
+    MtaStsSettings,
     Problem,
     RelaySettings,
+    SenderDomainSettings,
     ServerSettings,
 )
 
@@ -109,6 +112,7 @@ def test_full_config(tmp_path: Path) -> None:
         receiver_processes=4,
         max_delivery_concurrency=2000,
         pid_file=tmp_path / "run/outrider.pid",
+        state_dir=tmp_path / "var/state",
     )
     assert config.dns == DnsSettings(
         nameservers=(("127.0.0.1", 5353), ("::1", 53), ("::1", 5300), ("127.0.0.53", 53)),
@@ -164,6 +168,8 @@ def test_every_default(tmp_path: Path) -> None:
         receiver_processes=1,
         max_delivery_concurrency=500,
         pid_file=None,
+        default_virtual_mta="default",
+        state_dir=tmp_path / "var/state",
     )
     assert config.server.spool_dir.is_absolute()
     assert config.dns == DnsSettings(nameservers=(), timeout=5.0)
@@ -220,13 +226,32 @@ def test_inline_listener_array_is_accepted() -> None:
 
 def test_known_keys_match_the_dataclasses() -> None:
     keys = known_keys()
-    assert set(keys) == {"server", "dns", "listener", "relay", "domain"}
+    assert set(keys) == {
+        "server",
+        "dns",
+        "listener",
+        "relay",
+        "domain",
+        "virtual-mta",
+        "virtual-mta-pool",
+        "smtp-pattern-list",
+        "smtp-pattern-list.rules",
+        "sender-domain",
+        "auth",
+        "mta-sts",
+    }
+    assert keys["virtual-mta"] == ("smtp-source-host",)
+    assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")
+    assert keys["smtp-pattern-list.rules"] == ("reply", "action", "phase")
     for table, cls in [
         ("server", ServerSettings),
         ("dns", DnsSettings),
         ("listener", ListenerSettings),
         ("relay", RelaySettings),
         ("domain", DomainPolicy),
+        ("sender-domain", SenderDomainSettings),
+        ("auth", AuthSettings),
+        ("mta-sts", MtaStsSettings),
     ]:
         fields = {f.name for f in dataclasses.fields(cls)}
         assert {k.replace("-", "_") for k in keys[table]} == fields

@@ -7,11 +7,13 @@ import ipaddress
 import pytest
 
 from outrider.config.units import (
+    Rate,
     format_duration,
     normalize_domain,
     parse_duration,
     parse_host_port,
     parse_network,
+    parse_rate,
     parse_size,
 )
 
@@ -226,3 +228,63 @@ def test_normalize_domain_invalid(text: str) -> None:
 def test_normalize_domain_too_long() -> None:
     with pytest.raises(ValueError, match="longer than 253"):
         normalize_domain(".".join(["a" * 60] * 5))
+
+
+# --------------------------------------------------------------------------- rates
+
+
+@pytest.mark.parametrize(
+    ("text", "count", "per_seconds"),
+    [
+        ("600/h", 600, 3600.0),
+        ("20/m", 20, 60.0),
+        ("5/s", 5, 1.0),
+        ("100/10m", 100, 600.0),
+        ("1000/1d", 1000, 86400.0),
+        (" 3 / 2h ", 3, 7200.0),
+        ("1/0.5s", 1, 0.5),
+        ("7/1h30m", 7, 5400.0),
+        ("10/250ms", 10, 0.25),
+    ],
+)
+def test_parse_rate(text: str, count: int, per_seconds: float) -> None:
+    rate = parse_rate(text)
+    assert rate == Rate(count, per_seconds)
+    assert rate.per_second == count / per_seconds
+
+
+@pytest.mark.parametrize("text", ["unlimited", "UNLIMITED", " unlimited "])
+def test_parse_rate_unlimited(text: str) -> None:
+    assert parse_rate(text) is None
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("600", "invalid rate '600'; use e.g."),
+        ("600/", "invalid rate '600/'; use e.g."),
+        ("/h", "invalid rate '/h'; use e.g."),
+        ("600/H", "invalid rate '600/H'; use e.g."),
+        ("600/hour", "invalid rate '600/hour'; use e.g."),
+        ("600/90", "invalid rate '600/90'; use e.g."),
+        ("600/h/h", "invalid rate '600/h/h'; use e.g."),
+        ("-1/h", "invalid rate '-1/h'; use e.g."),
+        ("1.5/h", "invalid rate '1.5/h'; use e.g."),
+        ("0/h", "rate '0/h' allows nothing; the count must be at least 1"),
+        ("5/0m", "rate '5/0m' has an empty period"),
+        ("", "invalid rate ''; use e.g."),
+    ],
+)
+def test_parse_rate_errors(text: str, message: str) -> None:
+    with pytest.raises(ValueError) as info:
+        parse_rate(text)
+    assert str(info.value).startswith(message)
+
+
+def test_rate_str_round_trips() -> None:
+    for text in ["600/h", "20/m", "5/s", "1000/d", "100/10m", "7/1h30m"]:
+        rate = parse_rate(text)
+        assert rate is not None
+        assert parse_rate(str(rate)) == rate
+    assert str(Rate(600, 3600.0)) == "600/h"
+    assert str(Rate(100, 600.0)) == "100/10m"
