@@ -489,13 +489,22 @@ class QueueManager:
             return item
         waiter: asyncio.Future[WorkItem | None] = self._loop.create_future()
         queue.idle.append(waiter)
+        timer = self._loop.call_later(idle_timeout, self._expire_idle, queue, waiter)
         try:
-            return await asyncio.wait_for(waiter, idle_timeout)
-        except TimeoutError:
-            return None
+            return await waiter
         finally:
-            with contextlib.suppress(ValueError):
-                queue.idle.remove(waiter)
+            timer.cancel()
+            if not waiter.done() or waiter.cancelled():
+                # Only a cancelled wait leaves the waiter queued (deque.remove's miss
+                # would format the future's repr, so never call it needlessly).
+                with contextlib.suppress(ValueError):
+                    queue.idle.remove(waiter)
+
+    @staticmethod
+    def _expire_idle(queue: DeliveryQueue, waiter: asyncio.Future[WorkItem | None]) -> None:
+        if not waiter.done():
+            queue.idle.remove(waiter)
+            waiter.set_result(None)
 
     async def _tls_requirement(self, queue: DeliveryQueue, domain: str) -> TlsRequirement:
         """The domain's TLS policy, tightened by its MTA-STS policy when it has one."""
