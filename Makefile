@@ -19,6 +19,7 @@ $(STAMP): pyproject.toml
 
 run: $(STAMP)
 	@mkdir -p var
+	$(BIN)/outrider gen-cert --cert var/tls/cert.pem --key var/tls/key.pem --hostname mta.example.test
 	$(BIN)/outrider run -c $(CONFIG)
 
 # Debian packages the test suite needs (none beyond Python today; the relay

@@ -19,11 +19,43 @@ def _parser() -> argparse.ArgumentParser:
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("-c", "--config", required=True, help="configuration file (TOML)")
     add_user_parser(sub)
+    gen = sub.add_parser(
+        "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
+    )
+    gen.add_argument("--cert", required=True, help="certificate file to write (PEM)")
+    gen.add_argument("--key", required=True, help="private key file to write (PEM, mode 0600)")
+    gen.add_argument("--hostname", required=True, help="name (or IP) the certificate is for")
+    gen.add_argument("--days", type=int, default=825, help="validity in days (default 825)")
+    gen.add_argument("--force", action="store_true", help="replace existing files")
     return parser
+
+
+def _gen_cert(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from outrider.inbound.tls import generate_self_signed
+
+    cert, key = Path(args.cert), Path(args.key)
+    try:
+        made = generate_self_signed(cert, key, args.hostname, days=args.days, overwrite=args.force)
+    except (OSError, ValueError) as exc:
+        print(f"outrider: cannot write the certificate: {exc}", file=sys.stderr)
+        return 1
+    if made:
+        print(
+            f"outrider: generated a self-signed certificate for {args.hostname}: {cert} "
+            f"(key {key}); clients will not trust it, use a real certificate in production",
+            file=sys.stderr,
+        )
+    else:
+        print(f"outrider: using the existing certificate {cert} (key {key})", file=sys.stderr)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
     args = _parser().parse_args(argv)
+    if args.command == "gen-cert":
+        return _gen_cert(args)
     if args.command == "user":
         return run_user_command(args)
     from outrider.config.loader import ConfigError, load_config

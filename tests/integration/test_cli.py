@@ -75,11 +75,28 @@ def test_version(tmp_path: Path) -> None:
 
 
 def test_check_config_accepts_the_example(tmp_path: Path) -> None:
+    # Without the certificate `make run` generates, the submission listener is refused.
+    result = outrider_cli("check-config", "-c", str(EXAMPLE), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "tls-cert" in result.stderr
+    assert list(tmp_path.iterdir()) == [], "checking a config must not create its directories"
+    made = outrider_cli(
+        "gen-cert",
+        "--cert",
+        "var/tls/cert.pem",
+        "--key",
+        "var/tls/key.pem",
+        "--hostname",
+        "mta.example.test",
+        cwd=tmp_path,
+    )
+    assert made.returncode == 0, made.stderr
     result = outrider_cli("check-config", "-c", str(EXAMPLE), cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == f"{EXAMPLE}: OK"
     assert result.stderr == ""
-    assert list(tmp_path.iterdir()) == [], "checking a config must not create its directories"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["var"]
+    assert sorted(p.name for p in (tmp_path / "var").iterdir()) == ["tls"]
 
 
 def test_check_config_reports_every_problem_with_its_line(tmp_path: Path) -> None:

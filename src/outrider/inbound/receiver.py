@@ -56,7 +56,11 @@ class Listener:
         log.info("listening on %s", self.ctx.name)
 
     def update(self, ctx: ListenerContext) -> None:
-        """Config reload: new sessions use the new context; live ones finish on the old."""
+        """Config reload: new sessions use the new context; live ones finish on the old.
+
+        The caller passes the old gate and throttle in ``ctx`` so per-client state
+        (connection counts, failed-AUTH records) survives a reload.
+        """
         ctx.sessions = self.ctx.sessions
         self.ctx = ctx
 
@@ -64,7 +68,7 @@ class Listener:
         now = time.monotonic()
         for session in list(self.ctx.sessions):
             limit = self.ctx.data_timeout if session.in_data() else self.ctx.command_timeout
-            if session.storing is None and session.idle_for(now) > limit:
+            if not session.busy and session.idle_for(now) > limit:
                 session.timeout()
 
     async def stop(self, timeout: float) -> None:

@@ -1,15 +1,22 @@
 """The relay decision at RCPT time (pure).
 
 A recipient is accepted when the client may relay (its address is in the listener's
-relay-networks) or the recipient's domain is one we accept mail for (relay.domains).
-Everything else is refused with 554 5.7.1, so no configuration reachable by accident
-makes an open relay.
+relay-networks, or it authenticated) or the recipient's domain is one we accept mail
+for (relay.domains). Everything else is refused with 554 5.7.1, so no configuration
+reachable by accident makes an open relay.
+
+Only the domain after the last ``@`` counts, compared case-insensitively and as an
+IDNA A-label, so ``bücher.test`` and ``xn--bcher-kva.test`` are one domain. Routing
+syntax in the local part (``user%other@relay.test``, ``other!user@relay.test``,
+``"user@other"@relay.test``) is never interpreted: such a recipient is mail *for*
+relay.test and goes to relay.test's MX unchanged. Address literals never match.
 """
 
 from __future__ import annotations
 
+import functools
 import ipaddress
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -24,17 +31,36 @@ def client_may_relay(client_ip: str, networks: Sequence[IPNetwork]) -> bool:
     return any(addr.version == net.version and addr in net for net in networks)
 
 
+@functools.lru_cache(maxsize=4096)
+def normalize_domain(domain: str) -> str:
+    """Lower-case A-label form without a trailing dot; "" for what cannot be a domain."""
+    domain = domain.rstrip(".").lower()
+    if domain.isascii():
+        return domain
+    try:
+        return domain.encode("idna").decode("ascii")
+    except UnicodeError:
+        return ""  # not a valid IDN: it matches no relay domain
+
+
+def normalize_domains(domains: Iterable[str]) -> frozenset[str]:
+    return frozenset(d for d in map(normalize_domain, domains) if d)
+
+
 def recipient_domain(address: str) -> str:
-    """Lower-cased domain of a forward-path; "" when there is none (bare ``postmaster``)."""
+    """Normalised domain of a forward-path; "" when there is none (bare ``postmaster``)."""
     at = address.rfind("@")
     if at < 0:
         return ""
-    return address[at + 1 :].rstrip(".").lower()
+    domain = address[at + 1 :]
+    if domain.startswith("["):
+        return domain  # an address literal: never a relay domain
+    return normalize_domain(domain)
 
 
 def relay_allowed(*, client_trusted: bool, recipient: str, relay_domains: Collection[str]) -> bool:
+    """``client_trusted``: in relay-networks or authenticated. ``relay_domains`` normalised."""
     if client_trusted:
         return True
     domain = recipient_domain(recipient)
-    # Address literals and source-route remnants never match a relay domain.
     return bool(domain) and domain in relay_domains

@@ -1,18 +1,51 @@
-"""Build inbound listeners from the configuration (shared by the daemon and receiver processes)."""
+"""Build inbound listeners from the configuration (shared by the daemon and receiver processes).
+
+A listener's role decides what its sessions demand:
+
+* ``mx``: mail for relay.domains from anyone; relaying only for relay-networks or
+  authenticated clients; clients outside relay-networks wait :data:`PREGREET_DELAY`
+  for the greeting and are dropped if they talk first.
+* ``submission`` / ``submissions``: AUTH before MAIL (when ``auth`` is on, the
+  default), the sender must belong to the user, missing Date/Message-ID are added.
+
+Reload (SIGHUP) rebuilds every context: certificates are re-read from disk, and the
+connection gate and the AUTH throttle are updated in place so their per-client
+state survives.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+import ssl
+from collections.abc import Callable, Sequence
 
+from outrider.auth.sasl import mechanisms_for
+from outrider.auth.store import UserStore, UserStoreError
+from outrider.auth.throttle import AuthThrottle
 from outrider.config.model import Config, ListenerSettings
+from outrider.inbound.limits import ConnectionGate
 from outrider.inbound.receiver import Listener, open_listening_socket
-from outrider.inbound.session import ListenerContext, StoreMessage
+from outrider.inbound.session import PREGREET_DELAY, ListenerContext, StoreMessage
+from outrider.inbound.tls import TlsError, server_context
 from outrider.smtp.server import ServerConfig
+
+log = logging.getLogger("outrider.inbound")
+
+SUBMISSION_ROLES = ("submission", "submissions")
 
 
 def listener_name(settings: ListenerSettings) -> str:
     host, port = settings.address
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def tls_context(settings: ListenerSettings) -> ssl.SSLContext | None:
+    """The listener's SSL context, freshly loaded from its files; None without TLS."""
+    if settings.tls == "none":
+        return None
+    if settings.tls_cert is None or settings.tls_key is None:
+        raise TlsError(f"listener {listener_name(settings)}: tls needs tls-cert and tls-key")
+    return server_context(settings.tls_cert, settings.tls_key, min_version=settings.tls_min_version)
 
 
 def listener_context(
@@ -21,23 +54,94 @@ def listener_context(
     *,
     store: StoreMessage,
     new_queue_id: Callable[[], str],
+    users: UserStore | None = None,
+    previous: ListenerContext | None = None,
+    tls: ssl.SSLContext | None = None,
 ) -> ListenerContext:
+    """``previous``: the running context on reload (its gate and throttle are kept).
+    ``tls``: an already loaded context; by default it is loaded from the files."""
+    if tls is None:
+        tls = tls_context(settings)
+    auth = settings.auth and users is not None
+    protocol_config = ServerConfig(
+        hostname=config.server.hostname,
+        max_message_size=settings.max_message_size,
+        max_recipients=settings.max_rcpt_per_message,
+        max_errors=settings.max_errors,
+        banner=settings.banner,
+        starttls=settings.tls == "starttls",
+        auth_mechanisms=tuple(mechanisms_for(users)) if auth and users is not None else (),
+        auth_plaintext=settings.allow_plaintext_auth,
+        require_auth=auth and settings.role in SUBMISSION_ROLES,
+        max_connection_messages=settings.max_messages_per_connection,
+        max_connection_recipients=settings.max_rcpt_per_connection,
+    )
     return ListenerContext(
         name=listener_name(settings),
-        protocol_config=ServerConfig(
-            hostname=config.server.hostname,
-            max_message_size=settings.max_message_size,
-            max_recipients=settings.max_rcpt_per_message,
-            max_errors=settings.max_errors,
-            banner=settings.banner,
-        ),
+        protocol_config=protocol_config,
         relay_networks=tuple(settings.relay_networks),
         relay_domains=config.relay.domains,
         store=store,
         new_queue_id=new_queue_id,
         command_timeout=settings.command_timeout,
         data_timeout=settings.data_timeout,
+        role=settings.role,
+        tls=tls,
+        implicit_tls=settings.tls == "implicit",
+        users=users if auth else None,
+        throttle=_throttle(settings, previous) if auth else None,
+        gate=_gate(settings, previous),
+        greeting_delay=PREGREET_DELAY if settings.role == "mx" else 0.0,
+        add_missing_headers=settings.add_missing_headers,
+        honour_vmta_header=settings.process_x_virtual_mta,
+        listener_vmta=settings.default_virtual_mta,
     )
+
+
+def _gate(settings: ListenerSettings, previous: ListenerContext | None) -> ConnectionGate:
+    if previous is not None and previous.gate is not None:
+        previous.gate.update(
+            max_connections=settings.max_connections,
+            max_per_client=settings.max_connections_per_client,
+            rate_per_client=settings.max_connect_rate_per_client,
+        )
+        return previous.gate
+    return ConnectionGate(
+        max_connections=settings.max_connections,
+        max_per_client=settings.max_connections_per_client,
+        rate_per_client=settings.max_connect_rate_per_client,
+    )
+
+
+def _throttle(settings: ListenerSettings, previous: ListenerContext | None) -> AuthThrottle:
+    throttle = previous.throttle if previous is not None else None
+    if throttle is None:
+        return AuthThrottle(
+            max_failures=settings.auth_max_failures,
+            window=settings.auth_failure_window,
+            block_time=settings.auth_block_time,
+            first_delay=settings.auth_failure_delay,
+        )
+    throttle.max_failures = settings.auth_max_failures
+    throttle.window = settings.auth_failure_window
+    throttle.block_time = settings.auth_block_time
+    throttle.first_delay = settings.auth_failure_delay
+    return throttle
+
+
+def user_store(config: Config, listeners: Sequence[Listener] = ()) -> UserStore | None:
+    """The process's user store, when a listener uses AUTH; reused across reloads."""
+    if not any(settings.auth for settings in config.listeners):
+        return None
+    path = config.auth.users_file
+    for listener in listeners:
+        users = listener.ctx.users
+        if isinstance(users, UserStore) and users.path == path:
+            return users
+    try:
+        return UserStore(path)
+    except UserStoreError as exc:
+        raise RuntimeError(str(exc)) from exc
 
 
 def open_listeners(
@@ -47,13 +151,21 @@ def open_listeners(
     new_queue_id: Callable[[], str],
     reuse_port: bool,
 ) -> list[Listener]:
+    """Open every configured listener; a bad certificate or users file fails the start."""
+    users = user_store(config)
     listeners: list[Listener] = []
     try:
         for settings in config.listeners:
+            ctx = listener_context(
+                settings, config, store=store, new_queue_id=new_queue_id, users=users
+            )
             host, port = settings.address
             sock = open_listening_socket(host, port, reuse_port=reuse_port)
-            ctx = listener_context(settings, config, store=store, new_queue_id=new_queue_id)
             listeners.append(Listener(ctx, sock))
+    except TlsError as exc:
+        for listener in listeners:
+            listener.sock.close()
+        raise RuntimeError(str(exc)) from exc
     except BaseException:
         for listener in listeners:
             listener.sock.close()
@@ -68,8 +180,15 @@ def reload_listeners(
     store: StoreMessage,
     new_queue_id: Callable[[], str],
 ) -> list[str]:
-    """Apply a new config to running listeners; returns warnings for what needs a restart."""
+    """Apply a new config to running listeners; returns warnings for what needs a restart
+    or could not be applied (a certificate that does not load keeps the old one)."""
     warnings: list[str] = []
+    try:
+        users = user_store(config, listeners)
+    except RuntimeError as exc:
+        warnings.append(f"{exc}; keeping the previous users file")
+        stores = (lst.ctx.users for lst in listeners if isinstance(lst.ctx.users, UserStore))
+        users = next(stores, None)
     by_name = {listener.ctx.name: listener for listener in listeners}
     wanted = {listener_name(s): s for s in config.listeners}
     for name, settings in wanted.items():
@@ -77,7 +196,28 @@ def reload_listeners(
         if listener is None:
             warnings.append(f"new listener {name} needs a restart to take effect")
             continue
-        listener.update(listener_context(settings, config, store=store, new_queue_id=new_queue_id))
+        previous = listener.ctx
+        try:
+            tls = tls_context(settings)
+        except TlsError as exc:
+            if previous.tls is None:
+                warnings.append(f"{exc}; listener {name} keeps its previous settings")
+                continue
+            warnings.append(f"{exc}; listener {name} keeps its previous certificate")
+            tls = previous.tls
+        listener.update(
+            listener_context(
+                settings,
+                config,
+                store=store,
+                new_queue_id=new_queue_id,
+                users=users,
+                previous=previous,
+                tls=tls,
+            )
+        )
+        if tls is not None and tls is not previous.tls:
+            log.info("listener %s: TLS certificate loaded from %s", name, settings.tls_cert)
     for name in by_name.keys() - wanted.keys():
         warnings.append(f"removed listener {name} keeps listening until a restart")
     return warnings

@@ -4,7 +4,12 @@ Pure string parsing shared by the server (and usable by the client for xtext).
 Syntax is checked with a few compiled regular expressions so a command costs a
 handful of C-level matches, and every failure carries the exact SMTP reply to send.
 Extensions: SIZE (RFC 1870), BODY (RFC 6152, RFC 3030), SMTPUTF8 (RFC 6531),
-DSN RET/ENVID/NOTIFY/ORCPT (RFC 3461).
+DSN RET/ENVID/NOTIFY/ORCPT (RFC 3461), AUTH= (RFC 4954 5).
+
+Routing syntax is never interpreted: a source route (``<@a,@b:user@c>``) is dropped
+as RFC 5321 4.1.1.3 says, one trailing dot of the domain is removed (``user@d.``
+is ``user@d``), and ``%`` or ``!`` in a local part stay part of the local part, so
+the domain after the last ``@`` alone decides where a message goes.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ class MailParams:
     smtputf8: bool = False
     ret: Ret | None = None
     envid: str | None = None
+    auth: str | None = None  # AUTH= (xtext decoded): "<>" or the original submitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +73,7 @@ _ATOM = "[A-Za-z0-9!#$%&'*+/=?^_`{|}~" + _U + "-]+"
 _DOT_STRING = _ATOM + r"(?:\." + _ATOM + ")*"
 _QUOTED = r'"(?:[\x20\x21\x23-\x5b\x5d-\x7e' + _U + r"]|\\[\x20-\x7e])*" + '"'
 _LITERAL = r"\[[^\[\]\\\x00-\x20\x7f]+\]"
-_MAILBOX = "(?:" + _DOT_STRING + "|" + _QUOTED + ")@(?:" + _DOMAIN + "|" + _LITERAL + ")"
+_MAILBOX = "(?:" + _DOT_STRING + "|" + _QUOTED + ")@(?:" + _DOMAIN + r"\.?|" + _LITERAL + ")"
 _ADL = "@" + _DOMAIN + "(?:,@" + _DOMAIN + ")*:"
 
 _PATH = re.compile("<(?:" + _ADL + ")?(" + _MAILBOX + ")>")
@@ -128,6 +134,8 @@ def _split_path(text: str, *, null_ok: bool, postmaster_ok: bool) -> tuple[str, 
         mailbox, end = match.group(1), match.end()
         if mailbox.endswith("]"):
             _check_literal(mailbox)
+        elif mailbox.endswith("."):
+            mailbox = mailbox[:-1]  # a root-anchored domain: the same domain
     rest = text[end:]
     if rest and rest[0] != " ":
         raise _syntax("Bad address syntax")
@@ -221,6 +229,7 @@ def parse_mail(text: str) -> tuple[str, MailParams]:
     smtputf8 = False
     ret: Ret | None = None
     envid: str | None = None
+    auth: str | None = None
     for keyword, value in _split_params(rest) if rest else ():
         if keyword == "SIZE":
             value = _required(keyword, value)
@@ -246,11 +255,18 @@ def parse_mail(text: str) -> tuple[str, MailParams]:
             if len(value) > MAX_ENVID_LENGTH:
                 raise _syntax("ENVID too long")
             envid = xtext_decode(value)
+        elif keyword == "AUTH":
+            value = _required(keyword, value)
+            if len(value) > MAX_ORCPT_LENGTH:
+                raise _syntax("AUTH parameter too long")
+            auth = xtext_decode(value)
         else:
             raise _unsupported(keyword)
     if not smtputf8 and not sender.isascii():
         raise GrammarError(SMTPUTF8_REQUIRED)
-    return sender, MailParams(size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid)
+    return sender, MailParams(
+        size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, auth=auth
+    )
 
 
 def parse_rcpt(text: str, *, smtputf8: bool = False) -> tuple[str, RcptParams]:

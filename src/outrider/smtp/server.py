@@ -10,7 +10,19 @@ RSET, VRFY, HELP, QUIT, syntax and sequence errors, BDAT chunk replies) is
 answered here.
 
 While a decision is pending, input is only buffered, so a pipelined batch is
-answered in order and in one write (RFC 2920).
+answered in order and in one write (RFC 2920). A client that sends content right
+after ``DATA`` without waiting for the 354 (not allowed by RFC 2920, typical of
+spamware) gets no advantage: the bytes wait in the buffer and are read as content
+once DATA is answered, exactly as if it had waited.
+
+STARTTLS (RFC 3207) and AUTH (RFC 4954) are decisions too. Accepting
+:class:`StartTlsRequested` queues the 220 and *discards every octet already
+buffered after the STARTTLS line* (plaintext injection, CVE-2011-0411); input fed
+before :meth:`ServerConnection.tls_established` is dropped, and afterwards the
+session starts over without EHLO. An AUTH exchange is driven with
+:meth:`~ServerConnection.auth_challenge`, :meth:`~ServerConnection.auth_success`
+and :meth:`~ServerConnection.auth_failure`; the core decodes the base64 client
+lines (:class:`AuthResponse`) and handles ``*`` and bad base64 itself.
 
 Buffering is bounded in every state:
 
@@ -29,6 +41,8 @@ Buffering is bounded in every state:
 
 from __future__ import annotations
 
+import base64
+import binascii
 import enum
 import functools
 import re
@@ -58,6 +72,8 @@ from outrider.smtp.replies import (
 
 __all__ = [
     "AcceptedRecipient",
+    "AuthRequested",
+    "AuthResponse",
     "ConnectionClosed",
     "Event",
     "Hello",
@@ -71,6 +87,7 @@ __all__ = [
     "RcptTo",
     "ServerConfig",
     "ServerConnection",
+    "StartTlsRequested",
     "Transaction",
     "TransactionReset",
 ]
@@ -86,6 +103,12 @@ class ServerConfig:
     max_errors: int = 20  # then 421 4.7.0 and close
     banner: str = "ESMTP Outrider"
     max_pipeline_backlog: int = 64 * 1024  # unprocessed input kept while busy
+    starttls: bool = False  # offer STARTTLS (before TLS is active)
+    auth_mechanisms: tuple[str, ...] = ()  # SASL mechanisms; empty: no AUTH
+    auth_plaintext: bool = False  # offer AUTH without TLS (loopback listeners only)
+    require_auth: bool = False  # MAIL needs a successful AUTH first (530 5.7.0)
+    max_connection_messages: int = 0  # MAIL commands per connection; 0: unlimited
+    max_connection_recipients: int = 0  # RCPT decisions per connection; 0: unlimited
 
     def __post_init__(self) -> None:
         if not self.hostname or has_control(self.hostname) or " " in self.hostname:
@@ -98,6 +121,13 @@ class ServerConfig:
             raise ValueError("limits must be positive")
         if self.max_pipeline_backlog < self.max_command_length:
             raise ValueError("max_pipeline_backlog must be >= max_command_length")
+        if self.max_connection_messages < 0 or self.max_connection_recipients < 0:
+            raise ValueError("per-connection limits must be >= 0")
+        for mechanism in self.auth_mechanisms:
+            if not _MECHANISM_NAME.fullmatch(mechanism):
+                raise ValueError(f"invalid SASL mechanism name {mechanism!r}")
+        if self.require_auth and not self.auth_mechanisms:
+            raise ValueError("require_auth needs at least one AUTH mechanism")
 
 
 # --- events -------------------------------------------------------------------------
@@ -125,6 +155,26 @@ class RcptTo:
 
     recipient: str
     params: RcptParams
+
+
+@dataclass(frozen=True, slots=True)
+class StartTlsRequested:
+    """STARTTLS. Needs a decision: ``accept()`` then upgrade, or ``reject(454 ...)``."""
+
+
+@dataclass(frozen=True, slots=True)
+class AuthRequested:
+    """AUTH; ``initial_response`` is decoded (``b""`` for "="). Answer with ``auth_*``."""
+
+    mechanism: str  # upper-cased, one of ServerConfig.auth_mechanisms
+    initial_response: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
+class AuthResponse:
+    """The client's (decoded) answer to a 334 challenge. Answer with ``auth_*``."""
+
+    data: bytes
 
 
 @dataclass(frozen=True, slots=True)
@@ -160,13 +210,18 @@ Event = (
     Hello
     | MailFrom
     | RcptTo
+    | StartTlsRequested
+    | AuthRequested
+    | AuthResponse
     | MessageData
     | MessageComplete
     | MessageAborted
     | TransactionReset
     | ConnectionClosed
 )
-Decision = Hello | MailFrom | RcptTo | MessageComplete
+Decision = (
+    Hello | MailFrom | RcptTo | MessageComplete | StartTlsRequested | AuthRequested | AuthResponse
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,7 +254,9 @@ BDAT_SYNTAX = Reply(501, "5.5.4", "Syntax: BDAT chunk-size [LAST]")
 BDAT_FRAMING_LOST = Reply(421, "4.5.0", "BDAT framing lost, closing connection")
 VRFY_REPLY = Reply(252, "2.5.2", "Cannot VRFY user, but will accept message and attempt delivery")
 EXPN_REPLY = Reply(502, "5.5.1", "EXPN not supported")
-HELP_REPLY = Reply(214, "2.0.0", "Commands: EHLO HELO MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT")
+HELP_REPLY = Reply(
+    214, "2.0.0", "Commands: EHLO HELO STARTTLS AUTH MAIL RCPT DATA BDAT RSET NOOP VRFY HELP QUIT"
+)
 NEED_HELLO = Reply(503, "5.5.1", "Send EHLO or HELO first")
 NESTED_MAIL = Reply(503, "5.5.1", "Nested MAIL command")
 NEED_MAIL = Reply(503, "5.5.1", "Need MAIL command first")
@@ -207,6 +264,29 @@ NEED_RCPT = Reply(503, "5.5.1", "Need RCPT before DATA")
 DATA_AFTER_BDAT = Reply(503, "5.5.1", "DATA not allowed after BDAT")
 BINARYMIME_NEEDS_BDAT = Reply(503, "5.5.1", "BODY=BINARYMIME requires BDAT")
 
+READY_FOR_TLS = Reply(220, "2.0.0", "Ready to start TLS")
+TLS_NOT_AVAILABLE = Reply(502, "5.5.1", "STARTTLS not available")
+TLS_ALREADY_ACTIVE = Reply(503, "5.5.1", "TLS already active")
+STARTTLS_IN_TRANSACTION = Reply(503, "5.5.1", "STARTTLS not allowed during a mail transaction")
+STARTTLS_SYNTAX = Reply(501, "5.5.4", "Syntax: STARTTLS")
+PREGREET = Reply(554, "5.5.0", "Protocol error: client spoke before the greeting")
+AUTH_NOT_AVAILABLE = Reply(502, "5.5.1", "AUTH not available")
+AUTH_ALREADY_DONE = Reply(503, "5.5.1", "Already authenticated")
+AUTH_IN_TRANSACTION = Reply(503, "5.5.1", "AUTH not allowed during a mail transaction")
+AUTH_NEEDS_TLS = Reply(538, "5.7.11", "Encryption required for requested authentication mechanism")
+AUTH_SYNTAX = Reply(501, "5.5.4", "Syntax: AUTH mechanism [initial-response]")
+AUTH_UNKNOWN_MECHANISM = Reply(504, "5.5.4", "Unrecognized authentication type")
+AUTH_BAD_BASE64 = Reply(501, "5.5.2", "Invalid base64 data")
+AUTH_CANCELLED = Reply(501, "5.0.0", "Authentication cancelled")
+AUTH_LINE_TOO_LONG = Reply(500, "5.5.6", "Authentication exchange line is too long")
+AUTH_SUCCEEDED = Reply(235, "2.7.0", "Authentication successful")
+AUTH_FAILED = Reply(535, "5.7.8", "Authentication credentials invalid")
+AUTH_REQUIRED = Reply(530, "5.7.0", "Authentication required")
+TOO_MANY_MESSAGES = Reply(421, "4.7.0", "Too many messages in this connection")
+TOO_MANY_CONNECTION_RECIPIENTS = Reply(452, "4.5.3", "Too many recipients in this connection")
+MAX_AUTH_LINE = 12288 + 2  # RFC 4954 4: at least 12288 octets, plus CRLF
+
+_MECHANISM_NAME = re.compile(r"[A-Z0-9_-]{1,20}")
 _BDAT_ARGS = re.compile(rb"([0-9]{1,19})(?: +(LAST))? *", re.IGNORECASE)
 
 
@@ -219,13 +299,16 @@ class _State(enum.Enum):
     COMMAND = "command"
     DATA = "data"
     BDAT = "bdat"
+    AUTH = "auth"  # a 334 challenge is out: the next line is a SASL response
+    TLS_PENDING = "tls-pending"  # 220 sent for STARTTLS; plaintext input is dropped
     CLOSED = "closed"
 
 
 class ServerConnection:
     """One SMTP server session. See the module docstring for the driving loop."""
 
-    def __init__(self, config: ServerConfig) -> None:
+    def __init__(self, config: ServerConfig, *, secure: bool = False) -> None:
+        """``secure``: the connection is already TLS (an implicit-TLS listener, RFC 8314)."""
         self._config = config
         self._max_command = config.max_command_length
         self._max_line = config.max_text_line_length
@@ -256,6 +339,7 @@ class ServerConnection:
             b"VRFY": self._on_vrfy,
             b"EXPN": self._on_expn,
             b"HELP": self._on_help,
+            b"AUTH": self._on_auth,
         }
         self._buf = b""
         self._pos = 0
@@ -267,6 +351,13 @@ class ServerConnection:
         self._discarding = False  # skipping the rest of an over-long command line
         self._errors = 0
         self._greeted = False
+        self._holding_greeting = False  # see hold_greeting()
+        self._spoke_first = False  # input while the greeting was held (pregreet)
+        self._discard_reply = LINE_TOO_LONG  # answer to an over-long line once it ends
+        self._secure = secure
+        self._authenticated: str | None = None
+        self._messages = 0  # MAIL commands accepted on this connection
+        self._connection_rcpts = 0  # RCPT decisions on this connection
         # transaction (open when _sender is not None)
         self._sender: str | None = None
         self._mail_params = MailParams()
@@ -297,13 +388,55 @@ class ServerConnection:
         return Transaction(self._sender, self._mail_params, tuple(self._recipients))
 
     @property
+    def secure(self) -> bool:
+        """TLS is active (implicit, or after STARTTLS and the handshake)."""
+        return self._secure
+
+    @property
+    def authenticated(self) -> str | None:
+        """The user name of a successful AUTH, else None."""
+        return self._authenticated
+
+    @property
+    def tls_pending(self) -> bool:
+        """STARTTLS was accepted: the driver must now run the TLS handshake."""
+        return self._state is _State.TLS_PENDING
+
+    @property
     def in_data(self) -> bool:
         """True while message content is arriving (RFC 5321 4.5.3.2 gives it its own timeout)."""
         return self._state is _State.DATA or self._state is _State.BDAT
 
     def send_greeting(self) -> None:
-        if not self.closed:
-            self._reply(Reply(220, "", f"{self._config.hostname} {self._config.banner}"))
+        """Queue the 220; a client that already spoke (pregreet) gets 554 5.5.0 and is closed."""
+        if self.closed:
+            return
+        self._holding_greeting = False
+        if self._spoke_first:
+            self._close(PREGREET)
+            return
+        self._reply(Reply(220, "", f"{self._config.hostname} {self._config.banner}"))
+
+    def hold_greeting(self) -> None:
+        """The driver delays the greeting: input before :meth:`send_greeting` is pregreet
+        traffic (RFC 5321 3.1: the client waits for the 220), dropped and answered 554."""
+        self._holding_greeting = True
+
+    def refuse(self, reply: Reply) -> None:
+        """Refuse the connection instead of greeting it (e.g. a 421 from a connection limit)."""
+        self._holding_greeting = False
+        self._close(reply)
+
+    def tls_established(self) -> None:
+        """The STARTTLS handshake completed: start over, as after the greeting (RFC 3207 4.2)."""
+        if self._state is not _State.TLS_PENDING:
+            raise ProtocolUsageError("no STARTTLS is pending")
+        self._state = _State.COMMAND
+        self._secure = True
+        self._greeted = False
+        self._buf = b""
+        self._pos = 0
+        self._discarding = False
 
     def receive_data(self, data: bytes) -> None:
         """Feed octets read from the peer; ``b""`` means the peer closed its side."""
@@ -312,6 +445,11 @@ class ServerConnection:
         if not data:
             self._eof = True
             return
+        if self._holding_greeting:
+            self._spoke_first = True  # kept out of the buffer: it is never executed
+            return
+        if self._state is _State.TLS_PENDING:
+            return  # plaintext after an accepted STARTTLS: never executed
         unprocessed = len(self._buf) - self._pos
         if unprocessed == 0:
             self._buf = bytes(data)
@@ -333,6 +471,8 @@ class ServerConnection:
 
     def accept(self, text: str | None = None) -> None:
         """Answer the pending decision positively; ``text`` replaces the default reply text."""
+        if isinstance(self._pending, AuthRequested | AuthResponse):
+            raise ProtocolUsageError("answer AUTH with auth_challenge/auth_success/auth_failure")
         event = self._take_decision()
         if event is None:
             return
@@ -343,16 +483,25 @@ class ServerConnection:
             name = self._config.hostname
             greeting = f"{name} {text}" if text else f"{name} Hello {event.name}"
             if event.extended:
-                self._reply(Reply(250, "", "\n".join((greeting, *self._extensions))))
+                lines = (greeting, *self._extensions, *self._security_extensions())
+                self._reply(Reply(250, "", "\n".join(lines)))
             else:
                 self._reply(Reply(250, "", greeting))
         elif isinstance(event, MailFrom):
             self._sender = event.sender
             self._mail_params = event.params
+            self._messages += 1
             self._reply(Reply(250, "2.1.0", text or "OK"))
         elif isinstance(event, RcptTo):
             self._recipients.append(AcceptedRecipient(event.recipient, event.params))
             self._reply(Reply(250, "2.1.5", text or "OK"))
+        elif isinstance(event, StartTlsRequested):
+            self._reply(READY_FOR_TLS)
+            # RFC 3207 5 / CVE-2011-0411: nothing sent before the handshake is executed.
+            self._buf = b""
+            self._pos = 0
+            self._discarding = False
+            self._state = _State.TLS_PENDING
         else:
             self._end_transaction()
             self._reply(OK if text is None else Reply(250, "2.0.0", text or "OK"))
@@ -366,10 +515,30 @@ class ServerConnection:
             return
         if isinstance(event, MessageComplete):
             self._end_transaction()
+        elif isinstance(event, AuthRequested | AuthResponse):
+            self._count_error()
         if reply.code == 421:
             self._close(reply)
         else:
             self._reply(reply)
+
+    def auth_challenge(self, challenge: bytes) -> None:
+        """Send ``334 <base64 challenge>``; the client's next line comes as AuthResponse."""
+        if not self._take_auth():
+            return
+        self._out.append(b"334 " + base64.b64encode(challenge) + b"\r\n")
+        self._state = _State.AUTH
+
+    def auth_success(self, username: str) -> None:
+        """235 2.7.0: the session is authenticated as ``username`` from now on."""
+        if not self._take_auth():
+            return
+        self._authenticated = username
+        self._reply(AUTH_SUCCEEDED)
+
+    def auth_failure(self, reply: Reply = AUTH_FAILED) -> None:
+        """End the exchange with ``reply`` (535 5.7.8, or 454 4.7.0 when temporary)."""
+        self.reject(reply)
 
     def data_to_send(self) -> bytes:
         out = b"".join(self._out)
@@ -395,6 +564,28 @@ class ServerConnection:
         self._pending = None
         return event
 
+    def _take_auth(self) -> bool:
+        """Clear a pending AUTH decision; False when the connection closed meanwhile."""
+        if self._state is _State.CLOSED:
+            return False
+        if not isinstance(self._pending, AuthRequested | AuthResponse) or self._events:
+            raise ProtocolUsageError("no AUTH exchange is pending")
+        self._pending = None
+        return True
+
+    def _security_extensions(self) -> tuple[str, ...]:
+        extra: list[str] = []
+        config = self._config
+        if config.starttls and not self._secure:
+            extra.append("STARTTLS")
+        if self._auth_offered() and self._authenticated is None:
+            extra.append("AUTH " + " ".join(config.auth_mechanisms))
+        return tuple(extra)
+
+    def _auth_offered(self) -> bool:
+        config = self._config
+        return bool(config.auth_mechanisms) and (self._secure or config.auth_plaintext)
+
     def _decide(self, event: Decision) -> None:
         self._events.append(event)
         self._pending = event
@@ -409,6 +600,8 @@ class ServerConnection:
                 progressed = self._step_data()
             elif state is _State.BDAT:
                 progressed = self._step_bdat()
+            elif state is _State.AUTH:
+                progressed = self._step_auth()
             else:
                 return
             if not progressed:
@@ -475,7 +668,8 @@ class ServerConnection:
         self._pos = end + 2
         if self._discarding or end + 2 - pos > self._max_command:
             self._discarding = False
-            self._error(LINE_TOO_LONG)
+            reply, self._discard_reply = self._discard_reply, LINE_TOO_LONG
+            self._error(reply)
             return True
         line = buf[pos:end]
         if b"\r" in line or b"\n" in line:
@@ -483,10 +677,42 @@ class ServerConnection:
             return True
         verb = line[:4].upper()
         handler = self._handlers.get(verb)
-        if handler is None or (len(line) > 4 and line[4] != 0x20):
+        if handler is None and verb == b"STAR" and line[4:8].upper() == b"TTLS":
+            if len(line) > 8 and line[8] != 0x20:
+                self._error(UNRECOGNISED)
+            else:
+                self._on_starttls(line[9:])
+        elif handler is None or (len(line) > 4 and line[4] != 0x20):
             self._error(UNRECOGNISED)
         else:
             handler(line[5:])
+        return True
+
+    def _step_auth(self) -> bool:
+        """One SASL response line: ``*`` cancels, anything else must be base64."""
+        buf = self._buf
+        pos = self._pos
+        end = buf.find(b"\r\n", pos)
+        if end < 0:
+            if len(buf) - pos >= MAX_AUTH_LINE:
+                self._state = _State.COMMAND
+                self._discarding = True
+                self._discard_reply = AUTH_LINE_TOO_LONG
+                self._buf = b"\r" if buf.endswith(b"\r") else b""
+                self._pos = 0
+            return False
+        self._pos = end + 2
+        self._state = _State.COMMAND
+        line = buf[pos:end]
+        if line == b"*":
+            self._error(AUTH_CANCELLED)
+            return True
+        try:
+            data = base64.b64decode(line, validate=True)
+        except binascii.Error:
+            self._error(AUTH_BAD_BASE64)
+            return True
+        self._decide(AuthResponse(data))
         return True
 
     def _text(self, arg: bytes) -> str | None:
@@ -525,6 +751,13 @@ class ServerConnection:
         if self._sender is not None:
             self._error(NESTED_MAIL)
             return
+        if self._config.require_auth and self._authenticated is None:
+            self._error(AUTH_REQUIRED)
+            return
+        limit = self._config.max_connection_messages
+        if limit and self._messages >= limit:
+            self._close(TOO_MANY_MESSAGES)
+            return
         text = self._text(arg)
         if text is None:
             return
@@ -535,6 +768,9 @@ class ServerConnection:
             sender, params = parse_mail(text[5:].rstrip(" "))
         except GrammarError as exc:
             self._error(exc.reply)
+            return
+        if params.auth is not None and not self._config.auth_mechanisms:
+            self._error(Reply(555, "5.5.4", "Unsupported parameter AUTH"))
             return
         if params.size is not None and params.size > self._max_size:
             self._reply(MESSAGE_TOO_BIG)
@@ -562,6 +798,11 @@ class ServerConnection:
         if len(self._recipients) >= self._config.max_recipients:
             self._reply(TOO_MANY_RECIPIENTS)
             return
+        limit = self._config.max_connection_recipients
+        if limit and self._connection_rcpts >= limit:
+            self._reply(TOO_MANY_CONNECTION_RECIPIENTS)
+            return
+        self._connection_rcpts += 1
         self._decide(RcptTo(recipient, params))
 
     def _on_data(self, arg: bytes) -> None:
@@ -632,6 +873,56 @@ class ServerConnection:
 
     def _on_help(self, arg: bytes) -> None:
         self._reply(HELP_REPLY)
+
+    def _on_starttls(self, arg: bytes) -> None:
+        if arg.strip(b" "):
+            self._error(STARTTLS_SYNTAX)
+        elif self._secure:
+            self._error(TLS_ALREADY_ACTIVE)
+        elif not self._config.starttls:
+            self._error(TLS_NOT_AVAILABLE)
+        elif not self._greeted:
+            self._error(NEED_HELLO)
+        elif self._sender is not None:
+            self._error(STARTTLS_IN_TRANSACTION)
+        else:
+            self._decide(StartTlsRequested())
+
+    def _on_auth(self, arg: bytes) -> None:
+        config = self._config
+        if not config.auth_mechanisms:
+            self._error(AUTH_NOT_AVAILABLE)
+        elif not self._greeted:
+            self._error(NEED_HELLO)
+        elif self._authenticated is not None:
+            self._error(AUTH_ALREADY_DONE)
+        elif self._sender is not None:
+            self._error(AUTH_IN_TRANSACTION)
+        elif not self._auth_offered():
+            self._error(AUTH_NEEDS_TLS)
+        else:
+            self._start_auth(arg)
+
+    def _start_auth(self, arg: bytes) -> None:
+        parts = arg.strip(b" ").split(b" ")
+        if not parts[0] or len(parts) > 2:
+            self._error(AUTH_SYNTAX)
+            return
+        mechanism = parts[0].upper().decode("ascii", "replace")
+        if mechanism not in self._config.auth_mechanisms:
+            self._error(AUTH_UNKNOWN_MECHANISM)
+            return
+        initial: bytes | None = None
+        if len(parts) == 2:
+            if parts[1] == b"=":
+                initial = b""  # RFC 4954 4: a zero-length initial response
+            else:
+                try:
+                    initial = base64.b64decode(parts[1], validate=True)
+                except binascii.Error:
+                    self._error(AUTH_BAD_BASE64)
+                    return
+        self._decide(AuthRequested(mechanism, initial))
 
     # --- DATA state ---------------------------------------------------------------------
 

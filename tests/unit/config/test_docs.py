@@ -10,6 +10,7 @@ import pytest
 
 from outrider.config.loader import known_keys, load_config, parse_config
 from outrider.config.model import Config, DomainPolicy
+from outrider.inbound.tls import generate_self_signed
 
 ROOT = Path(__file__).resolve().parents[3]
 EXAMPLE = ROOT / "examples" / "outrider.toml"
@@ -26,6 +27,10 @@ _CHECKABLE = {"server", "dns", "listener", "relay", "domain", "auth", "mta-sts"}
 def _pinned(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(socket, "getfqdn", lambda name="": "fqdn.example.test")
     monkeypatch.chdir(tmp_path)
+    # The example's submission listener uses the certificate `make run` generates.
+    generate_self_signed(
+        tmp_path / "var/tls/cert.pem", tmp_path / "var/tls/key.pem", "mta.example.test"
+    )
 
 
 def documented_rows() -> dict[str, dict[str, str]]:
@@ -91,7 +96,8 @@ def test_example_loads_with_make_run_settings(tmp_path: Path) -> None:
     assert config.server.hostname == "mta.example.test"
     assert config.server.spool_dir == tmp_path / "var/spool"
     assert config.server.log_dir == tmp_path / "var/log"
-    assert [lst.address for lst in config.listeners] == [("127.0.0.1", 2525)]
+    assert [lst.address for lst in config.listeners] == [("127.0.0.1", 2525), ("127.0.0.1", 5870)]
+    assert [lst.role for lst in config.listeners] == ["mx", "submission"]
     assert [str(n) for n in config.listeners[0].relay_networks] == ["127.0.0.0/8"]
     assert config.dns.nameservers == ()
     assert config.policy_for("example.org").retry_after == (300, 600, 1800, 3600, 7200, 14400)

@@ -4,7 +4,13 @@ import ipaddress
 
 import pytest
 
-from outrider.inbound.relay import client_may_relay, recipient_domain, relay_allowed
+from outrider.inbound.relay import (
+    client_may_relay,
+    normalize_domain,
+    normalize_domains,
+    recipient_domain,
+    relay_allowed,
+)
 
 NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("2001:db8::/32"))
 
@@ -53,3 +59,25 @@ def test_trusted_client_relays_anywhere() -> None:
 def test_recipient_domain() -> None:
     assert recipient_domain("a@B.Example.") == "b.example"
     assert recipient_domain("postmaster") == ""
+
+
+@pytest.mark.parametrize(
+    ("domain", "normalized"),
+    [
+        ("Relay.Test.", "relay.test"),
+        ("BÜCHER.test", "xn--bcher-kva.test"),
+        ("xn--bcher-kva.TEST", "xn--bcher-kva.test"),
+        ("bad..ü", ""),
+    ],
+)
+def test_normalize_domain(domain: str, normalized: str) -> None:
+    assert normalize_domain(domain) == normalized
+
+
+def test_idn_and_literals_in_relay_check() -> None:
+    domains = normalize_domains(["bücher.test", "relay.test"])
+    assert relay_allowed(client_trusted=False, recipient="u@BÜCHER.test", relay_domains=domains)
+    assert relay_allowed(
+        client_trusted=False, recipient="u@xn--bcher-kva.test", relay_domains=domains
+    )
+    assert not relay_allowed(client_trusted=False, recipient="u@[1.2.3.4]", relay_domains=domains)

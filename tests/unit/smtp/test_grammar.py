@@ -77,7 +77,9 @@ def test_valid_reverse_paths(text: str, address: str) -> None:
         "<user@example..org>",
         "<user@-example.org>",
         "<user@example-.org>",
-        "<user@example.org.>",
+        "<user@example.org..>",
+        "<user@.>",
+        "<user@[127.0.0.1].>",
         "<user@exa_mple.org>",
         "<us er@example.org>",
         '<"unterminated@example.org>',
@@ -180,7 +182,8 @@ def test_tolerates_extra_spaces_between_parameters() -> None:
         ("-SIZE=1", "501 5.5.4"),
         ("SI_ZE=1", "501 5.5.4"),
         ("=1", "501 5.5.4"),
-        ("AUTH=<>", "555 5.5.4"),
+        ("AUTH", "501 5.5.4"),
+        ("AUTH=a+ZZ", "501 5.5.4"),
         ("NOTIFY=NEVER", "555 5.5.4"),
         ("X-FOO", "555 5.5.4"),
     ],
@@ -267,3 +270,31 @@ def test_xtext_roundtrip(text: str) -> None:
 
 def test_xtext_encode_escapes_plus_equals_and_space() -> None:
     assert xtext_encode("a+b=c d") == "a+2Bb+3Dc+20d"
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("<user@example.org.>", "user@example.org"),
+        ("<user@EXAMPLE.org.>", "user@EXAMPLE.org"),
+        ("<@relay.test:user@outside.test>", "user@outside.test"),
+        ("<@a.test,@b.test:user@outside.test.>", "user@outside.test"),
+        ("<user%outside.test@relay.test>", "user%outside.test@relay.test"),
+        ("<outside.test!user@relay.test>", "outside.test!user@relay.test"),
+        ('<"user@outside.test"@relay.test>', '"user@outside.test"@relay.test'),
+    ],
+)
+def test_routing_syntax_is_normalised_never_interpreted(text: str, expected: str) -> None:
+    assert parse_rcpt(text)[0] == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "auth"),
+    [
+        ("<a@b.test> AUTH=<>", "<>"),
+        ("<a@b.test> AUTH=user+2Bx@b.test", "user+x@b.test"),
+        ("<a@b.test>", None),
+    ],
+)
+def test_auth_parameter(text: str, auth: str | None) -> None:
+    assert parse_mail(text)[1].auth == auth

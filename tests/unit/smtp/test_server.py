@@ -170,7 +170,7 @@ def test_ehlo_mid_transaction_resets() -> None:
         (b"FOO bar\r\n", "500 5.5.2"),
         (b"MAILX FROM:<a@b>\r\n", "500 5.5.2"),
         (b"\r\n", "500 5.5.2"),
-        (b"STARTTLS\r\n", "500 5.5.2"),
+        (b"STARTTLS\r\n", "502 5.5.1"),
         (b"RSET now\r\n", "501 5.5.4"),
         (b"VRFY\r\n", "501 5.5.4"),
     ],
