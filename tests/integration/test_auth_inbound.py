@@ -267,3 +267,20 @@ async def test_submission_adds_message_id_and_date(
     assert full.envelope.msg_id == "<m1@sender.test>"
     assert full.data.count(b"\r\nDate: ") == 1
     assert full.data.count(b"Message-ID:") == 1
+
+
+async def test_per_user_sending_rate_limit(
+    submission: InboundServer, ca: trustme.CA, users: UserStore
+) -> None:
+    users.add("bob", "battery staple", max_msg_rate="2/h")
+
+    def dialogue() -> list[int]:
+        codes = []
+        with _tls_session(submission.port, client_tls(ca)) as smtp:
+            smtp.login("bob", "battery staple")
+            for _ in range(3):
+                codes.append(smtp.mail("bob@anywhere.test")[0])
+                smtp.rset()
+        return codes
+
+    assert await in_thread(dialogue) == [250, 250, 450]

@@ -33,9 +33,15 @@ HOSTNAME = "mta.outrider.test"
 class FakeUsers:
     """Plain-text passwords (no scrypt: fast) and optional sender rights per user."""
 
-    def __init__(self, users: dict[str, str], senders: dict[str, Sequence[str]] | None = None):
+    def __init__(
+        self,
+        users: dict[str, str],
+        senders: dict[str, Sequence[str]] | None = None,
+        rates: dict[str, str] | None = None,
+    ):
         self.users = users
         self.senders = senders or {}
+        self.rates = rates or {}
         self.reloads = 0
 
     def reload_if_changed(self) -> bool:
@@ -51,6 +57,9 @@ class FakeUsers:
     def sender_allowed(self, username: str, sender: str) -> bool:
         allowed = self.senders.get(username)
         return allowed is None or sender.lower() in allowed
+
+    def max_msg_rate(self, username: str) -> str | None:
+        return self.rates.get(username)
 
 
 @dataclass

@@ -389,6 +389,11 @@ class UserStore:
     def get(self, username: str) -> UserRecord | None:
         return self._users.get(username)
 
+    def max_msg_rate(self, username: str) -> str | None:
+        """The user's sending rate limit as stored (e.g. "100/h"); None: unlimited."""
+        record = self.get(username)
+        return record.max_msg_rate if record is not None else None
+
     def sender_allowed(self, username: str, sender: str) -> bool:
         """May ``username`` use ``sender`` (bare address, ``""`` for the null sender)?"""
         policy = self._senders.get(username)

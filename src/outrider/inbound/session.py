@@ -22,6 +22,7 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from outrider.auth.rates import UserRateLimiter
 from outrider.auth.sasl import SaslMechanism, SaslStep, Verifier, new_mechanism
 from outrider.auth.throttle import AuthThrottle
 from outrider.inbound.limits import ConnectionGate
@@ -48,6 +49,7 @@ AUTH_UNAVAILABLE = Reply(454, "4.7.0", "Temporary authentication failure")
 AUTH_BLOCKED = Reply(454, "4.7.0", "Too many authentication failures, try again later")
 AUTH_BLOCKED_CONNECT = Reply(421, "4.7.0", "Too many authentication failures, try again later")
 SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not allowed for the authenticated user")
+USER_RATE_EXCEEDED = Reply(450, "4.7.1", "Sending rate limit exceeded for this user; try later")
 
 
 class UserDirectory(Verifier, Protocol):
@@ -56,6 +58,8 @@ class UserDirectory(Verifier, Protocol):
     def reload_if_changed(self) -> bool: ...
 
     def sender_allowed(self, username: str, sender: str) -> bool: ...
+
+    def max_msg_rate(self, username: str) -> str | None: ...
 
 
 @dataclass
@@ -88,6 +92,7 @@ class ListenerContext:
     listener_vmta: str | None = None  # the listener's default-virtual-mta
     tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
     monotonic: Callable[[], float] = time.monotonic  # for the gate and the AUTH throttle
+    user_rates: UserRateLimiter = field(default_factory=UserRateLimiter)
 
     def __post_init__(self) -> None:
         self.relay_domains = normalize_domains(self.relay_domains)
@@ -267,6 +272,14 @@ class InboundSession(asyncio.Protocol):
                 "sender refused: client=%s user=%s from=<%s>", self.client_ip, user, event.sender
             )
             self.conn.reject(SENDER_NOT_OWNED)
+            return
+        if (
+            user is not None
+            and users is not None
+            and not self.ctx.user_rates.allow(user, users.max_msg_rate(user), self.ctx.monotonic())
+        ):
+            log.info("user rate limit: client=%s user=%s", self.client_ip, user)
+            self.conn.reject(USER_RATE_EXCEEDED)
             return
         self.conn.accept()
 

@@ -19,6 +19,7 @@ import logging
 import ssl
 from collections.abc import Callable, Sequence
 
+from outrider.auth.rates import UserRateLimiter
 from outrider.auth.sasl import mechanisms_for
 from outrider.auth.store import UserStore, UserStoreError
 from outrider.auth.throttle import AuthThrottle
@@ -91,6 +92,7 @@ def listener_context(
         users=users if auth else None,
         throttle=_throttle(settings, previous) if auth else None,
         gate=_gate(settings, previous),
+        user_rates=previous.user_rates if previous is not None else UserRateLimiter(),
         greeting_delay=PREGREET_DELAY if settings.role == "mx" else 0.0,
         add_missing_headers=settings.add_missing_headers,
         honour_vmta_header=settings.process_x_virtual_mta,
