@@ -15,9 +15,10 @@ entry is evicted.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict, deque
 from dataclasses import dataclass, field
+
+from outrider.policy.clients import client_key
 
 __all__ = ["AuthThrottle", "client_key"]
 
@@ -27,19 +28,6 @@ class _Client:
     failures: deque[float] = field(default_factory=deque)
     blocked_until: float | None = None
     touched: float = 0.0
-
-
-def client_key(client_ip: str) -> str:
-    """The throttling key: the address itself for IPv4, its /64 for IPv6."""
-    if ":" not in client_ip:
-        return client_ip
-    try:
-        address = ipaddress.IPv6Address(client_ip.partition("%")[0])
-    except ValueError:
-        return client_ip
-    if address.ipv4_mapped is not None:
-        return str(address.ipv4_mapped)
-    return str(ipaddress.IPv6Network((address, 64), strict=False))
 
 
 class AuthThrottle:

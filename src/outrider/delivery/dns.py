@@ -155,6 +155,28 @@ def parse_nameserver(spec: str) -> tuple[str, int]:
     return str(address), port
 
 
+def build_resolver(
+    nameservers: Sequence[str | tuple[str, int]] | None, *, timeout: float, lifetime: float
+) -> dns.asyncresolver.Resolver:
+    """A dnspython resolver that never falls back to the system resolver when servers are
+    given (tests and benchmarks point at loopback). dnspython's cache is off: callers cache
+    their converted answers themselves."""
+    if nameservers is None:
+        resolver = dns.asyncresolver.Resolver(configure=True)
+    else:
+        if not nameservers:
+            raise ValueError("nameservers must not be empty (use None for the system resolver)")
+        resolver = dns.asyncresolver.Resolver(configure=False)
+        resolver.nameservers = [
+            dns.nameserver.Do53Nameserver(*_nameserver_address(spec)) for spec in nameservers
+        ]
+    resolver.cache = None
+    resolver.timeout = timeout
+    resolver.lifetime = lifetime
+    resolver.use_edns(0, 0, _EDNS_PAYLOAD)
+    return resolver
+
+
 def _nameserver_address(spec: str | tuple[str, int]) -> tuple[str, int]:
     if isinstance(spec, str):
         return parse_nameserver(spec)
@@ -272,20 +294,7 @@ class MxResolver:
     ) -> None:
         if not (ipv4 or ipv6):
             raise ValueError("at least one of ipv4 and ipv6 must be enabled")
-        if nameservers is None:
-            resolver = dns.asyncresolver.Resolver(configure=True)
-        else:
-            if not nameservers:
-                raise ValueError("nameservers must not be empty (use None for the system resolver)")
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(*_nameserver_address(spec)) for spec in nameservers
-            ]
-        resolver.cache = None  # we cache converted answers ourselves
-        resolver.timeout = timeout
-        resolver.lifetime = lifetime
-        resolver.use_edns(0, 0, _EDNS_PAYLOAD)
-        self._resolver = resolver
+        self._resolver = build_resolver(nameservers, timeout=timeout, lifetime=lifetime)
         self._lifetime = lifetime
         self._max_entries = max_cache_entries
         self._clock = clock

@@ -42,7 +42,7 @@ import dns.rdatatype
 import dns.rdtypes.ANY.TXT
 import dns.resolver
 
-from outrider.delivery.dns import DnsError, normalize_domain, parse_nameserver
+from outrider.delivery.dns import DnsError, build_resolver, normalize_domain
 
 __all__ = [
     "MAX_POLICY_BYTES",
@@ -247,19 +247,7 @@ class MtaStsResolver:
         failure_ttl: float = 300.0,
         tempfail_ttl: float = 30.0,
     ) -> None:
-        if nameservers is None:
-            resolver = dns.asyncresolver.Resolver(configure=True)
-        else:
-            if not nameservers:
-                raise ValueError("nameservers must not be empty (use None for the system resolver)")
-            resolver = dns.asyncresolver.Resolver(configure=False)
-            resolver.nameservers = [
-                dns.nameserver.Do53Nameserver(*_nameserver(spec)) for spec in nameservers
-            ]
-        resolver.cache = None
-        resolver.timeout = dns_timeout
-        resolver.lifetime = dns_timeout * 2
-        resolver.use_edns(0, 0, 1232)
+        resolver = build_resolver(nameservers, timeout=dns_timeout, lifetime=dns_timeout * 2)
         self._resolver = resolver
         self._https_port = https_port
         self._fetch_timeout = fetch_timeout
@@ -495,16 +483,6 @@ class MtaStsResolver:
             await asyncio.to_thread(_atomic_write, path, data)
         except OSError as exc:
             log.warning("MTA-STS cache %s not written: %s", path, exc)
-
-
-def _nameserver(spec: str | tuple[str, int]) -> tuple[str, int]:
-    if isinstance(spec, str):
-        return parse_nameserver(spec)
-    host, port = spec
-    address, _ = parse_nameserver(host)
-    if not 0 < port < 65536:
-        raise ValueError(f"invalid nameserver {spec!r}: bad port")
-    return address, port
 
 
 def _parse_head(head: bytes) -> dict[str, str]:

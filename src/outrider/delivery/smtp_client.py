@@ -120,6 +120,7 @@ class TransactionResult:
     results: list[RecipientResult]
     data_reply: Reply | None
     connection_lost: bool
+    mail_reply: Reply | None = None  # the reply to MAIL FROM (for reply-pattern phases)
 
 
 class _Interrupted(Exception):
@@ -378,7 +379,7 @@ class SmtpSession:
         results = [
             RecipientResult(r, reply) for r, reply in zip(rcpts, tx.final_replies(), strict=True)
         ]
-        return TransactionResult(results, tx.data_reply, lost)
+        return TransactionResult(results, tx.data_reply, lost, tx.mail_reply)
 
     async def close(self) -> None:
         """QUIT (bounded by ``timeouts.quit``) and close the socket; never raises."""

@@ -13,12 +13,11 @@ it for every connection; per-address limits would be trivially bypassed.
 
 from __future__ import annotations
 
-import ipaddress
 from collections import OrderedDict
 from collections.abc import Callable
-from functools import lru_cache
 from typing import Protocol
 
+from outrider.policy.clients import client_key
 from outrider.smtp.replies import Reply
 
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
@@ -33,7 +32,6 @@ DEFAULT_MAX_TRACKED = 100_000
 _PURGE_PER_ADMIT = 8
 # Slack for float rounding in the GCRA comparison (emission intervals like 1/3 s).
 _EPSILON = 1e-9
-_V6_PREFIX_MASK = ((1 << 64) - 1) << 64
 
 
 class RateLike(Protocol):
@@ -47,30 +45,6 @@ class RateLike(Protocol):
 
 
 BlockedPredicate = Callable[[str, float], bool]
-
-
-def client_key(client_ip: str) -> str:
-    """The key a client is counted under: the IPv4 address, or the IPv6 /64 as ``net/64``.
-
-    Anything that is not an IP address (a Unix socket peer, an empty string) is its own key.
-    """
-    if ":" not in client_ip:  # IPv4 as reported by the socket layer: already canonical
-        return client_ip
-    return _ipv6_key(client_ip)
-
-
-@lru_cache(maxsize=8192)
-def _ipv6_key(client_ip: str) -> str:
-    try:
-        addr = ipaddress.ip_address(client_ip.split("%", 1)[0])
-    except ValueError:
-        return client_ip
-    if isinstance(addr, ipaddress.IPv4Address):  # "192.0.2.1%zone:x" style garbage
-        return str(addr)
-    mapped = addr.ipv4_mapped
-    if mapped is not None:
-        return str(mapped)
-    return f"{ipaddress.IPv6Address(int(addr) & _V6_PREFIX_MASK)}/64"
 
 
 def _rate_params(rate: RateLike | None) -> tuple[float, float] | None:
@@ -183,7 +157,7 @@ class ConnectionGate:
         if self._blocked is not None and self._blocked(client_ip, now):
             self._refused_blocked += 1
             return TEMPORARILY_BLOCKED
-        key = client_ip if ":" not in client_ip else _ipv6_key(client_ip)
+        key = client_key(client_ip)
         current = self._counts.get(key, 0)
         if self._max_per_client and current >= self._max_per_client:
             self._refused_per_client += 1
@@ -198,7 +172,7 @@ class ConnectionGate:
 
     def release(self, client_ip: str) -> None:
         """Uncount a connection ``admit`` accepted; unknown clients are ignored."""
-        key = client_ip if ":" not in client_ip else _ipv6_key(client_ip)
+        key = client_key(client_ip)
         current = self._counts.get(key, 0)
         if current <= 0:
             return

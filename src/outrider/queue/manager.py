@@ -626,11 +626,12 @@ class QueueManager:
         seen: dict[str, list[Match]] = {}
         for r in result.results:
             text = str(r.reply)
-            phase = (
-                "data-end"
-                if result.data_reply is not None and r.reply is result.data_reply
-                else "rcpt"
-            )
+            if result.data_reply is not None and r.reply is result.data_reply:
+                phase = "data-end"
+            elif result.mail_reply is not None and r.reply is result.mail_reply:
+                phase = "mail"
+            else:
+                phase = "rcpt"
             matches = seen.get(text)
             if matches is None:
                 matches = seen[text] = self._react(queue, r.reply, phase, host)
