@@ -104,6 +104,35 @@ def chunks(items: list[Recipient], size: int) -> Iterable[list[Recipient]]:
         yield items[start : start + size]
 
 
+_VERIFY_RANK = {"none": 0, "ca": 1, "ca+hostname": 2}
+
+
+def tls_satisfied(session: SmtpSession, have: TlsRequirement, need: TlsRequirement) -> bool:
+    """Whether a session opened under ``have`` may carry mail that needs ``need``."""
+    if not need.permits_mx(session.remote_host):
+        return False
+    if need.mode != "required":
+        return True
+    if session.tls_version is None:
+        return False
+    if need.verify == "none":
+        return True
+    return (
+        session.tls_verified
+        and _VERIFY_RANK[have.verify] >= _VERIFY_RANK[need.verify]
+        and have.ca_file == need.ca_file
+    )
+
+
+def tls_profile(policy: DomainPolicy) -> str:
+    """Rollup key suffix that keeps domains with different TLS settings apart ("" for the
+    default opportunistic, unverified TLS, so most rolled-up queues keep their name)."""
+    if policy.use_starttls and not policy.require_starttls and policy.tls_verify == "none":
+        return ""
+    mode = "required" if policy.require_starttls else "may" if policy.use_starttls else "none"
+    return f"#tls={mode},{policy.tls_verify},{policy.tls_ca_file or ''}"
+
+
 def rollup_key(hosts: Iterable[str]) -> str:
     return "mx:" + ",".join(sorted(set(hosts)))
 
@@ -257,10 +286,23 @@ class QueueManager:
         except DnsError as exc:
             self._settle(item, {id(r): dns_outcome(exc) for r in item.recipients})
             return
-        if hosts and hosts[0].implicit:
+        if (hosts and hosts[0].implicit) or await self._has_sts_policy(item.domain):
             self._to_queue(item, item.domain)
         else:
-            self._to_queue(item, rollup_key(h.name for h in hosts))
+            policy = self.config.policy_for(item.domain)
+            self._to_queue(item, rollup_key(h.name for h in hosts) + tls_profile(policy))
+
+    async def _has_sts_policy(self, domain: str) -> bool:
+        """MTA-STS binds one recipient domain: such a domain never shares a rolled-up queue
+        (its connections, failures and dead-destination state) with other domains."""
+        policy = self.config.policy_for(domain)
+        if self.mta_sts is None or not policy.mta_sts:
+            return False
+        try:
+            sts = await self.mta_sts.policy_for(domain)
+        except Exception:  # _tls_requirement logs it again at delivery
+            return False
+        return sts is not None and sts.mode in ("enforce", "testing")
 
     def _to_queue(self, item: WorkItem, key: str) -> None:
         vmta = self._concrete_vmta(item.message.envelope.vmta, key)
@@ -348,12 +390,7 @@ class QueueManager:
             self._defer_dead(queue)
             return
         if self.total_active >= self.config.server.max_delivery_concurrency:
-            ident = (queue.key, queue.vmta)
-            if ident not in self._waiting:
-                self._waiting.add(ident)
-                self._sequence += 1
-                entry = (-queue.policy.queue_priority, self._sequence, queue)
-                heapq.heappush(self.waiting_for_slot, entry)
+            self._wait_for_slot(queue)
             return
         wait = queue.connect_rate.try_acquire(self._loop.time())
         if wait > 0:
@@ -363,6 +400,28 @@ class QueueManager:
         queue.active += 1
         self.total_active += 1
         self._spawn(self._connection(queue), f"deliver-{queue.name}")
+
+    def _wait_for_slot(self, queue: DeliveryQueue) -> None:
+        """Queue up for a global connection slot: highest queue-priority first, then FIFO."""
+        ident = (queue.key, queue.vmta)
+        if ident not in self._waiting:
+            self._waiting.add(ident)
+            self._sequence += 1
+            entry = (-queue.policy.queue_priority, self._sequence, queue)
+            heapq.heappush(self.waiting_for_slot, entry)
+
+    def _release_slot(self, queue: DeliveryQueue) -> None:
+        """A connection of ``queue`` ended: its slot goes to the highest-priority waiting
+        queue, the releasing queue competing as one of them (last among equals)."""
+        if queue.ready and self.waiting_for_slot:
+            self._wait_for_slot(queue)
+        while self.waiting_for_slot and self.total_active < (
+            self.config.server.max_delivery_concurrency
+        ):
+            _, _, waiting = heapq.heappop(self.waiting_for_slot)
+            self._waiting.discard((waiting.key, waiting.vmta))
+            self._maybe_connect(waiting)
+        self._maybe_connect(queue)
 
     def _wake(self, queue: DeliveryQueue) -> None:
         queue.wake = None
@@ -392,13 +451,7 @@ class QueueManager:
         finally:
             queue.active -= 1
             self.total_active -= 1
-            self._maybe_connect(queue)
-            while self.waiting_for_slot and self.total_active < (
-                self.config.server.max_delivery_concurrency
-            ):
-                _, _, waiting = heapq.heappop(self.waiting_for_slot)
-                self._waiting.discard((waiting.key, waiting.vmta))
-                self._maybe_connect(waiting)
+            self._release_slot(queue)
 
     def _take(self, queue: DeliveryQueue) -> WorkItem | None:
         """The next ready item, parking those of paused jobs."""
@@ -435,6 +488,7 @@ class QueueManager:
             self._fail_queue(queue, item, failure, site=True)
             return
         queue.dead.on_success(self.clock())
+        tls_checked = {item.domain}
         sent = 0
         try:
             while item is not None:
@@ -463,6 +517,15 @@ class QueueManager:
                 if policy.max_msg_per_connection and sent >= policy.max_msg_per_connection:
                     break
                 item = await self._next_item(queue, policy.connection_idle_timeout)
+                if item is not None and item.domain not in tls_checked:
+                    # A rolled-up queue mixes domains: this session was set up for another
+                    # domain's TLS policy and may not meet this one's (MTA-STS, required TLS).
+                    need = await self._tls_requirement(queue, item.domain)
+                    if not tls_satisfied(session, tls, need):
+                        queue.ready.appendleft(item)  # a fresh connection starts with it
+                        item = None
+                        break
+                    tls_checked.add(item.domain)
         except Exception as exc:
             if item is not None:
                 log.exception("delivery on %s failed", queue.name)
@@ -508,7 +571,7 @@ class QueueManager:
 
     async def _tls_requirement(self, queue: DeliveryQueue, domain: str) -> TlsRequirement:
         """The domain's TLS policy, tightened by its MTA-STS policy when it has one."""
-        policy = queue.policy
+        policy = self.config.policy_for(domain, queue.vmta)
         sts = None
         if self.mta_sts is not None and policy.mta_sts and policy.route is None:
             try:
