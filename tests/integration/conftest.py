@@ -11,10 +11,12 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import trustme
 
 from tests.support.daemon import DaemonHandle, free_port, write_config
 from tests.support.dns_server import DnsTestServer
 from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
+from tests.support.tls import write_ca
 
 SINK_HOSTS = ("127.0.0.2", "127.0.0.3")
 
@@ -107,3 +109,20 @@ def sink2(mx_port: int) -> Iterator[ScriptedSmtpServer]:
     server = ScriptedSmtpServer(ServerScript(), host="127.0.0.3", port=mx_port)
     with server.run_in_thread() as running:
         yield running
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    """The test certificate authority (trustme) shared by the TLS tests."""
+    return trustme.CA()
+
+
+@pytest.fixture
+def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
+    return write_ca(ca, tmp_path / "ca.pem")
+
+
+@pytest.fixture
+def unknown_ca_file(tmp_path: Path) -> Path:
+    """A CA that signed nothing the tests serve: verification against it fails."""
+    return write_ca(trustme.CA(), tmp_path / "other-ca.pem")

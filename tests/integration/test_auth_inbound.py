@@ -35,11 +35,6 @@ MESSAGE = b"From: alice@sender.test\r\nTo: x@outside.test\r\nSubject: hi\r\n\r\n
 OUTSIDE = ("10.9.9.9/32",)  # relay-networks that do not include the test client
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def users(tmp_path: Path) -> UserStore:
     store = UserStore(tmp_path / "users")

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import ssl
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ import trustme
 from outrider.delivery.mta_sts import MtaStsResolver
 from tests.support.dns_server import DnsTestServer
 from tests.support.https_server import HttpsResponse, HttpsTestServer
+from tests.support.tls import server_context
 
 DOMAIN = "example.test"
 TXT_NAME = "_mta-sts.example.test"
@@ -55,17 +55,6 @@ class Env:
     @property
     def hits(self) -> int:
         return self.https.hits[PATH]
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names).configure_cert(ctx)
-    return ctx
 
 
 async def make_env(tmp_path: Path, ca: trustme.CA, cert_ca: trustme.CA, name: str) -> Env:

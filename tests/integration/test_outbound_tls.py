@@ -24,25 +24,6 @@ FAST = SmtpTimeouts(
 MX = "mx.example.test"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture
-def unknown_ca_file(tmp_path: Path) -> Path:
-    path = tmp_path / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(path))
-    return path
-
-
 @pytest.fixture
 async def tls_server(ca: trustme.CA) -> AsyncIterator[ScriptedSmtpServer]:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -3,39 +3,12 @@
 from __future__ import annotations
 
 import itertools
-import smtplib
-import threading
 import time
 from collections import Counter
 from collections.abc import Callable
 
-from tests.support.daemon import DaemonHandle, control, wait_until
+from tests.support.daemon import DaemonHandle, control, inject, rows, wait_until
 from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
-
-BODY = b"Subject: shaping\r\n\r\nbody\r\n"
-
-
-def inject(d: DaemonHandle, rcpts: list[str], count: int, *, headers: bytes = b"") -> None:
-    """``count`` messages, one recipient each (cycling through ``rcpts``), over 4 sessions."""
-
-    def worker(indexes: range) -> None:
-        with smtplib.SMTP(d.host, d.port, timeout=20) as s:
-            for i in indexes:
-                s.sendmail("s@sender.test", [rcpts[i % len(rcpts)]], headers + BODY)
-
-    step = (count + 3) // 4
-    threads = [
-        threading.Thread(target=worker, args=(range(i, min(count, i + step)),))
-        for i in range(0, count, step)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
-def rows(d: DaemonHandle, kind: str) -> list[dict[str, str]]:
-    return [r for r in d.accounting_rows() if r["type"] == kind]
 
 
 def test_connections_never_exceed_max_smtp_out(

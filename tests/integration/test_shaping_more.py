@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import itertools
 import smtplib
-import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -21,12 +20,12 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support.daemon import DaemonHandle, control, wait_until
+from tests.support.daemon import SHAPING_BODY, DaemonHandle, control, inject, rows, wait_until
 from tests.support.dns_server import DnsTestServer
 from tests.support.https_server import HttpsResponse, HttpsTestServer
 from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
+from tests.support.tls import server_context
 
-BODY = b"Subject: shaping\r\n\r\nbody\r\n"
 STS_PATH = "/.well-known/mta-sts.txt"
 STS_POLICY = b"version: STSv1\nmode: enforce\nmx: mx.allowed.test\nmax_age: 86400\n"
 # Names the TLS sink's certificate is valid for: the MX of example.org and the MX an
@@ -37,30 +36,7 @@ SINK_NAMES = ("mx1.example.org", "mx.allowed.test")
 def send(d: DaemonHandle, rcpts: list[str], *, headers: bytes = b"") -> None:
     """One message to ``rcpts`` in one SMTP session."""
     with smtplib.SMTP(d.host, d.port, timeout=20) as s:
-        s.sendmail("s@sender.test", rcpts, headers + BODY)
-
-
-def inject(d: DaemonHandle, rcpts: list[str], count: int) -> None:
-    """``count`` one-recipient messages (cycling through ``rcpts``) over 4 parallel sessions."""
-
-    def worker(indexes: range) -> None:
-        with smtplib.SMTP(d.host, d.port, timeout=20) as s:
-            for i in indexes:
-                s.sendmail("s@sender.test", [rcpts[i % len(rcpts)]], BODY)
-
-    step = (count + 3) // 4
-    threads = [
-        threading.Thread(target=worker, args=(range(i, min(count, i + step)),))
-        for i in range(0, count, step)
-    ]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-
-
-def rows(d: DaemonHandle, kind: str) -> list[dict[str, str]]:
-    return [r for r in d.accounting_rows() if r["type"] == kind]
+        s.sendmail("s@sender.test", rcpts, headers + SHAPING_BODY)
 
 
 def queue_status(d: DaemonHandle) -> list[dict[str, object]]:
@@ -74,31 +50,6 @@ def set_server_option(d: DaemonHandle, line: str) -> None:
 
 
 # -- TLS fixtures ---------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
-@pytest.fixture
-def ca_file(ca: trustme.CA, tmp_path: Path) -> Path:
-    path = tmp_path / "ca.pem"
-    ca.cert_pem.write_to_path(str(path))
-    return path
-
-
-@pytest.fixture
-def other_ca_file(tmp_path: Path) -> Path:
-    path = tmp_path / "other-ca.pem"
-    trustme.CA().cert_pem.write_to_path(str(path))
-    return path
-
-
-def server_context(ca: trustme.CA, *names: str) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
-    ca.issue_cert(*names).configure_cert(ctx)
-    return ctx
 
 
 @pytest.fixture
@@ -358,9 +309,9 @@ def test_require_starttls_verified_delivers_over_tls(
 
 
 def test_require_starttls_with_unknown_ca_defers_4_7_5(
-    make_daemon: Callable[..., DaemonHandle], tls_sink: ScriptedSmtpServer, other_ca_file: Path
+    make_daemon: Callable[..., DaemonHandle], tls_sink: ScriptedSmtpServer, unknown_ca_file: Path
 ) -> None:
-    d = make_daemon(domain_defaults=require_tls(other_ca_file))
+    d = make_daemon(domain_defaults=require_tls(unknown_ca_file))
     d.start()
     send(d, ["a@example.org"])
     wait_until(lambda: bool(rows(d, "t")), timeout=10, what="deferral")

@@ -52,11 +52,6 @@ async def sink() -> AsyncIterator[ScriptedSmtpServer]:
         yield server
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 def server_tls(ca: trustme.CA) -> ssl.SSLContext:
     ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)

@@ -31,11 +31,6 @@ from tests.support.inbound import (
 MESSAGE = b"From: a@sender.test\r\nTo: b@relay.test\r\nSubject: hi\r\n\r\nbody\r\n"
 
 
-@pytest.fixture(scope="module")
-def ca() -> trustme.CA:
-    return trustme.CA()
-
-
 @pytest.fixture
 async def starttls_server(ca: trustme.CA, tmp_path: Path) -> AsyncIterator[InboundServer]:
     server = await start_server(tls=tls_server_context(ca, tmp_path), starttls=True)

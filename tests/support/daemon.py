@@ -307,3 +307,32 @@ def control(
             data += chunk
     reply: dict[str, object] = json.loads(data)
     return reply
+
+
+SHAPING_BODY = b"Subject: shaping\r\n\r\nbody\r\n"
+
+
+def inject(handle: DaemonHandle, rcpts: list[str], count: int, *, headers: bytes = b"") -> None:
+    """``count`` one-recipient messages (cycling through ``rcpts``) over 4 parallel sessions."""
+    import smtplib
+    import threading
+
+    def worker(indexes: range) -> None:
+        with smtplib.SMTP(handle.host, handle.port, timeout=20) as s:
+            for i in indexes:
+                s.sendmail("s@sender.test", [rcpts[i % len(rcpts)]], headers + SHAPING_BODY)
+
+    step = (count + 3) // 4
+    threads = [
+        threading.Thread(target=worker, args=(range(i, min(count, i + step)),))
+        for i in range(0, count, step)
+    ]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+
+
+def rows(handle: DaemonHandle, kind: str) -> list[dict[str, str]]:
+    """Accounting rows of one record type ("d", "b", "t", "q")."""
+    return [r for r in handle.accounting_rows() if r["type"] == kind]
