@@ -7,7 +7,6 @@ SMTP sinks, so the backlog is built in seconds rather than injected over SMTP.
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 import pytest
@@ -18,34 +17,10 @@ from outrider.delivery.dns import MxResolver
 from outrider.message.envelope import Envelope, Recipient
 from outrider.message.ids import new_queue_id
 from outrider.queue.manager import QueueManager
+from tests.support.memory_spool import MemorySpool
 from tests.support.smtp_server import ScriptedSmtpServer
 
 BACKLOG = 100_000
-
-
-class MemorySpool:
-    """The Spool interface without a disk, for scheduling tests."""
-
-    def __init__(self) -> None:
-        self.bodies: dict[str, bytes] = {}
-
-    async def store(self, envelope: Envelope, body: bytes) -> None:
-        self.bodies[envelope.queue_id] = body
-
-    async def load_body(self, queue_id: str) -> bytes:
-        return self.bodies[queue_id]
-
-    async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:
-        return None
-
-    async def remove(self, queue_id: str) -> None:
-        self.bodies.pop(queue_id, None)
-
-    def recover(self) -> Iterator[Envelope]:
-        return iter(())
-
-    async def close(self) -> None:
-        return None
 
 
 @pytest.mark.slow

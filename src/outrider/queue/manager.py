@@ -229,13 +229,19 @@ class QueueManager:
             dns_timeout=config.dns.timeout,
         )
 
+    def _policy(self, domain: str, vmta: str) -> DomainPolicy:
+        """The domain's policy as seen from ``vmta``; a virtual MTA removed by a reload
+        falls back to the global tables."""
+        known = vmta in self.config.virtual_mtas
+        return self.config.policy_for(domain, vmta if known else None)
+
     def update_config(self, config: Config) -> None:
         if config.mta_sts != self.config.mta_sts or config.dns != self.config.dns:
             self.mta_sts = self._mta_sts_resolver(config)
         self.config = config
         self.cursors.clear()
         for queue in self.queues.values():
-            queue.policy = config.policy_for(queue.domain, queue.vmta)
+            queue.policy = self._policy(queue.domain, queue.vmta)
             queue.connect_rate.set_rate(queue.policy.max_connect_rate)
             queue.apply_limits()
             self._maybe_connect(queue)
@@ -345,7 +351,7 @@ class QueueManager:
     def _queue(self, key: str, vmta: str, domain: str) -> DeliveryQueue:
         queue = self.queues.get((key, vmta))
         if queue is None:
-            policy = self.config.policy_for(domain, vmta)
+            policy = self._policy(domain, vmta)
             retry = policy.retry_after[0] if policy.retry_after else DEAD_FOR_MAX
             queue = DeliveryQueue(
                 key=key,
@@ -571,7 +577,7 @@ class QueueManager:
 
     async def _tls_requirement(self, queue: DeliveryQueue, domain: str) -> TlsRequirement:
         """The domain's TLS policy, tightened by its MTA-STS policy when it has one."""
-        policy = self.config.policy_for(domain, queue.vmta)
+        policy = self._policy(domain, queue.vmta)
         sts = None
         if self.mta_sts is not None and policy.mta_sts and policy.route is None:
             try:
