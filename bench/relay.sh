@@ -13,12 +13,16 @@
 # Environment knobs (defaults in brackets):
 #   MESSAGES [20000]  SESSIONS [20]  SIZE_KB [4]  CONCURRENCY [20]
 #   SYSTEMS ["postfix outrider"]   SOURCE_OPTS [-d]   PHASE_TIMEOUT [600] seconds
+#   ROUNDS [1]: run every system ROUNDS times, alternating the order each round, and
+#   report each system's median (this VM's speed drifts between runs)
 #   SINK_PORT [2600]  POSTFIX_PORT [2526]  OUTRIDER_PORT [2527]
 #   BENCH_TMPDIR [/var/tmp]  KEEP [0]  OUTRIDER [<repo>/.venv/bin/outrider]
 set -euo pipefail
 
 MESSAGES=${MESSAGES:-20000}
 SESSIONS=${SESSIONS:-20}
+ROUNDS=${ROUNDS:-1}
+ROUND=1
 SIZE_KB=${SIZE_KB:-4}
 CONCURRENCY=${CONCURRENCY:-20}
 SYSTEMS=${SYSTEMS:-postfix outrider}
@@ -149,7 +153,7 @@ tree_cpu_ticks() {
 check_args() {
     local v
     for v in MESSAGES SESSIONS SIZE_KB CONCURRENCY PHASE_TIMEOUT SINK_PORT POSTFIX_PORT \
-        OUTRIDER_PORT; do
+        OUTRIDER_PORT ROUNDS; do
         is_uint "${!v}" || die "$v must be a positive integer (got '${!v}')"
     done
     for v in $SYSTEMS; do
@@ -378,7 +382,7 @@ start_outrider() {
 SUT_PID=""
 RESULTS=()
 run_system() {
-    local name=$1 port=$2 dir=$WORK/$1
+    local name=$1 port=$2 dir=$WORK/$1.$ROUND # fresh spool, queue and sink each round
     mkdir -p "$dir"
     chmod 755 "$dir"
     log "$name: starting sink and $name"
@@ -419,20 +423,44 @@ run_system() {
 
 # ---------------------------------------------------------------- report
 
+# median of the numbers given as arguments
+median() {
+    printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END {
+        if (NR % 2) print v[(NR + 1) / 2]; else printf "%.3f\n", (v[NR / 2] + v[NR / 2 + 1]) / 2 }'
+}
+
 report() {
     local line name inj e2e cpu
-    local -A inj_s e2e_s cpu_s
+    local -A inj_all e2e_all cpu_all inj_s e2e_s cpu_s
     printf '%-9s %10s %12s %10s %12s %9s %11s\n' system inject_s inject_msg/s e2e_s \
         e2e_msg/s cpu_s cpu_ms/msg
     for line in "${RESULTS[@]}"; do
         read -r name inj e2e cpu <<<"$line"
-        inj_s[$name]=$inj
-        e2e_s[$name]=$e2e
-        cpu_s[$name]=$cpu
+        inj_all[$name]+="$inj "
+        e2e_all[$name]+="$e2e "
+        cpu_all[$name]+="$cpu "
         printf '%-9s %10s %12s %10s %12s %9s %11s\n' "$name" "$inj" \
             "$(calc "$MESSAGES / $inj" 0)" "$e2e" "$(calc "$MESSAGES / $e2e" 0)" "$cpu" \
             "$(calc "$cpu * 1000 / $MESSAGES" 3)"
     done
+    for name in "${!inj_all[@]}"; do
+        # shellcheck disable=SC2086  # word lists of numbers
+        inj_s[$name]=$(median ${inj_all[$name]})
+        # shellcheck disable=SC2086
+        e2e_s[$name]=$(median ${e2e_all[$name]})
+        # shellcheck disable=SC2086
+        cpu_s[$name]=$(median ${cpu_all[$name]})
+    done
+    if ((ROUNDS > 1)); then
+        echo
+        echo "medians over $ROUNDS rounds:"
+        for name in "${!inj_s[@]}"; do
+            printf '%-9s %10s %12s %10s %12s %9s %11s\n' "$name" "${inj_s[$name]}" \
+                "$(calc "$MESSAGES / ${inj_s[$name]}" 0)" "${e2e_s[$name]}" \
+                "$(calc "$MESSAGES / ${e2e_s[$name]}" 0)" "${cpu_s[$name]}" \
+                "$(calc "${cpu_s[$name]} * 1000 / $MESSAGES" 3)"
+        done
+    fi
     if [[ -n ${inj_s[postfix]:-} && -n ${inj_s[outrider]:-} ]]; then
         echo
         echo "Outrider/Postfix injection rate:  $(calc "${inj_s[postfix]} / ${inj_s[outrider]}")"
@@ -450,7 +478,7 @@ header() {
         ov=$("$OUTRIDER" --version 2>&1 | head -1)
     fi
     echo "bench/relay.sh $(date -u +%Y-%m-%dT%H:%M:%SZ) on $(hostname), $(nproc) CPUs, $(uname -r)"
-    echo "messages=$MESSAGES sessions=$SESSIONS size=${SIZE_KB}KB outbound_concurrency=$CONCURRENCY" \
+    echo "messages=$MESSAGES sessions=$SESSIONS size=${SIZE_KB}KB outbound_concurrency=$CONCURRENCY rounds=$ROUNDS" \
         "smtp-source opts='$SOURCE_OPTS'"
     echo "postfix $pv; outrider $ov; work dir fs $(df -T "$BENCH_TMPDIR" | awk 'NR == 2 { print $2 }')"
     echo "load average at start: $(cut -d' ' -f1-3 /proc/loadavg) (other work on the box skews results)"
@@ -467,10 +495,16 @@ main() {
 
     local hdr name port
     hdr=$(header)
-    for name in $SYSTEMS; do
-        port=$POSTFIX_PORT
-        [[ $name == outrider ]] && port=$OUTRIDER_PORT
-        run_system "$name" "$port"
+    local order
+    order=$SYSTEMS
+    for ((ROUND = 1; ROUND <= ROUNDS; ROUND++)); do
+        for name in $order; do
+            port=$POSTFIX_PORT
+            [[ $name == outrider ]] && port=$OUTRIDER_PORT
+            run_system "$name" "$port"
+        done
+        # shellcheck disable=SC2086  # SYSTEMS is a word list
+        order=$(printf "%s\n" $order | tac | tr "\n" " ") # alternate who goes first
     done
 
     mkdir -p "$BENCH/out"
