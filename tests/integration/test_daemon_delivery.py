@@ -249,3 +249,21 @@ def test_notify_never_and_ret_hdrs(
     time.sleep(0.5)
     assert len(sink.messages) == 1
     assert d.stop() == 0
+
+
+def test_one_delay_warning_after_delay_warning_after(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    sink.script = ServerScript(rcpt_replies={"later@example.org": "451 4.7.1 try again later"})
+    d = make_daemon(domain_defaults='[domain."example.org"]\ndelay-warning-after = "1s"\n')
+    d.start()
+    send(d, ["later@example.org"])
+    [notice] = sink.wait_for_messages_sync(1, timeout=10)
+    assert notice.mail_from == "" and notice.rcpts == ("a@sender.test",)
+    assert b"Action: delayed" in notice.data
+    assert b"Will-Retry-Until:" in notice.data
+    assert b"Status: 4.7.1" in notice.data
+    time.sleep(2.5)  # more retries fail, but the sender is warned only once
+    assert len(sink.messages) == 1
+    assert _rows_of_type(d, "t") >= 2
+    assert d.stop() == 0

@@ -65,6 +65,7 @@ class DomainPolicy:
     backoff_to_normal_after: float | None = None  # None: never (only on delivery or by hand)
     backoff_to_normal_after_delivery: bool = False
     reenable_source_ip_after: float = 3600.0
+    delay_warning_after: float | None = None  # None: never send delay DSNs
     # Outbound TLS.
     require_starttls: bool = False
     tls_verify: str = "none"  # "none" | "ca" | "ca+hostname"

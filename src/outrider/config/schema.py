@@ -141,6 +141,7 @@ DOMAIN: Mapping[str, Field] = {
     "backoff-to-normal-after": Field("backoff_to_normal_after", c.optional_duration("never")),
     "backoff-to-normal-after-delivery": Field("backoff_to_normal_after_delivery", c.boolean),
     "reenable-source-ip-after": Field("reenable_source_ip_after", c.duration(positive=True)),
+    "delay-warning-after": Field("delay_warning_after", c.optional_duration("never")),
     "require-starttls": Field("require_starttls", c.boolean),
     "tls-verify": Field("tls_verify", c.choice(TLS_VERIFY_MODES)),
     "tls-ca-file": Field("tls_ca_file", c.readable_file),

@@ -71,7 +71,10 @@ log = logging.getLogger("outrider.queue")
 # new mail is read back from the spool when it is delivered.
 BODY_CACHE_BYTES = 256 * 1024 * 1024
 DEFAULT_VMTA = "default"
-DEAD_FOR_MAX = 300.0  # a dead destination is probed again after at most this long
+DEAD_FOR_MAX = 300.0
+# Envelope.extra key marking that the sender was told of a delay. It lives in memory:
+# after a restart a long-delayed message may warn its sender once more.
+DELAY_WARNED = "delay-warned"  # a dead destination is probed again after at most this long
 
 
 def timeouts_for(policy: DomainPolicy) -> SmtpTimeouts:
@@ -848,6 +851,7 @@ class QueueManager:
         policy = queue.policy if queue is not None else self.config.policy_for(item.domain)
         retry_after = queue.retry_after if queue is not None else policy.retry_after
         records: list[AccountingRecord] = []
+        delayed: list[Recipient] = []
         delivered = False
         for rcpt in item.recipients:
             outcome = outcomes.get(id(rcpt)) or local_outcome(
@@ -883,6 +887,8 @@ class QueueManager:
                 else:
                     rcpt.next_attempt = decision.next_attempt
                     rtype, action = RecordType.TRANSIENT, "delayed"
+                    if self._owes_delay_warning(env, rcpt, policy, now):
+                        delayed.append(rcpt)
             records.append(
                 AccountingRecord(
                     type=rtype,
@@ -913,6 +919,13 @@ class QueueManager:
                 else:
                     queue.deferred += 1
         self.accounting.write_many(records)
+        if delayed:
+            env.extra[DELAY_WARNED] = "1"
+            until = env.received_at + policy.bounce_after
+            self._spawn(
+                self._send_dsn(env, delayed, "delayed", will_retry_until=until),
+                f"delay-dsn-{env.queue_id}",
+            )
         if delivered and queue is not None:
             self._record_transition(
                 queue,
@@ -925,6 +938,20 @@ class QueueManager:
         if last:
             self._drop_body(msg)  # later attempts reload it; keeps memory bounded
         self._spawn(self._persist(msg, item.recipients, last), f"persist-{env.queue_id}")
+
+    @staticmethod
+    def _owes_delay_warning(
+        env: Envelope, rcpt: Recipient, policy: DomainPolicy, now: float
+    ) -> bool:
+        """One "delayed" DSN per message, once it has waited delay-warning-after."""
+        after = policy.delay_warning_after
+        return (
+            after is not None
+            and now - env.received_at >= after
+            and DELAY_WARNED not in env.extra
+            and should_bounce(env)
+            and wants_dsn(rcpt, "delayed")
+        )
 
     def _drop_body(self, msg: QueuedMessage) -> None:
         if msg.body is not None:
@@ -956,7 +983,14 @@ class QueueManager:
                 await self._send_dsn(env, msg.relayed, "relayed")
         await self.spool.remove(env.queue_id)
 
-    async def _send_dsn(self, env: Envelope, recipients: list[Recipient], action: str) -> None:
+    async def _send_dsn(
+        self,
+        env: Envelope,
+        recipients: list[Recipient],
+        action: str,
+        *,
+        will_retry_until: float | None = None,
+    ) -> None:
         try:
             original = await self.spool.load_body(env.queue_id)
         except Exception:  # the notice still goes out, with what is known
@@ -964,7 +998,7 @@ class QueueManager:
             original = b""
         now = self.clock()
         dsn_id = self.new_queue_id()
-        default_status = "2.0.0" if action == "relayed" else "5.0.0"
+        default_status = {"relayed": "2.0.0", "delayed": "4.0.0"}.get(action, "5.0.0")
         data = build_dsn(
             env,
             [
@@ -973,6 +1007,7 @@ class QueueManager:
                     status=status_from_text(r.last_reply, default_status),
                     diagnostic=r.last_reply,
                     remote_mta=r.last_mta,
+                    will_retry_until=will_retry_until,
                 )
                 for r in recipients
             ],
