@@ -246,3 +246,22 @@ def test_bounce_upon_no_mx(
     [dsn] = sink.wait_for_messages_sync(1, timeout=10)
     assert dsn.mail_from == "" and b"Status: 5.4.4" in dsn.data
     assert d.stop() == 0
+
+
+def test_paused_job_stays_paused_across_a_restart(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    d = make_daemon()
+    d.start()
+    assert control(d, {"cmd": "pause-job", "job": "autumn"}) == {"ok": True}
+    inject(d, ["a@example.org"], 2, headers=b"X-Job: autumn\r\n")
+    time.sleep(0.5)
+    assert d.stop() == 0
+    d.start()
+    time.sleep(1.0)
+    assert sink.messages == []
+    status = control(d, {"cmd": "status"})["status"]
+    assert status["paused_jobs"] == ["autumn"]  # type: ignore[index]
+    assert control(d, {"cmd": "resume-job", "job": "autumn"}) == {"ok": True}
+    sink.wait_for_messages_sync(2, timeout=10)
+    assert d.stop() == 0
