@@ -265,3 +265,18 @@ def test_paused_job_stays_paused_across_a_restart(
     assert control(d, {"cmd": "resume-job", "job": "autumn"}) == {"ok": True}
     sink.wait_for_messages_sync(2, timeout=10)
     assert d.stop() == 0
+
+
+def test_slow_rate_closes_idle_connections_and_reopens_in_time(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    # One message every 1.5 s, connections may idle 0.5 s: each message gets its own
+    # connection instead of one held open (and timed out by the server) in between.
+    d = make_daemon(domain_defaults='[domain."example.org"]\nmax-msg-rate = "2/3s"\n')
+    d.start()
+    inject(d, ["a@example.org"], 3)
+    msgs = sink.wait_for_messages_sync(3, timeout=15)
+    times = sorted(m.arrived_at for m in msgs)
+    assert times[2] - times[0] >= 2.8
+    assert len({m.session for m in msgs}) == 3
+    assert d.stop() == 0

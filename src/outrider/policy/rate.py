@@ -120,6 +120,15 @@ class Gcra:
         self._tat = new_tat
         return 0.0
 
+    def peek(self, now: float) -> float:
+        """How long until one admission would be allowed, without consuming anything."""
+        interval = self._interval
+        if interval == 0.0 or interval == math.inf:
+            return interval
+        start = self._tat if self._tat > now else now
+        wait = start + interval - self._burst * interval - now
+        return wait if wait > _EPSILON else 0.0
+
     def set_rate(self, rate: RateLike | None, *, now: float | None = None) -> None:
         """Change the limit (backoff, config reload) without forgiving or inventing debt.
 

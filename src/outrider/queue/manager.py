@@ -401,10 +401,15 @@ class QueueManager:
         if self.total_active >= self.config.server.max_delivery_concurrency:
             self._wait_for_slot(queue)
             return
-        wait = queue.connect_rate.try_acquire(self._loop.time())
+        loop_now = self._loop.time()
+        # A connection opened now would only sit idle waiting for the message rate.
+        pace = queue.msg_rate.peek(loop_now)
+        if pace > queue.policy.connection_idle_timeout:
+            self._wake_after(queue, pace)
+            return
+        wait = queue.connect_rate.try_acquire(loop_now)
         if wait > 0:
-            if queue.wake is None:
-                queue.wake = self._loop.call_later(wait, self._wake, queue)
+            self._wake_after(queue, wait)
             return
         queue.active += 1
         self.total_active += 1
@@ -431,6 +436,10 @@ class QueueManager:
             self._waiting.discard((waiting.key, waiting.vmta))
             self._maybe_connect(waiting)
         self._maybe_connect(queue)
+
+    def _wake_after(self, queue: DeliveryQueue, delay: float) -> None:
+        if queue.wake is None:
+            queue.wake = self._loop.call_later(delay, self._wake, queue)
 
     def _wake(self, queue: DeliveryQueue) -> None:
         queue.wake = None
@@ -501,7 +510,11 @@ class QueueManager:
         sent = 0
         try:
             while item is not None:
-                await self._pace(queue)
+                if not await self._pace(queue):
+                    # The next message is too far off to hold the connection open for.
+                    queue.ready.appendleft(item)
+                    item = None
+                    break
                 body = await self._body(item.message)
                 result = await session.send(item.message.envelope, item.recipients, body)
                 if (
@@ -545,13 +558,19 @@ class QueueManager:
             if session is not None:
                 await session.close()
 
-    async def _pace(self, queue: DeliveryQueue) -> None:
-        """Hold the connection until the queue's message rate allows one more message."""
+    async def _pace(self, queue: DeliveryQueue) -> bool:
+        """Wait until the queue's message rate allows one more message; False when that
+        is longer than the connection may idle (the caller closes it and a wake-up
+        reopens one in time)."""
         while True:
-            wait = queue.msg_rate.try_acquire(self._loop.time())
-            if wait <= 0:
-                return
-            await asyncio.sleep(wait)
+            now = self._loop.time()
+            wait = queue.msg_rate.peek(now)
+            if wait > queue.policy.connection_idle_timeout:
+                self._wake_after(queue, wait)
+                return False
+            if wait <= 0 and queue.msg_rate.try_acquire(now) <= 0:
+                return True
+            await asyncio.sleep(max(wait, 0.001))
 
     async def _next_item(self, queue: DeliveryQueue, idle_timeout: float) -> WorkItem | None:
         if queue.active > queue.window.limit:

@@ -201,3 +201,15 @@ def test_never_more_than_burst_in_any_window(times: list[float], count: int, bur
         for j in range(i + 1, len(admitted)):
             span = admitted[j] - admitted[i]
             assert j - i + 1 <= burst + span / interval + 1e-6
+
+
+def test_peek_reports_the_wait_without_consuming() -> None:
+    from outrider.policy.rate import Gcra, Rate
+
+    limiter = Gcra(Rate(1, 2.0))
+    assert limiter.peek(0.0) == 0.0
+    assert limiter.try_acquire(0.0) == 0.0
+    assert limiter.peek(0.5) == 1.5
+    assert limiter.peek(0.5) == 1.5  # still nothing consumed
+    assert limiter.try_acquire(2.0) == 0.0
+    assert Gcra(None).peek(5.0) == 0.0
