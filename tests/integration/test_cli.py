@@ -5,11 +5,13 @@ from __future__ import annotations
 import re
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 
 import outrider
+from tests.support.daemon import DaemonHandle
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "outrider.toml"
 PROBLEM = re.compile(r"^(?P<file>.+?):(?P<line>\d+): (?P<key>\S+): (?P<message>.+)$")
@@ -135,3 +137,36 @@ def test_run_refuses_a_bad_config(tmp_path: Path) -> None:
     assert result.returncode == 1
     assert_bad_config_reported(result.stderr, path)
     assert not (tmp_path / "spool").exists(), "nothing may start on a bad config"
+
+
+def test_second_daemon_on_the_same_spool_is_refused(
+    make_daemon: Callable[..., DaemonHandle],
+) -> None:
+    first = make_daemon()
+    first.start()
+    second = DaemonHandle(
+        workdir=first.workdir, config_path=first.config_path, host=first.host, port=first.port
+    )
+    second.log_path = first.workdir / "second.log"
+    second.start(wait=False)
+    assert second.proc is not None
+    assert second.proc.wait(30) == 1
+    assert "is in use by another outrider" in second.log_text()
+    assert first.stop() == 0
+
+
+def test_listen_address_in_use_is_a_clear_error(
+    make_daemon: Callable[..., DaemonHandle],
+) -> None:
+    import socket
+
+    d = make_daemon(receiver_processes=1)
+    with socket.socket() as taken:
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)  # would be shared silently
+        taken.bind((d.host, d.port))
+        taken.listen()
+        d.start(wait=False)
+        assert d.proc is not None
+        assert d.proc.wait(30) == 1
+    assert f"cannot listen on {d.host}:{d.port}: Address already in use" in d.log_text()

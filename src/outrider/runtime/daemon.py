@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import logging
 import os
 import signal
@@ -26,7 +27,7 @@ from outrider.message.ids import new_queue_id
 from outrider.queue.control import ControlServer
 from outrider.queue.manager import QueueManager
 from outrider.runtime.handoff import HandoffServer
-from outrider.runtime.listeners import open_listeners, reload_listeners
+from outrider.runtime.listeners import check_addresses_free, open_listeners, reload_listeners
 from outrider.spool.disk import DiskSpool
 
 log = logging.getLogger("outrider.daemon")
@@ -47,6 +48,9 @@ class Daemon:
         config = self.config
         config.server.spool_dir.mkdir(parents=True, exist_ok=True)
         config.server.log_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_spool(config.server.spool_dir)
+        if config.server.receiver_processes > 0:
+            check_addresses_free(config)
         spool = DiskSpool(config.server.spool_dir)
         accounting = AccountingLog(config.server.log_dir)
         resolver = MxResolver(nameserver_specs(config), timeout=config.dns.timeout)
@@ -106,6 +110,8 @@ class Daemon:
         accounting.close()
         await spool.close()
         self._remove_pid_file()
+        with contextlib.suppress(FileNotFoundError):  # still locked: nobody else can hold it
+            os.unlink(config.server.spool_dir / ".outrider.lock")
         log.info("stopped")
         return 0
 
@@ -126,6 +132,22 @@ class Daemon:
             for listener in self.listeners:
                 listener.sweep_timeouts()
             self._reap_children()
+
+    def _lock_spool(self, spool_dir: Path) -> None:
+        """One daemon per spool: two would recover and deliver the same files twice."""
+        path = spool_dir / ".outrider.lock"
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
+            os.close(fd)
+            raise RuntimeError(
+                f"spool directory {spool_dir} is in use by another outrider (pid {holder})"
+            ) from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, f"{os.getpid()}\n".encode(), 0)
+        self._spool_lock = fd  # held (and the lock with it) for the life of the process
 
     # -- receiver processes ----------------------------------------------------------------
     async def _start_receivers(self, count: int, manager: QueueManager) -> None:

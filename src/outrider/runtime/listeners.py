@@ -162,7 +162,12 @@ def open_listeners(
                 settings, config, store=store, new_queue_id=new_queue_id, users=users
             )
             host, port = settings.address
-            sock = open_listening_socket(host, port, reuse_port=reuse_port)
+            try:
+                sock = open_listening_socket(host, port, reuse_port=reuse_port)
+            except OSError as exc:
+                raise OSError(
+                    exc.errno, f"cannot listen on {listener_name(settings)}: {exc.strerror}"
+                ) from exc
             listeners.append(Listener(ctx, sock))
     except TlsError as exc:
         for listener in listeners:
@@ -173,6 +178,20 @@ def open_listeners(
             listener.sock.close()
         raise
     return listeners
+
+
+def check_addresses_free(config: Config) -> None:
+    """Fail if a listen address is taken, before receiver processes share it with
+    SO_REUSEPORT: a bind with SO_REUSEPORT would silently share the port with another
+    daemon (or anything else of this user that set it) and split its traffic."""
+    for settings in config.listeners:
+        host, port = settings.address
+        try:
+            open_listening_socket(host, port, reuse_port=False).close()
+        except OSError as exc:
+            raise OSError(
+                exc.errno, f"cannot listen on {listener_name(settings)}: {exc.strerror}"
+            ) from exc
 
 
 def reload_listeners(

@@ -112,6 +112,9 @@ def main(argv: list[str] | None = None) -> int:
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1
+    except (OSError, RuntimeError) as exc:
+        print(f"outrider: {exc}", file=sys.stderr)
+        return 1
     finally:
         log.debug("receiver exiting after %.1fs", time.monotonic() - started)
 
