@@ -243,3 +243,14 @@ def test_sighup_with_invalid_config_keeps_the_old_one(
     )
     assert d.stop() == 0
     assert all(pid_gone(pid) for pid in children)
+
+
+def test_local_sockets_are_private(make_daemon: Callable[..., DaemonHandle]) -> None:
+    import stat
+
+    d = make_daemon(receiver_processes=1)
+    d.start()
+    for path in (d.spool_dir / ".handoff.sock", d.workdir / "var" / "state" / "control.sock"):
+        assert stat.S_IMODE(path.stat().st_mode) == 0o600, path
+    assert stat.S_IMODE(d.spool_dir.stat().st_mode) == 0o700
+    assert d.stop() == 0

@@ -46,7 +46,7 @@ class Daemon:
 
     async def run(self) -> int:
         config = self.config
-        config.server.spool_dir.mkdir(parents=True, exist_ok=True)
+        config.server.spool_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         config.server.log_dir.mkdir(parents=True, exist_ok=True)
         self._lock_spool(config.server.spool_dir)
         if config.server.receiver_processes > 0:

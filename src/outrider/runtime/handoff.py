@@ -48,7 +48,12 @@ class HandoffServer:
         self.ready_changed = asyncio.Event()
 
     async def start(self) -> None:
-        self.server = await asyncio.start_unix_server(self._client, path=self.path)
+        # Mode 0600: whoever can connect can queue mail, so only the daemon's user may.
+        old = os.umask(0o177)
+        try:
+            self.server = await asyncio.start_unix_server(self._client, path=self.path)
+        finally:
+            os.umask(old)
 
     async def _client(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         task = asyncio.current_task()
