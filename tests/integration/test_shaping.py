@@ -280,3 +280,19 @@ def test_slow_rate_closes_idle_connections_and_reopens_in_time(
     assert times[2] - times[0] >= 2.8
     assert len({m.session for m in msgs}) == 3
     assert d.stop() == 0
+
+
+def test_pausing_one_domain_of_a_rolled_up_queue_holds_only_that_domain(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    d = make_daemon(relay_domains=("rollup-a.test", "rollup-b.test"))
+    d.start()
+    assert control(d, {"cmd": "pause", "queue": "rollup-b.test"}) == {"ok": True}
+    inject(d, ["x@rollup-a.test", "y@rollup-b.test"], 4)
+    msgs = sink.wait_for_messages_sync(2, timeout=10)
+    time.sleep(0.5)
+    assert {r for m in sink.messages for r in m.rcpts} == {"x@rollup-a.test"}
+    assert len(msgs) == 2
+    assert control(d, {"cmd": "resume", "queue": "rollup-b.test"}) == {"ok": True}
+    sink.wait_for_messages_sync(4, timeout=10)
+    assert d.stop() == 0

@@ -167,8 +167,10 @@ class QueueManager:
         self._waiting: set[tuple[str, str]] = set()
         self._sequence = 0
         self.parked: defaultdict[str, list[WorkItem]] = defaultdict(list)  # paused jobs
+        self.parked_domains: defaultdict[str, list[WorkItem]] = defaultdict(list)
         self.control = ControlState.load(config.server.state_dir)
         self.mta_sts = self._mta_sts_resolver(config)
+        self._vmta_names = frozenset(config.virtual_mtas) | frozenset(config.vmta_pools)
         self.total_active = 0
         self.cached_bytes = 0  # bodies held by QueuedMessage.body
         self.stopping = False
@@ -199,7 +201,7 @@ class QueueManager:
 
     def _choose_vmta(self, env: Envelope) -> None:
         """Virtual MTA (or pool) for the message: header, listener, sender domain, server."""
-        known = self.config.virtual_mtas.keys() | self.config.vmta_pools.keys()
+        known = self._vmta_names
         if env.vmta in known:
             return
         sender_domain = env.sender.rpartition("@")[2].lower()
@@ -242,6 +244,7 @@ class QueueManager:
         if config.mta_sts != self.config.mta_sts or config.dns != self.config.dns:
             self.mta_sts = self._mta_sts_resolver(config)
         self.config = config
+        self._vmta_names = frozenset(config.virtual_mtas) | frozenset(config.vmta_pools)
         self.cursors.clear()
         for queue in self.queues.values():
             queue.policy = self._policy(queue.domain, queue.vmta)
@@ -371,6 +374,8 @@ class QueueManager:
         return queue
 
     def _enqueue(self, queue: DeliveryQueue, item: WorkItem) -> None:
+        if self._park(item):
+            return
         if not self._paused(queue):
             while queue.idle:
                 waiter = queue.idle.popleft()
@@ -381,10 +386,23 @@ class QueueManager:
         self._maybe_connect(queue)
 
     def _paused(self, queue: DeliveryQueue) -> bool:
+        """The queue as a whole is paused (by its name or destination)."""
         paused = self.control.paused_queues
-        return bool(paused) and (
-            queue.name in paused or queue.key in paused or queue.domain in paused
-        )
+        return bool(paused) and (queue.name in paused or queue.key in paused)
+
+    def _park(self, item: WorkItem) -> bool:
+        """Hold an item of a paused job or a paused recipient domain; True if held.
+
+        A domain pause is per item because under mx-rollup one queue carries several
+        domains, and pausing one of them must not stop the others."""
+        job = item.message.envelope.job_id
+        if job and job in self.control.paused_jobs:
+            self.parked[job].append(item)
+            return True
+        if item.domain in self.control.paused_queues:
+            self.parked_domains[item.domain].append(item)
+            return True
+        return False
 
     def _maybe_connect(self, queue: DeliveryQueue) -> None:
         """Open another connection if the queue has work and its limits allow one."""
@@ -472,15 +490,11 @@ class QueueManager:
             self._release_slot(queue)
 
     def _take(self, queue: DeliveryQueue) -> WorkItem | None:
-        """The next ready item, parking those of paused jobs."""
-        paused_jobs = self.control.paused_jobs
+        """The next ready item, parking those of paused jobs and domains."""
         while queue.ready and not self._paused(queue):
             item = queue.ready.popleft()
-            job = item.message.envelope.job_id
-            if job and job in paused_jobs:
-                self.parked[job].append(item)
-                continue
-            return item
+            if not self._park(item):
+                return item
         return None
 
     async def _run_connection(self, queue: DeliveryQueue) -> None:
@@ -1060,7 +1074,8 @@ class QueueManager:
 
     # -- control (the internal API the admin surfaces use) -----------------------------------
     def pause_queue(self, name: str) -> None:
-        """Pause a queue ("key/vmta"), a destination key, or every queue of a domain."""
+        """Pause a queue ("key/vmta"), a destination (every virtual MTA), or one recipient
+        domain (its mail is held even when it shares a rolled-up queue with others)."""
         self.control.paused_queues.add(name)
         self.control.save(self.config.server.state_dir)
         log.info("paused queue %s", name)
@@ -1071,6 +1086,8 @@ class QueueManager:
         self.control.paused_queues.discard(name)
         self.control.save(self.config.server.state_dir)
         log.info("resumed queue %s", name)
+        for item in self.parked_domains.pop(name, []):
+            self._route(item)
         for queue in self.queues.values():
             self._maybe_connect(queue)
         return True
