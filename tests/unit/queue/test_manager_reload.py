@@ -55,6 +55,6 @@ async def test_reload_applies_new_limits_and_survives_a_removed_vmta(tmp_path: P
     manager.update_config(parse_config(BASE.format(state=tmp_path, rate="2/s")))
     assert queue.policy.max_smtp_out == 20  # mta10 is gone: the global tables apply
     assert queue.msg_rate.interval == 0.5
-    assert len(queue.ready) == 1  # still paused, still queued
+    assert len(manager.parked_domains["paused.test"]) == 1  # still paused, still held
     await manager.stop(1.0)
     manager.accounting.close()
