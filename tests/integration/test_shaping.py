@@ -293,6 +293,8 @@ def test_pausing_one_domain_of_a_rolled_up_queue_holds_only_that_domain(
     time.sleep(0.5)
     assert {r for m in sink.messages for r in m.rcpts} == {"x@rollup-a.test"}
     assert len(msgs) == 2
+    status = control(d, {"cmd": "status"})["status"]
+    assert status["held"] == {"domain:rollup-b.test": 2}  # type: ignore[index]
     assert control(d, {"cmd": "resume", "queue": "rollup-b.test"}) == {"ok": True}
     sink.wait_for_messages_sync(4, timeout=10)
     assert d.stop() == 0

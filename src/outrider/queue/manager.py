@@ -1132,6 +1132,10 @@ class QueueManager:
             "connections": self.total_active,
             "paused_queues": sorted(self.control.paused_queues),
             "paused_jobs": sorted(self.control.paused_jobs),
+            "held": {
+                **{f"job:{job}": len(items) for job, items in self.parked.items() if items},
+                **{f"domain:{d}": len(items) for d, items in self.parked_domains.items() if items},
+            },
             "queues": [
                 {
                     "name": q.name,
