@@ -298,3 +298,33 @@ def test_pausing_one_domain_of_a_rolled_up_queue_holds_only_that_domain(
     assert control(d, {"cmd": "resume", "queue": "rollup-b.test"}) == {"ok": True}
     sink.wait_for_messages_sync(4, timeout=10)
     assert d.stop() == 0
+
+
+def test_backoff_mode_survives_a_restart(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    sink.script = ServerScript(rcpt_replies={"slow@example.org": "421 4.7.28 rate limited"})
+    d = make_daemon(
+        domain_defaults=(
+            '[domain."example.org"]\nsmtp-pattern-list = "throttle"\nmax-smtp-out = 5\n'
+            "backoff-max-smtp-out = 1\n"
+        ),
+        extra=(
+            "[smtp-pattern-list.throttle]\n"
+            'rules = [{ reply = "rate limited", action = "mode=backoff" }]\n'
+        ),
+    )
+    d.start()
+    inject(d, ["slow@example.org"], 1)
+    wait_until(lambda: bool(rows(d, "q")), timeout=10, what="backoff record")
+    assert d.stop() == 0
+    sink.script = ServerScript()
+    d.start()
+    inject(d, ["ok@example.org"], 12)
+    sink.wait_for_messages_sync(12, timeout=20)
+    assert sink.max_concurrent == 1  # still backing off after the restart
+    status = control(d, {"cmd": "status"})["status"]
+    modes = {q["name"]: q["mode"] for q in status["queues"]}  # type: ignore[index]
+    assert set(modes.values()) == {"backoff"}
+    assert control(d, {"cmd": "normal", "queue": "example.org"})["ok"] is True
+    assert d.stop() == 0

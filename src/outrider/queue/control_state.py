@@ -1,4 +1,6 @@
-"""Operator state that must survive a restart: paused queues and paused jobs."""
+"""State that must survive a restart: operator pauses, and the pushback remote servers
+gave (backoff mode, disabled source IPs), so a restart does not hammer a provider that
+asked us to slow down."""
 
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ STATE_FILE = "control.json"
 class ControlState:
     paused_queues: set[str] = field(default_factory=set)  # queue names, destinations or domains
     paused_jobs: set[str] = field(default_factory=set)
+    backoff: dict[str, float] = field(default_factory=dict)  # queue name -> entered (epoch)
+    disabled: dict[str, dict[str, float]] = field(default_factory=dict)  # dest -> vmta -> until
 
     @classmethod
     def load(cls, state_dir: Path) -> ControlState:
@@ -28,10 +32,19 @@ class ControlState:
         except (OSError, ValueError) as exc:
             log.error("%s: unreadable (%s); starting with nothing paused", path, exc)
             return cls()
-        return cls(
-            paused_queues={str(q) for q in data.get("paused_queues", [])},
-            paused_jobs={str(j) for j in data.get("paused_jobs", [])},
-        )
+        try:
+            return cls(
+                paused_queues={str(q) for q in data.get("paused_queues", [])},
+                paused_jobs={str(j) for j in data.get("paused_jobs", [])},
+                backoff={str(k): float(v) for k, v in data.get("backoff", {}).items()},
+                disabled={
+                    str(dest): {str(v): float(u) for v, u in sources.items()}
+                    for dest, sources in data.get("disabled", {}).items()
+                },
+            )
+        except (AttributeError, TypeError, ValueError) as exc:
+            log.error("%s: malformed (%s); starting with nothing paused", path, exc)
+            return cls()
 
     def save(self, state_dir: Path) -> None:
         """Atomic replace, fsynced: a pause acknowledged to the operator survives a crash."""
@@ -39,8 +52,14 @@ class ControlState:
         path = state_dir / STATE_FILE
         tmp = state_dir / f".{STATE_FILE}.{os.getpid()}"
         payload = json.dumps(
-            {"paused_queues": sorted(self.paused_queues), "paused_jobs": sorted(self.paused_jobs)},
+            {
+                "paused_queues": sorted(self.paused_queues),
+                "paused_jobs": sorted(self.paused_jobs),
+                "backoff": self.backoff,
+                "disabled": {d: v for d, v in self.disabled.items() if v},
+            },
             indent=1,
+            sort_keys=True,
         ).encode()
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
         try:

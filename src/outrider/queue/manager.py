@@ -352,6 +352,11 @@ class QueueManager:
         dest = self.destinations.get(key)
         if dest is None:
             dest = self.destinations[key] = Destination(key)
+            now = self.clock()
+            for vmta, until in self.control.disabled.get(key, {}).items():
+                if until > now:
+                    dest.disabled.disable(vmta, now, until=until, rule=None, reply=None)
+                    self._loop.call_later(until - now + 0.01, self._reenable_source, key, vmta)
         return dest
 
     def _queue(self, key: str, vmta: str, domain: str) -> DeliveryQueue:
@@ -369,9 +374,23 @@ class QueueManager:
                 msg_rate=Gcra(policy.max_msg_rate),
                 connect_rate=Gcra(policy.max_connect_rate),
             )
-            queue.apply_limits()
             self.queues[(key, vmta)] = queue
+            self._restore_backoff(queue)
+            queue.apply_limits()
         return queue
+
+    def _restore_backoff(self, queue: DeliveryQueue) -> None:
+        """A queue that was in backoff before a restart starts in backoff again."""
+        since = self.control.backoff.get(queue.name)
+        if since is None:
+            return
+        after = queue.policy.backoff_to_normal_after
+        if after is not None and since + after <= self.clock():
+            del self.control.backoff[queue.name]
+            return
+        queue.backoff.enter(since, rule=None, reply=None, reason="restored")
+        log.info("%s: backoff mode restored (entered at %.0f)", queue.name, since)
+        self._arm_backoff(queue)
 
     def _enqueue(self, queue: DeliveryQueue, item: WorkItem) -> None:
         if self._park(item):
@@ -793,7 +812,14 @@ class QueueManager:
             transition.reason,
             f": {transition.reply}" if transition.reply else "",
         )
-        self._queue_record(queue, new, transition.reply or "", host, transition.rule or "")
+        self._queue_record(
+            queue.name, queue.vmta, new, transition.reply or "", host, transition.rule or ""
+        )
+        if transition.to_mode is Mode.BACKOFF:
+            self.control.backoff[queue.name] = transition.at
+        else:
+            self.control.backoff.pop(queue.name, None)
+        self._save_control()
         if queue.backoff_timer is not None:
             queue.backoff_timer.cancel()
             queue.backoff_timer = None
@@ -826,21 +852,40 @@ class QueueManager:
         if record is None:
             return
         log.warning("%s: source %s disabled until %.0f", queue.key, queue.vmta, until)
-        self._queue_record(queue, "source-ip-disabled", match.reply, host, match.rule)
-        self._loop.call_later(until - now + 0.01, self._reenable_source, queue, dest)
+        self._queue_record(
+            queue.name, queue.vmta, "source-ip-disabled", match.reply, host, match.rule
+        )
+        self.control.disabled.setdefault(queue.key, {})[queue.vmta] = until
+        self._save_control()
+        self._loop.call_later(until - now + 0.01, self._reenable_source, queue.key, queue.vmta)
         # Mail waiting in this queue moves to the pool's other members.
         items = list(queue.ready)
         queue.ready.clear()
         for item in items:
             self._to_queue(item, queue.key)
 
-    def _reenable_source(self, queue: DeliveryQueue, dest: Destination) -> None:
-        for vmta in dest.disabled.expire(self.clock()):
-            log.info("%s: source %s enabled again", dest.key, vmta)
-            self._queue_record(queue, "source-ip-enabled", "", "", "")
+    def _reenable_source(self, key: str, vmta: str) -> None:
+        dest = self._destination(key)
+        now = self.clock()
+        until = dest.disabled.disabled(now).get(vmta)
+        if until is not None:  # extended by later matches: check again then
+            self._loop.call_later(until - now + 0.01, self._reenable_source, key, vmta)
+            return
+        dest.disabled.expire(now)
+        sources = self.control.disabled.get(key, {})
+        if sources.pop(vmta, None) is not None:
+            self._save_control()
+        log.info("%s: source %s enabled again", key, vmta)
+        self._queue_record(f"{key}/{vmta}", vmta, "source-ip-enabled", "", "", "")
+
+    def _save_control(self) -> None:
+        try:
+            self.control.save(self.config.server.state_dir)
+        except OSError as exc:  # the state is still right in memory
+            log.error("cannot save %s: %s", self.config.server.state_dir, exc)
 
     def _queue_record(
-        self, queue: DeliveryQueue, action: str, reply: str, host: str, rule: str
+        self, queue_name: str, vmta: str, action: str, reply: str, host: str, rule: str
     ) -> None:
         now = self.clock()
         self.accounting.write(
@@ -857,8 +902,8 @@ class QueueManager:
                 dsn_mta=host,
                 dlv_source_ip="",
                 dlv_destination_ip="",
-                queue=queue.name,
-                vmta=queue.vmta,
+                queue=queue_name,
+                vmta=vmta,
                 job_id="",
                 env_id="",
                 msg_id="",
