@@ -7,7 +7,15 @@ import time
 from collections import Counter
 from collections.abc import Callable
 
-from tests.support.daemon import DaemonHandle, control, inject, rows, wait_until
+from tests.support.daemon import (
+    THROTTLE_PATTERNS,
+    THROTTLED_REPLY,
+    DaemonHandle,
+    control,
+    inject,
+    rows,
+    wait_until,
+)
 from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
 
 
@@ -99,18 +107,13 @@ def test_x_virtual_mta_header_honoured_only_when_allowed(
 def test_backoff_mode_on_matching_421_and_back_to_normal(
     make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
 ) -> None:
-    sink.script = ServerScript(
-        rcpt_replies={"slow@example.org": "421 4.7.28 Our system has detected rate limited traffic"}
-    )
+    sink.script = ServerScript(rcpt_replies={"slow@example.org": THROTTLED_REPLY})
     d = make_daemon(
         domain_defaults=(
             '[domain."example.org"]\nsmtp-pattern-list = "throttle"\nmax-smtp-out = 5\n'
             'backoff-max-smtp-out = 1\nbackoff-to-normal-after = "2s"\n'
         ),
-        extra=(
-            "[smtp-pattern-list.throttle]\n"
-            'rules = [{ reply = "rate limited", action = "mode=backoff" }]\n'
-        ),
+        extra=THROTTLE_PATTERNS,
     )
     d.start()
     inject(d, ["slow@example.org"], 1)
@@ -309,10 +312,7 @@ def test_backoff_mode_survives_a_restart(
             '[domain."example.org"]\nsmtp-pattern-list = "throttle"\nmax-smtp-out = 5\n'
             "backoff-max-smtp-out = 1\n"
         ),
-        extra=(
-            "[smtp-pattern-list.throttle]\n"
-            'rules = [{ reply = "rate limited", action = "mode=backoff" }]\n'
-        ),
+        extra=THROTTLE_PATTERNS,
     )
     d.start()
     inject(d, ["slow@example.org"], 1)

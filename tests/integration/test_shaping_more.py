@@ -20,7 +20,16 @@ from pathlib import Path
 import pytest
 import trustme
 
-from tests.support.daemon import SHAPING_BODY, DaemonHandle, control, inject, rows, wait_until
+from tests.support.daemon import (
+    SHAPING_BODY,
+    THROTTLE_PATTERNS,
+    THROTTLED_REPLY,
+    DaemonHandle,
+    control,
+    inject,
+    rows,
+    wait_until,
+)
 from tests.support.dns_server import DnsTestServer
 from tests.support.https_server import HttpsResponse, HttpsTestServer
 from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
@@ -192,18 +201,13 @@ def test_listener_default_virtual_mta_and_ignored_header(
 def test_backoff_ends_on_first_delivery(
     make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
 ) -> None:
-    sink.script = ServerScript(
-        rcpt_replies={"slow@example.org": "421 4.7.28 Our system has detected rate limited traffic"}
-    )
+    sink.script = ServerScript(rcpt_replies={"slow@example.org": THROTTLED_REPLY})
     d = make_daemon(
         domain_defaults=(
             '[domain."example.org"]\nsmtp-pattern-list = "throttle"\n'
             "backoff-to-normal-after-delivery = true\n"
         ),
-        extra=(
-            "[smtp-pattern-list.throttle]\n"
-            'rules = [{ reply = "rate limited", action = "mode=backoff" }]\n'
-        ),
+        extra=THROTTLE_PATTERNS,
     )
     d.start()
     send(d, ["slow@example.org"])

@@ -311,6 +311,12 @@ def control(
 
 SHAPING_BODY = b"Subject: shaping\r\n\r\nbody\r\n"
 
+# A pattern list named "throttle" that puts a queue in backoff on "rate limited".
+THROTTLE_PATTERNS = (
+    '[smtp-pattern-list.throttle]\nrules = [{ reply = "rate limited", action = "mode=backoff" }]\n'
+)
+THROTTLED_REPLY = "421 4.7.28 Our system has detected rate limited traffic"
+
 
 def inject(handle: DaemonHandle, rcpts: list[str], count: int, *, headers: bytes = b"") -> None:
     """``count`` one-recipient messages (cycling through ``rcpts``) over 4 parallel sessions."""
