@@ -18,6 +18,7 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--log-level", default="INFO", choices=["DEBUG", "INFO", "WARNING", "ERROR"])
     check = sub.add_parser("check-config", help="validate a configuration file")
     check.add_argument("-c", "--config", required=True, help="configuration file (TOML)")
+    sub.add_parser("config-schema", help="print the JSON Schema of the configuration file")
     add_user_parser(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
@@ -58,6 +59,13 @@ def main(argv: list[str] | None = None) -> int:
         return _gen_cert(args)
     if args.command == "user":
         return run_user_command(args)
+    if args.command == "config-schema":
+        import json
+
+        from outrider.config.docs import json_schema
+
+        print(json.dumps(json_schema(), indent=2, ensure_ascii=False))
+        return 0
     from outrider.config.loader import ConfigError, load_config
 
     if args.command == "check-config":

@@ -1,46 +1,30 @@
 """Load and validate the TOML config, reporting every problem as ``FILE:LINE: key: message``.
 
-Problems are collected as key paths and only located (see
-:mod:`outrider.config.locator`) when there is something to report, so a valid
-config costs one ``tomllib.loads`` plus conversion.
+Each table's keys, kinds and defaults come from its declaration in
+:mod:`outrider.config.model` (read by :class:`~outrider.config.reader.Reader`); this
+module adds what one table cannot check alone: listener roles and TLS, duplicates,
+references between tables and the layering of domain tables.
 """
 
 from __future__ import annotations
 
-import difflib
 import importlib.util
 import ipaddress
 import re
 import tomllib
 from collections.abc import Collection, Mapping
-from dataclasses import replace
+from dataclasses import fields, replace
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, TypeVar, cast
 
-from outrider.config import convert as c
-from outrider.config import schema, units
+from outrider.config import model as m
+from outrider.config.kinds import Invalid, keys_of, type_name
+from outrider.config.layers import DEFAULT_POLICY_KEY, EMPTY, DomainLayers, resolve
 from outrider.config.locator import KeyLocator, KeyPath, format_key_path
-from outrider.config.model import (
-    DEFAULT_POLICY_KEY,
-    DEFAULT_VMTA,
-    AuthSettings,
-    Config,
-    ConfigError,
-    DnsSettings,
-    DomainLayers,
-    ListenerSettings,
-    MtaStsSettings,
-    PatternRule,
-    Problem,
-    RelaySettings,
-    SenderDomainSettings,
-    ServerSettings,
-    VirtualMta,
-    VmtaPool,
-)
-from outrider.config.policy import resolve
-from outrider.config.schema import Field, known_keys
+from outrider.config.model import Config, ConfigError, Problem
+from outrider.config.reader import Reader
+from outrider.config.units import normalize_domain
 
 __all__ = [
     "Config",
@@ -54,229 +38,121 @@ __all__ = [
     "parse_config",
 ]
 
+T = TypeVar("T")
 _TOML_POSITION = re.compile(r"\s*\(at line (\d+), column (\d+)\)\s*$")
 _TOML_AT_END = re.compile(r"\s*\(at end of document\)\s*$")
-# Names of macros, virtual MTAs, pools and pattern lists: they appear in headers and logs.
-_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
-_NAME_HINT = "use letters, digits, '-', '_' and '.', starting with a letter or digit"
-_DOMAIN_TABLE_HINT = '; policy keys go in [domain."*"] or [domain."NAME"], not [domain]'
+_SHARED = "virtual MTAs and pools share one namespace"
+_VMTA = ("virtual MTA or pool", "define it as [virtual-mta.NAME] or [virtual-mta-pool.NAME]")
+Macros = Mapping[str, frozenset[str]]
 
 
-class _Loader:
-    """One validation pass: collects problems instead of stopping at the first."""
+def known_keys() -> dict[str, tuple[str, ...]]:
+    """Keys accepted per table.
 
-    def __init__(self, text: str, filename: str) -> None:
-        self._text = text
-        self._filename = filename
-        self._found: list[tuple[KeyPath, str]] = []
+    ``listener`` is [[listener]]; ``domain``, ``virtual-mta``, ``virtual-mta-pool``,
+    ``smtp-pattern-list`` and ``sender-domain`` are ``[TABLE."NAME"]``;
+    ``smtp-pattern-list.rules`` are the keys of one rule. ``[domain-macro]`` takes
+    any macro name, and ``[virtual-mta.NAME.domain."…"]`` the ``domain`` keys.
+    """
+    return {name: tuple(keys_of(cls)) for name, cls in m.DECLARED.items()}
 
-    # ----------------------------------------------------------------- generic helpers
 
-    def problem(self, path: KeyPath, message: str) -> None:
-        self._found.append((path, message))
+def _settings(cls: type[T], values: Mapping[str, Any]) -> T:
+    """``cls(**values)`` with relative paths, defaults included, made absolute."""
+    made: Any = cls(**values)
+    paths = {f.name: v for f in fields(made) if isinstance(v := getattr(made, f.name), Path)}
+    return cast(T, replace(made, **{name: Path.cwd() / v for name, v in paths.items()}))
 
-    def problems(self) -> list[Problem]:
-        if not self._found:
-            return []
-        locator = KeyLocator(self._text)
-        located = [
-            Problem(self._filename, locator.line_of(path), format_key_path(path), message)
-            for path, message in self._found
-        ]
-        # Stable sort: file order, and within a line the order checks ran.
-        return sorted(located, key=lambda p: p.line)
 
-    def table(self, path: KeyPath, value: object) -> dict[str, Any] | None:
-        if not isinstance(value, dict):
-            self.problem(path, f"expected a table, got {c.type_name(value)}")
-            return None
-        return value
+def _is_loopback(host: str) -> bool:
+    try:
+        ip = ipaddress.ip_address(host)
+    except ValueError:
+        return host == "localhost"
+    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
+        return ip.ipv4_mapped.is_loopback
+    return ip.is_loopback
 
-    def fields(
-        self,
-        path: KeyPath,
-        table: Mapping[str, Any],
-        spec: Mapping[str, Field],
-        handled: Collection[str] = (),
-    ) -> dict[str, Any]:
-        """Convert the keys present in ``table``; only explicitly set keys are returned.
 
-        Keys in ``handled`` are the caller's business: skipped, but suggested for typos.
-        """
-        out: dict[str, Any] = {}
-        for key, value in table.items():
-            if key in handled:
-                continue
-            field = spec.get(key)
-            if field is None:
-                self.unknown(path, key, (*spec, *handled), value)
-                continue
-            try:
-                out[field.name] = field.convert(value)
-            except c.Invalid as exc:
-                for at, message in exc.problems:
-                    self.problem((*path, key, *at), message)
-        return out
-
-    def unknown(self, path: KeyPath, key: str, known: Collection[str], value: object) -> None:
-        message = f"unknown key {key!r}"
-        close = difflib.get_close_matches(key, list(known), n=1, cutoff=0.6)
-        root = _domain_root(path)
-        if close:
-            message += f" (did you mean {close[0]!r}?)"
-        elif root is not None and isinstance(value, dict):
-            # [domain.example.net] parses as nested tables "example" > "net".
-            name = ".".join(str(p) for p in (*path[root + 1 :], key))
-            header = format_key_path((*path[: root + 1], name))
-            message += f"; quote domain names that contain dots: [{header}]"
-        self.problem((*path, key), message)
-
-    def name(self, path: KeyPath, name: str) -> bool:
-        if _NAME.fullmatch(name):
-            return True
-        self.problem(path, f"invalid name {name!r}; {_NAME_HINT}")
-        return False
-
-    def reference(
-        self, path: KeyPath, name: str, known: Collection[str], what: str, hint: str = ""
-    ) -> bool:
-        """Check that ``name`` is one of ``known``; report with a suggestion otherwise."""
-        if name in known:
-            return True
-        message = f"no {what} named {name!r}"
-        close = difflib.get_close_matches(name, list(known), n=1, cutoff=0.6)
-        if close:
-            message += f" (did you mean {close[0]!r}?)"
-        elif hint:
-            message += f"; {hint}"
-        self.problem(path, message)
-        return False
-
-    def section(
-        self, data: Mapping[str, Any], name: str, spec: Mapping[str, Field]
-    ) -> dict[str, Any]:
-        if name not in data:
-            return {}
-        table = self.table((name,), data[name])
-        return {} if table is None else self.fields((name,), table, spec)
-
-    def named_tables(self, data: Mapping[str, Any], name: str) -> dict[str, dict[str, Any]]:
-        """``[name."X"]`` tables with a valid X, in file order."""
-        if name not in data:
-            return {}
-        table = self.table((name,), data[name])
-        if table is None:
-            return {}
-        out: dict[str, dict[str, Any]] = {}
-        for key, entry in table.items():
-            path: KeyPath = (name, key)
-            entry_table = self.table(path, entry)
-            if entry_table is not None and self.name(path, key):
-                out[key] = entry_table
-        return out
-
-    # ----------------------------------------------------------------- the whole file
+class _Loader(Reader):
+    """The checks across keys and tables, and the assembly of :class:`Config`."""
 
     def build(self, data: Mapping[str, Any], source: Path | None) -> Config:
         for key in data:
-            if key not in schema.TOP_LEVEL:
-                self.unknown((), key, schema.TOP_LEVEL, data[key])
-        server = self.section(data, "server", schema.SERVER)
-        dns = self.section(data, "dns", schema.DNS)
-        relay = self.section(data, "relay", schema.RELAY)
-        auth = self.section(data, "auth", schema.AUTH)
-        mta_sts = self.section(data, "mta-sts", schema.MTA_STS)
-        self.check_password_hash(auth)
+            if key not in m.TABLES:
+                self.unknown((), key, m.TABLES, data[key])
+        server = self.section(data, "server", m.ServerSettings)
+        dns = self.section(data, "dns", m.DnsSettings)
+        relay = self.section(data, "relay", m.RelaySettings)
+        auth = self.section(data, "auth", m.AuthSettings)
+        mta_sts = self.section(data, "mta-sts", m.MtaStsSettings)
+        if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
+            self.problem(
+                ("auth", "password-hash"),
+                "'argon2id' needs the argon2-cffi package, which is not installed; use 'scrypt'",
+            )
         macros = self.macros(data.get("domain-macro"))
         pattern_lists = self.pattern_lists(data)
-        lists = frozenset(pattern_lists)
-        domains = self.domain_tables(("domain",), data.get("domain"), macros, lists)
-        hostname = server.get("hostname") or ServerSettings().hostname
-        vmtas = self.virtual_mtas(data, hostname, macros, lists)
-        pools = self.pools(data, vmtas)
+        domains = self.domain_tables(("domain",), data.get("domain"), macros, pattern_lists)
+        hostname = server.get("hostname") or m.ServerSettings().hostname
+        explicit = self.virtual_mtas(data, hostname, macros, pattern_lists)
+        vmtas = {m.DEFAULT_VMTA: m.VirtualMta(m.DEFAULT_VMTA, None, hostname)} | explicit
+        pools = self.pools(data, vmtas, explicit)
         selectable = frozenset((*vmtas, *pools))
         if "default_virtual_mta" in server:
             path: KeyPath = ("server", "default-virtual-mta")
-            self.vmta_reference(path, server["default_virtual_mta"], selectable)
+            self.reference(path, server["default_virtual_mta"], selectable, *_VMTA)
         listeners = self.listeners(data.get("listener"), selectable)
-        senders = self.sender_domains(data, selectable)
-        problems = self.problems()
-        if problems:
-            raise ConfigError(problems)
-
-        cwd = Path.cwd()
-        settings = ServerSettings(**server)
-        settings = replace(
-            settings,
-            spool_dir=cwd / settings.spool_dir,
-            log_dir=cwd / settings.log_dir,
-            state_dir=cwd / settings.state_dir,
-        )
-        auth_settings = AuthSettings(**auth)
-        auth_settings = replace(auth_settings, users_file=cwd / auth_settings.users_file)
+        senders = self.sender_domains(data.get("sender-domain"), selectable)
+        self.raise_problems()
         macro_of = {domain: name for name, members in macros.items() for domain in members}
         policies = {
-            name: resolve((domains,), name, macro_of.get(name))
+            name: resolve(m.BUILTIN_POLICY, (domains,), name, macro_of.get(name))
             for name in (DEFAULT_POLICY_KEY, *domains.exact)
         }
         return Config(
             source=source,
-            server=settings,
-            dns=DnsSettings(**dns),
-            listeners=tuple(ListenerSettings(**fields) for fields in listeners),
-            relay=RelaySettings(**relay),
+            server=_settings(m.ServerSettings, server),
+            dns=_settings(m.DnsSettings, dns),
+            listeners=tuple(_settings(m.ListenerSettings, fields) for fields in listeners),
+            relay=_settings(m.RelaySettings, relay),
             domains=MappingProxyType(policies),
             domain_macros=MappingProxyType(macros),
             domain_layers=domains,
             virtual_mtas=MappingProxyType(vmtas),
             vmta_pools=MappingProxyType(pools),
             pattern_lists=MappingProxyType(pattern_lists),
-            sender_domains=MappingProxyType(
-                {name: SenderDomainSettings(**fields) for name, fields in senders.items()}
-            ),
-            auth=auth_settings,
-            mta_sts=MtaStsSettings(**mta_sts),
+            sender_domains=MappingProxyType(senders),
+            auth=_settings(m.AuthSettings, auth),
+            mta_sts=_settings(m.MtaStsSettings, mta_sts),
         )
 
-    # ----------------------------------------------------------------- listeners
-
     def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:
-        if value is None:
-            self.problem(("listener",), "at least one [[listener]] table is required")
+        if not isinstance(value, list) or not value:
+            wrong = f"expected an array of tables ([[listener]]), got {type_name(value)}"
+            required = "at least one [[listener]] table is required"
+            self.problem(("listener",), wrong if value not in (None, []) else required)
             return []
-        if not isinstance(value, list):
-            self.problem(
-                ("listener",),
-                f"expected an array of tables ([[listener]]), got {c.type_name(value)}",
-            )
-            return []
-        if not value:
-            self.problem(("listener",), "at least one [[listener]] table is required")
         out: list[dict[str, Any]] = []
         seen: dict[tuple[str, int], int] = {}
         for index, entry in enumerate(value):
             path: KeyPath = ("listener", index)
             table = self.table(path, entry)
-            if table is None:
+            fields = {} if table is None else self.fields(path, table, m.ListenerSettings)
+            if table is None or "address" not in fields:
                 continue
-            fields = self.fields(path, table, schema.LISTENER)
-            address = fields.get("address")
-            if address is None:
-                if "address" not in table:
-                    self.problem(path, "missing required key 'address'")
-                continue
-            if address[1] != 0:  # port 0 asks the kernel for a fresh port: never a clash
-                first = seen.setdefault(address, index)
-                if first != index:
-                    self.problem(
-                        (*path, "address"),
-                        f"duplicate listener address {table['address']!r} "
-                        f"(also listener[{first}].address)",
-                    )
+            address = fields["address"]
+            # Port 0 asks the kernel for a fresh port: never a clash.
+            if address[1] != 0 and (first := seen.setdefault(address, index)) != index:
+                self.problem(
+                    (*path, "address"),
+                    f"duplicate listener address {table['address']!r} "
+                    f"(also listener[{first}].address)",
+                )
             self.listener_security(path, table, fields)
             if "default_virtual_mta" in fields:
-                vmta_path: KeyPath = (*path, "default-virtual-mta")
-                self.vmta_reference(vmta_path, fields["default_virtual_mta"], vmtas)
+                where = (*path, "default-virtual-mta")
+                self.reference(where, fields["default_virtual_mta"], vmtas, *_VMTA)
             out.append(fields)
         return out
 
@@ -285,7 +161,6 @@ class _Loader:
     ) -> None:
         """Fill the role-dependent defaults and reject combinations that cannot work."""
         role = fields.get("role", "mx")
-        submission = role != "mx"
         has_cert = "tls-cert" in table  # even if unreadable: that is reported already
         if has_cert != ("tls-key" in table):
             present = "tls-cert" if has_cert else "tls-key"
@@ -304,8 +179,8 @@ class _Loader:
             )
         elif role == "submissions" and tls != "implicit":
             self.problem((*path, "tls"), "role 'submissions' needs tls = 'implicit'")
-        fields.setdefault("auth", submission)
-        fields.setdefault("add_missing_headers", submission)
+        fields.setdefault("auth", role != "mx")
+        fields.setdefault("add_missing_headers", role != "mx")
         plaintext = fields.get("allow_plaintext_auth", False)
         host = fields["address"][0]
         if plaintext and not _is_loopback(host):
@@ -315,303 +190,173 @@ class _Loader:
                 "passwords would cross the network in clear",
             )
         elif fields["auth"] and tls == "none" and not plaintext and role != "submissions":
-            where = "auth" if "auth" in table else "role" if "role" in table else None
+            where = next((k for k in ("auth", "role") if k in table), None)
             self.problem(
                 path if where is None else (*path, where),
                 "AUTH is only offered over TLS: set tls-cert and tls-key, "
                 "or allow-plaintext-auth = true on a loopback address, or auth = false",
             )
 
-    def check_password_hash(self, auth: Mapping[str, Any]) -> None:
-        if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
-            self.problem(
-                ("auth", "password-hash"),
-                "'argon2id' needs the argon2-cffi package, which is not installed; use 'scrypt'",
-            )
-
-    # ----------------------------------------------------------------- domains
-
     def macros(self, value: object) -> dict[str, frozenset[str]]:
-        if value is None:
-            return {}
-        table = self.table(("domain-macro",), value)
-        if table is None:
-            return {}
+        table = None if value is None else self.table(("domain-macro",), value)
         out: dict[str, frozenset[str]] = {}
         owner: dict[str, str] = {}
-        for name, members in table.items():
+        for name, members in (table or {}).items():
             path: KeyPath = ("domain-macro", name)
-            if not self.name(path, name):
+            if not self.valid_name(path, name):
                 continue
             try:
-                domains = c.array_of(c.domain, non_empty=True)(members)
-            except c.Invalid as exc:
-                for at, message in exc.problems:
-                    self.problem((*path, *at), message)
+                domains = m.MACRO.convert(members)
+            except Invalid as exc:
+                self.invalid(path, exc)
                 continue
             for index, domain in enumerate(domains):
-                first = owner.setdefault(domain, name)
-                if first != name:
-                    self.problem(
-                        (*path, index), f"domain {domain!r} is in macros {first!r} and {name!r}"
-                    )
+                if (first := owner.setdefault(domain, name)) != name:
+                    message = f"domain {domain!r} is in macros {first!r} and {name!r}"
+                    self.problem((*path, index), message)
             out[name] = frozenset(domains)
         return out
 
     def domain_tables(
-        self,
-        path: KeyPath,
-        value: object,
-        macros: Mapping[str, frozenset[str]],
-        pattern_lists: Collection[str],
+        self, path: KeyPath, value: object, macros: Macros, pattern_lists: Collection[str]
     ) -> DomainLayers:
         """Sort ``[…domain."X"]`` tables into the layers of :class:`DomainLayers`."""
-        if value is None:
-            return DomainLayers()
-        table = self.table(path, value)
-        if table is None:
-            return DomainLayers()
         layers: dict[str, dict[str, Any]] = {"star": {}, "wildcard": {}, "macro": {}, "exact": {}}
         origin: dict[tuple[str, str], str] = {}
-        for name, entry in table.items():
-            entry_path: KeyPath = (*path, name)
-            if not isinstance(entry, dict):
-                message = f"expected a table, got {c.type_name(entry)}"
-                if name in schema.DOMAIN:
-                    message += _DOMAIN_TABLE_HINT
-                self.problem(entry_path, message)
-                continue
+        for name, entry_path, table in self.entries(path, value, keys_of(m.DomainPolicy)):
             selector = self.domain_selector(entry_path, name, macros)
-            if selector is None:
+            if selector is None or not self.once(path, name, selector, origin):
                 continue
-            if selector in origin:
-                self.problem(
-                    entry_path,
-                    f"same domain as {format_key_path((*path, origin[selector]))}; "
-                    "merge the two tables",
-                )
-                continue
-            origin[selector] = name
-            fields = self.fields(entry_path, entry, schema.DOMAIN)
-            listed = fields.get("smtp_pattern_list")
-            if listed is not None:
+            fields = self.fields(entry_path, table, m.DomainPolicy)
+            if "smtp_pattern_list" in fields:
                 self.reference(
                     (*entry_path, "smtp-pattern-list"),
-                    listed,
+                    fields["smtp_pattern_list"],
                     pattern_lists,
                     "smtp-pattern-list",
                     "define it as [smtp-pattern-list.NAME]",
                 )
-            kind, key = selector
-            layers[kind][key] = MappingProxyType(fields)
-        star = layers["star"].get(DEFAULT_POLICY_KEY)
-        return DomainLayers(
-            star=MappingProxyType({}) if star is None else star,
-            wildcards=MappingProxyType(layers["wildcard"]),
-            macros=MappingProxyType(layers["macro"]),
-            exact=MappingProxyType(layers["exact"]),
+            layer, key = selector
+            layers[layer][key] = MappingProxyType(fields)
+        star = layers["star"].get(DEFAULT_POLICY_KEY, EMPTY)
+        wildcards, by_macro, exact = (
+            MappingProxyType(layers[k]) for k in ("wildcard", "macro", "exact")
         )
+        return DomainLayers(star, wildcards, by_macro, exact)
 
-    def domain_selector(
-        self, path: KeyPath, name: str, macros: Mapping[str, frozenset[str]]
-    ) -> tuple[str, str] | None:
+    def domain_selector(self, path: KeyPath, name: str, macros: Macros) -> tuple[str, str] | None:
         """(layer, key) for a domain table name: ``*``, ``$MACRO``, ``*.SUFFIX`` or a domain."""
         if name == DEFAULT_POLICY_KEY:
             return "star", name
         if name.startswith("$"):
-            macro = name[1:]
-            if not self.reference(
-                path, macro, macros, "domain macro", "define it in [domain-macro]"
-            ):
-                return None
-            return "macro", macro
-        kind, text = ("wildcard", name[2:]) if name.startswith("*.") else ("exact", name)
+            if name[1:] in macros:
+                return "macro", name[1:]
+            self.reference(path, name[1:], macros, "domain macro", "define it in [domain-macro]")
+            return None
+        layer, text = ("wildcard", name[2:]) if name.startswith("*.") else ("exact", name)
         if "*" in text:
             self.problem(path, f"invalid wildcard {name!r}; write '*' or '*.DOMAIN'")
             return None
         try:
-            return kind, units.normalize_domain(text)
+            return layer, normalize_domain(text)
         except ValueError as exc:
             self.problem(path, str(exc))
             return None
 
-    # ----------------------------------------------------------------- shaping objects
-
-    def pattern_lists(self, data: Mapping[str, Any]) -> dict[str, tuple[PatternRule, ...]]:
-        out: dict[str, tuple[PatternRule, ...]] = {}
-        for name, table in self.named_tables(data, "smtp-pattern-list").items():
-            path: KeyPath = ("smtp-pattern-list", name)
-            self.fields(path, table, {}, handled=("rules",))
-            rules = table.get("rules")
+    def pattern_lists(self, data: Mapping[str, Any]) -> dict[str, tuple[m.PatternRule, ...]]:
+        out: dict[str, tuple[m.PatternRule, ...]] = {}
+        for name, path, table in self.named(data, "smtp-pattern-list"):
+            rules = self.fields(path, table, m.PatternList).get("rules")
             if rules is None:
-                self.problem(path, "missing required key 'rules'")
                 continue
-            if not isinstance(rules, list):
-                self.problem((*path, "rules"), f"expected an array, got {c.type_name(rules)}")
-                continue
-            if not rules:
-                self.problem((*path, "rules"), "must not be empty")
-                continue
-            parsed: list[PatternRule] = []
+            parsed: list[m.PatternRule] = []
             for index, rule in enumerate(rules):
                 rule_path: KeyPath = (*path, "rules", index)
                 rule_table = self.table(rule_path, rule)
-                if rule_table is None:
-                    continue
-                fields = self.fields(rule_path, rule_table, schema.PATTERN_RULE)
-                missing = [k for k in ("reply", "action") if k not in rule_table]
-                for key in missing:
-                    self.problem(rule_path, f"missing required key {key!r}")
-                if len(fields) - ("phase" in fields) == 2:
-                    fields.setdefault("phase", "any")
-                    parsed.append(PatternRule(source=format_key_path(rule_path), **fields))
+                fields = (
+                    {} if rule_table is None else self.fields(rule_path, rule_table, m.PatternRule)
+                )
+                if "regex" in fields and "action" in fields:
+                    parsed.append(m.PatternRule(**fields, source=format_key_path(rule_path)))
             out[name] = tuple(parsed)
         return out
 
     def virtual_mtas(
-        self,
-        data: Mapping[str, Any],
-        hostname: str,
-        macros: Mapping[str, frozenset[str]],
-        pattern_lists: Collection[str],
-    ) -> dict[str, VirtualMta]:
-        out = {DEFAULT_VMTA: VirtualMta(DEFAULT_VMTA, None, hostname)}
-        domain_key = schema.VIRTUAL_MTA_DOMAIN_KEY
-        for name, table in self.named_tables(data, "virtual-mta").items():
-            path: KeyPath = ("virtual-mta", name)
-            fields = self.fields(path, table, schema.VIRTUAL_MTA, handled=(domain_key,))
-            source_ip, ehlo = fields.get("source_host", (None, None))
-            layers = self.domain_tables(
-                (*path, domain_key), table.get(domain_key), macros, pattern_lists
-            )
-            out[name] = VirtualMta(name, source_ip, ehlo or hostname, layers)
+        self, data: Mapping[str, Any], hostname: str, macros: Macros, lists: Collection[str]
+    ) -> dict[str, m.VirtualMta]:
+        out: dict[str, m.VirtualMta] = {}
+        for name, path, table in self.named(data, "virtual-mta"):
+            fields = self.fields(path, table, m.VirtualMta, extra=("domain",))
+            source_ip, ehlo = fields.get("source_ip") or (None, None)  # from smtp-source-host
+            layers = self.domain_tables((*path, "domain"), table.get("domain"), macros, lists)
+            out[name] = m.VirtualMta(name, source_ip, ehlo or hostname, layers)
         return out
 
     def pools(
-        self, data: Mapping[str, Any], vmtas: Mapping[str, VirtualMta]
-    ) -> dict[str, VmtaPool]:
-        tables = self.named_tables(data, "virtual-mta-pool")
-        out: dict[str, VmtaPool] = {}
-        for name, table in tables.items():
-            path: KeyPath = ("virtual-mta-pool", name)
-            fields = self.fields(path, table, schema.VMTA_POOL)
-            if name in vmtas:
-                if name == DEFAULT_VMTA and "default" not in data.get("virtual-mta", {}):
-                    message = "the name 'default' is reserved for the default virtual MTA"
-                else:
-                    message = (
-                        f"{name!r} is already a virtual MTA; "
-                        "virtual MTAs and pools share one namespace"
-                    )
-                self.problem(path, message)
+        self, data: Mapping[str, Any], vmtas: Collection[str], explicit: Collection[str]
+    ) -> dict[str, m.VmtaPool]:
+        named = self.named(data, "virtual-mta-pool")
+        pools = {name for name, _, _ in named}
+        out: dict[str, m.VmtaPool] = {}
+        for name, path, table in named:
+            if name in explicit:
+                self.problem(path, f"{name!r} is already a virtual MTA; {_SHARED}")
+            elif name in vmtas:
+                self.problem(path, "the name 'default' is reserved for the default virtual MTA")
+            fields = self.fields(path, table, m.VmtaPool)
             members: tuple[str, ...] | None = fields.get("members")
             if members is None:
-                if "virtual-mtas" not in table:
-                    self.problem(path, "missing required key 'virtual-mtas'")
                 continue
             valid = True
-            seen: set[str] = set()
             for index, member in enumerate(members):
                 member_path: KeyPath = (*path, "virtual-mtas", index)
-                if member in seen:
+                if member in members[:index]:
                     self.problem(member_path, f"{member!r} is listed twice")
                     valid = False
-                seen.add(member)
                 if member in vmtas:
                     continue
                 valid = False
-                if member in tables:
+                if member in pools:
                     self.problem(member_path, f"{member!r} is a pool; pools contain virtual MTAs")
                 else:
                     self.reference(member_path, member, vmtas, "virtual MTA")
-            weights: tuple[int, ...] | None = fields.get("weights")
-            if weights is None:
-                if "weights" in table:
-                    continue
-                weights = (1,) * len(members)
-            elif len(weights) != len(members):
-                self.problem(
-                    (*path, "weights"),
-                    f"has {len(weights)} entries for {len(members)} virtual-mtas",
-                )
-                continue
-            if valid:
-                out[name] = VmtaPool(name, members, weights)
+            weights = fields.get("weights", None if "weights" in table else (1,) * len(members))
+            if weights is not None and len(weights) != len(members):
+                message = f"has {len(weights)} entries for {len(members)} virtual-mtas"
+                self.problem((*path, "weights"), message)
+            elif weights is not None and valid:
+                out[name] = m.VmtaPool(name, members, weights)
         return out
 
     def sender_domains(
-        self, data: Mapping[str, Any], vmtas: Collection[str]
-    ) -> dict[str, dict[str, Any]]:
-        if "sender-domain" not in data:
-            return {}
-        table = self.table(("sender-domain",), data["sender-domain"])
-        if table is None:
-            return {}
-        out: dict[str, dict[str, Any]] = {}
+        self, value: object, vmtas: Collection[str]
+    ) -> dict[str, m.SenderDomainSettings]:
+        out: dict[str, m.SenderDomainSettings] = {}
         origin: dict[str, str] = {}
-        for name, entry in table.items():
-            path: KeyPath = ("sender-domain", name)
-            entry_table = self.table(path, entry)
-            if entry_table is None:
-                continue
+        for name, path, table in self.entries(("sender-domain",), value):
             try:
-                domain = units.normalize_domain(name)
+                domain = normalize_domain(name)
             except ValueError as exc:
                 self.problem(path, str(exc))
                 continue
-            if domain in origin:
-                self.problem(
-                    path,
-                    f"same domain as {format_key_path(('sender-domain', origin[domain]))}; "
-                    "merge the two tables",
-                )
+            if not self.once(("sender-domain",), name, domain, origin):
                 continue
-            origin[domain] = name
-            fields = self.fields(path, entry_table, schema.SENDER_DOMAIN)
+            fields = self.fields(path, table, m.SenderDomainSettings)
             if "virtual_mta" in fields:
-                self.vmta_reference((*path, "virtual-mta"), fields["virtual_mta"], vmtas)
-            out[domain] = fields
+                self.reference((*path, "virtual-mta"), fields["virtual_mta"], vmtas, *_VMTA)
+            out[domain] = m.SenderDomainSettings(**fields)
         return out
-
-    def vmta_reference(self, path: KeyPath, name: str, names: Collection[str]) -> None:
-        """A virtual-MTA selector must name a virtual MTA or a pool."""
-        hint = "define it as [virtual-mta.NAME] or [virtual-mta-pool.NAME]"
-        self.reference(path, name, names, "virtual MTA or pool", hint)
-
-
-def _domain_root(path: KeyPath) -> int | None:
-    """Index of the ``domain`` key whose children are domain tables, if ``path`` is in one."""
-    if path[:1] == ("domain",):
-        return 0
-    if len(path) > 2 and path[0] == "virtual-mta" and path[2] == schema.VIRTUAL_MTA_DOMAIN_KEY:
-        return 2
-    return None
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        ip = ipaddress.ip_address(host)
-    except ValueError:
-        return False
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        return ip.ipv4_mapped.is_loopback
-    return ip.is_loopback
 
 
 def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> Problem:
     message = str(exc)
     line = 1
-    match = _TOML_POSITION.search(message)
-    if match is not None:
+    if (match := _TOML_POSITION.search(message)) is not None:
         line = int(match.group(1))
         message = f"{message[: match.start()]} (column {match.group(2)})"
-    else:
-        match = _TOML_AT_END.search(message)
-        if match is not None:
-            line = max(1, len(text.splitlines()))
-            message = f"{message[: match.start()]} (at end of file)"
+    elif (match := _TOML_AT_END.search(message)) is not None:
+        line = max(1, len(text.splitlines()))
+        message = f"{message[: match.start()]} (at end of file)"
     return Problem(filename, line, "syntax", message)
 
 
@@ -627,16 +372,15 @@ def parse_config(text: str, filename: str = "<string>", *, source: Path | None =
 def load_config(path: Path | str) -> Config:
     """Read and validate a config file. Unreadable files are reported as ``FILE:0: file: ...``."""
     source = Path(path)
-    filename = str(path)
     try:
         raw = source.read_bytes()
     except OSError as exc:
         reason = exc.strerror or str(exc)
-        raise ConfigError([Problem(filename, 0, "file", f"cannot read: {reason}")]) from None
+        raise ConfigError([Problem(str(path), 0, "file", f"cannot read: {reason}")]) from None
     try:
         text = raw.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         line = raw.count(b"\n", 0, exc.start) + 1
-        problem = Problem(filename, line, "encoding", f"not valid UTF-8: {exc.reason}")
+        problem = Problem(str(path), line, "encoding", f"not valid UTF-8: {exc.reason}")
         raise ConfigError([problem]) from None
-    return parse_config(text, filename, source=source)
+    return parse_config(text, str(path), source=source)

@@ -1,9 +1,14 @@
-"""Typed, immutable configuration objects.
+"""Typed, immutable configuration objects: the one declaration of every config key.
 
-Values are already converted to the units the daemon works in: durations in
-float seconds, sizes in int bytes, rates as :class:`Rate`, addresses as
-``(host, port)`` tuples and networks as :mod:`ipaddress` objects, so no consumer
-re-parses strings.
+Each ``@table`` class is a config table: its :func:`~outrider.config.kinds.key` fields
+are the table's keys (the TOML key is the field name with ``-`` for ``_`` unless
+declared otherwise), each with its kind, its default as written in TOML and, as the
+field's docstring, its documentation. The loader, the key tables of docs/config.md
+and the JSON Schema (:mod:`outrider.config.docs`) are all derived from them.
+
+Values are already converted to the units the daemon works in: durations in float
+seconds, sizes in int bytes, rates as :class:`Rate` (``None``: unlimited), addresses
+as ``(host, port)`` tuples and networks as :mod:`ipaddress` objects.
 """
 
 from __future__ import annotations
@@ -17,48 +22,45 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from outrider.config.policy import (
+from outrider.config.kinds import (
+    BOOLEAN,
+    DOMAIN,
+    FILE,
+    NAME,
+    NETWORK,
+    PATH,
+    PORT,
+    RATE,
+    REGEX,
+    SIZE,
+    SOURCE_HOST,
+    STRING,
+    Kind,
+    address,
+    array,
+    choice,
+    duration,
+    integer,
+    key,
+    never_or,
+    table,
+)
+from outrider.config.layers import (
     DEFAULT_POLICY_KEY,
     DomainLayers,
-    DomainPolicy,
+    empty,
     normalize_lookup,
     resolve,
 )
-from outrider.config.units import IPNetwork, Rate
-
-__all__ = [
-    "DEFAULT_CLIENT_CONNECT_RATE",
-    "DEFAULT_POLICY_KEY",
-    "DEFAULT_VMTA",
-    "LISTENER_ROLES",
-    "LISTENER_TLS_MODES",
-    "PATTERN_ACTIONS",
-    "PATTERN_PHASES",
-    "TLS_MIN_VERSIONS",
-    "TLS_VERIFY_MODES",
-    "AuthSettings",
-    "Config",
-    "ConfigError",
-    "DnsSettings",
-    "DomainLayers",
-    "DomainPolicy",
-    "ListenerSettings",
-    "MtaStsSettings",
-    "PatternRule",
-    "Problem",
-    "Rate",
-    "RelaySettings",
-    "SenderDomainSettings",
-    "ServerSettings",
-    "VirtualMta",
-    "VmtaPool",
-]
+from outrider.config.units import IPNetwork
+from outrider.config.units import Rate as Rate  # re-exported
 
 DEFAULT_VMTA = "default"
 LISTENER_ROLES = ("mx", "submission", "submissions")
 LISTENER_TLS_MODES = ("none", "starttls", "implicit")
 TLS_MIN_VERSIONS = ("TLSv1.2", "TLSv1.3")
 TLS_VERIFY_MODES = ("none", "ca", "ca+hostname")
+PASSWORD_HASHES = ("scrypt", "argon2id")
 PATTERN_ACTIONS = ("mode=backoff", "mode=normal", "disable-source-ip", "bounce", "defer")
 PATTERN_PHASES = (
     "any",
@@ -73,8 +75,15 @@ PATTERN_PHASES = (
 )
 
 Address = tuple[str, int]
-
-DEFAULT_CLIENT_CONNECT_RATE = Rate(60, 60.0)
+DUR, DUR_0 = duration(positive=True), duration(positive=False)
+INT_0, INT_1 = integer(0), integer(1)
+RULE = Kind(lambda value: value, "rule table", {"$ref": "#/$defs/rule"})  # the loader checks it
+_FQDN = "the machine's FQDN (`socket.getfqdn()`)"
+_BY_ROLE = "`true` for roles `submission` and `submissions`, `false` for `mx`"
+_TLS_DEFAULT = (
+    '`"starttls"` when `tls-cert` is set (`"implicit"` for role `submissions`), else `"none"`'
+)
+_SYSTEM_CAS = "none: the system CAs"
 
 # policy_for() results kept per (domain, vmta); oldest entries go first when full.
 _POLICY_CACHE_MAX = 65536
@@ -98,66 +107,124 @@ class ConfigError(Exception):
 
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = problems
-        super().__init__("\n".join(str(p) for p in problems))
+        super().__init__(str(self))
 
     def __str__(self) -> str:
         return "\n".join(str(p) for p in self.problems)
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class ServerSettings:
-    hostname: str = field(default_factory=lambda: socket.getfqdn())
-    spool_dir: Path = Path("var/spool")
-    log_dir: Path = Path("var/log")
-    shutdown_timeout: float = 30.0
-    receiver_processes: int = 1
-    max_delivery_concurrency: int = 500
-    pid_file: Path | None = None
-    default_virtual_mta: str = DEFAULT_VMTA  # a virtual MTA or pool name
-    state_dir: Path = Path("var/state")  # persistent runtime state (paused queues, ...)
+    hostname: str = key(DOMAIN, factory=lambda: socket.getfqdn(), shown=_FQDN)
+    """Name used in EHLO, in `Received:` headers and as the Reporting-MTA of DSNs."""
+    spool_dir: Path = key(PATH, default="var/spool")
+    """Where queued messages are stored."""
+    log_dir: Path = key(PATH, default="var/log")
+    """Where the delivery (accounting) and daemon logs are written."""
+    shutdown_timeout: float = key(DUR_0, default="30s")
+    """How long SIGTERM waits for in-flight SMTP sessions and deliveries before stopping them."""
+    receiver_processes: int = key(INT_0, default=1)
+    """SMTP receiver processes. `0`: the single daemon process both receives and delivers. `N ≥ 1`:
+    N child processes accept SMTP, sharing each listening port via `SO_REUSEPORT`, store to the
+    shared spool and hand envelopes to the main process, which only delivers — this uses more
+    than one core."""
+    max_delivery_concurrency: int = key(INT_1, default=500)
+    """Total outbound SMTP connections across all domains."""
+    pid_file: Path | None = key(PATH, default=None)
+    """If set, the daemon writes its process id here."""
+    default_virtual_mta: str = key(NAME, default=DEFAULT_VMTA)
+    """Virtual MTA or pool used for mail that nothing else assigns one to (see
+    [docs/shaping.md](shaping.md#choosing-a-virtual-mta))."""
+    state_dir: Path = key(PATH, default="var/state")
+    """Where persistent runtime state (paused queues, backoff and disabled-source state, …) is
+    kept."""
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class DnsSettings:
-    nameservers: tuple[Address, ...] = ()  # empty: use the system resolver
-    timeout: float = 5.0
+    nameservers: tuple[Address, ...] = key(
+        array(address(53, "address", ip_only=True), "addresses"),
+        default=[],
+        shown="none: the system resolver",
+    )
+    """Recursive resolvers to query for MX/A/AAAA, as IP `"host"` or `"host:port"` (port 53 if
+    omitted). Host names are not allowed here."""
+    timeout: float = key(DUR, default="5s")
+    """Total time allowed for one DNS lookup."""
 
 
-def _default_relay_networks() -> tuple[IPNetwork, ...]:
-    return (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
-
-
-@dataclass(frozen=True, slots=True)
+@table
 class ListenerSettings:
-    """One listening socket. The loader fills role-dependent defaults (tls, auth, headers)."""
+    """One listening socket. The loader fills the role-dependent defaults (tls, auth, headers)."""
 
-    address: Address
-    relay_networks: tuple[IPNetwork, ...] = field(default_factory=_default_relay_networks)
-    max_message_size: int = 50 * 1024 * 1024
-    max_rcpt_per_message: int = 1000
-    max_errors: int = 20
-    command_timeout: float = 300.0
-    data_timeout: float = 600.0
-    max_connections: int = 1000
-    banner: str = "ESMTP Outrider"
-    role: str = "mx"  # "mx" | "submission" | "submissions"
-    tls: str = "none"  # "none" | "starttls" | "implicit"
-    tls_cert: Path | None = None
-    tls_key: Path | None = None
-    tls_min_version: str = "TLSv1.2"  # "TLSv1.2" | "TLSv1.3"
-    auth: bool = False
-    allow_plaintext_auth: bool = False  # only ever true on a loopback address
-    max_connections_per_client: int = 20  # 0: unlimited
-    max_connect_rate_per_client: Rate | None = DEFAULT_CLIENT_CONNECT_RATE  # None: unlimited
-    max_messages_per_connection: int = 1000  # 0: unlimited
-    max_rcpt_per_connection: int = 10000  # 0: unlimited
-    auth_max_failures: int = 5
-    auth_failure_window: float = 600.0
-    auth_block_time: float = 900.0
-    auth_failure_delay: float = 1.0  # doubles per further failure, capped at 10 s
-    add_missing_headers: bool = False
-    default_virtual_mta: str | None = None
-    process_x_virtual_mta: bool = False
+    address: Address = key(address(None, "address", allow_zero_port=True))
+    """`"host:port"` to listen on, e.g. `"0.0.0.0:25"`, `"[::]:25"`, `"127.0.0.1:2525"`."""
+    relay_networks: tuple[IPNetwork, ...] = key(
+        array(NETWORK, "networks"), default=["127.0.0.0/8", "::1/128"]
+    )
+    """Clients from these networks may relay to any domain. `[]` means nobody may."""
+    max_message_size: int = key(SIZE, default="50M")
+    """Largest message accepted; advertised in the EHLO `SIZE` keyword."""
+    max_rcpt_per_message: int = key(INT_1, default=1000)
+    """Recipients accepted in one transaction; further RCPT commands are refused."""
+    max_errors: int = key(INT_1, default=20)
+    """Error replies after which the session is closed."""
+    command_timeout: float = key(DUR, default="5m")
+    """How long to wait for the client's next command."""
+    data_timeout: float = key(DUR, default="10m")
+    """How long to wait for more message data during DATA."""
+    max_connections: int = key(INT_1, default=1000)
+    """Simultaneous client connections on this listener."""
+    banner: str = key(STRING, default="ESMTP Outrider")
+    """Text after the hostname in the 220 greeting; one ASCII line."""
+    role: str = key(choice(LISTENER_ROLES), default="mx")
+    """`mx`: inbound mail from other servers (port 25). `submission`: mail from your own users and
+    applications, STARTTLS (port 587). `submissions`: the same with TLS from the first byte
+    (port 465). The role sets the defaults of `tls`, `auth` and `add-missing-headers`."""
+    tls: str = key(choice(LISTENER_TLS_MODES), default="none", shown=_TLS_DEFAULT)
+    """`starttls`: offer STARTTLS. `implicit`: TLS handshake right after connect. Both need
+    `tls-cert` and `tls-key`; role `submissions` needs `implicit`."""
+    tls_cert: Path | None = key(FILE, default=None)
+    """PEM certificate chain for this listener. Must be given together with `tls-key`; the loader
+    checks that both files exist and are readable."""
+    tls_key: Path | None = key(FILE, default=None)
+    """PEM private key for `tls-cert`."""
+    tls_min_version: str = key(choice(TLS_MIN_VERSIONS), default="TLSv1.2")
+    """Oldest TLS version accepted from clients."""
+    auth: bool = key(BOOLEAN, default=False, shown=_BY_ROLE)
+    """Offer SMTP AUTH (users from [auth] `users-file`). AUTH is only offered once the connection
+    is encrypted, so an `auth` listener needs TLS, unless `allow-plaintext-auth` applies.
+    Authenticated clients may relay."""
+    allow_plaintext_auth: bool = key(BOOLEAN, default=False)
+    """Also offer AUTH on an unencrypted connection. Only allowed when `address` is a loopback
+    address (`127.0.0.0/8`, `::1`, `localhost`); anything else is an error."""
+    max_connections_per_client: int = key(INT_0, default=20)
+    """Simultaneous connections from one client IP address; `0` is unlimited."""
+    max_connect_rate_per_client: Rate | None = key(RATE, default="60/m")
+    """New connections accepted from one client IP address; further ones get 421 and are closed.
+    `"unlimited"` removes the limit."""
+    max_messages_per_connection: int = key(INT_0, default=1000)
+    """Messages accepted in one connection, then 421 and close; `0` is unlimited."""
+    max_rcpt_per_connection: int = key(INT_0, default=10000)
+    """Recipients accepted in one connection over all its transactions; `0` is unlimited."""
+    auth_max_failures: int = key(INT_1, default=5)
+    """Failed AUTH attempts from one client IP within `auth-failure-window` after which that IP is
+    blocked from AUTH for `auth-block-time`."""
+    auth_failure_window: float = key(DUR, default="10m")
+    """Window in which AUTH failures are counted."""
+    auth_block_time: float = key(DUR, default="15m")
+    """How long a client IP that reached `auth-max-failures` is refused AUTH (454 4.7.0)."""
+    auth_failure_delay: float = key(DUR_0, default="1s")
+    """Delay before the reply to a failed AUTH: this value after the first failure in a connection,
+    doubled for each further failure, capped at 10 seconds. `0` disables it."""
+    add_missing_headers: bool = key(BOOLEAN, default=False, shown=_BY_ROLE)
+    """Add a `Message-ID:` and a `Date:` header to messages that lack them (RFC 6409 section 8)."""
+    default_virtual_mta: str | None = key(NAME, default=None)
+    """Virtual MTA or pool for mail received on this listener, unless the `X-Virtual-MTA` header
+    selects one."""
+    process_x_virtual_mta: bool = key(BOOLEAN, default=False)
+    """Honour (and remove) an `X-Virtual-MTA:` header naming a virtual MTA or pool. Enable only
+    where the clients are trusted."""
 
     def may_relay(self, client_ip: str) -> bool:
         """True if a client at ``client_ip`` may relay to any domain through this listener."""
@@ -170,65 +237,225 @@ class ListenerSettings:
         return any(ip in net for net in self.relay_networks)
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class RelaySettings:
-    domains: frozenset[str] = frozenset()  # normalized: lower-case A-labels, no trailing dot
+    domains: frozenset[str] = key(array(DOMAIN, "domains", make=frozenset), default=[])
+    """Mail to these domains is accepted from any client (not only `relay-networks`) and delivered
+    by route or MX."""
 
 
-@dataclass(frozen=True, slots=True)
+@table
+class DomainPolicy:
+    """Delivery policy for a recipient domain ([domain."NAME"] tables, merged)."""
+
+    retry_after: tuple[float, ...] = key(
+        array(DUR, "durations > 0", non_empty=True),
+        default=["5m", "10m", "30m", "1h", "2h", "4h"],
+    )
+    """Wait before retry *n* after a temporary failure; the last value repeats for all later
+    retries."""
+    bounce_after: float = key(DUR_0, default="4d12h")
+    """A message still undelivered this long after it was queued bounces with a DSN."""
+    route: Address | None = key(
+        address(25, "address, port 25 if omitted"), default=None, shown="none: MX lookup"
+    )
+    """Deliver to this smarthost instead of the domain's MX hosts, e.g. `"relay.example.net"`,
+    `"127.0.0.2:2600"`, `"[2001:db8::1]:587"`."""
+    max_smtp_out: int = key(INT_1, default=20)
+    """Simultaneous outbound connections to this domain."""
+    max_msg_per_connection: int = key(INT_0, default=0)
+    """Messages sent over one connection before it is closed; `0` is unlimited."""
+    connect_timeout: float = key(DUR, default="30s")
+    """TCP connection set-up."""
+    smtp_greeting_timeout: float = key(DUR, default="5m")
+    """Wait for the server's 220 greeting."""
+    smtp_command_timeout: float = key(DUR, default="5m")
+    """Wait for replies to EHLO, MAIL, RCPT, RSET (and STARTTLS)."""
+    smtp_data_init_timeout: float = key(DUR, default="2m")
+    """Wait for the 354 reply to DATA."""
+    smtp_data_block_timeout: float = key(DUR, default="3m")
+    """Sending one block of message data."""
+    smtp_data_termination_timeout: float = key(DUR, default="10m")
+    """Wait for the reply after the final `.`."""
+    connection_idle_timeout: float = key(DUR_0, default="5s")
+    """How long an idle outbound connection is kept open for reuse; `0` closes it at once."""
+    use_starttls: bool = key(BOOLEAN, default=True)
+    """Upgrade to TLS when the server offers STARTTLS."""
+    smtp_port: int = key(PORT, default=25)
+    """TCP port of the MX hosts found in DNS (a `route` carries its own port). Other than 25 only
+    for test rigs and private networks."""
+    max_rcpt_per_transaction: int = key(INT_1, default=1000)
+    """Recipients sent in one SMTP transaction; a message with more is sent in several
+    transactions."""
+    max_msg_rate: Rate | None = key(RATE, default="unlimited")
+    """Messages delivered to this destination per time, over all its connections (per virtual
+    MTA)."""
+    max_connect_rate: Rate | None = key(RATE, default="unlimited")
+    """New outbound connections opened to this destination per time."""
+    queue_priority: int = key(integer(0, 100), default=50)
+    """Share of delivery capacity when destinations compete for `max-delivery-concurrency`: higher
+    is served first."""
+    mx_rollup: bool = key(BOOLEAN, default=True)
+    """Domains whose MX hosts are the same share one queue, with this domain's limits, so e.g. many
+    Google-hosted domains are not each given `max-smtp-out` connections."""
+    bounce_upon_no_mx: bool = key(BOOLEAN, default=False)
+    """Bounce at once when the domain has no MX record, instead of falling back to its A/AAAA
+    records."""
+    smtp_421_means_mx_unavailable: bool = key(BOOLEAN, default=False)
+    """Treat a 421 reply as "this MX host is unavailable": try the next MX host instead of
+    deferring the message."""
+    smtp_pattern_list: str | None = key(NAME, default=None)
+    """`[smtp-pattern-list.NAME]` whose rules are matched against this destination's replies."""
+    backoff_max_msg_rate: Rate | None = key(RATE, default="unlimited")
+    """`max-msg-rate` while the destination is in backoff mode."""
+    backoff_max_smtp_out: int = key(INT_1, default=1)
+    """`max-smtp-out` while in backoff mode."""
+    backoff_retry_after: float = key(DUR, default="1h")
+    """Retry interval for deferred messages while in backoff mode (instead of `retry-after`)."""
+    backoff_to_normal_after: float | None = key(never_or(DUR), default="never")
+    """Return from backoff to normal mode this long after backoff started."""
+    backoff_to_normal_after_delivery: bool = key(BOOLEAN, default=False)
+    """Return to normal mode as soon as one message is delivered in backoff mode."""
+    delay_warning_after: float | None = key(never_or(DUR), default="never")
+    """Once a message has waited this long for a recipient that keeps failing temporarily, its
+    sender gets one "delayed" DSN (RFC 3464, for recipients whose NOTIFY includes DELAY, which
+    is the default). Like Postfix's `delay_warning_time`; Exim's equivalent is 24h."""
+    reenable_source_ip_after: float = key(DUR, default="1h")
+    """After a `disable-source-ip` pattern rule fired, how long the virtual MTA stays unused for
+    this destination."""
+    require_starttls: bool = key(BOOLEAN, default=False)
+    """Deliver only over TLS: a server that does not offer STARTTLS, or a failed handshake, defers
+    the message (4.7.10) instead of sending in clear. Applies even when `use-starttls` is
+    `false`."""
+    tls_verify: str = key(choice(TLS_VERIFY_MODES), default="none")
+    """Certificate check for outbound TLS. `none`: opportunistic, any certificate. `ca`: must chain
+    to a trusted CA. `ca+hostname`: also must match the MX host name. A failed check defers the
+    message when the check is required, else falls back as for `use-starttls`. `require-starttls
+    = true` with `tls-verify = "ca+hostname"` is the strict setting."""
+    tls_ca_file: Path | None = key(FILE, default=None, shown=_SYSTEM_CAS)
+    """CA bundle (PEM) for `tls-verify`."""
+    mta_sts: bool = key(BOOLEAN, default=True)
+    """Honour the domain's MTA-STS policy (RFC 8461): in `enforce` mode deliver only to MX hosts
+    the policy names, over TLS with a valid certificate. Needs `[mta-sts]` `enabled`."""
+
+
+BUILTIN_POLICY = DomainPolicy()
+
+
+@table
 class VirtualMta:
-    """A sending identity: source address, EHLO name and per-domain overrides."""
+    """A sending identity: source address, EHLO name and per-domain overrides.
+
+    Its table may also hold [virtual-mta.NAME.domain."…"] override tables.
+    """
 
     name: str
-    source_ip: str | None  # None: let the kernel choose
-    ehlo_name: str
+    source_ip: str | None = key(
+        SOURCE_HOST,
+        required=False,
+        toml="smtp-source-host",
+        shown="none: the kernel picks the source address, EHLO is the server `hostname`",
+    )
+    """Source address for outbound connections, then optionally the name sent in EHLO (should match
+    the address's PTR record), e.g. `"192.0.2.10 mta10.example.net"`."""
+    ehlo_name: str  # the loader splits smtp-source-host into source_ip and this
     domain_overrides: DomainLayers = field(default_factory=DomainLayers)
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class VmtaPool:
     """Virtual MTAs used in turn, in proportion to ``weights``."""
 
     name: str
-    members: tuple[str, ...]
-    weights: tuple[int, ...]
+    members: tuple[str, ...] = key(
+        array(NAME, "virtual MTA names", non_empty=True), toml="virtual-mtas"
+    )
+    """The members, each listed once."""
+    weights: tuple[int, ...] = key(
+        array(INT_1, "integers ≥ 1", non_empty=True), required=False, shown="all `1`"
+    )
+    """Relative share of each member, same length as `virtual-mtas`: `[2, 1]` sends two thirds
+    through the first."""
 
 
-@dataclass(frozen=True, slots=True)
+@table
+class PatternList:
+    """Only declares [smtp-pattern-list."NAME"]: Config.pattern_lists maps names to rules."""
+
+    rules: tuple[Any, ...] = key(array(RULE, "rule tables", non_empty=True))
+    """Checked in order; the first rule that matches a reply applies."""
+
+
+@table
 class PatternRule:
     """One smtp-pattern-list rule: a remote reply matching ``regex`` triggers ``action``.
 
     ``source`` names the rule for logs: ``smtp-pattern-list.NAME.rules[I]``.
     """
 
-    regex: re.Pattern[str]
-    action: str  # one of PATTERN_ACTIONS
-    phase: str  # one of PATTERN_PHASES
-    source: str
+    regex: re.Pattern[str] = key(REGEX, toml="reply")
+    """Python regular expression, case-insensitive, searched for in the whole reply (code, enhanced
+    code and text, lines joined by a space). Checked at load time."""
+    action: str = key(choice(PATTERN_ACTIONS))
+    """What a match does."""
+    phase: str = key(choice(PATTERN_PHASES), default="any")
+    """Only match replies at this point of the session (`connect`: connection failures; `data-end`:
+    the reply after the final `.`)."""
+    source: str = ""
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class SenderDomainSettings:
-    virtual_mta: str | None = None
+    virtual_mta: str | None = key(NAME, default=None)
+    """Virtual MTA or pool for mail whose MAIL FROM domain is `NAME`, unless the header or the
+    listener chose one."""
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class AuthSettings:
-    users_file: Path = Path("var/users")
-    password_hash: str = "scrypt"  # "scrypt" | "argon2id"
+    users_file: Path = key(PATH, default="var/users")
+    """The user store for SMTP AUTH, managed with the `outrider` command line."""
+    password_hash: str = key(choice(PASSWORD_HASHES), default="scrypt")
+    """Hash for newly set passwords; existing ones keep theirs. `argon2id` needs the `argon2-cffi`
+    package."""
 
 
-@dataclass(frozen=True, slots=True)
+@table
 class MtaStsSettings:
-    enabled: bool = True
-    cache_dir: Path | None = None  # None: in memory only
-    fetch_timeout: float = 10.0
-    https_port: int = 443
-    ca_file: Path | None = None  # None: the system CAs
+    enabled: bool = key(BOOLEAN, default=True)
+    """Fetch and honour MTA-STS policies at all."""
+    cache_dir: Path | None = key(PATH, default=None, shown="none: in memory only")
+    """Where fetched policies are kept across restarts (RFC 8461 requires remembering them until
+    `max_age`)."""
+    fetch_timeout: float = key(DUR, default="10s")
+    """Time allowed for the DNS look-up and HTTPS fetch of one policy."""
+    https_port: int = key(PORT, default=443)
+    """Port of the `mta-sts.DOMAIN` policy host; other values for test rigs only."""
+    ca_file: Path | None = key(FILE, default=None, shown=_SYSTEM_CAS)
+    """CA bundle (PEM) that policy hosts' certificates must chain to."""
 
 
-def _empty() -> Mapping[Any, Any]:
-    return MappingProxyType({})
+# The top-level tables, in file order: TOML name -> (declaring class, shape), where the
+# shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
+TABLES: Mapping[str, tuple[type | None, str]] = {
+    "server": (ServerSettings, "table"),
+    "dns": (DnsSettings, "table"),
+    "listener": (ListenerSettings, "array"),
+    "relay": (RelaySettings, "table"),
+    "domain": (DomainPolicy, "named"),
+    "domain-macro": (None, "table"),  # macro name -> array of domains
+    "virtual-mta": (VirtualMta, "named"),
+    "virtual-mta-pool": (VmtaPool, "named"),
+    "smtp-pattern-list": (PatternList, "named"),
+    "sender-domain": (SenderDomainSettings, "named"),
+    "auth": (AuthSettings, "table"),
+    "mta-sts": (MtaStsSettings, "table"),
+}
+# Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
+DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
+    "smtp-pattern-list.rules": PatternRule
+}
+MACRO = array(DOMAIN, "domains", non_empty=True)  # the value of a [domain-macro] key
 
 
 @dataclass(frozen=True, slots=True)
@@ -250,12 +477,12 @@ class Config:
     domains: Mapping[str, DomainPolicy] = field(
         default_factory=lambda: MappingProxyType({DEFAULT_POLICY_KEY: DomainPolicy()})
     )
-    domain_macros: Mapping[str, frozenset[str]] = field(default_factory=_empty)
+    domain_macros: Mapping[str, frozenset[str]] = field(default_factory=empty)
     domain_layers: DomainLayers | None = None
-    virtual_mtas: Mapping[str, VirtualMta] = field(default_factory=_empty)
-    vmta_pools: Mapping[str, VmtaPool] = field(default_factory=_empty)
-    pattern_lists: Mapping[str, tuple[PatternRule, ...]] = field(default_factory=_empty)
-    sender_domains: Mapping[str, SenderDomainSettings] = field(default_factory=_empty)
+    virtual_mtas: Mapping[str, VirtualMta] = field(default_factory=empty)
+    vmta_pools: Mapping[str, VmtaPool] = field(default_factory=empty)
+    pattern_lists: Mapping[str, tuple[PatternRule, ...]] = field(default_factory=empty)
+    sender_domains: Mapping[str, SenderDomainSettings] = field(default_factory=empty)
     auth: AuthSettings = field(default_factory=AuthSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
@@ -297,7 +524,7 @@ class Config:
             scopes: tuple[DomainLayers, ...] = (layers,)
         else:
             scopes = (layers, self.virtual_mtas[vmta].domain_overrides)
-        policy = resolve(scopes, name, self._macro_of.get(name))
+        policy = resolve(BUILTIN_POLICY, scopes, name, self._macro_of.get(name))
         if len(cache) >= _POLICY_CACHE_MAX:
             del cache[next(iter(cache))]
         cache[key] = policy
