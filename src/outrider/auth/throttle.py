@@ -1,4 +1,4 @@
-"""Failed-AUTH throttling per client: growing delays, then a block. Pure; ``now`` is passed in.
+"""Failed-AUTH throttling per client: growing delays, then a block. ``now`` is passed in.
 
 Each failed AUTH makes the next failure reply wait longer (``first_delay``,
 doubling, capped at ``max_delay``), which slows a guessing client without
@@ -8,26 +8,22 @@ client's failures.
 
 IPv6 clients are tracked per /64, the smallest block a single subscriber is
 normally given; otherwise one host could rotate through 2**64 addresses.
-Memory is bounded: entries are kept in least-recently-touched order, stale
-ones are dropped as new failures arrive, and past ``max_clients`` the oldest
-entry is evicted.
+
+This class is the policy; the failures and blocks live in a
+:class:`~outrider.throttle.Throttle` (by default a private
+:class:`~outrider.throttle.LocalThrottle` holding at most ``max_clients`` clients of
+each kind, least recently failed dropped first). The plain methods need a local
+throttle; the ``*_async`` ones work with any (see :mod:`outrider.throttle`).
 """
 
 from __future__ import annotations
 
-from collections import OrderedDict, deque
-from dataclasses import dataclass, field
+import math
 
 from outrider.policy.clients import client_key
+from outrider.throttle import LocalThrottle, Throttle
 
 __all__ = ["AuthThrottle", "client_key"]
-
-
-@dataclass(slots=True)
-class _Client:
-    failures: deque[float] = field(default_factory=deque)
-    blocked_until: float | None = None
-    touched: float = 0.0
 
 
 class AuthThrottle:
@@ -40,7 +36,11 @@ class AuthThrottle:
         first_delay: float = 1.0,
         max_delay: float = 10.0,
         max_clients: int = 100_000,
+        throttle: Throttle | None = None,
+        namespace: str = "",
     ) -> None:
+        """``throttle``: where the state lives (default: a private local one);
+        ``namespace``: this policy's key prefix in a shared throttle."""
         if max_failures < 1 or max_clients < 1:
             raise ValueError("max_failures and max_clients must be at least 1")
         if min(window, block_time, first_delay, max_delay) < 0:
@@ -51,11 +51,23 @@ class AuthThrottle:
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.max_clients = max_clients
-        self._clients: OrderedDict[str, _Client] = OrderedDict()
+        if throttle is None:
+            throttle = LocalThrottle(max_keys=max_clients)
+        self.throttle: Throttle = throttle
+        self._local = throttle if isinstance(throttle, LocalThrottle) else None
+        self._prefix = namespace
+
+    @property
+    def local(self) -> bool:
+        """True when the plain (synchronous) methods can be used."""
+        return self._local is not None
 
     def __len__(self) -> int:
-        return len(self._clients)
+        """Clients with recorded failures or a block (local throttle only)."""
+        sizes = self._sync("__len__").sizes()
+        return sizes["events"] + sizes["blocks"]
 
+    # -- synchronous, local throttle ------------------------------------------------------
     def delay_for(self, client_ip: str, now: float) -> float:
         """Seconds to hold this client's AUTH failure reply.
 
@@ -63,80 +75,72 @@ class AuthThrottle:
         each further one doubles it up to ``max_delay``; a blocked client gets
         ``max_delay``; no recent failures gives 0.
         """
-        client = self._clients.get(client_key(client_ip))
-        if client is None:
-            return 0.0
-        if client.blocked_until is not None and now < client.blocked_until:
+        local = self._sync("delay_for")
+        key = self._prefix + client_key(client_ip)
+        if local.blocked_until_now(key, now) is not None:
             return self.max_delay
-        count = self._recent_failures(client, now)
-        if count == 0:
-            return 0.0
-        # Cap the exponent first: 2.0**count overflows long before count is bounded.
-        return min(self.first_delay * 2.0 ** min(count - 1, 62), self.max_delay)
+        return self._delay(local.count_now(key, self.window, now))
 
     def record_failure(self, client_ip: str, now: float) -> bool:
         """Count a failed AUTH; True when this failure starts a block."""
-        key = client_key(client_ip)
-        self._evict_stale(now)
-        client = self._clients.get(key)
-        if client is None:
-            client = self._clients[key] = _Client()
-            if len(self._clients) > self.max_clients:
-                self._clients.popitem(last=False)
-        else:
-            self._clients.move_to_end(key)
-        client.touched = now
-        if client.blocked_until is not None and now < client.blocked_until:
+        local = self._sync("record_failure")
+        key = self._prefix + client_key(client_ip)
+        if local.blocked_until_now(key, now) is not None:
             return False  # already blocked; the block is not extended by retries
-        client.blocked_until = None
-        self._recent_failures(client, now)
-        client.failures.append(now)
-        if len(client.failures) >= self.max_failures:
-            client.failures.clear()
-            client.blocked_until = now + self.block_time
-            return True
-        return False
+        if local.add_event_now(key, self.window, now) < self.max_failures:
+            return False
+        local.clear_events_now(key)  # after the block the count starts afresh
+        local.block_now(key, now + self.block_time, now)
+        return True
 
     def record_success(self, client_ip: str, now: float) -> None:
         """Forget the client's failures (an active block is kept)."""
-        key = client_key(client_ip)
-        client = self._clients.get(key)
-        if client is None:
-            return
-        if client.blocked_until is not None and now < client.blocked_until:
-            client.failures.clear()
-        else:
-            del self._clients[key]
+        self._sync("record_success").clear_events_now(self._prefix + client_key(client_ip))
 
     def is_blocked(self, client_ip: str, now: float) -> bool:
-        client = self._clients.get(client_key(client_ip))
-        if client is None or client.blocked_until is None:
+        local = self._sync("is_blocked")
+        return local.blocked_until_now(self._prefix + client_key(client_ip), now) is not None
+
+    def blocked_until(self, client_ip: str, now: float | None = None) -> float | None:
+        """When the client's block ends; None if it is not blocked at ``now``
+        (without ``now``: any block still remembered)."""
+        local = self._sync("blocked_until")
+        key = self._prefix + client_key(client_ip)
+        return local.blocked_until_now(key, -math.inf if now is None else now)
+
+    # -- awaitable, any throttle ----------------------------------------------------------
+    async def delay_for_async(self, client_ip: str, now: float) -> float:
+        key = self._prefix + client_key(client_ip)
+        if await self.throttle.blocked_until(key, now) is not None:
+            return self.max_delay
+        return self._delay(await self.throttle.count(key, self.window, now))
+
+    async def record_failure_async(self, client_ip: str, now: float) -> bool:
+        throttle = self.throttle
+        key = self._prefix + client_key(client_ip)
+        if await throttle.blocked_until(key, now) is not None:
             return False
-        if now < client.blocked_until:
-            return True
-        client.blocked_until = None
-        return False
+        if await throttle.add_event(key, self.window, now) < self.max_failures:
+            return False
+        await throttle.clear_events(key)
+        await throttle.block(key, now + self.block_time, now)
+        return True
 
-    def blocked_until(self, client_ip: str) -> float | None:
-        """When the client's current or most recent block ends, None if it was never blocked."""
-        client = self._clients.get(client_key(client_ip))
-        return None if client is None else client.blocked_until
+    async def record_success_async(self, client_ip: str, now: float) -> None:
+        await self.throttle.clear_events(self._prefix + client_key(client_ip))
 
-    def _recent_failures(self, client: _Client, now: float) -> int:
-        failures = client.failures
-        horizon = now - self.window
-        while failures and failures[0] <= horizon:
-            failures.popleft()
-        return len(failures)
+    async def is_blocked_async(self, client_ip: str, now: float) -> bool:
+        key = self._prefix + client_key(client_ip)
+        return await self.throttle.blocked_until(key, now) is not None
 
-    def _evict_stale(self, now: float) -> None:
-        """Drop least-recently-touched entries that no longer hold failures or a block."""
-        keep_for = max(self.window, self.block_time)
-        clients = self._clients
-        while clients:
-            key, client = next(iter(clients.items()))
-            if now - client.touched < keep_for:
-                return
-            if client.blocked_until is not None and now < client.blocked_until:
-                return
-            del clients[key]
+    # -- helpers --------------------------------------------------------------------------
+    def _delay(self, failures: int) -> float:
+        if failures == 0:
+            return 0.0
+        # Cap the exponent first: 2.0**count overflows long before count is bounded.
+        return min(self.first_delay * 2.0 ** min(failures - 1, 62), self.max_delay)
+
+    def _sync(self, method: str) -> LocalThrottle:
+        if self._local is None:
+            raise TypeError(f"AuthThrottle.{method} needs a LocalThrottle; await the _async form")
+        return self._local

@@ -1,9 +1,9 @@
-"""Client connection limits for one SMTP listener (like Postfix's anvil, but in-process).
+"""Client connection limits for one SMTP listener (like Postfix's anvil).
 
 Three limits, checked when a connection is accepted and before any greeting is sent:
 total concurrent connections, concurrent connections per client, and connection rate per
-client. Pure logic: the caller passes the time, so the gate is trivially testable and costs
-a few dict operations per connection.
+client. The caller passes the time, so the gate is trivially testable; with its default
+local throttle it costs a few dict operations per connection.
 
 Client addresses are normalised before counting (see :func:`client_key`): an IPv4-mapped
 IPv6 address counts as its IPv4 address, and IPv6 clients are grouped by /64, because a
@@ -13,12 +13,24 @@ it for every connection; per-address limits would be trivially bypassed.
 
 from __future__ import annotations
 
-from collections import OrderedDict
 from collections.abc import Callable
 from typing import Protocol
 
 from outrider.policy.clients import client_key
 from outrider.smtp.replies import Reply
+from outrider.throttle import LocalThrottle, RateLimit, Throttle
+
+__all__ = [
+    "DEFAULT_MAX_TRACKED",
+    "RATE_LIMITED",
+    "TEMPORARILY_BLOCKED",
+    "TOO_MANY_CONNECTIONS",
+    "TOO_MANY_FROM_CLIENT",
+    "BlockedPredicate",
+    "ConnectionGate",
+    "RateLike",
+    "client_key",
+]
 
 TOO_MANY_CONNECTIONS = Reply(421, "4.7.0", "Too many connections, try again later")
 TOO_MANY_FROM_CLIENT = Reply(421, "4.7.0", "Too many connections from your address")
@@ -26,12 +38,6 @@ RATE_LIMITED = Reply(421, "4.7.0", "Connection rate limit exceeded")
 TEMPORARILY_BLOCKED = Reply(421, "4.7.0", "Temporarily blocked, try again later")
 
 DEFAULT_MAX_TRACKED = 100_000
-# Expired rate states dropped per admit(). Each admit adds at most one state, so any value
-# above 1 keeps up with the arrival rate; a small bound keeps a single admit() cheap after
-# a long idle spell.
-_PURGE_PER_ADMIT = 8
-# Slack for float rounding in the GCRA comparison (emission intervals like 1/3 s).
-_EPSILON = 1e-9
 
 
 class RateLike(Protocol):
@@ -47,14 +53,14 @@ class RateLike(Protocol):
 BlockedPredicate = Callable[[str, float], bool]
 
 
-def _rate_params(rate: RateLike | None) -> tuple[float, float] | None:
-    """(emission interval, window) for GCRA, or None when the rate is unlimited."""
+def _rate_params(rate: RateLike | None) -> tuple[int, float] | None:
+    """(count, per_seconds), or None when the rate is unlimited."""
     if rate is None:
         return None
     count, per = int(rate.count), float(rate.per_seconds)
     if count <= 0 or not per > 0:
         raise ValueError(f"connection rate must be positive, got {count}/{per}s")
-    return per / count, per
+    return count, per
 
 
 def _check_max(name: str, value: int) -> int:
@@ -70,29 +76,33 @@ class ConnectionGate:
     before closing; a refused connection is not counted and uses none of the client's rate.
     Every admitted connection must be paired with exactly one ``release``.
 
-    The rate is a GCRA (generic cell rate algorithm): a client may open ``count`` connections
-    at once and then one every ``per_seconds / count`` seconds. Its state is a single float per
-    client (the theoretical arrival time), dropped once it lies in the past, since a drained
-    state is indistinguishable from none; so at most the clients seen within the last window
-    are tracked, further capped at ``max_tracked`` (least recently seen dropped first).
+    The rate is a GCRA: a client may open ``count`` connections at once and then one every
+    ``per_seconds / count`` seconds. The counts and rates live in ``throttle``, by default a
+    private :class:`~outrider.throttle.LocalThrottle` that drops a client's rate state once it
+    has drained and keeps at most ``max_tracked`` of them (least recently admitted dropped
+    first). The plain methods need a local throttle; ``admit_async`` and ``release_async``
+    work with any (see :mod:`outrider.throttle`).
     """
 
     __slots__ = (
         "_admitted",
         "_blocked",
-        "_counts",
-        "_emission",
+        "_client_limit",
+        "_client_prefix",
+        "_local",
         "_max_connections",
         "_max_per_client",
-        "_max_tracked",
+        "_namespace",
         "_rate",
+        "_rate_params",
+        "_rate_prefix",
         "_refused_blocked",
         "_refused_per_client",
         "_refused_rate",
         "_refused_total",
-        "_tat",
-        "_total",
-        "_window",
+        "_total_key",
+        "_total_limit",
+        "throttle",
     )
 
     def __init__(
@@ -103,15 +113,21 @@ class ConnectionGate:
         rate_per_client: RateLike | None,
         blocked: BlockedPredicate | None = None,
         max_tracked: int = DEFAULT_MAX_TRACKED,
+        throttle: Throttle | None = None,
+        namespace: str = "",
     ) -> None:
+        """``throttle``: where the state lives (default: a private local one);
+        ``namespace``: this gate's key prefix in a shared throttle."""
         if max_tracked <= 0:
             raise ValueError(f"max_tracked must be positive, got {max_tracked}")
+        if throttle is None:
+            throttle = LocalThrottle(max_keys=max_tracked)
+        self.throttle: Throttle = throttle
+        self._local = throttle if isinstance(throttle, LocalThrottle) else None
         self._blocked = blocked
-        self._max_tracked = max_tracked
-        self._counts: dict[str, int] = {}
-        self._total = 0
-        # Theoretical arrival time per client, least recently admitted first.
-        self._tat: OrderedDict[str, float] = OrderedDict()
+        self._namespace = namespace
+        self._total_key = namespace + "total"
+        self._client_prefix = namespace + "client "
         self._admitted = 0
         self._refused_total = 0
         self._refused_blocked = 0
@@ -119,14 +135,21 @@ class ConnectionGate:
         self._refused_rate = 0
         self._max_connections = 0
         self._max_per_client = 0
-        self._rate: tuple[float, float] | None = None
-        self._emission = 0.0
-        self._window = 0.0
+        self._total_limit: int | None = None
+        self._client_limit: int | None = None
+        self._rate_params: tuple[int, float] | None = None
+        self._rate: RateLimit | None = None
+        self._rate_prefix = ""
         self.update(
             max_connections=max_connections,
             max_per_client=max_per_client,
             rate_per_client=rate_per_client,
         )
+
+    @property
+    def local(self) -> bool:
+        """True when the plain (synchronous) methods can be used."""
+        return self._local is not None
 
     def update(
         self, *, max_connections: int, max_per_client: int, rate_per_client: RateLike | None
@@ -134,16 +157,26 @@ class ConnectionGate:
         """Apply reloaded limits. Live counts are kept: lowering a limit below the current
         count refuses new connections until enough close, it never drops existing ones.
         Rate state is kept when the rate is unchanged and reset otherwise, as it is expressed
-        in the old rate's units."""
+        in the old rate's units: each rate has its own keys, so a shared throttle lets the
+        old ones expire, and a local one drops them now."""
         self._max_connections = _check_max("max_connections", max_connections)
         self._max_per_client = _check_max("max_per_client", max_per_client)
-        rate = _rate_params(rate_per_client)
-        if rate != self._rate:
-            self._tat.clear()
-        self._rate = rate
-        if rate is not None:
-            self._emission, self._window = rate
+        self._total_limit = max_connections or None
+        self._client_limit = max_per_client or None
+        params = _rate_params(rate_per_client)
+        if params == self._rate_params:
+            return
+        if self._rate_prefix and self._local is not None:
+            self._local.forget(self._rate_prefix)
+        self._rate_params = params
+        if params is None:
+            self._rate, self._rate_prefix = None, ""
+        else:
+            count, per = params
+            self._rate = RateLimit(per / count, burst=count)
+            self._rate_prefix = f"{self._namespace}rate {count}/{per!r} "
 
+    # -- synchronous, local throttle ------------------------------------------------------
     def admit(self, client_ip: str, now: float) -> Reply | None:
         """Count a new connection from ``client_ip`` at time ``now`` (monotonic seconds).
 
@@ -151,87 +184,109 @@ class ConnectionGate:
         last so that only admitted connections consume it. ``blocked`` gets ``client_ip`` as
         passed in, not normalised.
         """
-        if self._max_connections and self._total >= self._max_connections:
+        local = self._local
+        if local is None:
+            raise TypeError("ConnectionGate.admit needs a LocalThrottle; await admit_async")
+        total_key = self._total_key
+        if not local.acquire_now(total_key, self._total_limit):
             self._refused_total += 1
             return TOO_MANY_CONNECTIONS
         if self._blocked is not None and self._blocked(client_ip, now):
+            local.release_now(total_key)
             self._refused_blocked += 1
             return TEMPORARILY_BLOCKED
         key = client_key(client_ip)
-        current = self._counts.get(key, 0)
-        if self._max_per_client and current >= self._max_per_client:
+        count_key = self._client_prefix + key
+        if not local.acquire_now(count_key, self._client_limit):
+            local.release_now(total_key)
             self._refused_per_client += 1
             return TOO_MANY_FROM_CLIENT
-        if self._rate is not None and not self._take_rate(key, now):
+        rate = self._rate
+        if rate is not None and local.rate_now(self._rate_prefix + key, rate, now) > 0.0:
+            local.release_now(count_key)
+            local.release_now(total_key)
             self._refused_rate += 1
             return RATE_LIMITED
-        self._counts[key] = current + 1
-        self._total += 1
         self._admitted += 1
         return None
 
     def release(self, client_ip: str) -> None:
         """Uncount a connection ``admit`` accepted; unknown clients are ignored."""
-        key = client_key(client_ip)
-        current = self._counts.get(key, 0)
-        if current <= 0:
-            return
-        if current == 1:
-            del self._counts[key]
-        else:
-            self._counts[key] = current - 1
-        self._total -= 1
-
-    def _take_rate(self, key: str, now: float) -> bool:
-        tat = self._tat
-        # Amortised purge: the front holds the least recently admitted clients.
-        for _ in range(_PURGE_PER_ADMIT):
-            if not tat:
-                break
-            oldest = next(iter(tat))
-            if tat[oldest] > now:
-                break
-            del tat[oldest]
-        previous = tat.get(key)
-        new_tat = (now if previous is None or previous < now else previous) + self._emission
-        if new_tat - now > self._window + _EPSILON:
-            return False
-        if previous is None:
-            if len(tat) >= self._max_tracked:
-                tat.popitem(last=False)
-            tat[key] = new_tat
-        else:
-            tat[key] = new_tat
-            tat.move_to_end(key)
-        return True
-
-    def purge(self, now: float) -> int:
-        """Drop every rate state that has drained by ``now``; returns how many were dropped."""
-        tat = self._tat
-        expired = [key for key, value in tat.items() if value <= now]
-        for key in expired:
-            del tat[key]
-        return len(expired)
+        local = self._local
+        if local is None:
+            raise TypeError("ConnectionGate.release needs a LocalThrottle; await release_async")
+        if local.release_now(self._client_prefix + client_key(client_ip)):
+            local.release_now(self._total_key)
 
     @property
     def total(self) -> int:
-        return self._total
+        return self._sync().held_now(self._total_key)
 
     def count(self, client_ip: str) -> int:
         """Live connections counted under ``client_ip``'s key (its /64 for IPv6)."""
-        return self._counts.get(client_key(client_ip), 0)
+        return self._sync().held_now(self._client_prefix + client_key(client_ip))
 
+    def purge(self, now: float) -> int:
+        """Drop every drained state of a local throttle now; returns how many were dropped.
+        (A shared throttle expires its states by itself: 0.)"""
+        return 0 if self._local is None else self._local.purge(now)
+
+    # -- awaitable, any throttle ----------------------------------------------------------
+    async def admit_async(self, client_ip: str, now: float) -> Reply | None:
+        """:meth:`admit` for any throttle: the same checks in the same order."""
+        throttle = self.throttle
+        total_key = self._total_key
+        if not await throttle.acquire(total_key, self._total_limit):
+            self._refused_total += 1
+            return TOO_MANY_CONNECTIONS
+        if self._blocked is not None and self._blocked(client_ip, now):
+            await throttle.release(total_key)
+            self._refused_blocked += 1
+            return TEMPORARILY_BLOCKED
+        key = client_key(client_ip)
+        count_key = self._client_prefix + key
+        if not await throttle.acquire(count_key, self._client_limit):
+            await throttle.release(total_key)
+            self._refused_per_client += 1
+            return TOO_MANY_FROM_CLIENT
+        rate = self._rate
+        if rate is not None and await throttle.rate(self._rate_prefix + key, rate, now) > 0.0:
+            await throttle.release(count_key)
+            await throttle.release(total_key)
+            self._refused_rate += 1
+            return RATE_LIMITED
+        self._admitted += 1
+        return None
+
+    async def release_async(self, client_ip: str) -> None:
+        if await self.throttle.release(self._client_prefix + client_key(client_ip)):
+            await self.throttle.release(self._total_key)
+
+    # -- status ---------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Counters for the status API; refusals are cumulative since the gate was built."""
-        return {
-            "connections": self._total,
-            "clients": len(self._counts),
-            "rate_tracked_clients": len(self._tat),
-            "max_connections": self._max_connections,
-            "max_per_client": self._max_per_client,
-            "admitted": self._admitted,
-            "refused_total": self._refused_total,
-            "refused_blocked": self._refused_blocked,
-            "refused_per_client": self._refused_per_client,
-            "refused_rate": self._refused_rate,
-        }
+        """Counters for the status API; refusals are cumulative since the gate was built.
+
+        ``connections``, ``clients`` and ``rate_tracked_clients`` are read from a local
+        throttle of the gate's own (absent with a shared throttle)."""
+        stats: dict[str, int] = {}
+        if self._local is not None:
+            total = self._local.held_now(self._total_key)
+            sizes = self._local.sizes()
+            stats["connections"] = total
+            stats["clients"] = sizes["counts"] - (1 if total else 0)
+            stats["rate_tracked_clients"] = sizes["rates"]
+        stats.update(
+            max_connections=self._max_connections,
+            max_per_client=self._max_per_client,
+            admitted=self._admitted,
+            refused_total=self._refused_total,
+            refused_blocked=self._refused_blocked,
+            refused_per_client=self._refused_per_client,
+            refused_rate=self._refused_rate,
+        )
+        return stats
+
+    def _sync(self) -> LocalThrottle:
+        if self._local is None:
+            raise TypeError("this ConnectionGate method needs a LocalThrottle")
+        return self._local

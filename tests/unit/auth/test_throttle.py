@@ -121,14 +121,17 @@ def test_memory_is_capped_oldest_first() -> None:
 
 
 def test_stale_entries_are_evicted() -> None:
+    """Failures are kept while in the window; then each new failure drops a few stale
+    clients (amortised), so only recent ones stay."""
     throttle = AuthThrottle(window=60.0, block_time=120.0)
     for i in range(100):
         throttle.record_failure(f"10.0.{i}.1", 0.0)
     assert len(throttle) == 100
-    throttle.record_failure("10.1.0.1", 119.0)
+    throttle.record_failure("10.1.0.1", 59.0)
     assert len(throttle) == 101
-    throttle.record_failure("10.1.0.2", 120.0)
-    assert len(throttle) == 2
+    for i in range(20):
+        throttle.record_failure(f"10.2.0.{i}", 60.0 + i)
+    assert len(throttle) == 21
 
 
 def test_huge_failure_counts_do_not_overflow() -> None:
