@@ -125,7 +125,7 @@ async def test_auth_over_tls_then_relay_anywhere(
     assert offered.split() == list(MECHANISMS)
     assert code == 235
     [stored] = server.stored
-    assert stored.envelope.extra["auth"] == "alice"
+    assert stored.envelope.auth_user == "alice"
     assert [r.address for r in stored.envelope.recipients] == ["x@outside.test"]
     assert b"with ESMTPSA id" in stored.data
 

@@ -58,7 +58,7 @@ async def test_relay_matrix(client_kind: tuple[str, InboundServer], domain: str)
     if code == ACCEPTED:
         [stored] = server.stored
         assert [r.address for r in stored.envelope.recipients] == [f"user@{domain}"]
-        assert stored.envelope.extra.get("auth") == ("alice" if kind == "authenticated" else None)
+        assert stored.envelope.auth_user == ("alice" if kind == "authenticated" else "")
     else:
         assert server.stored == []
 

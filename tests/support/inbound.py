@@ -1,8 +1,9 @@
 """An in-process inbound listener for fast end-to-end tests of the SMTP server side.
 
-A real socket on 127.0.0.1, the real session and protocol core, and a store that
-keeps what it is given in memory. Clients are blocking (smtplib, raw sockets) and
-run in a thread so the listener's event loop keeps serving.
+A real socket on 127.0.0.1, the real session, protocol core and intake (with the
+standard checks), and a spool that keeps what it is given in memory. Clients are
+blocking (smtplib, raw sockets) and run in a thread so the listener's event loop
+keeps serving.
 """
 
 from __future__ import annotations
@@ -24,6 +25,9 @@ from outrider.inbound.limits import ConnectionGate
 from outrider.inbound.receiver import Listener, open_listening_socket
 from outrider.inbound.session import ListenerContext, UserDirectory
 from outrider.inbound.tls import server_context
+from outrider.intake import Check, Intake, IntakePipeline
+from outrider.intake.checks import Relay, SenderOwnership, UserRate
+from outrider.intake.vmta import VmtaTable
 from outrider.message.envelope import Envelope
 from outrider.smtp.server import ServerConfig
 
@@ -66,6 +70,19 @@ class FakeUsers:
 class Stored:
     envelope: Envelope
     data: bytes
+
+
+class Recorder:
+    """The test intake's spool and sink: keeps every message it is given."""
+
+    def __init__(self) -> None:
+        self.stored: list[Stored] = []
+
+    async def store(self, envelope: Envelope, data: bytes) -> None:
+        self.stored.append(Stored(envelope, data))
+
+    def accept(self, envelope: Envelope, body: bytes) -> None:
+        return None
 
 
 @dataclass
@@ -115,23 +132,29 @@ async def start_server(
     role: str = "mx",
     greeting_delay: float = 0.0,
     add_missing_headers: bool = False,
+    checks: Sequence[Check] = (),
     **protocol: Any,
 ) -> InboundServer:
     """Listen on 127.0.0.1 (a free port) with the given settings; ``protocol`` goes to
-    ServerConfig (``starttls``, ``auth_mechanisms``, ``require_auth`` ...)."""
-    stored: list[Stored] = []
-
-    async def store(envelope: Envelope, data: bytes) -> None:
-        stored.append(Stored(envelope, data))
-
+    ServerConfig (``starttls``, ``auth_mechanisms``, ``require_auth`` ...); ``checks``
+    run after the standard ones."""
+    recorder = Recorder()
     counter = iter(range(1, 1_000_000))
+    intake = Intake(
+        pipeline=IntakePipeline(
+            [SenderOwnership(users), UserRate(users), Relay(relay_domains), *checks]
+        ),
+        spool=recorder,
+        sink=recorder,
+        hostname=HOSTNAME,
+        vmtas=VmtaTable(known=frozenset({"default"}), sender_defaults={}),
+        new_queue_id=lambda: f"Q{next(counter):05d}",
+    )
     ctx = ListenerContext(
         name="test",
         protocol_config=replace(ServerConfig(HOSTNAME), **protocol),
         relay_networks=tuple(ipaddress.ip_network(n) for n in relay_networks),
-        relay_domains=frozenset(relay_domains),
-        store=store,
-        new_queue_id=lambda: f"Q{next(counter):05d}",
+        intake=intake,
         role=role,
         tls=tls,
         implicit_tls=implicit_tls,
@@ -145,7 +168,7 @@ async def start_server(
     sock = open_listening_socket("127.0.0.1", 0, reuse_port=False)
     listener = Listener(ctx, sock)
     await listener.start()
-    return InboundServer(listener, stored)
+    return InboundServer(listener, recorder.stored)
 
 
 def tls_server_context(ca: trustme.CA, directory: Path, min_version: str = "TLSv1.2") -> Any:

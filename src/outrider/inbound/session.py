@@ -1,14 +1,18 @@
 """The asyncio transport for one inbound SMTP session.
 
-A thin adapter: bytes from the socket go into the sans-I/O ServerConnection; the
-events that need a decision (relay check, sender rights, storing the message,
-STARTTLS, AUTH) are answered here; replies produced while handling one read are
-written back in a single write so a pipelined batch costs one syscall.
+A thin adapter: bytes from the socket go into the sans-I/O ServerConnection. MAIL,
+RCPT and the finished message become a :class:`~outrider.intake.Submission` for the
+intake (:mod:`outrider.intake`), whose verdicts become replies; the session itself
+neither checks, stores nor schedules mail. STARTTLS is answered here; AUTH by
+:class:`~outrider.inbound.auth_exchange.AuthExchange`, and whether the connection may
+go on at all by :class:`~outrider.inbound.admission.Admission`.
+Replies produced while handling one read are written back in a single write so a
+pipelined batch costs one syscall.
 
-Work that waits (storing a message, a TLS handshake, a SASL step that hashes a
-password, the delay before a failed-AUTH reply) runs as a task while the socket is
-not read, so pipelined input waits in the kernel, never in Python buffers, and
-other sessions are not held up.
+Work that waits (the intake storing a message, a check that answers with an
+awaitable, a TLS handshake, a SASL step that hashes a password, the delay before a
+failed-AUTH reply) runs as a task while the socket is not read, so pipelined input
+waits in the kernel, never in Python buffers, and other sessions are not held up.
 """
 
 from __future__ import annotations
@@ -22,21 +26,29 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from outrider.auth.rates import UserRateLimiter
-from outrider.auth.sasl import SaslMechanism, SaslStep, Verifier, new_mechanism
+from outrider.auth.sasl import Verifier
 from outrider.auth.throttle import AuthThrottle
+from outrider.inbound.admission import AUTH_BLOCKED_CONNECT as AUTH_BLOCKED_CONNECT
+from outrider.inbound.admission import Admission
+from outrider.inbound.auth_exchange import AUTH_BLOCKED as AUTH_BLOCKED
+from outrider.inbound.auth_exchange import AUTH_UNAVAILABLE as AUTH_UNAVAILABLE
+from outrider.inbound.auth_exchange import AuthExchange
 from outrider.inbound.limits import ConnectionGate
-from outrider.inbound.relay import IPNetwork, client_may_relay, normalize_domains, relay_allowed
-from outrider.message.assemble import AcceptedRecipient, SessionFacts, assemble
-from outrider.message.envelope import Envelope
-from outrider.message.headers import header_value, rfc5322_date
+from outrider.inbound.relay import IPNetwork, client_may_relay
+from outrider.intake import (
+    Accepted,
+    Intake,
+    MailEnvelope,
+    MailRecipient,
+    Rejected,
+    Source,
+    Submission,
+)
+from outrider.intake.verdict import Verdict, VerdictResult
 from outrider.smtp import server as smtp
-from outrider.smtp.replies import LOCAL_ERROR, RELAY_DENIED, Reply
-from outrider.spool.base import SpoolError
+from outrider.smtp.replies import LOCAL_ERROR, Reply
 
 log = logging.getLogger("outrider.inbound")
-
-StoreMessage = Callable[[Envelope, bytes], Awaitable[None]]
 
 # How long an mx listener holds its greeting for clients outside relay-networks. A
 # client that talks before the 220 is a spam engine that does not wait for replies
@@ -45,11 +57,6 @@ PREGREET_DELAY = 0.5
 TLS_HANDSHAKE_TIMEOUT = 30.0
 
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
-AUTH_UNAVAILABLE = Reply(454, "4.7.0", "Temporary authentication failure")
-AUTH_BLOCKED = Reply(454, "4.7.0", "Too many authentication failures, try again later")
-AUTH_BLOCKED_CONNECT = Reply(421, "4.7.0", "Too many authentication failures, try again later")
-SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not allowed for the authenticated user")
-USER_RATE_EXCEEDED = Reply(450, "4.7.1", "Sending rate limit exceeded for this user; try later")
 
 
 class UserDirectory(Verifier, Protocol):
@@ -73,12 +80,9 @@ class ListenerContext:
     name: str
     protocol_config: smtp.ServerConfig
     relay_networks: tuple[IPNetwork, ...]
-    relay_domains: frozenset[str]  # normalised here (lower-case A-labels)
-    store: StoreMessage  # durable on return; raises SpoolError on failure
-    new_queue_id: Callable[[], str]
+    intake: Intake  # the process's one way in: checks, header completion, store, schedule
     command_timeout: float = 300.0
     data_timeout: float = 600.0
-    clock: Callable[[], float] = time.time
     sessions: set[InboundSession] = field(default_factory=set)
     role: str = "mx"
     tls: ssl.SSLContext | None = None  # STARTTLS (if protocol_config.starttls) or implicit
@@ -92,10 +96,8 @@ class ListenerContext:
     listener_vmta: str | None = None  # the listener's default-virtual-mta
     tls_handshake_timeout: float = TLS_HANDSHAKE_TIMEOUT
     monotonic: Callable[[], float] = time.monotonic  # for the gate and the AUTH throttle
-    user_rates: UserRateLimiter = field(default_factory=UserRateLimiter)
 
     def __post_init__(self) -> None:
-        self.relay_domains = normalize_domains(self.relay_domains)
         if self.implicit_tls and self.tls is None:
             raise ValueError("an implicit-TLS listener needs an SSL context")
         if self.protocol_config.starttls and self.tls is None:
@@ -112,14 +114,15 @@ class InboundSession(asyncio.Protocol):
         self.helo = ""
         self.extended = False
         self.chunks: list[bytes] = []
-        self.storing: asyncio.Task[None] | None = None
+        self.submission: Submission | None = None  # of the transaction opened by MAIL
+        self.sender = ""
+        self.storing: asyncio.Task[None] | None = None  # the intake is taking the message
         self.task: asyncio.Task[None] | None = None  # TLS handshake or an AUTH step
         self.last_activity = time.monotonic()
         self.closing = False  # graceful stop requested: close after the current transaction
-        self._admitted = False  # counted by the gate: release on close
+        self.admission = Admission(ctx)
+        self.auth = AuthExchange(ctx, self.conn)
         self._greet_timer: asyncio.TimerHandle | None = None
-        self._sasl: SaslMechanism | None = None
-        self._sasl_name = ""
         self._done = asyncio.get_running_loop().create_future()
 
     @property
@@ -139,18 +142,10 @@ class InboundSession(asyncio.Protocol):
         self.client_ip = str(peer[0]) if peer else ""
         self.client_trusted = client_may_relay(self.client_ip, ctx.relay_networks)
         ctx.sessions.add(self)
-        refusal = self._admit()
-        if refusal is not None:
-            self.conn.refuse(refusal)
-            self._flush()
-        elif ctx.implicit_tls:
-            self._run_task(self._handshake(initial=True), "tls-handshake")
-        elif ctx.greeting_delay > 0 and not self.client_trusted:
-            self.conn.hold_greeting()
-            loop = asyncio.get_running_loop()
-            self._greet_timer = loop.call_later(ctx.greeting_delay, self._greet)
-        else:
-            self._greet()
+        if self.admission.local:
+            self._open(self.admission.admit(self.client_ip))
+        else:  # a shared throttle answers over the network: admit in a task, reading paused
+            self._run_task(self._admit_shared(), "admit")
 
     def data_received(self, data: bytes) -> None:
         self.last_activity = time.monotonic()
@@ -163,35 +158,49 @@ class InboundSession(asyncio.Protocol):
         return None
 
     def connection_lost(self, exc: Exception | None) -> None:
-        ctx = self.ctx
-        ctx.sessions.discard(self)
-        if self._admitted and ctx.gate is not None:
-            ctx.gate.release(self.client_ip)
-        self._admitted = False
+        self.ctx.sessions.discard(self)
+        self.admission.release()
         if self._greet_timer is not None:
             self._greet_timer.cancel()
-        if self.task is not None and self.task is not asyncio.current_task():
-            self.task.cancel()  # a handshake or AUTH step for a client that is gone
-        self._sasl = None
+        task = self.task
+        # A handshake or AUTH step for a client that is gone. Not an admission: it must
+        # end to know whether a shared throttle counted the connection (it then releases).
+        if task is not None and task is not asyncio.current_task() and task.get_name() != "admit":
+            task.cancel()
+        self.auth.reset()
         self.chunks.clear()
         if not self._done.done():
             self._done.set_result(None)
 
     # -- admission and greeting ---------------------------------------------------------
-    def _admit(self) -> Reply | None:
-        """None when the connection may go on, else the 421 to send before closing."""
+    async def _admit_shared(self) -> None:
+        """Admission through the awaitable throttle calls, then :meth:`_open`."""
+        refusal = await self.admission.admit_async(self.client_ip, self._done.done)
+        if self._done.done():  # the client left while the throttle answered
+            return
+        if refusal is None and self.ctx.implicit_tls:
+            # In this task, which stops being an admission (connection_lost cancels it).
+            task = asyncio.current_task()
+            if task is not None:
+                task.set_name("tls-handshake")
+            await self._handshake(initial=True)
+        else:
+            self._open(refusal)
+
+    def _open(self, refusal: Reply | None) -> None:
+        """After admission: refuse, or start the TLS handshake or the greeting."""
         ctx = self.ctx
-        now = ctx.monotonic()
-        if ctx.throttle is not None and ctx.throttle.is_blocked(self.client_ip, now):
-            log.warning("refused: client=%s blocked after failed AUTH", self.client_ip)
-            return AUTH_BLOCKED_CONNECT
-        if ctx.gate is not None:
-            refusal = ctx.gate.admit(self.client_ip, now)
-            if refusal is not None:
-                log.warning("refused: client=%s listener=%s: %s", self.client_ip, ctx.name, refusal)
-                return refusal
-            self._admitted = True
-        return None
+        if refusal is not None:
+            self.conn.refuse(refusal)
+            self._flush()
+        elif ctx.implicit_tls:
+            self._run_task(self._handshake(initial=True), "tls-handshake")
+        elif ctx.greeting_delay > 0 and not self.client_trusted:
+            self.conn.hold_greeting()
+            loop = asyncio.get_running_loop()
+            self._greet_timer = loop.call_later(ctx.greeting_delay, self._greet)
+        else:
+            self._greet()
 
     def _greet(self) -> None:
         self._greet_timer = None
@@ -222,9 +231,9 @@ class InboundSession(asyncio.Protocol):
             elif isinstance(event, smtp.StartTlsRequested):
                 self._on_starttls()
             elif isinstance(event, smtp.AuthRequested):
-                self._run_task(self._auth_start(event), "auth")
+                self._run_task(self.auth.start(event, self.client_ip), "auth")
             elif isinstance(event, smtp.AuthResponse):
-                self._run_task(self._auth_step(event.data), "auth")
+                self._run_task(self.auth.step(event.data), "auth")
             elif isinstance(
                 event, smtp.MessageAborted | smtp.TransactionReset | smtp.ConnectionClosed
             ):
@@ -262,37 +271,73 @@ class InboundSession(asyncio.Protocol):
             transport.resume_reading()
             self._pump()
 
-    # -- MAIL and RCPT ----------------------------------------------------------------------
+    # -- MAIL and RCPT: the intake's checks ---------------------------------------------
     def _on_mail(self, event: smtp.MailFrom) -> None:
         self.chunks.clear()
-        user = self.conn.authenticated
-        users = self.ctx.users
-        if user is not None and users is not None and not users.sender_allowed(user, event.sender):
-            log.info(
-                "sender refused: client=%s user=%s from=<%s>", self.client_ip, user, event.sender
-            )
-            self.conn.reject(SENDER_NOT_OWNED)
-            return
-        if (
-            user is not None
-            and users is not None
-            and not self.ctx.user_rates.allow(user, users.max_msg_rate(user), self.ctx.monotonic())
-        ):
-            log.info("user rate limit: client=%s user=%s", self.client_ip, user)
-            self.conn.reject(USER_RATE_EXCEEDED)
-            return
-        self.conn.accept()
+        self.submission = self._submission(event.params)
+        self.sender = event.sender
+        self._answer(self.ctx.intake.check_mail(self.submission, event.sender))
 
     def _on_rcpt(self, event: smtp.RcptTo) -> None:
-        if relay_allowed(
-            client_trusted=self.client_trusted or self.conn.authenticated is not None,
-            recipient=event.recipient,
-            relay_domains=self.ctx.relay_domains,
-        ):
+        submission = self.submission
+        if submission is None:  # pragma: no cover - the core only passes RCPT after MAIL
+            self.conn.reject(LOCAL_ERROR)
+            return
+        self._answer(self.ctx.intake.check_rcpt(submission, self.sender, event.recipient))
+
+    def _answer(self, result: VerdictResult) -> None:
+        """Reply now, or (a check that waits) once the verdict is in."""
+        if isinstance(result, Verdict):
+            self._reply(result)
+        else:
+            self._run_task(self._await_verdict(result), "check")
+
+    async def _await_verdict(self, pending: Awaitable[Verdict]) -> None:
+        self._reply(await pending)
+
+    def _reply(self, verdict: Verdict) -> None:
+        if verdict.reply is None:
             self.conn.accept()
         else:
-            log.info("relay denied: client=%s rcpt=<%s>", self.client_ip, event.recipient)
-            self.conn.reject(RELAY_DENIED)
+            self.conn.reject(verdict.reply)  # a 421 (disconnect) also closes
+
+    def _submission(self, params: smtp.MailParams) -> Submission:
+        """The transaction's facts for the intake. AUTH and STARTTLS cannot happen
+        inside a transaction, so they hold until the message is complete. A client
+        sending many messages in one session usually repeats them: the previous
+        transaction's (immutable) Submission is then reused."""
+        ctx = self.ctx
+        auth_user = self.conn.authenticated
+        protocol = self._protocol_name(params.smtputf8)
+        body_8bit = params.body in ("8BITMIME", "BINARYMIME")
+        last = self.submission
+        if (
+            last is not None
+            and last.helo == self.helo
+            and last.auth_user == auth_user
+            and last.protocol == protocol
+            and last.envid == params.envid
+            and last.ret is params.ret
+            and last.smtputf8 is params.smtputf8
+            and last.body_8bit is body_8bit
+        ):
+            return last  # the listener and the client are the session's own
+        return Submission(
+            source=Source.SMTP,
+            listener=ctx.name,
+            client_ip=self.client_ip,
+            helo=self.helo,
+            protocol=protocol,
+            client_trusted=self.client_trusted,
+            auth_user=auth_user,
+            vmta_header=ctx.honour_vmta_header,
+            listener_vmta=ctx.listener_vmta,
+            envid=params.envid,
+            ret=params.ret,
+            smtputf8=params.smtputf8,
+            body_8bit=body_8bit,
+            add_missing_headers=ctx.add_missing_headers,
+        )
 
     # -- STARTTLS ---------------------------------------------------------------------------
     def _on_starttls(self) -> None:
@@ -339,132 +384,26 @@ class InboundSession(asyncio.Protocol):
         else:
             self.conn.tls_established()
 
-    # -- AUTH -------------------------------------------------------------------------------
-    async def _auth_start(self, event: smtp.AuthRequested) -> None:
-        ctx = self.ctx
-        users = ctx.users
-        if users is None:
-            self.conn.auth_failure(AUTH_UNAVAILABLE)
-            return
-        if ctx.throttle is not None and ctx.throttle.is_blocked(self.client_ip, ctx.monotonic()):
-            log.warning("auth refused: client=%s is blocked", self.client_ip)
-            self.conn.auth_failure(AUTH_BLOCKED)
-            return
-        users.reload_if_changed()  # `outrider user add` applies without a restart
-        mechanism = new_mechanism(event.mechanism, users)
-        if mechanism is None:  # pragma: no cover - the core only passes offered names
-            self.conn.auth_failure(smtp.AUTH_UNKNOWN_MECHANISM)
-            return
-        self._sasl = mechanism
-        self._sasl_name = event.mechanism
-        await self._auth_answer(mechanism.start, event.initial_response)
-
-    async def _auth_step(self, data: bytes) -> None:
-        mechanism = self._sasl
-        if mechanism is None:  # pragma: no cover - a response always follows a challenge
-            self.conn.auth_failure(AUTH_UNAVAILABLE)
-            return
-        await self._auth_answer(mechanism.step, data)
-
-    async def _auth_answer(
-        self, move: Callable[[bytes | None], SaslStep] | Callable[[bytes], SaslStep], data: Any
-    ) -> None:
-        try:
-            # PLAIN and LOGIN verify a password hash: deliberately slow, so off the loop.
-            step: SaslStep = await asyncio.to_thread(move, data)
-        except Exception:
-            log.exception("auth: mechanism %s failed", self._sasl_name)
-            self._sasl = None
-            self.conn.auth_failure(AUTH_UNAVAILABLE)
-            return
-        if not step.done:
-            self.conn.auth_challenge(step.challenge or b"")
-            return
-        self._sasl = None
-        ctx = self.ctx
-        throttle = ctx.throttle
-        if step.success and step.username:
-            if throttle is not None:
-                throttle.record_success(self.client_ip, ctx.monotonic())
-            log.info(
-                "auth: client=%s user=%s mechanism=%s",
-                self.client_ip,
-                step.username,
-                self._sasl_name,
-            )
-            self.conn.auth_success(step.username)
-            return
-        delay = 0.0
-        blocked = False
-        if throttle is not None:
-            now = ctx.monotonic()
-            blocked = throttle.record_failure(self.client_ip, now)
-            delay = throttle.delay_for(self.client_ip, now)
-        log.warning(
-            "auth failed: client=%s mechanism=%s%s",
-            self.client_ip,
-            self._sasl_name,
-            " (client now blocked)" if blocked else "",
-        )
-        if delay > 0:
-            await asyncio.sleep(delay)
-        self.conn.auth_failure(smtp.AUTH_FAILED)
-
-    # -- the message --------------------------------------------------------------------------
+    # -- the message: handed to the intake --------------------------------------------------
     def _on_complete(self) -> None:
         tx = self.conn.transaction
-        if tx is None:  # pragma: no cover - the core guarantees a transaction here
+        submission = self.submission
+        if tx is None or submission is None:  # pragma: no cover - the core guarantees both
             self.conn.reject(LOCAL_ERROR)
             return
         content = b"".join(self.chunks)
         self.chunks.clear()
-        params = tx.params
-        ctx = self.ctx
-        queue_id = ctx.new_queue_id()
-        now = ctx.clock()
-        if ctx.add_missing_headers:
-            content = self._missing_headers(content, queue_id, now) + content
-        envelope, data = assemble(
-            queue_id=queue_id,
-            sender=tx.sender,
-            recipients=[
-                AcceptedRecipient(r.address, r.params.notify, r.params.orcpt) for r in tx.recipients
-            ],
-            content=content,
-            ret=params.ret,
-            envid=params.envid,
-            smtputf8=params.smtputf8,
-            body_8bit=params.body in ("8BITMIME", "BINARYMIME"),
-            session=SessionFacts(
-                client_ip=self.client_ip,
-                helo=self.helo,
-                by_host=ctx.protocol_config.hostname,
-                protocol=self._protocol_name(params.smtputf8),
-            ),
-            now=now,
-            honour_vmta_header=ctx.honour_vmta_header,
-            listener_vmta=ctx.listener_vmta,
+        mail = MailEnvelope(
+            tx.sender,
+            tuple(MailRecipient(r.address, r.params.notify, r.params.orcpt) for r in tx.recipients),
         )
-        user = self.conn.authenticated
-        if user is not None:
-            envelope.extra["auth"] = user
         # Stop reading while the message is stored: pipelined input waits in the kernel
         # rather than in the protocol core's bounded buffer.
         if self.transport is not None:
             self.transport.pause_reading()
         self.storing = asyncio.get_running_loop().create_task(
-            self._store(envelope, data), name=f"store-{queue_id}"
+            self._submit(submission, mail, content), name="intake"
         )
-
-    def _missing_headers(self, content: bytes, queue_id: str, now: float) -> bytes:
-        """Date and Message-ID for a submitted message that lacks them (RFC 6409 8)."""
-        added = b""
-        if header_value(content, "Date") is None:
-            added += f"Date: {rfc5322_date(now)}\r\n".encode("ascii")
-        if header_value(content, "Message-ID") is None:
-            host = self.ctx.protocol_config.hostname
-            added += f"Message-ID: <{queue_id}@{host}>\r\n".encode()
-        return added
 
     def _protocol_name(self, smtputf8: bool) -> str:
         """The ``with`` protocol of the Received header (RFC 3848)."""
@@ -477,28 +416,17 @@ class InboundSession(asyncio.Protocol):
             name += "A"
         return name
 
-    async def _store(self, envelope: Envelope, data: bytes) -> None:
-        reply: Reply | None = None
+    async def _submit(self, submission: Submission, mail: MailEnvelope, content: bytes) -> None:
         try:
-            await self.ctx.store(envelope, data)
-        except SpoolError as exc:
-            log.error("spool: cannot store %s: %s", envelope.queue_id, exc)
-            reply = exc.reply
-        except Exception:
-            log.exception("cannot store %s", envelope.queue_id)
-            reply = LOCAL_ERROR
+            result: Accepted | Rejected = await self.ctx.intake.submit(submission, mail, content)
+        except Exception:  # a bug, not a refusal: the client may retry
+            log.exception("intake failed: client=%s from=<%s>", self.client_ip, mail.sender)
+            result = Rejected(LOCAL_ERROR)
         self.storing = None
-        if reply is None:
-            log.debug(
-                "queued %s from=<%s> rcpts=%d size=%d",
-                envelope.queue_id,
-                envelope.sender,
-                len(envelope.recipients),
-                envelope.size,
-            )
-            self.conn.accept(f"OK queued as {envelope.queue_id}")
+        if isinstance(result, Accepted):
+            self.conn.accept(f"OK queued as {result.queue_id}")
         else:
-            self.conn.reject(reply)
+            self.conn.reject(result.reply)
         self._resume()
 
     # -- lifecycle ------------------------------------------------------------------------

@@ -10,6 +10,15 @@ import enum
 from dataclasses import dataclass, field
 
 
+class Source(enum.Enum):
+    """Where a message entered Outrider (every source passes :mod:`outrider.intake`)."""
+
+    SMTP = "smtp"
+    API = "api"
+    DSN = "dsn"
+    LIST = "list"  # list or alias expansion
+
+
 class RcptStatus(enum.Enum):
     PENDING = "pending"  # not final: will be (re)tried
     DELIVERED = "delivered"  # final: accepted by the next hop
@@ -47,6 +56,9 @@ class Recipient:
     next_attempt: float = 0.0  # epoch seconds; 0 means "as soon as possible"
     last_reply: str = ""  # last remote reply or local diagnostic, e.g. "451 4.7.1 try later"
     last_mta: str = ""  # remote host name/IP that produced last_reply
+    # Delivered with NOTIFY=SUCCESS to a peer without DSN support: a "relayed" notice is
+    # owed (RFC 3461 5.2.2). Persisted, so a crash before the notice goes out keeps it.
+    relayed_owed: bool = False
 
     @property
     def domain(self) -> str:
@@ -74,8 +86,21 @@ class Envelope:
     helo: str = ""
     job_id: str = ""  # from X-Job (header removed before delivery)
     msg_id: str = ""  # Message-ID header value, if any
-    vmta: str = ""  # virtual MTA selected (traffic-shaping issue); "" = default
+    vmta: str = ""  # virtual MTA (or pool) chosen by the intake; "" = not chosen yet
+    # Who submitted it, and what it asked for: set by the intake, kept in the spool so a
+    # message restored after a reload that removed its virtual MTA can be placed again.
+    source: Source = Source.SMTP
+    auth_user: str = ""  # SMTP AUTH user; "" = not authenticated
+    listener: str = ""  # name of the listener that received it ("host:port")
+    vmta_request: str = ""  # X-Virtual-MTA (when the listener honours it) or the API's
+    listener_vmta: str = ""  # the listener's default-virtual-mta
     extra: dict[str, str] = field(default_factory=dict)  # forward-compatible metadata
+
+    # Notices: "D" once a delay warning was decided (never twice); ``notices`` holds the
+    # kinds owed but not yet stored ("F" failed, "D" delayed, "S" relayed). Both are
+    # persisted with the recipient states so a crash neither loses nor repeats a DSN.
+    delay_warned: bool = False
+    notices: str = ""
 
     @property
     def pending(self) -> list[Recipient]:

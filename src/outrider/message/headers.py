@@ -56,13 +56,14 @@ def received_header(
     several recipients would disclose it to the others. Client-supplied text (HELO,
     recipient) is sanitised so it cannot break out of its clause or inject a line.
     """
-    literal = _address_literal(client_ip)
-    tcp_info = f"{client_rdns} {literal}" if client_rdns else literal
-    from_domain = _UNSAFE_TOKEN.sub("_", helo) if helo else literal
-    lines = [
-        f"Received: from {from_domain} ({tcp_info})",
-        f"\tby {by_host} (Outrider) with {protocol} id {queue_id}",
-    ]
+    by = f"by {by_host} (Outrider) with {protocol} id {queue_id}"
+    if not client_ip and not helo:  # made here (a DSN): no client to name
+        lines = [f"Received: {by}"]
+    else:
+        literal = _address_literal(client_ip)
+        tcp_info = f"{client_rdns} {literal}" if client_rdns else literal
+        from_domain = _UNSAFE_TOKEN.sub("_", helo) if helo else literal
+        lines = [f"Received: from {from_domain} ({tcp_info})", f"\t{by}"]
     date = rfc5322_date(now)
     if recipient:
         lines.append(f"\tfor <{_CONTROLS.sub('_', recipient)}>; {date}")

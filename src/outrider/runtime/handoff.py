@@ -19,6 +19,7 @@ import os
 import struct
 from collections.abc import Callable
 
+from outrider.intake.sink import SinkUnavailableError
 from outrider.message.envelope import Envelope
 from outrider.spool.codec import decode_envelope, encode_envelope
 
@@ -99,7 +100,7 @@ class HandoffServer:
 
 
 class HandoffClient:
-    """Runs in a receiver process."""
+    """Runs in a receiver process; the sink of its intake."""
 
     def __init__(self, writer: asyncio.StreamWriter) -> None:
         self.writer = writer
@@ -116,6 +117,13 @@ class HandoffClient:
         if self.writer.is_closing():
             raise ConnectionError("delivery process is gone")
         self.writer.write(frame(envelope, body))
+
+    def accept(self, envelope: Envelope, body: bytes) -> None:
+        """:class:`~outrider.intake.Sink`: hand a stored message to the delivery process."""
+        try:
+            self.send(envelope, body)
+        except ConnectionError as exc:
+            raise SinkUnavailableError("delivery process unavailable") from exc
 
     async def close(self) -> None:
         with contextlib.suppress(Exception):

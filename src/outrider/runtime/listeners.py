@@ -8,26 +8,32 @@ A listener's role decides what its sessions demand:
 * ``submission`` / ``submissions``: AUTH before MAIL (when ``auth`` is on, the
   default), the sender must belong to the user, missing Date/Message-ID are added.
 
-Reload (SIGHUP) rebuilds every context: certificates are re-read from disk, and the
-connection gate and the AUTH throttle are updated in place so their per-client
-state survives.
+Every listener of a process hands its messages to the process's one
+:class:`~outrider.intake.Intake` (built here by :func:`open_inbound`); the daemon and
+the receiver processes differ only by the intake's sink.
+
+Reload (SIGHUP) rebuilds every context and reconfigures the intake: certificates are
+re-read from disk, and the connection gate and the AUTH throttle are updated in place
+so their per-client state survives.
 """
 
 from __future__ import annotations
 
 import logging
 import ssl
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
-from outrider.auth.rates import UserRateLimiter
 from outrider.auth.sasl import mechanisms_for
 from outrider.auth.store import UserStore, UserStoreError
 from outrider.auth.throttle import AuthThrottle
 from outrider.config.model import Config, ListenerSettings
 from outrider.inbound.limits import ConnectionGate
 from outrider.inbound.receiver import Listener, open_listening_socket
-from outrider.inbound.session import PREGREET_DELAY, ListenerContext, StoreMessage
+from outrider.inbound.session import PREGREET_DELAY, ListenerContext
 from outrider.inbound.tls import TlsError, server_context
+from outrider.intake import Intake, Sink
+from outrider.intake.build import build_intake, reconfigure_intake
+from outrider.intake.core import MessageStore
 from outrider.smtp.server import ServerConfig
 
 log = logging.getLogger("outrider.inbound")
@@ -53,8 +59,7 @@ def listener_context(
     settings: ListenerSettings,
     config: Config,
     *,
-    store: StoreMessage,
-    new_queue_id: Callable[[], str],
+    intake: Intake,
     users: UserStore | None = None,
     previous: ListenerContext | None = None,
     tls: ssl.SSLContext | None = None,
@@ -81,9 +86,7 @@ def listener_context(
         name=listener_name(settings),
         protocol_config=protocol_config,
         relay_networks=tuple(settings.relay_networks),
-        relay_domains=config.relay.domains,
-        store=store,
-        new_queue_id=new_queue_id,
+        intake=intake,
         command_timeout=settings.command_timeout,
         data_timeout=settings.data_timeout,
         role=settings.role,
@@ -92,7 +95,6 @@ def listener_context(
         users=users if auth else None,
         throttle=_throttle(settings, previous) if auth else None,
         gate=_gate(settings, previous),
-        user_rates=previous.user_rates if previous is not None else UserRateLimiter(),
         greeting_delay=PREGREET_DELAY if settings.role == "mx" else 0.0,
         add_missing_headers=settings.add_missing_headers,
         honour_vmta_header=settings.process_x_virtual_mta,
@@ -146,21 +148,24 @@ def user_store(config: Config, listeners: Sequence[Listener] = ()) -> UserStore 
         raise RuntimeError(str(exc)) from exc
 
 
-def open_listeners(
-    config: Config,
-    *,
-    store: StoreMessage,
-    new_queue_id: Callable[[], str],
-    reuse_port: bool,
-) -> list[Listener]:
-    """Open every configured listener; a bad certificate or users file fails the start."""
+def open_inbound(
+    config: Config, *, spool: MessageStore, sink: Sink, reuse_port: bool
+) -> tuple[Intake, list[Listener]]:
+    """The process's intake and its listeners; a bad certificate or users file fails
+    the start. ``sink``: where stored messages go (the scheduler, or the hand-off)."""
     users = user_store(config)
+    intake = build_intake(config, spool=spool, sink=sink, users=users)
+    return intake, open_listeners(config, intake=intake, users=users, reuse_port=reuse_port)
+
+
+def open_listeners(
+    config: Config, *, intake: Intake, users: UserStore | None, reuse_port: bool
+) -> list[Listener]:
+    """Open every configured listener; a bad certificate fails the start."""
     listeners: list[Listener] = []
     try:
         for settings in config.listeners:
-            ctx = listener_context(
-                settings, config, store=store, new_queue_id=new_queue_id, users=users
-            )
+            ctx = listener_context(settings, config, intake=intake, users=users)
             host, port = settings.address
             try:
                 sock = open_listening_socket(host, port, reuse_port=reuse_port)
@@ -198,11 +203,11 @@ def reload_listeners(
     listeners: list[Listener],
     config: Config,
     *,
-    store: StoreMessage,
-    new_queue_id: Callable[[], str],
+    intake: Intake | None,
 ) -> list[str]:
-    """Apply a new config to running listeners; returns warnings for what needs a restart
-    or could not be applied (a certificate that does not load keeps the old one)."""
+    """Apply a new config to running listeners and their intake; returns warnings for
+    what needs a restart or could not be applied (a certificate that does not load keeps
+    the old one). ``intake`` is None in a daemon whose listeners are in receivers."""
     warnings: list[str] = []
     try:
         users = user_store(config, listeners)
@@ -210,6 +215,8 @@ def reload_listeners(
         warnings.append(f"{exc}; keeping the previous users file")
         stores = (lst.ctx.users for lst in listeners if isinstance(lst.ctx.users, UserStore))
         users = next(stores, None)
+    if intake is not None:
+        reconfigure_intake(intake, config, users)
     by_name = {listener.ctx.name: listener for listener in listeners}
     wanted = {listener_name(s): s for s in config.listeners}
     for name, settings in wanted.items():
@@ -230,8 +237,7 @@ def reload_listeners(
             listener_context(
                 settings,
                 config,
-                store=store,
-                new_queue_id=new_queue_id,
+                intake=previous.intake,
                 users=users,
                 previous=previous,
                 tls=tls,

@@ -1,7 +1,8 @@
 """A receiver process: SMTP listeners sharing the port (SO_REUSEPORT) with its siblings.
 
-It stores each message in the shared spool (fsynced before the 250) and hands the
-envelope to the delivery process. Started by the daemon with
+Its intake stores each message in the shared spool (fsynced before the 250) and hands
+the envelope to the delivery process: the same intake as the daemon's, with the
+hand-off as its sink. Started by the daemon with
 ``python -m outrider.runtime.receiver_process``; it dies with its parent.
 """
 
@@ -17,14 +18,9 @@ import sys
 import time
 
 from outrider.config.loader import ConfigError, load_config
-from outrider.inbound.receiver import Listener
-from outrider.message.envelope import Envelope
-from outrider.message.ids import new_queue_id
 from outrider.runtime.handoff import HandoffClient
-from outrider.runtime.listeners import open_listeners, reload_listeners
+from outrider.runtime.listeners import open_inbound, reload_listeners
 from outrider.runtime.logs import setup_logging
-from outrider.smtp.replies import Reply
-from outrider.spool.base import SpoolError
 from outrider.spool.disk import DiskSpool
 
 log = logging.getLogger("outrider.receiver")
@@ -43,20 +39,7 @@ async def serve(config_path: str, handoff_path: str) -> int:
     config = load_config(config_path)
     spool = DiskSpool(config.server.spool_dir)
     handoff = await HandoffClient.connect(handoff_path)
-
-    async def store(envelope: Envelope, body: bytes) -> None:
-        await spool.store(envelope, body)
-        try:
-            handoff.send(envelope, body)
-        except ConnectionError as exc:
-            # Stored durably already: the next start recovers it. Refuse new mail.
-            raise SpoolError(
-                "delivery process unavailable", Reply(451, "4.3.0", "Try again later")
-            ) from exc
-
-    listeners: list[Listener] = open_listeners(
-        config, store=store, new_queue_id=new_queue_id, reuse_port=True
-    )
+    intake, listeners = open_inbound(config, spool=spool, sink=handoff, reuse_port=True)
     for listener in listeners:
         await listener.start()
     handoff.send_ready()
@@ -72,7 +55,7 @@ async def serve(config_path: str, handoff_path: str) -> int:
             log.error("reload refused, keeping the running config:\n%s", exc)
             return
         config = new
-        for warning in reload_listeners(listeners, new, store=store, new_queue_id=new_queue_id):
+        for warning in reload_listeners(listeners, new, intake=intake):
             log.warning("reload: %s", warning)
 
     loop.add_signal_handler(signal.SIGTERM, stop.set)

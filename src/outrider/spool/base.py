@@ -39,6 +39,10 @@ class SpoolClosedError(SpoolError):
     """The spool was closed (shutdown in progress)."""
 
 
+class DuplicateMessageError(SpoolError):
+    """A message with that queue id is already stored (nothing was overwritten)."""
+
+
 class UnknownMessageError(SpoolError):
     """No message with that queue id is in the spool."""
 
@@ -67,7 +71,8 @@ class Spool(Protocol):
         ...
 
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:
-        """Persist the current state of ``recipients`` (members of ``envelope.recipients``)."""
+        """Persist the current state of ``recipients`` (members of ``envelope.recipients``)
+        together with the envelope's notice state (``delay_warned``, ``notices``)."""
         ...
 
     async def remove(self, queue_id: str) -> None:
@@ -75,7 +80,8 @@ class Spool(Protocol):
         ...
 
     def recover(self) -> Iterator[Envelope]:
-        """Stream the unfinished messages found at startup (bodies are not loaded)."""
+        """Stream the messages found at startup that are unfinished or still owe a notice
+        (bodies are not loaded)."""
         ...
 
     async def close(self) -> None:

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret
+from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret, Source
 
 MAGIC = b"ORSP"
 FORMAT_VERSION = 1
@@ -39,6 +39,11 @@ MAX_RECORD_PAYLOAD = 64 * 1024 * 1024  # larger lengths can only be garbage
 
 _NOTIFY_LETTERS = ((Notify.SUCCESS, "S"), (Notify.FAILURE, "F"), (Notify.DELAY, "D"))
 _STATUS_BY_VALUE = {s.value: s for s in RcptStatus}
+_SOURCE_BY_VALUE = {s.value: s for s in Source}
+# Envelopes written before the typed metadata fields (no "src" key) kept three of them
+# in ``extra``: field key -> old extra key. Read into the fields, so such spool files
+# still recover with their metadata.
+_LEGACY_EXTRA = {"au": "auth", "vr": "x-virtual-mta", "lv": "listener-vmta"}
 
 _encoder = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"), check_circular=False)
 _decode = json.JSONDecoder().decode
@@ -91,16 +96,21 @@ def _notify_from_json(value: object) -> Notify | None:
 
 
 def _state(r: Recipient) -> list[Any]:
-    return [r.status.value, r.attempts, r.next_attempt, r.last_reply, r.last_mta]
+    state: list[Any] = [r.status.value, r.attempts, r.next_attempt, r.last_reply, r.last_mta]
+    if r.relayed_owed:
+        state.append(1)
+    return state
 
 
 def _apply_state(r: Recipient, state: Sequence[Any]) -> None:
-    status, attempts, next_attempt, last_reply, last_mta = state
+    # Five fields before relayed_owed existed; a sixth only when it is set.
+    status, attempts, next_attempt, last_reply, last_mta, *rest = state
     r.status = _STATUS_BY_VALUE[status]
     r.attempts = int(attempts)
     r.next_attempt = float(next_attempt)
     r.last_reply = str(last_reply)
     r.last_mta = str(last_mta)
+    r.relayed_owed = bool(rest[0]) if rest else False
 
 
 def encode_envelope(env: Envelope) -> bytes:
@@ -120,6 +130,11 @@ def encode_envelope(env: Envelope) -> bytes:
         "job": env.job_id,
         "mid": env.msg_id,
         "vmta": env.vmta,
+        "src": env.source.value,
+        "au": env.auth_user,
+        "ls": env.listener,
+        "vr": env.vmta_request,
+        "lv": env.listener_vmta,
         "x": env.extra,
         "r": [[r.address, r.orcpt, _notify_to_json(r.notify), *_state(r)] for r in env.recipients],
     }
@@ -138,9 +153,13 @@ def decode_envelope(data: bytes) -> Envelope:
             _apply_state(rcpt, state)
             recipients.append(rcpt)
         ret = doc["ret"]
-        extra = doc["x"]
-        if not isinstance(extra, dict):
+        if not isinstance(doc["x"], dict):
             raise CodecError("extra is not an object")
+        extra = {str(k): str(v) for k, v in doc["x"].items()}
+        if "src" not in doc:
+            for key, old in _LEGACY_EXTRA.items():
+                if old in extra:
+                    doc[key] = extra.pop(old)
         return Envelope(
             queue_id=str(doc["q"]),
             sender=str(doc["s"]),
@@ -156,7 +175,12 @@ def decode_envelope(data: bytes) -> Envelope:
             job_id=str(doc["job"]),
             msg_id=str(doc["mid"]),
             vmta=str(doc["vmta"]),
-            extra={str(k): str(v) for k, v in extra.items()},
+            source=_SOURCE_BY_VALUE[doc.get("src", Source.SMTP.value)],
+            auth_user=str(doc.get("au", "")),
+            listener=str(doc.get("ls", "")),
+            vmta_request=str(doc.get("vr", "")),
+            listener_vmta=str(doc.get("lv", "")),
+            extra=extra,
         )
     except CodecError:
         raise
@@ -208,9 +232,19 @@ def check_body(body: bytes, prefix: Prefix) -> None:
 # --- recipient state records ---------------------------------------------------------------
 
 
-def encode_record(indexed: Iterable[tuple[int, Recipient]]) -> bytes:
-    """One tail record with the full state of the given (index, recipient) pairs."""
-    payload = _encoder.encode([[i, *_state(r)] for i, r in indexed]).encode("utf-8")
+ENVELOPE_ROW = "e"  # a tail row with the envelope's notice state, not a recipient's
+
+
+def encode_record(
+    indexed: Iterable[tuple[int, Recipient]], envelope: Envelope | None = None
+) -> bytes:
+    """One tail record with the full state of the given (index, recipient) pairs and,
+    when ``envelope`` is given, its notice state (delay warned, notices owed), so both
+    become durable in one write."""
+    rows: list[list[Any]] = [[i, *_state(r)] for i, r in indexed]
+    if envelope is not None:
+        rows.append([ENVELOPE_ROW, int(envelope.delay_warned), envelope.notices])
+    payload = _encoder.encode(rows).encode("utf-8")
     return _RECORD.pack(_RECORD_TAG, len(payload), zlib.crc32(payload)) + payload
 
 
@@ -245,6 +279,10 @@ def apply_records(env: Envelope, tail: bytes) -> int:
         try:
             for row in rows:
                 index, *state = row
+                if index == ENVELOPE_ROW:
+                    env.delay_warned = bool(state[0])
+                    env.notices = str(state[1])
+                    continue
                 if not isinstance(index, int) or index < 0:
                     raise IndexError(index)
                 _apply_state(recipients[index], state)

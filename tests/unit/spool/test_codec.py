@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret
+from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret, Source
 from outrider.spool.codec import (
     PREFIX_SIZE,
     CodecError,
@@ -56,6 +56,11 @@ _envelope = st.builds(
     job_id=_text,
     msg_id=_text,
     vmta=_text,
+    source=st.sampled_from(list(Source)),
+    auth_user=_text,
+    listener=_text,
+    vmta_request=_text,
+    listener_vmta=_text,
     extra=st.dictionaries(_text, _text, max_size=3),
 )
 

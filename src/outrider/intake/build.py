@@ -1,0 +1,72 @@
+"""Building the process's intake from the config: the one place checks are registered.
+
+The daemon (single process) and each receiver process build their intake here and
+differ only by the sink: the scheduler itself, or the hand-off to the delivery
+process. A new check is added to :func:`intake_checks`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Protocol
+
+from outrider.auth.rates import UserRateLimiter
+from outrider.config.model import Config
+from outrider.intake.checks import Relay, SenderOwnership, SenderRights, UserLimits, UserRate
+from outrider.intake.core import Intake, MessageStore
+from outrider.intake.pipeline import Check, IntakePipeline
+from outrider.intake.sink import Sink
+from outrider.intake.vmta import VmtaTable
+from outrider.message.ids import new_queue_id
+
+
+class UserRecords(SenderRights, UserLimits, Protocol):
+    """What the standard checks read from the user store."""
+
+
+def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimiter) -> list[Check]:
+    """The checks every message passes, in the order they are asked."""
+    return [
+        SenderOwnership(users),
+        UserRate(users, rates),
+        Relay(config.relay.domains),
+    ]
+
+
+def build_intake(
+    config: Config,
+    *,
+    spool: MessageStore,
+    sink: Sink,
+    users: UserRecords | None,
+    new_queue_id: Callable[[], str] = new_queue_id,
+) -> Intake:
+    return Intake(
+        pipeline=IntakePipeline(intake_checks(config, users, UserRateLimiter())),
+        spool=spool,
+        sink=sink,
+        hostname=config.server.hostname,
+        vmtas=VmtaTable.from_config(config),
+        new_queue_id=new_queue_id,
+    )
+
+
+def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None) -> None:
+    """Apply a reloaded config; the per-user rate state carries over."""
+    previous = intake.pipeline.find(UserRate)
+    rates = previous.limiter if previous is not None else UserRateLimiter()
+    intake.pipeline = IntakePipeline(intake_checks(config, users, rates))
+    intake.hostname = config.server.hostname
+    intake.vmtas = VmtaTable.from_config(config)
+
+
+def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:
+    """The intake DSNs take: the same completion, placement and store, no checks
+    (the notices are Outrider's own)."""
+    return Intake(
+        pipeline=IntakePipeline([]),
+        spool=spool,
+        sink=sink,
+        hostname=config.server.hostname,
+        vmtas=VmtaTable.from_config(config),
+    )

@@ -1,0 +1,139 @@
+"""The intake: the one way in for every message, whatever its source.
+
+``submit`` runs, in order: the message checks, header completion, the choice of
+virtual MTA, the durable store (fsynced before it returns) and the hand-off to the
+sink (the scheduler). The caller answers its client from the result: only an
+:class:`Accepted` message may be acknowledged, and only an accepted message ever
+reaches the sink. The MAIL and RCPT checks are exposed for sources that ask them
+one command at a time (SMTP).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from outrider.intake.finish import finish_message
+from outrider.intake.pipeline import IntakePipeline
+from outrider.intake.sink import SINK_UNAVAILABLE, Sink, SinkUnavailableError
+from outrider.intake.submission import MailEnvelope, Submission
+from outrider.intake.verdict import Verdict, VerdictResult
+from outrider.intake.vmta import VmtaTable, choose_vmta
+from outrider.message.envelope import Envelope
+from outrider.message.ids import new_queue_id
+from outrider.smtp.replies import LOCAL_ERROR, Reply
+from outrider.spool.base import DuplicateMessageError, SpoolError
+
+log = logging.getLogger("outrider.intake")
+
+
+class MessageStore(Protocol):
+    """The part of :class:`outrider.spool.base.Spool` the intake uses."""
+
+    async def store(self, envelope: Envelope, body: bytes) -> None:
+        """Durable on return; raises :class:`SpoolError` (with the reply to give)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Accepted:
+    envelope: Envelope  # stored, and handed to the sink
+
+    @property
+    def queue_id(self) -> str:
+        return self.envelope.queue_id
+
+
+@dataclass(frozen=True, slots=True)
+class Rejected:
+    reply: Reply  # 4xx or 5xx; a 421 also closes an SMTP connection
+
+
+@dataclass
+class Intake:
+    """One per process, shared by its listeners. ``pipeline``, ``hostname`` and
+    ``vmtas`` follow the config (:func:`outrider.intake.build.reconfigure_intake`)."""
+
+    pipeline: IntakePipeline
+    spool: MessageStore
+    sink: Sink
+    hostname: str  # for the Received header and added Message-IDs
+    vmtas: VmtaTable
+    new_queue_id: Callable[[], str] = new_queue_id
+    clock: Callable[[], float] = time.time
+
+    def check_mail(self, submission: Submission, sender: str) -> VerdictResult:
+        return self.pipeline.at_mail(submission, sender)
+
+    def check_rcpt(self, submission: Submission, sender: str, recipient: str) -> VerdictResult:
+        return self.pipeline.at_rcpt(submission, sender, recipient)
+
+    async def submit(
+        self,
+        submission: Submission,
+        mail: MailEnvelope,
+        content: bytes,
+        *,
+        queue_id: str | None = None,
+    ) -> Accepted | Rejected:
+        """Check, complete, place, store and hand over one message.
+
+        A caller may give the queue id (a DSN's is derived from its original's, so a
+        retry cannot store a second one): if that id is stored already,
+        :class:`~outrider.spool.base.DuplicateMessageError` is raised and nothing
+        reaches the sink."""
+        verdict = self.pipeline.at_message(submission, mail, content)
+        if not isinstance(verdict, Verdict):
+            verdict = await verdict
+        if verdict.reply is not None:
+            return Rejected(verdict.reply)
+        queue_id = queue_id or self.new_queue_id()
+        envelope, data = finish_message(
+            submission, mail, content, queue_id=queue_id, hostname=self.hostname, now=self.clock()
+        )
+        envelope.vmta = choose_vmta(
+            self.vmtas,
+            sender=envelope.sender,
+            requested=envelope.vmta_request or None,
+            listener_default=envelope.listener_vmta or None,
+            queue_id=queue_id,
+        )
+        refusal = await self._store(envelope, data)
+        if refusal is not None:
+            return Rejected(refusal)
+        log.debug(
+            "queued %s from=<%s> rcpts=%d size=%d vmta=%s",
+            queue_id,
+            envelope.sender,
+            len(envelope.recipients),
+            envelope.size,
+            envelope.vmta,
+        )
+        return Accepted(envelope)
+
+    async def _store(self, envelope: Envelope, data: bytes) -> Reply | None:
+        """Store, then hand to the sink; the reply to refuse with if either fails."""
+        queue_id = envelope.queue_id
+        try:
+            await self.spool.store(envelope, data)
+        except DuplicateMessageError:
+            raise
+        except SpoolError as exc:
+            log.error("spool: cannot store %s: %s", queue_id, exc)
+            return exc.reply
+        except Exception:
+            log.exception("cannot store %s", queue_id)
+            return LOCAL_ERROR
+        try:
+            self.sink.accept(envelope, data)
+        except SinkUnavailableError as exc:
+            # Stored durably already: the next start recovers it. Refuse new mail.
+            log.error("%s stored but not handed over: %s; client asked to retry", queue_id, exc)
+            return SINK_UNAVAILABLE
+        except Exception:
+            log.exception("cannot hand over %s", queue_id)
+            return LOCAL_ERROR
+        return None

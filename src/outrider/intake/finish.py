@@ -1,0 +1,88 @@
+"""Header completion: turn accepted content into the envelope and the bytes to store.
+
+This is Outrider's "cleanup" step, the same for every source: Date and Message-ID
+for a submitted message that lacks them (RFC 6409 8), ``X-Job`` and ``X-Virtual-MTA``
+removed so they never leave Outrider, Message-ID read, 8-bit content detected and the
+``Received:`` trace header prepended. Pure: the caller passes the queue id and the
+time. Each step copies the content only when it changes it.
+"""
+
+from __future__ import annotations
+
+from outrider.intake.submission import MailEnvelope, Submission
+from outrider.message.envelope import Envelope, Recipient
+from outrider.message.headers import (
+    extract_and_remove_header,
+    header_value,
+    received_header,
+    rfc5322_date,
+)
+
+
+def missing_headers(content: bytes, *, queue_id: str, hostname: str, now: float) -> bytes:
+    """The Date and Message-ID fields ``content`` lacks ("" when it has both)."""
+    added = b""
+    if header_value(content, "Date") is None:
+        added += f"Date: {rfc5322_date(now)}\r\n".encode("ascii")
+    if header_value(content, "Message-ID") is None:
+        added += f"Message-ID: <{queue_id}@{hostname}>\r\n".encode()
+    return added
+
+
+def finish_message(
+    submission: Submission,
+    mail: MailEnvelope,
+    content: bytes,
+    *,
+    queue_id: str,
+    hostname: str,
+    now: float,
+) -> tuple[Envelope, bytes]:
+    """The envelope (virtual MTA not chosen yet) and the bytes to store.
+
+    The virtual MTA named by ``X-Virtual-MTA`` is kept (in ``vmta_request``) only when
+    the submission lets the header choose (``process-x-virtual-mta``).
+    """
+    if submission.add_missing_headers:
+        added = missing_headers(content, queue_id=queue_id, hostname=hostname, now=now)
+        if added:
+            content = added + content
+    content, job_header = extract_and_remove_header(content, "X-Job")
+    content, vmta_header = extract_and_remove_header(content, "X-Virtual-MTA")
+    vmta_request = submission.vmta_request or (
+        vmta_header if submission.vmta_header and vmta_header else ""
+    )
+    msg_id = header_value(content, "Message-ID") or ""
+    recipients = mail.recipients
+    trace = received_header(
+        helo=submission.helo,
+        client_ip=submission.client_ip,
+        client_rdns=None,
+        by_host=hostname,
+        protocol=submission.protocol,
+        queue_id=queue_id,
+        recipient=recipients[0].address if len(recipients) == 1 else None,
+        now=now,
+    )
+    data = trace + content
+    envelope = Envelope(
+        queue_id=queue_id,
+        sender=mail.sender,
+        recipients=[Recipient(r.address, orcpt=r.orcpt, notify=r.notify) for r in recipients],
+        received_at=now,
+        size=len(data),
+        ret=submission.ret,
+        envid=submission.envid,
+        smtputf8=submission.smtputf8,
+        body_8bit=submission.body_8bit or not content.isascii(),
+        client_address=submission.client_ip,
+        helo=submission.helo,
+        job_id=submission.job_id if submission.job_id is not None else job_header or "",
+        msg_id=msg_id.strip(),
+        source=submission.source,
+        auth_user=submission.auth_user or "",
+        listener=submission.listener,
+        vmta_request=vmta_request,
+        listener_vmta=submission.listener_vmta or "",
+    )
+    return envelope, data

@@ -1,0 +1,52 @@
+"""Where a stored message goes next: the scheduler, in this process or another.
+
+A sink is told about a message only after the spool has made it durable, so losing
+the sink (a dead delivery process) loses no mail: the next start recovers it from the
+spool. A sink that cannot take the message raises :class:`SinkUnavailableError`, and the
+client is asked to retry.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Protocol
+
+from outrider.message.envelope import Envelope
+from outrider.smtp.replies import Reply
+
+SINK_UNAVAILABLE = Reply(451, "4.3.0", "Try again later")
+
+
+class SinkUnavailableError(Exception):
+    """The next stage cannot take messages now (e.g. the delivery process is gone)."""
+
+
+class Sink(Protocol):
+    def accept(self, envelope: Envelope, body: bytes) -> None:
+        """Take a stored message. Synchronous: it only hands over, never waits."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class SchedulerSink:
+    """Single-process mode: straight to the scheduler's ``submit``."""
+
+    submit: Callable[[Envelope, bytes | None], None]
+
+    def accept(self, envelope: Envelope, body: bytes) -> None:
+        self.submit(envelope, body)
+
+
+class HeldSink:
+    """Keeps stored messages until the caller releases them: a DSN is scheduled only
+    once its original has durably recorded that the notice is stored."""
+
+    def __init__(self) -> None:
+        self.held: dict[str, tuple[Envelope, bytes]] = {}
+
+    def accept(self, envelope: Envelope, body: bytes) -> None:
+        self.held[envelope.queue_id] = (envelope, body)
+
+    def release(self, queue_id: str) -> tuple[Envelope, bytes] | None:
+        return self.held.pop(queue_id, None)

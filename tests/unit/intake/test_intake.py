@@ -1,0 +1,163 @@
+"""Intake.submit: checks, then header completion and the virtual MTA, then the durable
+store, then the sink — and nothing reaches the sink that was not stored."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+from outrider.config.loader import parse_config
+from outrider.intake import (
+    CONTINUE,
+    Accepted,
+    Intake,
+    IntakePipeline,
+    Rejected,
+    SchedulerSink,
+    SinkUnavailableError,
+    Verdict,
+)
+from outrider.intake.build import build_intake, reconfigure_intake
+from outrider.intake.checks import Relay, UserRate
+from outrider.intake.pipeline import Check
+from outrider.intake.vmta import VmtaTable
+from outrider.message.envelope import Envelope, Source
+from outrider.smtp.replies import LOCAL_ERROR, RELAY_DENIED, Reply
+from outrider.spool.base import SpoolError, SpoolFullError
+from tests.support.memory_spool import MemorySpool
+from tests.unit.intake.support import CONTENT, MAIL, NO, SMTP, Recording
+
+VMTAS = VmtaTable(known=frozenset({"default", "mta10"}), sender_defaults={}, server_default="mta10")
+
+
+class Journal:
+    """A spool and a sink that write what happens, in order, to one list."""
+
+    def __init__(self, fail_store: Exception | None = None, fail_sink: Exception | None = None):
+        self.events: list[tuple[str, Envelope, bytes]] = []
+        self.fail_store = fail_store
+        self.fail_sink = fail_sink
+
+    async def store(self, envelope: Envelope, body: bytes) -> None:
+        if self.fail_store is not None:
+            raise self.fail_store
+        self.events.append(("store", envelope, body))
+
+    def accept(self, envelope: Envelope, body: bytes) -> None:
+        if self.fail_sink is not None:
+            raise self.fail_sink
+        self.events.append(("sink", envelope, body))
+
+
+def make_intake(journal: Journal, checks: list[Check] | None = None) -> Intake:
+    return Intake(
+        pipeline=IntakePipeline(checks or []),
+        spool=journal,
+        sink=journal,
+        hostname="mx.test",
+        vmtas=VMTAS,
+        new_queue_id=lambda: "Q1",
+        clock=lambda: 1_700_000_000.0,
+    )
+
+
+async def test_store_then_sink_with_the_same_envelope_and_bytes() -> None:
+    journal = Journal()
+    result = await make_intake(journal).submit(replace(SMTP, auth_user="alice"), MAIL, CONTENT)
+    assert isinstance(result, Accepted) and result.queue_id == "Q1"
+    (first, env, body), (second, env2, body2) = journal.events
+    assert (first, second) == ("store", "sink")
+    assert env is env2 is result.envelope and body is body2  # no copy on the way
+    assert body.startswith(b"Received: from c ([192.0.2.1])") and body.endswith(CONTENT)
+    assert env.size == len(body)
+    assert (env.source, env.auth_user, env.listener) == (Source.SMTP, "alice", "127.0.0.1:25")
+    assert env.vmta == "mta10"  # chosen before the store: the spool file carries it
+
+
+async def test_header_and_listener_requests_choose_the_vmta() -> None:
+    journal = Journal()
+    intake = make_intake(journal)
+    content = b"X-Virtual-MTA: default\r\n" + CONTENT
+    await intake.submit(replace(SMTP, vmta_header=True), MAIL, content)
+    await intake.submit(replace(SMTP, listener_vmta="default"), MAIL, CONTENT)
+    await intake.submit(SMTP, MAIL, content)  # the header may not choose here
+    stored = [env for kind, env, _ in journal.events if kind == "store"]
+    assert [env.vmta for env in stored] == ["default", "default", "mta10"]
+    assert [env.vmta_request for env in stored] == ["default", "", ""]
+
+
+async def test_store_failure_is_a_451_and_nothing_reaches_the_sink() -> None:
+    journal = Journal(fail_store=SpoolError("disk on fire"))
+    result = await make_intake(journal).submit(SMTP, MAIL, CONTENT)
+    assert result == Rejected(Reply(451, "4.3.0", "Local error in processing; try again later"))
+    assert journal.events == []
+    full = Journal(fail_store=SpoolFullError("ENOSPC"))
+    result = await make_intake(full).submit(SMTP, MAIL, CONTENT)
+    assert isinstance(result, Rejected) and result.reply.code == 452  # the spool's own reply
+    broken = Journal(fail_store=OSError("unexpected"))
+    assert await make_intake(broken).submit(SMTP, MAIL, CONTENT) == Rejected(LOCAL_ERROR)
+    assert full.events == broken.events == []
+
+
+async def test_unavailable_sink_asks_the_client_to_retry() -> None:
+    journal = Journal(fail_sink=SinkUnavailableError("delivery process is gone"))
+    result = await make_intake(journal).submit(SMTP, MAIL, CONTENT)
+    assert result == Rejected(Reply(451, "4.3.0", "Try again later"))
+    assert [kind for kind, _, _ in journal.events] == ["store"]  # stored: recovered later
+
+
+async def test_message_checks_run_first_and_a_refusal_stores_nothing() -> None:
+    log: list[str] = []
+    journal = Journal()
+    intake = make_intake(
+        journal, [Recording("a", log), Recording("b", log, Verdict.reject(NO), awaitable=True)]
+    )
+    assert await intake.submit(SMTP, MAIL, CONTENT) == Rejected(NO)
+    assert log == ["message:a", "message:b"]
+    assert journal.events == []
+
+
+async def test_memory_spool_and_scheduler_sink() -> None:
+    spool = MemorySpool()
+    submitted: list[tuple[Envelope, bytes | None]] = []
+    intake = Intake(
+        pipeline=IntakePipeline([]),
+        spool=spool,
+        sink=SchedulerSink(lambda env, body: submitted.append((env, body))),
+        hostname="mx.test",
+        vmtas=VMTAS,
+    )
+    result = await intake.submit(SMTP, MAIL, CONTENT)
+    assert isinstance(result, Accepted)
+    [(env, body)] = submitted
+    assert env is result.envelope and spool.bodies[env.queue_id] is body
+
+
+CONFIG = """
+[server]
+hostname = "{host}"
+state-dir = "{state}"
+[[listener]]
+address = "127.0.0.1:0"
+[relay]
+domains = ["{domain}"]
+"""
+
+
+async def test_build_and_reconfigure_keep_the_user_rate_state(tmp_path: Path) -> None:
+    def config(host: str, domain: str) -> str:
+        return CONFIG.format(host=host, state=tmp_path, domain=domain)
+
+    intake = build_intake(
+        parse_config(config("a.test", "one.test")), spool=MemorySpool(), sink=Journal(), users=None
+    )
+    assert [type(c) for c in intake.pipeline.checks][-1] is Relay
+    rates = intake.pipeline.find(UserRate)
+    assert rates is not None and intake.hostname == "a.test"
+    assert intake.check_rcpt(SMTP, "", "u@one.test") is CONTINUE
+
+    reconfigure_intake(intake, parse_config(config("b.test", "two.test")), None)
+    after = intake.pipeline.find(UserRate)
+    assert after is not None and after is not rates and after.limiter is rates.limiter
+    assert intake.hostname == "b.test"
+    assert intake.check_rcpt(SMTP, "", "u@one.test") == Verdict.reject(RELAY_DENIED)
