@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import re
 import smtplib
 import time
 from collections.abc import Callable
@@ -266,4 +267,44 @@ def test_one_delay_warning_after_delay_warning_after(
     time.sleep(2.5)  # more retries fail, but the sender is warned only once
     assert len(sink.messages) == 1
     assert _rows_of_type(d, "t") >= 2
+    assert d.stop() == 0
+
+
+def test_delay_warning_is_not_repeated_after_a_restart(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    """The "already warned" mark is in the spool file, not only in memory."""
+    sink.script = ServerScript(rcpt_replies={"later@example.org": "451 4.7.1 try again later"})
+    d = make_daemon(
+        domain_defaults=(
+            '[domain."example.org"]\ndelay-warning-after = "1s"\nretry-after = ["1s"]\n'
+        )
+    )
+    d.start()
+    send(d, ["later@example.org"])
+    [notice] = sink.wait_for_messages_sync(1, timeout=10)
+    assert b"Action: delayed" in notice.data
+    assert d.stop() == 0
+    attempts = _rows_of_type(d, "t")
+    d.start()
+    wait_for(lambda: _rows_of_type(d, "t") >= attempts + 2)  # retried after the restart
+    assert [m.mail_from for m in sink.messages] == [""]  # still the one warning
+    assert d.stop() == 0
+
+
+def test_failure_notice_has_the_derived_queue_id_and_is_sent_once(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    sink.script = ServerScript(rcpt_replies={"gone@example.org": "550 5.1.1 no such user"})
+    d = make_daemon()
+    d.start()
+    send(d, ["gone@example.org"])
+    [dsn] = sink.wait_for_messages_sync(1, timeout=10)
+    # Stored through the intake under the original's queue id with "-F".
+    assert re.match(
+        rb"Received: by mta\.outrider\.test \(Outrider\) with local id \S+-F\r\n", dsn.data
+    )
+    wait_for(lambda: spool_files(d) == [])
+    time.sleep(0.3)
+    assert len(sink.messages) == 1
     assert d.stop() == 0

@@ -11,12 +11,12 @@ from pathlib import Path
 
 import pytest
 
-from outrider.accounting.writer import AccountingLog
 from outrider.config.loader import parse_config
 from outrider.delivery.dns import MxResolver
+from outrider.delivery.smtp_transport import SmtpTransport
 from outrider.message.envelope import Envelope, Recipient
 from outrider.message.ids import new_queue_id
-from outrider.queue.manager import QueueManager
+from outrider.queue.scheduler import Scheduler
 from tests.support.memory_spool import MemorySpool
 from tests.support.smtp_server import ScriptedSmtpServer
 
@@ -49,12 +49,12 @@ route = "127.0.0.3:{fast.port}"
 """
         )
         spool = MemorySpool()
-        manager = QueueManager(
+        manager = Scheduler(
             config=config,
             spool=spool,  # type: ignore[arg-type]
-            resolver=MxResolver(["127.0.0.1:9"], timeout=0.5, lifetime=1.0),
-            accounting=AccountingLog(tmp_path / "log"),
-            new_queue_id=new_queue_id,
+            transports=SmtpTransport(
+                config, MxResolver(["127.0.0.1:9"], timeout=0.5, lifetime=1.0)
+            ),
         )
         body = b"Subject: backlog\r\n\r\nx\r\n"
         started = time.perf_counter()
@@ -77,4 +77,3 @@ route = "127.0.0.3:{fast.port}"
         # Scheduling stays cheap at this size: well under 100 µs per message.
         assert submit_seconds / BACKLOG < 100e-6, submit_seconds
         await manager.stop(1.0)
-        manager.accounting.close()

@@ -2,31 +2,56 @@
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator, Sequence
 
 from outrider.message.envelope import Envelope, Recipient
+from outrider.spool.base import DuplicateMessageError, SpoolError, SpoolFullError
 
 
 class MemorySpool:
-    """The Spool interface without a disk, for scheduling tests."""
+    """The Spool interface without a disk, for scheduling tests.
+
+    ``saved`` holds a copy of each message's envelope as last made durable, so a test
+    can "crash" and restore from it; ``fail_*`` make the next calls fail like a full
+    disk would.
+    """
 
     def __init__(self) -> None:
         self.bodies: dict[str, bytes] = {}
+        self.saved: dict[str, Envelope] = {}
+        self.removed: list[str] = []
+        self.records = 0
+        self.fail_record = 0  # fail this many record() calls
+        self.fail_store = 0  # fail this many store() calls
 
     async def store(self, envelope: Envelope, body: bytes) -> None:
+        if self.fail_store:
+            self.fail_store -= 1
+            raise SpoolFullError("spool store failed: no space left on device")
+        if envelope.queue_id in self.bodies:
+            raise DuplicateMessageError(f"queue id {envelope.queue_id} already in the spool")
         self.bodies[envelope.queue_id] = body
+        self.saved[envelope.queue_id] = copy.deepcopy(envelope)
 
     async def load_body(self, queue_id: str) -> bytes:
         return self.bodies[queue_id]
 
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:
-        return None
+        if self.fail_record:
+            self.fail_record -= 1
+            raise SpoolError("spool record failed: no space left on device")
+        self.records += 1
+        self.saved[envelope.queue_id] = copy.deepcopy(envelope)
 
     async def remove(self, queue_id: str) -> None:
         self.bodies.pop(queue_id, None)
+        self.saved.pop(queue_id, None)
+        self.removed.append(queue_id)
 
     def recover(self) -> Iterator[Envelope]:
-        return iter(())
+        """What a restart would find: every stored message as last made durable."""
+        return iter([copy.deepcopy(env) for env in self.saved.values()])
 
     async def close(self) -> None:
         return None

@@ -21,8 +21,13 @@ class Verdict(enum.Enum):
 
 
 class Scope(enum.Enum):
+    """How far a failure reaches: one recipient, the message, every recipient of one
+    domain (DNS says it has no mail server), or the destination as a whole (cannot
+    connect: every message queued for it waits)."""
+
     RECIPIENT = "recipient"
     MESSAGE = "message"
+    DOMAIN = "domain"
     SITE = "site"
 
 

@@ -21,18 +21,18 @@ import logging
 import os
 from typing import Any
 
-from outrider.queue.manager import QueueManager
+from outrider.queue.operator import Operator
 
 log = logging.getLogger("outrider.control")
 
 MAX_REQUEST = 64 * 1024
 
 
-def handle_request(manager: QueueManager, request: dict[str, Any]) -> dict[str, Any]:
-    """Run one control command (pure dispatch; no I/O beyond what the manager does)."""
+def handle_request(operator: Operator, request: dict[str, Any]) -> dict[str, Any]:
+    """Run one control command (pure dispatch; no I/O beyond what the operator API does)."""
     cmd = request.get("cmd")
     if cmd == "status":
-        return {"ok": True, "status": manager.status()}
+        return {"ok": True, "status": operator.status()}
     if cmd in ("pause", "resume", "backoff", "normal"):
         queue = request.get("queue")
         if not isinstance(queue, str) or not queue:
@@ -41,27 +41,27 @@ def handle_request(manager: QueueManager, request: dict[str, Any]) -> dict[str, 
                 "error": "'queue' (a queue name, destination or domain) is required",
             }
         if cmd == "pause":
-            manager.pause_queue(queue)
+            operator.pause_queue(queue)
             return {"ok": True}
         if cmd == "resume":
-            return {"ok": manager.resume_queue(queue)}
-        changed = manager.set_mode(queue, "backoff" if cmd == "backoff" else "normal")
+            return {"ok": operator.resume_queue(queue)}
+        changed = operator.set_mode(queue, "backoff" if cmd == "backoff" else "normal")
         return {"ok": True, "queues": changed}
     if cmd in ("pause-job", "resume-job"):
         job = request.get("job")
         if not isinstance(job, str) or not job:
             return {"ok": False, "error": "'job' (an X-Job value) is required"}
         if cmd == "pause-job":
-            manager.pause_job(job)
+            operator.pause_job(job)
             return {"ok": True}
-        return {"ok": manager.resume_job(job)}
+        return {"ok": operator.resume_job(job)}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
 class ControlServer:
-    def __init__(self, path: str, manager: QueueManager) -> None:
+    def __init__(self, path: str, operator: Operator) -> None:
         self.path = path
-        self.manager = manager
+        self.operator = operator
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -82,7 +82,7 @@ class ControlServer:
                     request = json.loads(line)
                     if not isinstance(request, dict):
                         raise ValueError("a JSON object is required")
-                    reply = handle_request(self.manager, request)
+                    reply = handle_request(self.operator, request)
                 except ValueError as exc:
                     reply = {"ok": False, "error": f"bad request: {exc}"}
                 writer.write(json.dumps(reply).encode() + b"\n")

@@ -1,4 +1,4 @@
-"""The queue manager's in-memory data: messages, work items and delivery queues."""
+"""The scheduler's in-memory data: messages, work items and delivery queues."""
 
 from __future__ import annotations
 
@@ -9,8 +9,10 @@ from dataclasses import dataclass, field
 from outrider.config.model import DomainPolicy
 from outrider.message.envelope import Envelope, Recipient
 from outrider.policy.backoff import BackoffState, DisabledSources, Mode, effective_limits
-from outrider.policy.rate import Gcra
 from outrider.policy.window import ConcurrencyWindow, DeadDestination
+from outrider.throttle.rate import RateLimit
+
+UNLIMITED = RateLimit(0.0)
 
 
 @dataclass(eq=False)
@@ -19,9 +21,8 @@ class QueuedMessage:
     body: bytes | None  # kept for the first attempt of fresh mail; reloaded later
     inflight: int = 0  # work items handed out and not yet settled
     timer: asyncio.TimerHandle | None = None
-    # Delivered with NOTIFY=SUCCESS to a peer without DSN: owed a "relayed" notice
-    # (RFC 3461 5.2.2). Kept in memory only: a crash before the end loses the notice.
-    relayed: list[Recipient] = field(default_factory=list)
+    announced: str = ""  # notice kinds handed to the notifier and not yet settled
+    removing: bool = False  # final: its removal from the spool is under way
 
 
 @dataclass(eq=False)
@@ -48,8 +49,10 @@ class DeliveryQueue:
     policy: DomainPolicy
     window: ConcurrencyWindow
     dead: DeadDestination
-    msg_rate: Gcra
-    connect_rate: Gcra
+    # Rate limits in force (they change with backoff mode and reloads); the rate state
+    # lives in the scheduler's throttle under ``msg_key`` and ``connect_key``.
+    msg_limit: RateLimit = UNLIMITED
+    connect_limit: RateLimit = UNLIMITED
     backoff: BackoffState = field(default_factory=BackoffState)
     ready: deque[WorkItem] = field(default_factory=deque)
     idle: deque[asyncio.Future[WorkItem | None]] = field(default_factory=deque)
@@ -65,13 +68,22 @@ class DeliveryQueue:
         return f"{self.key}/{self.vmta}"
 
     @property
+    def msg_key(self) -> str:
+        return f"msg {self.key}/{self.vmta}"
+
+    @property
+    def connect_key(self) -> str:
+        return f"connect {self.key}/{self.vmta}"
+
+    @property
     def mode(self) -> Mode:
         return self.backoff.mode
 
     def apply_limits(self) -> None:
         """Put the rate and connection limits of the current mode in force."""
         limits = effective_limits(self.policy, self.backoff.mode)
-        self.msg_rate.set_rate(limits.max_msg_rate)
+        self.msg_limit = RateLimit.of(limits.max_msg_rate)
+        self.connect_limit = RateLimit.of(self.policy.max_connect_rate)
         self.window.set_maximum(limits.max_smtp_out)
 
     @property

@@ -17,17 +17,22 @@ import sys
 from pathlib import Path
 
 from outrider import __version__
+from outrider.accounting.subscriber import AccountingSubscriber
 from outrider.accounting.writer import AccountingLog
 from outrider.config.loader import ConfigError, load_config
 from outrider.config.model import Config
 from outrider.delivery.dns import MxResolver
+from outrider.delivery.smtp_transport import SmtpTransport
+from outrider.dsn.notifier import DsnNotifier
 from outrider.inbound.receiver import Listener
-from outrider.message.envelope import Envelope
-from outrider.message.ids import new_queue_id
+from outrider.intake import Intake, SchedulerSink
+from outrider.intake.build import build_notice_intake, reconfigure_intake
+from outrider.intake.sink import HeldSink
 from outrider.queue.control import ControlServer
-from outrider.queue.manager import QueueManager
+from outrider.queue.operator import Operator
+from outrider.queue.scheduler import Scheduler
 from outrider.runtime.handoff import HandoffServer
-from outrider.runtime.listeners import check_addresses_free, open_listeners, reload_listeners
+from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
 from outrider.spool.disk import DiskSpool
 
 log = logging.getLogger("outrider.daemon")
@@ -43,6 +48,7 @@ class Daemon:
         self.listeners: list[Listener] = []
         self.children: list[subprocess.Popen[bytes]] = []
         self.handoff: HandoffServer | None = None
+        self.intake: Intake | None = None  # None when the listeners are in receivers
 
     async def run(self) -> int:
         config = self.config
@@ -54,24 +60,25 @@ class Daemon:
         spool = DiskSpool(config.server.spool_dir)
         accounting = AccountingLog(config.server.log_dir)
         resolver = MxResolver(nameserver_specs(config), timeout=config.dns.timeout)
-        manager = QueueManager(
-            config=config,
-            spool=spool,
-            resolver=resolver,
-            accounting=accounting,
-            new_queue_id=new_queue_id,
+        manager = Scheduler(config=config, spool=spool, transports=SmtpTransport(config, resolver))
+        manager.bus.subscribe(AccountingSubscriber(accounting))
+        held = HeldSink()
+        self.notice_intake = build_notice_intake(config, spool=spool, sink=held)
+        notifier = DsnNotifier(
+            spool,
+            self.notice_intake,
+            held,
+            manager,
+            policy_for=lambda domain: self.config.policy_for(domain),
+            clock=manager.ctx.clock,
         )
+        manager.bus.subscribe(notifier)
         self.manager = manager
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
-        control = ControlServer(str(config.server.state_dir / "control.sock"), manager)
+        control = ControlServer(str(config.server.state_dir / "control.sock"), Operator(manager))
         await control.start()
 
-        async def store(envelope: Envelope, body: bytes) -> None:
-            await spool.store(envelope, body)
-            manager.submit(envelope, body)
-
-        self.store = store
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
         loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
@@ -80,8 +87,8 @@ class Daemon:
         if processes > 0:
             await self._start_receivers(processes, manager)
         else:
-            self.listeners = open_listeners(
-                config, store=store, new_queue_id=new_queue_id, reuse_port=False
+            self.intake, self.listeners = open_inbound(
+                config, spool=spool, sink=SchedulerSink(manager.submit), reuse_port=False
             )
             for listener in self.listeners:
                 await listener.start()
@@ -105,6 +112,8 @@ class Daemon:
         if self.handoff is not None:
             await self.handoff.stop()
         await manager.stop(timeout)
+        await notifier.drain(timeout=5)
+        manager.bus.flush()
         await control.stop()
         ticker.cancel()
         accounting.close()
@@ -115,13 +124,14 @@ class Daemon:
         log.info("stopped")
         return 0
 
-    async def _recover(self, spool: DiskSpool, manager: QueueManager) -> None:
+    async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
         count = 0
         for envelope in spool.recover():
             manager.restore(envelope)
             count += 1
             if count % RECOVERY_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
+        manager.recovery_done()
         if count:
             log.info("recovered %d queued message(s) from the spool", count)
 
@@ -150,7 +160,7 @@ class Daemon:
         self._spool_lock = fd  # held (and the lock with it) for the life of the process
 
     # -- receiver processes ----------------------------------------------------------------
-    async def _start_receivers(self, count: int, manager: QueueManager) -> None:
+    async def _start_receivers(self, count: int, manager: Scheduler) -> None:
         # A fixed name, so a socket left by a crash is cleared by the next start.
         path = str(self.config.server.spool_dir / ".handoff.sock")
         with contextlib.suppress(FileNotFoundError):
@@ -224,9 +234,8 @@ class Daemon:
             return
         self.config = new
         self.manager.update_config(new)
-        for warning in reload_listeners(
-            self.listeners, new, store=self.store, new_queue_id=new_queue_id
-        ):
+        reconfigure_intake(self.notice_intake, new, None)
+        for warning in reload_listeners(self.listeners, new, intake=self.intake):
             log.warning("reload: %s", warning)
         for child in self.children:
             with contextlib.suppress(ProcessLookupError):

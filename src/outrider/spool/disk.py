@@ -41,6 +41,7 @@ from pathlib import Path
 from outrider.message.envelope import Envelope, Recipient
 from outrider.spool.base import (
     CorruptMessageError,
+    DuplicateMessageError,
     SpoolClosedError,
     SpoolError,
     UnknownMessageError,
@@ -197,8 +198,6 @@ class DiskSpool:
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:
         """Append the state of ``recipients``, which must be the very objects in
         ``envelope.recipients`` (matched by identity, so repeated addresses are fine)."""
-        if not recipients:
-            return
         self._check_id(envelope.queue_id)
         index = {id(r): i for i, r in enumerate(envelope.recipients)}
         pairs = []
@@ -207,14 +206,15 @@ class DiskSpool:
             if i is None:
                 raise ValueError(f"{rcpt.address!r} is not a recipient of {envelope.queue_id}")
             pairs.append((i, rcpt))
-        await self._submit(_RECORD, envelope.queue_id, encode_record(pairs))
+        await self._submit(_RECORD, envelope.queue_id, encode_record(pairs, envelope))
 
     async def remove(self, queue_id: str) -> None:
         self._check_id(queue_id)
         await self._submit(_REMOVE, queue_id)
 
     def recover(self) -> Iterator[Envelope]:
-        """Stream unfinished messages; removes abandoned temps and finished messages,
+        """Stream unfinished messages (and finished ones still owing a notice); removes
+        abandoned temps and finished messages,
         truncates torn status records and quarantines files with a damaged header.
 
         Order is directory order. Call it before the first ``record`` (it repairs the tails
@@ -233,7 +233,7 @@ class DiskSpool:
                 envelope = self._recover_file(entry.path, name)
                 if envelope is None:
                     continue
-                if envelope.is_done:
+                if envelope.is_done and not envelope.notices:
                     removed += self._unlink_quietly(entry.path)
                     continue
                 yield envelope
@@ -390,7 +390,7 @@ class DiskSpool:
         try:
             os.link(temp, os.path.join(self._dir, job.queue_id))
         except FileExistsError:
-            job.error = SpoolError(f"queue id {job.queue_id} already in the spool")
+            job.error = DuplicateMessageError(f"queue id {job.queue_id} already in the spool")
             self._drop_temp(name)
             return False
         except OSError as exc:

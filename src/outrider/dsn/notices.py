@@ -1,0 +1,40 @@
+"""Which delivery status notifications a message owes, and whom each reports on.
+
+Kinds are one letter, also used as the suffix of the DSN's derived queue id.
+"""
+
+from __future__ import annotations
+
+from outrider.dsn.builder import should_bounce, wants_dsn
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
+
+FAILED, DELAYED, RELAYED = "F", "D", "S"
+
+
+def notice_id(queue_id: str, kind: str) -> str:
+    """The queue id of the DSN of ``kind`` for ``queue_id``: derived, so a crash between
+    storing it and clearing the notice is recognised at recovery."""
+    return f"{queue_id}-{kind}"
+
+
+def final_notices(env: Envelope) -> str:
+    """The notices a message owes once every recipient is final ("" for none)."""
+    if not should_bounce(env):
+        return ""
+    kinds = ""
+    if any(r.status is RcptStatus.BOUNCED and wants_dsn(r, "failed") for r in env.recipients):
+        kinds += FAILED
+    if any(r.relayed_owed and r.status is RcptStatus.DELIVERED for r in env.recipients):
+        kinds += RELAYED
+    return kinds
+
+
+def notice_recipients(env: Envelope, kind: str) -> list[Recipient]:
+    """Whom a notice of ``kind`` reports on."""
+    if kind == FAILED:
+        return [
+            r for r in env.recipients if r.status is RcptStatus.BOUNCED and wants_dsn(r, "failed")
+        ]
+    if kind == RELAYED:
+        return [r for r in env.recipients if r.relayed_owed and r.status is RcptStatus.DELIVERED]
+    return [r for r in env.recipients if r.status is RcptStatus.PENDING and wants_dsn(r, "delayed")]

@@ -1,0 +1,1 @@
+"""What happened to mail, as typed events any number of subscribers can follow."""

@@ -1,0 +1,102 @@
+"""The events the scheduler publishes.
+
+Facts, not commands: a subscriber (the accounting log, the DSN notifier, later metrics,
+webhooks and the web monitor) learns what happened and never changes the outcome. Every
+event is a frozen dataclass so one object can be shared by all subscribers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True, slots=True)
+class MessageInfo:
+    """What every per-recipient event says about its message."""
+
+    queue_id: str
+    sender: str
+    received_at: float
+    job_id: str
+    envid: str
+    msg_id: str
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class RecipientEvent:
+    """One delivery attempt's result for one recipient."""
+
+    at: float
+    message: MessageInfo
+    recipient: str
+    orcpt: str
+    status: str  # enhanced status code, e.g. "5.1.1"
+    diagnostic: str  # the reply as logged and put in DSNs
+    remote_mta: str
+    queue: str  # the delivery queue's name ("destination/vmta"), or the domain
+    vmta: str
+    source_ip: str = ""
+    destination_ip: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class Delivered(RecipientEvent):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Deferred(RecipientEvent):
+    next_attempt: float = 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class Bounced(RecipientEvent):
+    expired: bool = False  # retried until bounce-after, rather than refused outright
+
+
+@dataclass(frozen=True, slots=True)
+class MessageQueued:
+    at: float
+    message: MessageInfo
+    recipients: int
+    vmta: str
+
+
+@dataclass(frozen=True, slots=True)
+class MessageDone:
+    """Every recipient is final and every notice owed was stored: the message left the spool."""
+
+    at: float
+    queue_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueEvent:
+    """A change in how a delivery queue or destination is shaped."""
+
+    at: float
+    queue: str
+    vmta: str
+    action: str  # "backoff", "normal", "source-ip-disabled", "source-ip-enabled"
+    reply: str = ""
+    host: str = ""
+    rule: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class NoticeDue:
+    """A delivery status notification is owed for ``queue_id`` (kind: F, D or S).
+
+    The scheduler has recorded the intent in the spool before publishing this, so a
+    crash cannot lose it; the notifier builds and stores the DSN, then tells the
+    scheduler, which clears the intent.
+    """
+
+    at: float
+    queue_id: str
+    kind: str
+
+
+# Delivered, Deferred and Bounced are the RecipientEvent kinds.
+Event = RecipientEvent | MessageQueued | MessageDone | QueueEvent | NoticeDue

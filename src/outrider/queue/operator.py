@@ -1,0 +1,107 @@
+"""Operator commands on the schedule: pause and resume, backoff by hand, status.
+
+The internal API under the control socket (and later the HTTP API and console): each
+call changes the persisted operator state and lets the scheduler act on it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from outrider.queue.scheduler import Scheduler
+
+log = logging.getLogger("outrider.queue")
+
+
+class Operator:
+    def __init__(self, scheduler: Scheduler) -> None:
+        self.scheduler = scheduler
+        self.ctx = scheduler.ctx
+
+    def _save(self) -> None:
+        self.ctx.control.save(self.ctx.config.server.state_dir)
+
+    def pause_queue(self, name: str) -> None:
+        """Pause a queue ("key/vmta"), a destination (every virtual MTA), or one recipient
+        domain (its mail is held even when it shares a rolled-up queue with others)."""
+        self.ctx.control.paused_queues.add(name)
+        self._save()
+        log.info("paused queue %s", name)
+
+    def resume_queue(self, name: str) -> bool:
+        if name not in self.ctx.control.paused_queues:
+            return False
+        self.ctx.control.paused_queues.discard(name)
+        self._save()
+        log.info("resumed queue %s", name)
+        scheduler = self.scheduler
+        for item in scheduler.holds.release_domain(name):
+            scheduler.reroute(item)
+        for queue in scheduler.queues.values():
+            scheduler.slots.maybe_connect(queue)
+        return True
+
+    def pause_job(self, job_id: str) -> None:
+        self.ctx.control.paused_jobs.add(job_id)
+        self._save()
+        log.info("paused job %s", job_id)
+
+    def resume_job(self, job_id: str) -> bool:
+        if job_id not in self.ctx.control.paused_jobs:
+            return False
+        self.ctx.control.paused_jobs.discard(job_id)
+        self._save()
+        log.info("resumed job %s", job_id)
+        for item in self.scheduler.holds.release_job(job_id):
+            self.scheduler.reroute(item)
+        return True
+
+    def set_mode(self, name: str, mode: str) -> int:
+        """Put matching queues into backoff or back to normal by hand; returns how many."""
+        now = self.ctx.clock()
+        count = 0
+        shaper = self.scheduler.shaper
+        for queue in self.scheduler.queues.values():
+            if name not in (queue.name, queue.key, queue.domain):
+                continue
+            if mode == "backoff":
+                transition = queue.backoff.enter(now, rule=None, reply=None, reason="manual")
+            else:
+                transition = queue.backoff.leave(now, reason="manual")
+            shaper.record_transition(queue, transition)
+            count += 1
+        return count
+
+    def status(self) -> dict[str, Any]:
+        now = self.ctx.clock()
+        scheduler = self.scheduler
+        control = self.ctx.control
+        return {
+            "messages": len(scheduler.messages),
+            "connections": scheduler.slots.total_active,
+            "paused_queues": sorted(control.paused_queues),
+            "paused_jobs": sorted(control.paused_jobs),
+            "held": scheduler.holds.counts(),
+            "queues": [
+                {
+                    "name": q.name,
+                    "destination": q.key,
+                    "vmta": q.vmta,
+                    "domain": q.domain,
+                    "mode": q.mode.value,
+                    "paused": scheduler.holds.queue_paused(q),
+                    "ready": len(q.ready),
+                    "connections": q.active,
+                    "window": q.window.limit,
+                    "dead": q.dead.is_dead(now),
+                    "delivered": q.delivered,
+                    "failed": q.failed,
+                    "deferred": q.deferred,
+                    "disabled_sources": sorted(
+                        scheduler.router.destination(q.key).disabled.disabled(now)
+                    ),
+                }
+                for q in scheduler.queues.values()
+            ],
+        }

@@ -1,0 +1,342 @@
+"""The scheduler: the only owner of the delivery schedule.
+
+It holds every pending message's envelope and decides when each recipient is tried:
+due recipients are grouped by domain into work items, routed to a delivery queue
+(:mod:`~outrider.queue.router`), and delivered by workers holding a lease on that queue
+(:mod:`~outrider.queue.slots`, :mod:`~outrider.queue.lease`). Outcomes come back to
+:meth:`Scheduler.settle`, which applies them (:mod:`~outrider.queue.settle`), publishes
+events and has the :mod:`~outrider.queue.finisher` make them durable.
+
+It does not talk SMTP (transports do), write the accounting log or build DSNs (event
+subscribers do). Every operation on a message is O(1) or O(log n) (timers live in the
+event loop's heap), so a queue with 100,000 messages does not slow another down.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from outrider.config.model import Config
+from outrider.delivery.transport import DeliveryReport, Transport, TransportSelector
+from outrider.dsn.notices import final_notices, notice_id
+from outrider.events.bus import EventBus
+from outrider.events.types import MessageQueued
+from outrider.intake.vmta import VmtaTable, envelope_vmta
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.policy.outcome import Outcome, local_outcome
+from outrider.queue.context import Context
+from outrider.queue.control_state import ControlState
+from outrider.queue.finisher import Finisher
+from outrider.queue.holds import Holds
+from outrider.queue.lease import Lease, apply_failure, fail_item
+from outrider.queue.model import DeliveryQueue, Destination, QueuedMessage, WorkItem
+from outrider.queue.router import Router
+from outrider.queue.settle import Attempt, message_info, settle
+from outrider.queue.shaping import Shaper
+from outrider.queue.slots import Slots
+from outrider.queue.worker import run_worker
+from outrider.spool.base import Spool
+
+log = logging.getLogger("outrider.queue")
+
+# Bodies of fresh mail kept in memory for the first attempt, in total; past this,
+# new mail is read back from the spool when it is delivered.
+BODY_CACHE_BYTES = 256 * 1024 * 1024
+
+
+class Scheduler:
+    def __init__(
+        self,
+        *,
+        config: Config,
+        spool: Spool,
+        transports: TransportSelector | Transport,
+        bus: EventBus | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        loop = asyncio.get_running_loop()
+        control = ControlState.load(config.server.state_dir)
+        self.ctx = Context(config, clock, loop, bus or EventBus(loop), control)
+        self.spool = spool
+        if callable(transports):
+            select = transports
+        else:
+            only = transports
+            select = lambda domain, policy: only  # noqa: E731
+        self.select_transport: TransportSelector = select
+        self.messages: dict[str, QueuedMessage] = {}
+        self._vmtas = VmtaTable.from_config(config)
+        self.cached_bytes = 0  # bodies held by QueuedMessage.body
+        self._owing: list[QueuedMessage] = []  # restored with notices, until recovery_done
+        self._recovering = True
+        self.holds = Holds(control)
+        self.router = Router(
+            self.ctx,
+            select,
+            enqueue=self._enqueue,
+            fail=self._fail,
+            on_new_queue=self._new_queue,
+            on_new_destination=self._new_destination,
+        )
+        self.slots = Slots(self.ctx, self.holds, self._work, self._fail_dead)
+        self.shaper = Shaper(self.ctx, self.router.destination, self.router.to_queue, self._kick)
+        self.finisher = Finisher(self.ctx, spool, self._dispatch, self._forget)
+
+    @property
+    def config(self) -> Config:
+        return self.ctx.config
+
+    @property
+    def bus(self) -> EventBus:
+        return self.ctx.bus
+
+    @property
+    def queues(self) -> dict[tuple[str, str], DeliveryQueue]:
+        return self.router.queues
+
+    # -- intake ------------------------------------------------------------------------------
+    def submit(self, envelope: Envelope, body: bytes | None) -> None:
+        """A freshly stored message: first attempt now (Exim's immediate delivery)."""
+        if body is not None and self.cached_bytes + len(body) > BODY_CACHE_BYTES:
+            body = None
+        self._ensure_vmta(envelope)
+        msg = QueuedMessage(envelope, body)
+        if body is not None:
+            self.cached_bytes += len(body)
+        self.messages[envelope.queue_id] = msg
+        self.ctx.bus.publish(
+            MessageQueued(
+                self.ctx.clock(), message_info(envelope), len(envelope.recipients), envelope.vmta
+            )
+        )
+        self._dispatch(msg)
+
+    def restore(self, envelope: Envelope) -> None:
+        """A message found by spool recovery: resume its schedule. Notices it still owes
+        wait for :meth:`recovery_done`, which knows every recovered queue id."""
+        self._ensure_vmta(envelope)
+        msg = QueuedMessage(envelope, None)
+        self.messages[envelope.queue_id] = msg
+        if envelope.notices:
+            if self._recovering:
+                self._owing.append(msg)
+            else:
+                self.finisher.announce(msg)
+        elif envelope.is_done:
+            self.finisher.persist(msg, [], last=True)  # its removal was cut short
+        if not envelope.is_done:
+            self._dispatch(msg)
+
+    def _ensure_vmta(self, env: Envelope) -> None:
+        """The intake chose the virtual MTA; a spool file from before the intake did,
+        or a choice a reload removed, is chosen again by the same rules."""
+        if env.vmta not in self._vmtas.known:
+            env.vmta = envelope_vmta(self._vmtas, env)
+
+    def recovery_done(self) -> None:
+        """Every spooled message is restored: settle the notices owed before the restart.
+        A notice whose DSN is in the spool already (stored just before a crash) is
+        cleared instead of being built again."""
+        self._recovering = False
+        owing, self._owing = self._owing, []
+        for msg in owing:
+            env = msg.envelope
+            stored = [k for k in env.notices if notice_id(env.queue_id, k) in self.messages]
+            for kind in stored:
+                env.notices = env.notices.replace(kind, "")
+            if stored or (env.is_done and not env.notices):
+                self.finisher.persist(msg, [], last=env.is_done)
+            self.finisher.announce(msg)
+
+    async def notice_stored(self, queue_id: str, kind: str) -> None:
+        """The notifier stored the DSN of ``kind`` for ``queue_id``: clear the notice
+        durably (raises if that fails; the notifier then tries again later)."""
+        msg = self.messages.get(queue_id)
+        if msg is not None:
+            await self.finisher.clear_notice(msg, kind)
+
+    def notice_failed(self, queue_id: str, kind: str) -> None:
+        msg = self.messages.get(queue_id)
+        if msg is not None:
+            self.finisher.notice_failed(msg, kind)
+
+    def envelope(self, queue_id: str) -> Envelope | None:
+        msg = self.messages.get(queue_id)
+        return msg.envelope if msg is not None else None
+
+    def update_config(self, config: Config) -> None:
+        self.ctx.config = config
+        self._vmtas = VmtaTable.from_config(config)
+        for transport in {id(t): t for t in self.router.transports.values()}.values():
+            transport.update_config(config)
+        self.router.update_config()
+        for queue in self.router.queues.values():
+            self.slots.maybe_connect(queue)
+
+    # -- scheduling --------------------------------------------------------------------------
+    def _dispatch(self, msg: QueuedMessage) -> None:
+        """Hand every due recipient to its queue; arm a timer for the rest."""
+        if self.ctx.stopping:
+            return
+        msg.timer = None
+        env = msg.envelope
+        if self.holds.job_paused(env.job_id):
+            self.holds.jobs[env.job_id].append(WorkItem(msg, [], ""))
+            return
+        now = self.ctx.clock()
+        due: dict[str, list[Recipient]] = {}
+        earliest = 0.0
+        for rcpt in env.recipients:
+            if rcpt.status is not RcptStatus.PENDING:
+                continue
+            if rcpt.next_attempt <= now:
+                due.setdefault(rcpt.domain, []).append(rcpt)
+            elif earliest == 0.0 or rcpt.next_attempt < earliest:
+                earliest = rcpt.next_attempt
+        for domain, rcpts in due.items():
+            msg.inflight += 1
+            self.router.route(WorkItem(msg, rcpts, domain))
+        if not due and earliest:
+            self._arm(msg, earliest)
+
+    def _arm(self, msg: QueuedMessage, when: float) -> None:
+        if msg.timer is not None:
+            msg.timer.cancel()
+        delay = max(0.0, when - self.ctx.clock())
+        msg.timer = self.ctx.loop.call_later(delay, self._dispatch, msg)
+
+    def _enqueue(self, queue: DeliveryQueue, item: WorkItem) -> None:
+        self.slots.enqueue(queue, item)
+
+    def _kick(self, queue: DeliveryQueue) -> None:
+        self.slots.maybe_connect(queue)
+
+    def _new_queue(self, queue: DeliveryQueue) -> None:
+        self.shaper.restore_backoff(queue)
+
+    def _new_destination(self, dest: Destination) -> None:
+        self.shaper.restore_disabled(dest)
+
+    def reroute(self, item: WorkItem) -> None:
+        """Route an item again (released by an operator hold)."""
+        if item.recipients:
+            self.router.route(item)
+        else:  # held before dispatch: the whole message waits
+            self._dispatch(item.message)
+
+    async def _work(self, queue: DeliveryQueue) -> None:
+        lease = Lease(
+            self.ctx,
+            queue,
+            self.holds,
+            self.shaper,
+            self.settle,
+            self._body,
+            self.slots.wake_after,
+        )
+        await run_worker(lease, self.router.transport_of(queue))
+
+    async def _body(self, msg: QueuedMessage) -> bytes:
+        if msg.body is None:
+            body = await self.spool.load_body(msg.envelope.queue_id)
+            if msg.body is not None:  # another destination's connection loaded it meanwhile
+                return msg.body
+            msg.body = body
+            self.cached_bytes += len(body)
+        return msg.body
+
+    def _fail(self, item: WorkItem, outcome: Outcome, queue: DeliveryQueue | None) -> None:
+        """An item that never reached a queue's connection (routing, DNS, no source)."""
+        if queue is None:
+            fail_item(self.settle, item, outcome, None)
+        else:
+            apply_failure(self.settle, queue, item, outcome, self.ctx.clock())
+
+    def _fail_dead(self, queue: DeliveryQueue, item: WorkItem) -> None:
+        outcome = local_outcome(451, "4.4.1", f"Destination {queue.key} is not responding")
+        fail_item(self.settle, item, outcome, queue)
+
+    # -- outcomes ----------------------------------------------------------------------------
+    def settle(
+        self,
+        item: WorkItem,
+        outcomes: dict[int, Outcome],
+        queue: DeliveryQueue | None,
+        report: DeliveryReport | None,
+    ) -> None:
+        msg = item.message
+        env = msg.envelope
+        policy = queue.policy if queue is not None else self.ctx.config.policy_for(item.domain)
+        attempt = Attempt(
+            now=self.ctx.clock(),
+            retry_after=queue.retry_after if queue is not None else policy.retry_after,
+            bounce_after=policy.bounce_after,
+            delay_warning_after=policy.delay_warning_after,
+            queue=queue.name if queue is not None else item.domain,
+            vmta=item.vmta or env.vmta,
+            source_ip=report.source_ip if report is not None else "",
+            destination_ip=report.destination_ip if report is not None else "",
+            peer_dsn=report.peer_dsn if report is not None else False,
+        )
+        result = settle(env, item.recipients, outcomes, attempt)
+        self.ctx.bus.publish_many(result.events)
+        if queue is not None:
+            queue.delivered += result.delivered
+            queue.failed += result.bounced
+            queue.deferred += result.deferred
+            if result.delivered:
+                self.shaper.on_delivery(queue)
+        msg.inflight -= 1
+        last = msg.inflight == 0
+        if last:
+            self._drop_body(msg)  # later attempts reload it; keeps memory bounded
+            if env.is_done:
+                env.notices += "".join(k for k in final_notices(env) if k not in env.notices)
+        self.finisher.persist(msg, item.recipients, last)
+
+    def _drop_body(self, msg: QueuedMessage) -> None:
+        if msg.body is not None:
+            self.cached_bytes -= len(msg.body)
+            msg.body = None
+
+    def _forget(self, msg: QueuedMessage) -> None:
+        self.messages.pop(msg.envelope.queue_id, None)
+        if msg.timer is not None:
+            msg.timer.cancel()
+            msg.timer = None
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    @property
+    def pending_messages(self) -> int:
+        return len(self.messages)
+
+    async def stop(self, timeout: float) -> None:
+        """Finish in-flight deliveries (bounded), then cancel what is left."""
+        ctx = self.ctx
+        ctx.stopping = True
+        for msg in self.messages.values():
+            if msg.timer is not None:
+                msg.timer.cancel()
+                msg.timer = None
+        for queue in self.router.queues.values():
+            for handle in (queue.wake, queue.backoff_timer):
+                if handle is not None:
+                    handle.cancel()
+            while queue.idle:
+                waiter = queue.idle.popleft()
+                if not waiter.done():
+                    waiter.set_result(None)
+        deadline = ctx.loop.time() + timeout
+        while ctx.tasks:
+            remaining = deadline - ctx.loop.time()
+            if remaining <= 0:
+                break
+            await asyncio.wait(set(ctx.tasks), timeout=remaining)
+        for task in list(ctx.tasks):
+            task.cancel()
+        if ctx.tasks:
+            await asyncio.wait(set(ctx.tasks), timeout=5)
+        ctx.bus.flush()
