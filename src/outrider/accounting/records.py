@@ -83,12 +83,21 @@ class AccountingRecord:
     rule: str = ""  # for "q" records: the smtp-pattern-list rule that caused the transition
 
 
+_last_time: tuple[int, str] = (-1, "")
+
+
 def format_time(epoch: float) -> str:
-    """PowerMTA's timestamp form: ``2026-11-27 20:31:05+0000`` (UTC, whole seconds)."""
-    return time.strftime("%Y-%m-%d %H:%M:%S+0000", time.gmtime(epoch))
+    """PowerMTA's timestamp form: ``2026-11-27 20:31:05+0000`` (UTC, whole seconds).
+
+    Rows come in bursts within the same second: the last second's text is reused."""
+    global _last_time
+    second = int(epoch)
+    if second != _last_time[0]:
+        _last_time = (second, time.strftime("%Y-%m-%d %H:%M:%S+0000", time.gmtime(second)))
+    return _last_time[1]
 
 
-def _clean(value: str) -> str:
+def clean(value: str) -> str:
     # NUL cannot be represented in a CSV field that every reader accepts; nothing legitimate
     # puts one in an address or a reply, so it is replaced rather than rejected.
     return value.replace("\x00", "\ufffd") if "\x00" in value else value
@@ -100,20 +109,20 @@ def to_row(record: AccountingRecord) -> tuple[str, ...]:
         record.type.value,
         format_time(record.time_logged),
         format_time(record.time_queued),
-        _clean(record.orig),
-        _clean(record.rcpt),
-        _clean(record.orcpt),
+        clean(record.orig),
+        clean(record.rcpt),
+        clean(record.orcpt),
         record.dsn_action,
         record.dsn_status,
-        _clean(record.dsn_diag),
-        _clean(record.dsn_mta),
+        clean(record.dsn_diag),
+        clean(record.dsn_mta),
         record.dlv_source_ip,
         record.dlv_destination_ip,
         record.queue,
         record.vmta,
-        _clean(record.job_id),
-        _clean(record.env_id),
-        _clean(record.msg_id),
+        clean(record.job_id),
+        clean(record.env_id),
+        clean(record.msg_id),
         str(record.size),
-        _clean(record.rule),
+        clean(record.rule),
     )

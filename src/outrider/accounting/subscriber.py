@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from outrider.accounting.records import AccountingRecord, RecordType
+from outrider.accounting.records import AccountingRecord, RecordType, clean, format_time, to_row
 from outrider.accounting.writer import AccountingLog
 from outrider.events.types import Bounced, Deferred, Delivered, Event, QueueEvent, RecipientEvent
 
@@ -15,52 +15,58 @@ _TYPES: dict[type, RecordType] = {
 }
 
 
-def record_of(event: Event) -> AccountingRecord | None:
-    """The row PowerMTA would log for ``event``; None for events it does not log."""
+def row_of(event: Event) -> tuple[str, ...] | None:
+    """The CSV row PowerMTA would log for ``event``; None for events it does not log.
+
+    Recipient events become rows directly (no intermediate record object): this runs
+    for every recipient on the delivery path."""
     if isinstance(event, RecipientEvent):
         rtype = _TYPES[type(event)]
         msg = event.message
-        return AccountingRecord(
-            type=rtype,
-            time_logged=event.at,
-            time_queued=msg.received_at,
-            orig=msg.sender,
-            rcpt=event.recipient,
-            orcpt=event.orcpt,
-            dsn_action=rtype.dsn_action,
-            dsn_status=event.status,
-            dsn_diag=event.diagnostic,
-            dsn_mta=event.remote_mta,
-            dlv_source_ip=event.source_ip,
-            dlv_destination_ip=event.destination_ip,
-            queue=event.queue,
-            vmta=event.vmta,
-            job_id=msg.job_id,
-            env_id=msg.envid,
-            msg_id=msg.msg_id,
-            size=msg.size,
+        return (
+            rtype.value,
+            format_time(event.at),
+            format_time(msg.received_at),
+            clean(msg.sender),
+            clean(event.recipient),
+            clean(event.orcpt),
+            rtype.dsn_action,
+            event.status,
+            clean(event.diagnostic),
+            clean(event.remote_mta),
+            event.source_ip,
+            event.destination_ip,
+            event.queue,
+            event.vmta,
+            clean(msg.job_id),
+            clean(msg.envid),
+            clean(msg.msg_id),
+            str(msg.size),
+            "",
         )
     if isinstance(event, QueueEvent):
-        return AccountingRecord(
-            type=RecordType.QUEUE,
-            time_logged=event.at,
-            time_queued=event.at,
-            orig="",
-            rcpt="",
-            orcpt="",
-            dsn_action=event.action,
-            dsn_status="",
-            dsn_diag=event.reply,
-            dsn_mta=event.host,
-            dlv_source_ip="",
-            dlv_destination_ip="",
-            queue=event.queue,
-            vmta=event.vmta,
-            job_id="",
-            env_id="",
-            msg_id="",
-            size=0,
-            rule=event.rule,
+        return to_row(
+            AccountingRecord(
+                type=RecordType.QUEUE,
+                time_logged=event.at,
+                time_queued=event.at,
+                orig="",
+                rcpt="",
+                orcpt="",
+                dsn_action=event.action,
+                dsn_status="",
+                dsn_diag=event.reply,
+                dsn_mta=event.host,
+                dlv_source_ip="",
+                dlv_destination_ip="",
+                queue=event.queue,
+                vmta=event.vmta,
+                job_id="",
+                env_id="",
+                msg_id="",
+                size=0,
+                rule=event.rule,
+            )
         )
     return None
 
@@ -70,6 +76,6 @@ class AccountingSubscriber:
         self.log = log
 
     def handle(self, events: Sequence[Event]) -> None:
-        records = [r for r in map(record_of, events) if r is not None]
-        if records:
-            self.log.write_many(records)
+        rows = [r for r in map(row_of, events) if r is not None]
+        if rows:
+            self.log.write_rows(rows)

@@ -19,7 +19,7 @@ import csv
 import os
 import re
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO, Any
 
@@ -62,6 +62,10 @@ class AccountingLog:
     def write_many(self, records: Iterable[AccountingRecord]) -> None:
         """Write a batch; the whole batch goes to the file of the day it is written on."""
         self._current_writer().writerows(to_row(r) for r in records)
+
+    def write_rows(self, rows: Iterable[Sequence[str]]) -> None:
+        """Write rows already in ``FIELDS`` order (see :func:`records.to_row`)."""
+        self._current_writer().writerows(rows)
 
     def flush(self) -> None:
         """Hand buffered rows to the OS (no fsync): call at least once a second."""

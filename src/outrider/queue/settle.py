@@ -21,7 +21,7 @@ from outrider.policy.retry import decide_retry
 NO_RESULT = local_outcome(451, "4.3.0", "No result for recipient")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Attempt:
     """Where and under which limits the attempt ran."""
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from outrider.accounting.subscriber import AccountingSubscriber, record_of
+from outrider.accounting.subscriber import AccountingSubscriber, row_of
 from outrider.config.loader import parse_config
 from outrider.dsn.notifier import DsnNotifier
 from outrider.events.types import (
@@ -155,8 +155,8 @@ async def test_delivery_publishes_events_and_removes_the_message(make) -> None:
     assert h.spool.removed == [env.queue_id]
     assert [e.queue_id for e in h.of(MessageDone)] == [env.queue_id]  # type: ignore[attr-defined]
     assert h.scheduler.pending_messages == 0
-    rows = [record_of(e) for e in h.events]
-    assert [r.type.value for r in rows if r is not None] == ["d", "d"]
+    rows = [row_of(e) for e in h.events]
+    assert [r[0] for r in rows if r is not None] == ["d", "d"]
 
 
 async def test_deferral_persists_the_state_and_retries_when_due(make) -> None:
