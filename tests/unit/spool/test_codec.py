@@ -151,3 +151,29 @@ def test_record_with_bad_index_is_an_error() -> None:
     env = make_envelope(1)
     with pytest.raises(CodecError):
         apply_records(env, encode_record([(5, env.recipients[0])]))
+
+
+def test_notice_state_rides_in_the_record_and_old_rows_still_read() -> None:
+    env = make_envelope(2)
+    r0, r1 = env.recipients
+    r0.status, r0.relayed_owed = RcptStatus.DELIVERED, True
+    env.delay_warned, env.notices = True, "S"
+    fresh = decode_envelope(encode_envelope(make_envelope(2)))
+    fresh.queue_id = env.queue_id
+    apply_records(fresh, encode_record([(0, r0)], env))
+    assert fresh.recipients[0].relayed_owed and not fresh.recipients[1].relayed_owed
+    assert (fresh.delay_warned, fresh.notices) == (True, "S")
+
+    # A record written before relayed_owed and the envelope row existed: five fields.
+    old = encode_record([(1, r1)])
+    assert b',"S"' not in old
+    legacy = b'[[1,"bounced",3,0.0,"550 5.1.1 no such user","mx.example.net"]]'
+    import struct
+    import zlib
+
+    framed = struct.pack("<cII", b"R", len(legacy), zlib.crc32(legacy)) + legacy
+    again = decode_envelope(encode_envelope(make_envelope(2)))
+    assert apply_records(again, framed) == len(framed)
+    assert again.recipients[1].status is RcptStatus.BOUNCED
+    assert not again.recipients[1].relayed_owed
+    assert (again.delay_warned, again.notices) == (False, "")

@@ -14,6 +14,7 @@ from outrider.smtp.replies import LOCAL_ERROR
 from outrider.spool.base import (
     INSUFFICIENT_STORAGE,
     CorruptMessageError,
+    DuplicateMessageError,
     Spool,
     SpoolClosedError,
     SpoolError,
@@ -133,6 +134,29 @@ async def test_all_final_messages_are_removed(spool: DiskSpool) -> None:
         await spool.load_body(pending.queue_id)
     await spool.remove(pending.queue_id)  # idempotent
     assert spool.stats.removes == 2
+
+
+async def test_a_final_message_owing_a_notice_is_recovered_not_removed(
+    spool: DiskSpool,
+) -> None:
+    env = make_envelope(1)
+    await spool.store(env, BODY)
+    env.recipients[0].status = RcptStatus.BOUNCED
+    env.notices = "F"
+    await spool.record(env, env.recipients)
+    [recovered] = spool.recover()
+    assert (recovered.queue_id, recovered.notices, recovered.is_done) == (env.queue_id, "F", True)
+    env.notices = ""
+    await spool.record(env, [])  # the notice is stored: an envelope-only record
+    assert list(spool.recover()) == []
+    assert not (spool.directory / env.queue_id).exists()
+
+
+async def test_duplicate_is_its_own_error(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    with pytest.raises(DuplicateMessageError):
+        await spool.store(env, BODY)
 
 
 async def test_unknown_and_invalid_ids(spool: DiskSpool) -> None:
