@@ -13,7 +13,14 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from tests.support.inbound import FakeUsers, InboundServer, in_thread, start_server
+from tests.support.inbound import (
+    HOSTNAME,
+    POSTMASTER,
+    FakeUsers,
+    InboundServer,
+    in_thread,
+    start_server,
+)
 
 RELAY_DOMAINS = ("relay.test", "xn--bcher-kva.test", "dömäin.test")
 MESSAGE = b"Subject: relay test\r\n\r\nbody\r\n"
@@ -92,7 +99,12 @@ BATTERY = [
     ("<user@sub.relay.test>", DENIED, None),
     ("<user@relay.test.outside.test>", DENIED, None),
     ("<user@relay-test>", DENIED, None),
-    ("<postmaster>", DENIED, None),
+    # the postmaster is reachable by anyone (RFC 5321 4.5.1), queued for [server] postmaster
+    ("<postmaster>", ACCEPTED, POSTMASTER),
+    ("<PostMaster>", ACCEPTED, POSTMASTER),
+    (f"<POSTMASTER@{HOSTNAME.upper()}>", ACCEPTED, POSTMASTER),
+    ("<postmaster@outside.test>", DENIED, None),
+    (f"<postmaster@sub.{HOSTNAME}>", DENIED, None),
     # case and IDN variants of relay domains
     ("<user@RELAY.TEST>", ACCEPTED, "user@RELAY.TEST"),
     ("<user@Relay.Test.>", ACCEPTED, "user@Relay.Test"),
@@ -123,7 +135,7 @@ async def test_open_relay_battery_for_anonymous_outsiders(
         return
     [stored] = outsider.stored
     [recipient] = stored.envelope.recipients
-    assert recipient.address == stored_as  # verbatim: nothing was rewritten
+    assert recipient.address == stored_as  # verbatim: only the postmaster is rewritten
     # routing uses the domain after the last @ only: a relay domain, never outside.test
     assert recipient.domain.rstrip(".") in {"relay.test", *_variants()}
 

@@ -6,6 +6,7 @@ certificate reload test runs the real daemon and sends it SIGHUP.
 
 from __future__ import annotations
 
+import asyncio
 import signal
 import smtplib
 import socket
@@ -17,11 +18,14 @@ from pathlib import Path
 import pytest
 import trustme
 
+from outrider.inbound.limits import ConnectionGate
+from outrider.inbound.session import InboundSession
 from tests.support.daemon import DaemonHandle, free_port, wait_until
 from tests.support.inbound import (
     InboundServer,
     client_tls,
     in_thread,
+    raw_dialogue,
     read_all,
     start_server,
     tls_files,
@@ -153,6 +157,42 @@ async def test_implicit_tls_plaintext_client_gets_nothing(ca: trustme.CA, tmp_pa
         await server.stop()
 
 
+async def test_implicit_tls_refusal_is_sent_inside_tls(ca: trustme.CA, tmp_path: Path) -> None:
+    """The socket does the handshake before the session: a client over the connection
+    limit is told why in TLS, not in plaintext it could not read."""
+    gate = ConnectionGate(max_connections=1, max_per_client=0, rate_per_client=None)
+    server = await start_server(tls=tls_server_context(ca, tmp_path), implicit_tls=True, gate=gate)
+    try:
+
+        def dialogue() -> tuple[int, int]:
+            ctx = client_tls(ca)
+            with smtplib.SMTP_SSL("127.0.0.1", server.port, context=ctx, timeout=5) as first:
+                with pytest.raises(smtplib.SMTPConnectError) as refused:
+                    smtplib.SMTP_SSL("127.0.0.1", server.port, context=ctx, timeout=5)
+                return first.noop()[0], refused.value.smtp_code
+
+        assert await in_thread(dialogue) == (250, 421)
+    finally:
+        await server.stop()
+
+
+async def test_an_implicit_tls_session_never_speaks_in_clear(
+    ca: trustme.CA, tmp_path: Path
+) -> None:
+    """The core of an implicit-TLS session takes the connection for secure (AUTH is
+    offered): served without TLS by mistake, it closes without a word."""
+    server = await start_server(tls=tls_server_context(ca, tmp_path), implicit_tls=True)
+    loop = asyncio.get_running_loop()
+    plain = await loop.create_server(lambda: InboundSession(server.ctx), "127.0.0.1", 0)
+    try:
+        port = plain.sockets[0].getsockname()[1]
+        assert await in_thread(raw_dialogue, port) == b""  # closed, no greeting
+        assert not server.ctx.sessions
+    finally:
+        plain.close()
+        await server.stop()
+
+
 def _handshake(port: int, ctx: ssl.SSLContext) -> str:
     with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
         smtp.ehlo()
@@ -223,10 +263,17 @@ async def test_tls_close_mid_message_queues_nothing(
     assert starttls_server.stored == []
 
 
-def _server_certificate(port: int, ctx: ssl.SSLContext) -> bytes:
-    with smtplib.SMTP("127.0.0.1", port, timeout=5) as smtp:
+def _server_certificate(port: int, ctx: ssl.SSLContext, tls: str = "starttls") -> bytes:
+    """The certificate the listener presents, over STARTTLS or implicit TLS."""
+    smtp: smtplib.SMTP
+    if tls == "implicit":
+        smtp = smtplib.SMTP_SSL("127.0.0.1", port, context=ctx, timeout=5)
+    else:
+        smtp = smtplib.SMTP("127.0.0.1", port, timeout=5)
+    with smtp:
         smtp.ehlo()
-        smtp.starttls(context=ctx)
+        if tls != "implicit":
+            smtp.starttls(context=ctx)
         sock = smtp.sock
         assert isinstance(sock, ssl.SSLSocket)
         cert = sock.getpeercert(binary_form=True)
@@ -234,8 +281,9 @@ def _server_certificate(port: int, ctx: ssl.SSLContext) -> bytes:
     return bytes(cert)
 
 
+@pytest.mark.parametrize("tls", ["starttls", "implicit"])
 def test_sighup_reloads_the_certificate(
-    make_daemon: Callable[..., DaemonHandle], tmp_path: Path
+    make_daemon: Callable[..., DaemonHandle], tmp_path: Path, tls: str
 ) -> None:
     first_ca, second_ca = trustme.CA(), trustme.CA()
     cert, key = tls_files(first_ca, tmp_path / "tls")
@@ -243,7 +291,7 @@ def test_sighup_reloads_the_certificate(
         extra=f'''
 [[listener]]
 address = "127.0.0.1:{{port}}"
-tls = "starttls"
+tls = "{tls}"
 tls-cert = "{cert}"
 tls-key = "{key}"
 '''
@@ -252,15 +300,47 @@ tls-key = "{key}"
     daemon.config_path.write_text(daemon.config_path.read_text().replace("{port}", str(tls_port)))
     daemon.start()
     try:
-        first = _server_certificate(tls_port, client_tls(first_ca))
+        first = _server_certificate(tls_port, client_tls(first_ca), tls)
         tls_files(second_ca, tmp_path / "tls")  # renewed in place, as certbot does
+        daemon.edit_config(f'tls = "{tls}"\n', f'tls = "{tls}"\ntls-min-version = "TLSv1.3"\n')
         offset = daemon.log_path.stat().st_size
         daemon.signal(signal.SIGHUP)
         wait_until(lambda: "configuration reloaded" in daemon.log_text_since(offset), 10, "reload")
-        second = _server_certificate(tls_port, client_tls(second_ca))
+        second = _server_certificate(tls_port, client_tls(second_ca), tls)
         assert second != first
         with pytest.raises(ssl.SSLCertVerificationError):
-            _server_certificate(tls_port, client_tls(first_ca))
+            _server_certificate(tls_port, client_tls(first_ca), tls)
+        tls12 = client_tls(second_ca, maximum_version=ssl.TLSVersion.TLSv1_2)
+        with pytest.raises((ssl.SSLError, smtplib.SMTPServerDisconnected, ConnectionError)):
+            _server_certificate(tls_port, tls12, tls)  # the new tls-min-version applies
+    finally:
+        assert daemon.stop() == 0
+
+
+def test_sighup_cannot_switch_implicit_tls(
+    make_daemon: Callable[..., DaemonHandle], tmp_path: Path, ca: trustme.CA
+) -> None:
+    """The socket of an implicit-TLS listener does the TLS: a reload that would switch it
+    to STARTTLS is refused for that listener (logged), which keeps serving implicit TLS."""
+    cert, key = tls_files(ca, tmp_path / "tls")
+    tls_port = _free_port()
+    daemon = make_daemon(
+        extra=f'''
+[[listener]]
+address = "127.0.0.1:{tls_port}"
+tls = "implicit"
+tls-cert = "{cert}"
+tls-key = "{key}"
+'''
+    )
+    daemon.start()
+    try:
+        daemon.edit_config('tls = "implicit"', 'tls = "starttls"')
+        offset = daemon.log_path.stat().st_size
+        daemon.signal(signal.SIGHUP)
+        wait_until(lambda: "configuration reloaded" in daemon.log_text_since(offset), 10, "reload")
+        assert "switching implicit TLS on or off needs a restart" in daemon.log_text_since(offset)
+        assert _server_certificate(tls_port, client_tls(ca), "implicit")
     finally:
         assert daemon.stop() == 0
 

@@ -26,12 +26,13 @@ from outrider.inbound.receiver import Listener, open_listening_socket
 from outrider.inbound.session import ListenerContext, UserDirectory
 from outrider.inbound.tls import server_context
 from outrider.intake import Check, Intake, IntakePipeline
-from outrider.intake.checks import Relay, SenderOwnership, UserRate
+from outrider.intake.checks import Postmaster, PostmasterAddress, Relay, SenderOwnership, UserRate
 from outrider.intake.vmta import VmtaTable
 from outrider.message.envelope import Envelope
 from outrider.smtp.server import ServerConfig
 
 HOSTNAME = "mta.outrider.test"
+POSTMASTER = "hostmaster@relay.test"  # where mail for <Postmaster> is queued
 
 
 class FakeUsers:
@@ -57,6 +58,9 @@ class FakeUsers:
 
     def scram_credentials(self, username: str) -> ScramCredentials | None:
         return None
+
+    def unknown_user_salt(self, username: str) -> bytes:
+        return username.encode().ljust(16, b"\0")[:16]
 
     def sender_allowed(self, username: str, sender: str) -> bool:
         allowed = self.senders.get(username)
@@ -132,6 +136,7 @@ async def start_server(
     role: str = "mx",
     greeting_delay: float = 0.0,
     add_missing_headers: bool = False,
+    limits_exempt_trusted: bool = False,
     checks: Sequence[Check] = (),
     **protocol: Any,
 ) -> InboundServer:
@@ -140,10 +145,10 @@ async def start_server(
     run after the standard ones."""
     recorder = Recorder()
     counter = iter(range(1, 1_000_000))
+    postmaster = PostmasterAddress(HOSTNAME, POSTMASTER)
+    standard = [SenderOwnership(users), UserRate(users), Relay(relay_domains, postmaster)]
     intake = Intake(
-        pipeline=IntakePipeline(
-            [SenderOwnership(users), UserRate(users), Relay(relay_domains), *checks]
-        ),
+        pipeline=IntakePipeline([*standard, Postmaster(postmaster), *checks]),
         spool=recorder,
         sink=recorder,
         hostname=HOSTNAME,
@@ -162,6 +167,7 @@ async def start_server(
         throttle=throttle,
         gate=gate,
         greeting_delay=greeting_delay,
+        limits_exempt_trusted=limits_exempt_trusted,
         add_missing_headers=add_missing_headers,
         tls_handshake_timeout=5.0,
     )

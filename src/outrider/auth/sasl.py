@@ -70,6 +70,11 @@ class Verifier(Protocol):
 
     def scram_credentials(self, username: str) -> ScramCredentials | None: ...
 
+    def unknown_user_salt(self, username: str) -> bytes:
+        """The SCRAM salt to show for a name that is no user: the same in every process
+        and after a restart, as a real user's (:mod:`outrider.auth.secret`)."""
+        ...
+
 
 FAILED = SaslStep(challenge=None, done=True, success=False)
 
@@ -176,9 +181,6 @@ class LoginMechanism:
 
 # --------------------------------------------------------------------------- SCRAM-SHA-256
 
-# Salts handed out for unknown users are derived from this per-process secret, so
-# asking twice for the same unknown name gives the same answer, like a real user.
-_UNKNOWN_USER_SECRET = secrets.token_bytes(32)
 _NONCE_BYTES = 18
 _PROOF_BYTES = hashlib.sha256().digest_size
 
@@ -227,8 +229,10 @@ def _unb64(text: str) -> bytes:
 class ScramSha256Mechanism:
     """RFC 5802 / RFC 7677 server side, without channel binding (no -PLUS variant).
 
-    Unknown users get a plausible server-first message with a stable fake salt
-    and fail only at the proof check, so SCRAM does not reveal which names exist.
+    Unknown users get a plausible server-first message with a stable fake salt (the
+    verifier's ``unknown_user_salt``, from a secret shared by every process and kept
+    across restarts) and fail only at the proof check, so SCRAM does not reveal which
+    names exist.
     """
 
     name = "SCRAM-SHA-256"
@@ -303,7 +307,7 @@ class ScramSha256Mechanism:
         credentials = self._verifier.scram_credentials(username)
         self._known = credentials is not None
         if credentials is None:
-            salt = hmac.digest(_UNKNOWN_USER_SECRET, username.encode("utf-8"), "sha256")[:16]
+            salt = self._verifier.unknown_user_salt(username)
             random_key = secrets.token_bytes(_PROOF_BYTES)
             credentials = ScramCredentials(salt, SCRAM_ITERATIONS, random_key, random_key)
         server_nonce = self._server_nonce or secrets.token_urlsafe(_NONCE_BYTES)

@@ -45,6 +45,7 @@ from typing import Any
 
 from outrider.auth import passwords
 from outrider.auth.passwords import PasswordError, ScramCredentials
+from outrider.auth.secret import UnknownUserSalts
 from outrider.config.units import parse_rate
 
 __all__ = [
@@ -292,10 +293,15 @@ class UserStore:
     A missing file is an empty store (``outrider user add`` creates it).
     Construction raises :class:`UserStoreError` if the file exists but is
     unusable, so the daemon refuses to start on a broken file.
+
+    ``unknown_salts`` gives unknown names their SCRAM salts; the daemon passes the
+    ones derived from the secret in ``state-dir``. Without it (the CLI, which serves
+    no AUTH) they come from a secret of this process only.
     """
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, unknown_salts: UnknownUserSalts | None = None) -> None:
         self.path = Path(path)
+        self._unknown_salts = unknown_salts or UnknownUserSalts.per_process()
         self._users: dict[str, UserRecord] = {}
         self._senders: dict[str, _SenderPolicy] = {}
         self._signature: _Signature | None = None
@@ -384,6 +390,9 @@ class UserStore:
         record = self._users.get(username)
         return None if record is None else record.scram
 
+    def unknown_user_salt(self, username: str) -> bytes:
+        return self._unknown_salts.salt(username)
+
     # ---------------------------------------------------------------- queries
 
     def get(self, username: str) -> UserRecord | None:
@@ -422,6 +431,7 @@ class UserStore:
             max_msg_rate = validate_msg_rate(max_msg_rate)
         password_hash, scram = _credentials(password, scheme)
         record = UserRecord(username, password_hash, scram, senders, max_msg_rate)
+        _make_private_directory(self.path.parent)
         with self._locked() as users:
             if username in users:
                 raise UserExistsError(f"user {username!r} already exists")
@@ -491,6 +501,23 @@ class UserStore:
             with contextlib.suppress(OSError):
                 os.unlink(tmp)
             raise UserStoreError(f"{self.path}: cannot write: {exc.strerror}") from None
+
+
+def _make_private_directory(directory: Path) -> None:
+    """Create the users file's directory, and any missing parent, with mode 0700 (the
+    first ``outrider user add`` may come before anything else made it)."""
+    missing: list[Path] = []
+    while not directory.exists() and directory != directory.parent:
+        missing.append(directory)
+        directory = directory.parent
+    for path in reversed(missing):
+        try:
+            os.mkdir(path, 0o700)
+        except FileExistsError:
+            continue
+        except OSError as exc:
+            raise UserStoreError(f"{path}: cannot create directory: {exc.strerror}") from None
+        os.chmod(path, 0o700)  # mkdir honours the umask
 
 
 def _credentials(password: str, scheme: str) -> tuple[str, ScramCredentials]:

@@ -187,6 +187,15 @@ def _source_host(text: str) -> tuple[str, str | None]:
         raise ValueError(f"EHLO name: {exc}") from None
 
 
+def _mailbox(text: str) -> str:
+    """``local@domain`` with the domain normalized; the local part is kept as written."""
+    local, at, domain = text.strip().rpartition("@")
+    plain = local.isascii() and local.isprintable() and not any(c in local for c in ' <>"@\\')
+    if not (at and local and plain):
+        raise ValueError(f"expected an address like 'postmaster@example.com', got {text!r}")
+    return f"{local}@{units.normalize_domain(domain)}"
+
+
 def _regex(text: str) -> re.Pattern[str]:
     if not text:
         raise ValueError("must not be empty (it would match every reply)")
@@ -207,6 +216,7 @@ BOOLEAN = kind("boolean", {"type": "boolean"}, types=(bool,), expected="a boolea
 STRING = kind("string", _STR, _banner)  # one ASCII line
 NAME = kind("name", _STR)  # of a virtual MTA, pool or pattern list
 DOMAIN = kind("domain", _STR, units.normalize_domain)
+MAILBOX = kind("address", _STR, _mailbox)  # local@domain, no angle brackets
 PATH = kind("path", _NON_EMPTY, _path)
 FILE = kind("path to a readable file", _NON_EMPTY, _readable_file)
 PORT = integer(1, 65535, "a TCP port from")

@@ -26,6 +26,7 @@ from outrider.config.kinds import (
     BOOLEAN,
     DOMAIN,
     FILE,
+    MAILBOX,
     NAME,
     NETWORK,
     PATH,
@@ -79,6 +80,7 @@ DUR, DUR_0 = duration(positive=True), duration(positive=False)
 INT_0, INT_1 = integer(0), integer(1)
 RULE = Kind(lambda value: value, "rule table", {"$ref": "#/$defs/rule"})  # the loader checks it
 _FQDN = "the machine's FQDN (`socket.getfqdn()`)"
+_POSTMASTER = "none: `postmaster@` `hostname`"
 _BY_ROLE = "`true` for roles `submission` and `submissions`, `false` for `mx`"
 _TLS_DEFAULT = (
     '`"starttls"` when `tls-cert` is set (`"implicit"` for role `submissions`), else `"none"`'
@@ -117,6 +119,14 @@ class ConfigError(Exception):
 class ServerSettings:
     hostname: str = key(DOMAIN, factory=lambda: socket.getfqdn(), shown=_FQDN)
     """Name used in EHLO, in `Received:` headers and as the Reporting-MTA of DSNs."""
+    postmaster: str | None = key(MAILBOX, default=None, shown=_POSTMASTER)
+    """Where mail for this server's postmaster goes, e.g. `"hostmaster@example.com"`. `RCPT
+    TO:<Postmaster>` (any case, no domain) and `postmaster@` `hostname` are accepted from any
+    client, even one that may not relay (RFC 5321 section 4.5.1), and
+    are queued for this address, which is then delivered like any other (route or MX). Unset,
+    it is `postmaster@` `hostname` itself, delivered by `hostname`'s MX: that reaches a person
+    only when the MX is another mail server, so set it on every server that takes mail from
+    outside (see [docs/security.md](security.md#postmaster))."""
     spool_dir: Path = key(PATH, default="var/spool")
     """Where queued messages are stored."""
     log_dir: Path = key(PATH, default="var/log")
@@ -130,14 +140,19 @@ class ServerSettings:
     than one core."""
     max_delivery_concurrency: int = key(INT_1, default=500)
     """Total outbound SMTP connections across all domains."""
+    max_received_headers: int = key(INT_1, default=50)
+    """Most `Received:` header fields a message may carry once Outrider has added its own: one
+    that arrives with this many or more has looped (or travelled too far) and is refused at the
+    end of DATA with `554 5.4.6 Too many hops`, so the server that sent it bounces it. Like
+    Postfix's `hopcount_limit`."""
     pid_file: Path | None = key(PATH, default=None)
     """If set, the daemon writes its process id here."""
     default_virtual_mta: str = key(NAME, default=DEFAULT_VMTA)
     """Virtual MTA or pool used for mail that nothing else assigns one to (see
     [docs/shaping.md](shaping.md#choosing-a-virtual-mta))."""
     state_dir: Path = key(PATH, default="var/state")
-    """Where persistent runtime state (paused queues, backoff and disabled-source state, …) is
-    kept."""
+    """Where persistent runtime state (paused queues, backoff and disabled-source state, the
+    `scram-secret` behind unknown users' SCRAM salts, …) is kept."""
 
 
 @table
@@ -163,6 +178,11 @@ class ListenerSettings:
         array(NETWORK, "networks"), default=["127.0.0.0/8", "::1/128"]
     )
     """Clients from these networks may relay to any domain. `[]` means nobody may."""
+    allow_address_literals: bool = key(BOOLEAN, default=False)
+    """Accept address literals (`user@[192.0.2.1]`) as the sender or a recipient from clients
+    that are neither in `relay-networks` nor authenticated. Off by default: a bounce to such a
+    sender is delivered to whatever address it names, which may be Outrider itself (a mail
+    loop)."""
     max_message_size: int = key(SIZE, default="50M")
     """Largest message accepted; advertised in the EHLO `SIZE` keyword."""
     max_rcpt_per_message: int = key(INT_1, default=1000)
@@ -207,6 +227,17 @@ class ListenerSettings:
     """Messages accepted in one connection, then 421 and close; `0` is unlimited."""
     max_rcpt_per_connection: int = key(INT_0, default=10000)
     """Recipients accepted in one connection over all its transactions; `0` is unlimited."""
+    limits_exempt_relay_networks: bool = key(BOOLEAN, default=True)
+    """Clients in `relay-networks` are not held to `max-connections-per-client`,
+    `max-connect-rate-per-client`, `max-messages-per-connection` and `max-rcpt-per-connection`
+    (like Postfix's `smtpd_client_event_limit_exceptions = $mynetworks`), so an application
+    server injecting mail into its own MTA is not throttled by them. They still count towards
+    `max-connections`."""
+    limits_exempt_authenticated: bool = key(BOOLEAN, default=True)
+    """After a successful AUTH, `max-messages-per-connection` and `max-rcpt-per-connection` no
+    longer apply to the connection. The limits checked when a client connects
+    (`max-connections-per-client`, `max-connect-rate-per-client`) still apply, since AUTH
+    comes later; a user's own `--max-msg-rate` applies either way."""
     auth_max_failures: int = key(INT_1, default=5)
     """Failed AUTH attempts from one client IP within `auth-failure-window` after which that IP is
     blocked from AUTH for `auth-block-time`."""
@@ -225,6 +256,12 @@ class ListenerSettings:
     process_x_virtual_mta: bool = key(BOOLEAN, default=False)
     """Honour (and remove) an `X-Virtual-MTA:` header naming a virtual MTA or pool. Enable only
     where the clients are trusted."""
+
+    @property
+    def name(self) -> str:
+        """``"host:port"`` (``"[v6]:port"``): how logs and ``Submission.listener`` name it."""
+        host, port = self.address
+        return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
     def may_relay(self, client_ip: str) -> bool:
         """True if a client at ``client_ip`` may relay to any domain through this listener."""

@@ -341,6 +341,11 @@ class SmtpSession:
         return self._core.greeting
 
     @property
+    def ehlo_reply(self) -> Reply | None:
+        """The server's 250 answer to EHLO (HELO), after STARTTLS the second one."""
+        return self._core.ehlo_reply
+
+    @property
     def transactions(self) -> int:
         """Transactions completed on this session (for connection reuse limits)."""
         return self._core.transactions

@@ -3,7 +3,8 @@
 Everything specific to talking SMTP to MX hosts lives here: MX resolution and the
 mx-rollup destination key, MTA-STS and per-domain TLS requirements, trying the MX
 hosts in order (a 5xx greeting moves to the next), stepping TLS down as policy allows,
-and "421 means the MX is unavailable" (the same batch goes to the next MX).
+"421 means the MX is unavailable" (the same batch goes to the next MX), and refusing to
+deliver to ourselves (:mod:`outrider.delivery.loops`).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import cast
 
 from outrider.config.model import Config, DomainPolicy
 from outrider.delivery.dns import DnsError, DnsErrorKind, MxResolver
+from outrider.delivery.loops import OwnAddresses, drop_own, loop_outcome, names_host
 from outrider.delivery.mta_sts import MtaStsResolver
 from outrider.delivery.smtp_client import (
     SmtpConnectError,
@@ -109,6 +111,7 @@ class SmtpTransport:
         self.config = config
         self.resolver = resolver
         self.mta_sts = self._mta_sts_resolver(config)
+        self.own = OwnAddresses(listener.address for listener in config.listeners)
 
     @staticmethod
     def _mta_sts_resolver(config: Config) -> MtaStsResolver | None:
@@ -127,6 +130,8 @@ class SmtpTransport:
     def update_config(self, config: Config) -> None:
         if config.mta_sts != self.config.mta_sts or config.dns != self.config.dns:
             self.mta_sts = self._mta_sts_resolver(config)
+        if config.listeners != self.config.listeners:
+            self.own = OwnAddresses(listener.address for listener in config.listeners)
         self.config = config
 
     # -- destinations ------------------------------------------------------------------------
@@ -185,6 +190,10 @@ class SmtpTransport:
         if policy.bounce_upon_no_mx and targets and targets[0].implicit:
             text = f"Domain {route.domain} has no MX record"
             return Opened(None, local_outcome(550, "5.4.4", text, scope=Scope.DOMAIN))
+        if policy.route is None and self.own:
+            targets, looped = self._drop_own(route, targets)
+            if looped and not targets:
+                return Opened(None, loop_outcome(route.domain))
         tls = await self.tls_for(route.domain, policy)
         remaining = list(targets)
         session, failure = await self._open_session(route, remaining, tls)
@@ -192,10 +201,37 @@ class SmtpTransport:
             return Opened(None, failure)
         return Opened(SmtpConnection(self, route, session, tls, remaining, {route.domain}))
 
+    def _drop_own(self, route: Route, targets: list[Target]) -> tuple[list[Target], bool]:
+        """The targets left once our own listeners (and worse MX hosts) are dropped."""
+        own = self.own
+        kept, looped = drop_own(
+            targets, lambda t: own.contains(t.address, t.port), lambda t: t.preference
+        )
+        if looped:
+            ours = ", ".join(
+                f"{t.describe()}:{t.port}" for t in targets if own.contains(t.address, t.port)
+            )
+            if kept:
+                log.info("%s: MX %s is this server; trying better MX hosts", route.domain, ours)
+            else:
+                log.warning(
+                    "%s: mail for %s loops back to myself (MX %s is this server)",
+                    route.destination,
+                    route.domain,
+                    ours,
+                )
+        return kept, looped
+
+    def _greets_as_us(self, session: SmtpSession) -> bool:
+        hostname = self.config.server.hostname
+        return names_host(session.greeting, hostname) or names_host(session.ehlo_reply, hostname)
+
     async def _open_session(
         self, route: Route, remaining: list[Target], tls: TlsRequirement
     ) -> tuple[SmtpSession | None, Outcome]:
-        """Connect to the first target that answers; consumes ``remaining`` as it goes."""
+        """Connect to the first target that answers; consumes ``remaining`` as it goes.
+        A server that greets with our own host name is us: the mail loops (unless the
+        domain has an explicit route)."""
         failure = local_outcome(451, "4.4.1", "No mail server could be reached")
         timeouts = timeouts_for(route.policy)
         while remaining:
@@ -220,6 +256,16 @@ class SmtpTransport:
                     text = f"Connection to {target.describe()} failed: {exc}"
                     failure = local_outcome(451, "4.4.1", text)
                 continue
+            if route.policy.route is None and self._greets_as_us(session):
+                log.warning(
+                    "%s: mail for %s loops back to myself (%s greeted with our hostname %s)",
+                    route.destination,
+                    route.domain,
+                    target.describe(),
+                    self.config.server.hostname,
+                )
+                await session.close()
+                return None, loop_outcome(route.domain)
             return session, failure
         return None, failure
 

@@ -14,6 +14,7 @@ class Target:
     address: str  # IP to connect to
     port: int
     implicit: bool = False  # the domain has no MX: its own address (RFC 5321 5.1)
+    preference: int = 0  # the MX preference (0 for a route, an address literal, implicit MX)
 
     def describe(self) -> str:
         return self.host if self.host == self.address else f"{self.host} ({self.address})"
@@ -42,4 +43,8 @@ async def resolve_targets(
             literal = literal[5:]
         return [Target(literal, literal, mx_port)]
     hosts = await resolver.resolve_mx(domain)
-    return [Target(mx.name, ip, mx_port, mx.implicit) for mx in hosts for ip in mx.addresses]
+    return [
+        Target(mx.name, ip, mx_port, mx.implicit, mx.preference)
+        for mx in hosts
+        for ip in mx.addresses
+    ]

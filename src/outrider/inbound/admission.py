@@ -6,6 +6,11 @@ and the connection gate (:class:`~outrider.inbound.limits.ConnectionGate`). It
 remembers whether the gate counted the connection, so the count is given back exactly
 once, and hides whether those limits answer at once (local) or must be awaited (a
 shared throttle).
+
+A trusted client (in the listener's ``relay-networks``) is exempt from the gate's
+per-client count and rate when the listener says so (``limits-exempt-relay-networks``,
+:attr:`~outrider.inbound.session.ListenerContext.limits_exempt_trusted`); the total
+still counts it, and a failed-AUTH block still applies.
 """
 
 from __future__ import annotations
@@ -41,8 +46,13 @@ class Admission:
         gate, throttle = self.ctx.gate, self.ctx.throttle
         return (gate is None or gate.local) and (throttle is None or throttle.local)
 
-    def admit(self, client_ip: str) -> Reply | None:
-        """None when the connection may go on, else the 421 to send before closing."""
+    def exempt(self, trusted: bool) -> bool:
+        """Whether a client (``trusted``: in relay-networks) skips the per-client limits."""
+        return trusted and self.ctx.limits_exempt_trusted
+
+    def admit(self, client_ip: str, *, trusted: bool = False) -> Reply | None:
+        """None when the connection may go on, else the 421 to send before closing.
+        ``trusted``: the client is in the listener's relay-networks."""
         self.client_ip = client_ip
         ctx = self.ctx
         now = ctx.monotonic()
@@ -50,14 +60,16 @@ class Admission:
             log.warning("refused: client=%s blocked after failed AUTH", client_ip)
             return AUTH_BLOCKED_CONNECT
         if ctx.gate is not None:
-            refusal = ctx.gate.admit(client_ip, now)
+            refusal = ctx.gate.admit(client_ip, now, exempt=self.exempt(trusted))
             if refusal is not None:
                 log.warning("refused: client=%s listener=%s: %s", client_ip, ctx.name, refusal)
                 return refusal
             self.admitted = True
         return None
 
-    async def admit_async(self, client_ip: str, gone: Callable[[], bool]) -> Reply | None:
+    async def admit_async(
+        self, client_ip: str, gone: Callable[[], bool], *, trusted: bool = False
+    ) -> Reply | None:
         """:meth:`admit` through the awaitable throttle calls. ``gone`` tells whether
         the client left while the throttle answered: a count taken for it is given
         back at once (the caller, seeing it gone too, does nothing more)."""
@@ -69,7 +81,7 @@ class Admission:
             log.warning("refused: client=%s blocked after failed AUTH", client_ip)
             refusal = AUTH_BLOCKED_CONNECT
         elif ctx.gate is not None:
-            refusal = await ctx.gate.admit_async(client_ip, now)
+            refusal = await ctx.gate.admit_async(client_ip, now, exempt=self.exempt(trusted))
             if refusal is not None:
                 log.warning("refused: client=%s listener=%s: %s", client_ip, ctx.name, refusal)
             elif gone():

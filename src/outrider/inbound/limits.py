@@ -5,6 +5,11 @@ total concurrent connections, concurrent connections per client, and connection 
 client. The caller passes the time, so the gate is trivially testable; with its default
 local throttle it costs a few dict operations per connection.
 
+A client the caller declares *exempt* (one in ``relay-networks`` when the listener's
+``limits-exempt-relay-networks`` is on, as Postfix exempts ``$mynetworks`` with
+``smtpd_client_event_limit_exceptions``) counts towards the total but is not held to
+the per-client count or rate.
+
 Client addresses are normalised before counting (see :func:`client_key`): an IPv4-mapped
 IPv6 address counts as its IPv4 address, and IPv6 clients are grouped by /64, because a
 single host or subscriber is routinely given a whole /64 and can pick a fresh address from
@@ -86,6 +91,7 @@ class ConnectionGate:
 
     __slots__ = (
         "_admitted",
+        "_admitted_exempt",
         "_blocked",
         "_client_limit",
         "_client_prefix",
@@ -129,6 +135,7 @@ class ConnectionGate:
         self._total_key = namespace + "total"
         self._client_prefix = namespace + "client "
         self._admitted = 0
+        self._admitted_exempt = 0
         self._refused_total = 0
         self._refused_blocked = 0
         self._refused_per_client = 0
@@ -177,12 +184,14 @@ class ConnectionGate:
             self._rate_prefix = f"{self._namespace}rate {count}/{per!r} "
 
     # -- synchronous, local throttle ------------------------------------------------------
-    def admit(self, client_ip: str, now: float) -> Reply | None:
+    def admit(self, client_ip: str, now: float, *, exempt: bool = False) -> Reply | None:
         """Count a new connection from ``client_ip`` at time ``now`` (monotonic seconds).
 
         Checks run cheapest and most global first: total, blocked, per client, rate; rate is
         last so that only admitted connections consume it. ``blocked`` gets ``client_ip`` as
-        passed in, not normalised.
+        passed in, not normalised. An ``exempt`` client (a trusted one) is counted like any
+        other, so ``release`` stays the same, but neither the per-client limit nor the rate
+        applies to it, and it uses no rate.
         """
         local = self._local
         if local is None:
@@ -197,6 +206,11 @@ class ConnectionGate:
             return TEMPORARILY_BLOCKED
         key = client_key(client_ip)
         count_key = self._client_prefix + key
+        if exempt:
+            local.acquire_now(count_key, None)
+            self._admitted += 1
+            self._admitted_exempt += 1
+            return None
         if not local.acquire_now(count_key, self._client_limit):
             local.release_now(total_key)
             self._refused_per_client += 1
@@ -232,7 +246,9 @@ class ConnectionGate:
         return 0 if self._local is None else self._local.purge(now)
 
     # -- awaitable, any throttle ----------------------------------------------------------
-    async def admit_async(self, client_ip: str, now: float) -> Reply | None:
+    async def admit_async(
+        self, client_ip: str, now: float, *, exempt: bool = False
+    ) -> Reply | None:
         """:meth:`admit` for any throttle: the same checks in the same order."""
         throttle = self.throttle
         total_key = self._total_key
@@ -245,6 +261,11 @@ class ConnectionGate:
             return TEMPORARILY_BLOCKED
         key = client_key(client_ip)
         count_key = self._client_prefix + key
+        if exempt:
+            await throttle.acquire(count_key, None)
+            self._admitted += 1
+            self._admitted_exempt += 1
+            return None
         if not await throttle.acquire(count_key, self._client_limit):
             await throttle.release(total_key)
             self._refused_per_client += 1
@@ -264,7 +285,8 @@ class ConnectionGate:
 
     # -- status ---------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
-        """Counters for the status API; refusals are cumulative since the gate was built.
+        """Counters for the status API; admissions and refusals are cumulative since the
+        gate was built (``admitted`` includes ``admitted_exempt``).
 
         ``connections``, ``clients`` and ``rate_tracked_clients`` are read from a local
         throttle of the gate's own (absent with a shared throttle)."""
@@ -279,6 +301,7 @@ class ConnectionGate:
             max_connections=self._max_connections,
             max_per_client=self._max_per_client,
             admitted=self._admitted,
+            admitted_exempt=self._admitted_exempt,
             refused_total=self._refused_total,
             refused_blocked=self._refused_blocked,
             refused_per_client=self._refused_per_client,

@@ -2,6 +2,12 @@
 
 Sockets are created here (not by asyncio) so SO_REUSEPORT can let several receiver
 processes share one port, and so the listen backlog is large enough for bursts.
+
+An implicit-TLS listener (RFC 8314) serves TLS from its socket: the handshake is done
+before the session exists, and the session starts on the TLS transport. (Upgrading the
+accepted connection from the session instead loses the race with the client's
+ClientHello on uvloop, which starts reading as soon as ``connection_made`` returns.)
+Whether a listener is implicit-TLS is therefore fixed until a restart.
 """
 
 from __future__ import annotations
@@ -10,9 +16,11 @@ import asyncio
 import contextlib
 import logging
 import socket
+import ssl
 import time
 
 from outrider.inbound.session import InboundSession, ListenerContext
+from outrider.inbound.tls import follow_current
 
 log = logging.getLogger("outrider.inbound")
 
@@ -47,22 +55,41 @@ class Listener:
         self.ctx = ctx
         self.sock = sock
         self.server: asyncio.Server | None = None
+        self.implicit_tls = ctx.implicit_tls
+        self._server_tls: ssl.SSLContext | None = None  # the socket's, when implicit
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        self.server = await loop.create_server(
-            lambda: InboundSession(self.ctx), sock=self.sock, backlog=LISTEN_BACKLOG
-        )
+        if self.implicit_tls and self.ctx.tls is not None:  # ListenerContext ensures a context
+            self._server_tls = self.ctx.tls
+            follow_current(self._server_tls, lambda: self.ctx.tls)  # certificates reloaded
+            self.server = await loop.create_server(
+                lambda: InboundSession(self.ctx),
+                sock=self.sock,
+                backlog=LISTEN_BACKLOG,
+                ssl=self._server_tls,
+                ssl_handshake_timeout=self.ctx.tls_handshake_timeout,
+            )
+        else:
+            self.server = await loop.create_server(
+                lambda: InboundSession(self.ctx), sock=self.sock, backlog=LISTEN_BACKLOG
+            )
         log.info("listening on %s", self.ctx.name)
 
     def update(self, ctx: ListenerContext) -> None:
         """Config reload: new sessions use the new context; live ones finish on the old.
 
         The caller passes the old gate and throttle in ``ctx`` so per-client state
-        (connection counts, failed-AUTH records) survives a reload.
+        (connection counts, failed-AUTH records) survives a reload. Implicit TLS cannot
+        be switched on or off (the socket does it); the caller checks.
         """
+        if ctx.implicit_tls != self.implicit_tls:
+            raise ValueError(f"listener {ctx.name}: implicit TLS changes need a restart")
         ctx.sessions = self.ctx.sessions
         self.ctx = ctx
+        if self._server_tls is not None and ctx.tls is not None:
+            # The certificate follows ctx.tls per handshake; the version floor is the socket's.
+            self._server_tls.minimum_version = ctx.tls.minimum_version
 
     def sweep_timeouts(self) -> None:
         now = time.monotonic()

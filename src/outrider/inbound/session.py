@@ -86,11 +86,14 @@ class ListenerContext:
     sessions: set[InboundSession] = field(default_factory=set)
     role: str = "mx"
     tls: ssl.SSLContext | None = None  # STARTTLS (if protocol_config.starttls) or implicit
-    implicit_tls: bool = False  # handshake first, then the greeting (RFC 8314)
+    implicit_tls: bool = False  # RFC 8314: the listener's socket does TLS; greet after it
     users: UserDirectory | None = None  # None: AUTH cannot succeed
     throttle: AuthThrottle | None = None
     gate: ConnectionGate | None = None
     greeting_delay: float = 0.0  # > 0: hold the greeting for untrusted clients (pregreet)
+    # limits-exempt-relay-networks: clients in relay_networks skip the gate's per-client
+    # count and rate and the per-connection message and recipient limits
+    limits_exempt_trusted: bool = False
     add_missing_headers: bool = False  # Date and Message-ID (submission)
     honour_vmta_header: bool = False  # process-x-virtual-mta
     listener_vmta: str | None = None  # the listener's default-virtual-mta
@@ -134,6 +137,12 @@ class InboundSession(asyncio.Protocol):
         if self.transport is not None:
             return  # the TLS layer of start_tls announcing itself: nothing new
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        if self.ctx.implicit_tls and transport.get_extra_info("ssl_object") is None:
+            # The core takes this connection for secure: never serve it in clear. (An
+            # implicit-TLS Listener's socket has done the handshake before we are called.)
+            log.error("listener %s: implicit-TLS connection without TLS, closed", self.ctx.name)
+            transport.close()  # nothing was written
+            return
         sock = transport.get_extra_info("socket")
         if sock is not None and sock.family in (socket.AF_INET, socket.AF_INET6):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
@@ -141,9 +150,11 @@ class InboundSession(asyncio.Protocol):
         ctx = self.ctx
         self.client_ip = str(peer[0]) if peer else ""
         self.client_trusted = client_may_relay(self.client_ip, ctx.relay_networks)
+        if self.admission.exempt(self.client_trusted):
+            self.conn.lift_connection_limits()
         ctx.sessions.add(self)
         if self.admission.local:
-            self._open(self.admission.admit(self.client_ip))
+            self._open(self.admission.admit(self.client_ip, trusted=self.client_trusted))
         else:  # a shared throttle answers over the network: admit in a task, reading paused
             self._run_task(self._admit_shared(), "admit")
 
@@ -175,26 +186,23 @@ class InboundSession(asyncio.Protocol):
     # -- admission and greeting ---------------------------------------------------------
     async def _admit_shared(self) -> None:
         """Admission through the awaitable throttle calls, then :meth:`_open`."""
-        refusal = await self.admission.admit_async(self.client_ip, self._done.done)
+        refusal = await self.admission.admit_async(
+            self.client_ip, self._done.done, trusted=self.client_trusted
+        )
         if self._done.done():  # the client left while the throttle answered
             return
-        if refusal is None and self.ctx.implicit_tls:
-            # In this task, which stops being an admission (connection_lost cancels it).
-            task = asyncio.current_task()
-            if task is not None:
-                task.set_name("tls-handshake")
-            await self._handshake(initial=True)
-        else:
-            self._open(refusal)
+        self._open(refusal)
 
     def _open(self, refusal: Reply | None) -> None:
-        """After admission: refuse, or start the TLS handshake or the greeting."""
+        """After admission (and, on an implicit-TLS listener, the handshake): refuse, or
+        greet (after the pregreet delay when it applies)."""
         ctx = self.ctx
         if refusal is not None:
             self.conn.refuse(refusal)
             self._flush()
         elif ctx.implicit_tls:
-            self._run_task(self._handshake(initial=True), "tls-handshake")
+            self._log_tls()
+            self._greet()
         elif ctx.greeting_delay > 0 and not self.client_trusted:
             self.conn.hold_greeting()
             loop = asyncio.get_running_loop()
@@ -346,9 +354,9 @@ class InboundSession(asyncio.Protocol):
             return
         self.conn.accept()  # 220, and the core drops whatever was pipelined behind it
         self._flush()
-        self._run_task(self._handshake(initial=False), "starttls")
+        self._run_task(self._handshake(), "starttls")
 
-    async def _handshake(self, *, initial: bool) -> None:
+    async def _handshake(self) -> None:
         ctx = self.ctx
         transport = self.transport
         if transport is None or transport.is_closing() or ctx.tls is None:
@@ -371,18 +379,21 @@ class InboundSession(asyncio.Protocol):
             transport.abort()
             return
         self.transport = tls_transport
-        version = tls_transport.get_extra_info("ssl_object")
+        self._log_tls()
+        self.last_activity = time.monotonic()
+        self.conn.tls_established()
+
+    def _log_tls(self) -> None:
+        transport = self.transport
+        if transport is None or not log.isEnabledFor(logging.DEBUG):
+            return
+        version = transport.get_extra_info("ssl_object")
         log.debug(
             "TLS established: client=%s %s %s",
             self.client_ip,
             version.version() if version is not None else "?",
-            (tls_transport.get_extra_info("cipher") or ("?",))[0],
+            (transport.get_extra_info("cipher") or ("?",))[0],
         )
-        self.last_activity = time.monotonic()
-        if initial:
-            self._greet()
-        else:
-            self.conn.tls_established()
 
     # -- the message: handed to the intake --------------------------------------------------
     def _on_complete(self) -> None:

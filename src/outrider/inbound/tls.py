@@ -10,6 +10,11 @@ cipher suites are the forward-secret AEAD ones of Mozilla's "intermediate" profi
 TLS 1.3 suites are OpenSSL's defaults (all AEAD). Compression and renegotiation are
 off; session tickets stay on (resumption saves a full handshake per connection for
 busy peers).
+
+An implicit-TLS listener's socket does the handshake itself (see
+:class:`outrider.inbound.receiver.Listener`), so its SSL context is fixed when it
+starts listening; :func:`follow_current` makes each handshake switch to the listener's
+current context, so a reloaded certificate needs no restart there either.
 """
 
 from __future__ import annotations
@@ -18,11 +23,13 @@ import datetime
 import ipaddress
 import os
 import ssl
+from collections.abc import Callable
 from pathlib import Path
 
 __all__ = [
     "TLS12_CIPHERS",
     "TlsError",
+    "follow_current",
     "generate_self_signed",
     "server_context",
 ]
@@ -64,6 +71,24 @@ def server_context(cert: Path, key: Path, *, min_version: str = "TLSv1.2") -> ss
         reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else str(exc)
         raise TlsError(f"cannot load TLS certificate {cert} / key {key}: {reason}") from exc
     return ctx
+
+
+def follow_current(front: ssl.SSLContext, current: Callable[[], ssl.SSLContext | None]) -> None:
+    """Make every handshake on ``front`` present ``current()``'s certificate and key.
+
+    OpenSSL calls the SNI callback for every ClientHello, with or without a server
+    name; switching the connection's context there swaps the certificate chain and key
+    (``SSL_set_SSL_CTX``). Protocol versions, cipher suites and options stay those of
+    ``front``: whoever changes ``current()`` keeps ``front.minimum_version`` in step
+    (the rest is the same for every context :func:`server_context` builds).
+    """
+
+    def select(conn: ssl.SSLSocket | ssl.SSLObject, server_name: str | None, _: object) -> None:
+        ctx = current()
+        if ctx is not None and ctx is not conn.context:
+            conn.context = ctx
+
+    front.sni_callback = select
 
 
 def generate_self_signed(

@@ -12,7 +12,17 @@ from typing import Protocol
 
 from outrider.auth.rates import UserRateLimiter
 from outrider.config.model import Config
-from outrider.intake.checks import Relay, SenderOwnership, SenderRights, UserLimits, UserRate
+from outrider.intake.checks import (
+    AddressLiterals,
+    HopLimit,
+    Postmaster,
+    PostmasterAddress,
+    Relay,
+    SenderOwnership,
+    SenderRights,
+    UserLimits,
+    UserRate,
+)
 from outrider.intake.core import Intake, MessageStore
 from outrider.intake.pipeline import Check, IntakePipeline
 from outrider.intake.sink import Sink
@@ -26,10 +36,14 @@ class UserRecords(SenderRights, UserLimits, Protocol):
 
 def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimiter) -> list[Check]:
     """The checks every message passes, in the order they are asked."""
+    postmaster = PostmasterAddress(config.server.hostname, config.server.postmaster)
     return [
         SenderOwnership(users),
         UserRate(users, rates),
-        Relay(config.relay.domains),
+        AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
+        Relay(config.relay.domains, postmaster),
+        HopLimit(config.server.max_received_headers),
+        Postmaster(postmaster),
     ]
 
 

@@ -1,4 +1,5 @@
-"""The standard intake checks: sender ownership, per-user rate, relay control.
+"""The standard intake checks: sender ownership, per-user rate, address literals,
+relay control, hop count, and the postmaster's address.
 
 Each has one job and the reply it refuses with. They log the refusal themselves,
 since only they know the detail worth logging.
@@ -8,20 +9,26 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Collection
+from collections.abc import Callable, Collection, Iterable
 from typing import Protocol
 
 from outrider.auth.rates import UserRateLimiter
-from outrider.inbound.relay import normalize_domains, relay_allowed
+from outrider.inbound.relay import normalize_domain, normalize_domains, relay_allowed
 from outrider.intake.pipeline import Check
-from outrider.intake.submission import Submission
+from outrider.intake.submission import MailEnvelope, Submission
 from outrider.intake.verdict import CONTINUE, Verdict, VerdictResult
+from outrider.message.headers import count_fields, has_fields
 from outrider.smtp.replies import RELAY_DENIED, Reply
 
 log = logging.getLogger("outrider.intake")
 
 SENDER_NOT_OWNED = Reply(553, "5.7.1", "Sender address not allowed for the authenticated user")
 USER_RATE_EXCEEDED = Reply(450, "4.7.1", "Sending rate limit exceeded for this user; try later")
+LITERAL_SENDER = Reply(550, "5.7.1", "Address literal senders are not accepted from this client")
+LITERAL_RECIPIENT = Reply(
+    550, "5.7.1", "Address literal recipients are not accepted from this client"
+)
+TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops (mail loop?)")
 
 
 class SenderRights(Protocol):
@@ -88,12 +95,33 @@ class UserRate(Check):
         return Verdict.reject(USER_RATE_EXCEEDED)
 
 
+class PostmasterAddress:
+    """This server's postmaster (RFC 5321 section 4.5.1): bare ``Postmaster`` (any
+    case) and ``postmaster@`` our host name are its names; ``address`` (``[server]
+    postmaster``, by default ``postmaster@`` the host name) is where its mail goes."""
+
+    def __init__(self, hostname: str, address: str | None = None) -> None:
+        self.hostname = normalize_domain(hostname)
+        self.address = address or f"postmaster@{self.hostname}"
+
+    def names(self, recipient: str) -> bool:
+        """Is ``recipient`` (a forward-path without angle brackets) the postmaster?"""
+        local, at, domain = recipient.rpartition("@")
+        if not at:
+            return recipient.lower() == "postmaster"
+        return local.lower() == "postmaster" and normalize_domain(domain) == self.hostname
+
+
 class Relay(Check):
     """No open relay: a recipient outside ``relay_domains`` needs a client that may
-    relay (trusted network or authenticated); see :mod:`outrider.inbound.relay`."""
+    relay (trusted network or authenticated); see :mod:`outrider.inbound.relay`. The
+    postmaster is accepted from anyone (RFC 5321 section 4.5.1)."""
 
-    def __init__(self, relay_domains: Collection[str]) -> None:
+    def __init__(
+        self, relay_domains: Collection[str], postmaster: PostmasterAddress | None = None
+    ) -> None:
         self.relay_domains = normalize_domains(relay_domains)
+        self.postmaster = postmaster
 
     def at_rcpt(self, submission: Submission, sender: str, recipient: str) -> Verdict:
         if relay_allowed(
@@ -102,5 +130,84 @@ class Relay(Check):
             relay_domains=self.relay_domains,
         ):
             return CONTINUE
+        if self.postmaster is not None and self.postmaster.names(recipient):
+            return CONTINUE
         log.info("relay denied: client=%s rcpt=<%s>", submission.client_ip, recipient)
         return Verdict.reject(RELAY_DENIED)
+
+
+class Postmaster(Check):
+    """Mail for the postmaster is queued for ``[server] postmaster``; the recipient's
+    ORCPT and NOTIFY stay as the client gave them (:class:`Relay` lets it in)."""
+
+    def __init__(self, postmaster: PostmasterAddress) -> None:
+        self.postmaster = postmaster
+
+    def map_recipient(self, submission: Submission, recipient: str) -> str:
+        if recipient == self.postmaster.address or not self.postmaster.names(recipient):
+            return recipient
+        log.info(
+            "postmaster: client=%s rcpt=<%s> queued for <%s>",
+            submission.client_ip,
+            recipient,
+            self.postmaster.address,
+        )
+        return self.postmaster.address
+
+
+def is_address_literal(address: str) -> bool:
+    """``user@[192.0.2.1]`` or ``user@[IPv6:2001:db8::1]`` (RFC 5321 4.1.3)."""
+    domain = address.rpartition("@")[2]
+    return domain.startswith("[") and domain.endswith("]")
+
+
+class AddressLiterals(Check):
+    """Address-literal senders and recipients only from clients that may relay, or on a
+    listener with ``allow-address-literals``. A bounce goes to whatever address the
+    sender's literal names, Outrider's own included: an anonymous ``MAIL FROM:<x@[127.0.0.1]>``
+    with a recipient that bounces would otherwise start a mail loop."""
+
+    def __init__(self, allowed_listeners: Iterable[str] = ()) -> None:
+        self.allowed_listeners = frozenset(allowed_listeners)  # ListenerSettings.name
+
+    def _exempt(self, submission: Submission) -> bool:
+        return submission.may_relay or submission.listener in self.allowed_listeners
+
+    def at_mail(self, submission: Submission, sender: str) -> Verdict:
+        if not is_address_literal(sender) or self._exempt(submission):
+            return CONTINUE
+        log.info(
+            "address literal sender refused: client=%s from=<%s>", submission.client_ip, sender
+        )
+        return Verdict.reject(LITERAL_SENDER)
+
+    def at_rcpt(self, submission: Submission, sender: str, recipient: str) -> Verdict:
+        if not is_address_literal(recipient) or self._exempt(submission):
+            return CONTINUE
+        log.info(
+            "address literal recipient refused: client=%s rcpt=<%s>",
+            submission.client_ip,
+            recipient,
+        )
+        return Verdict.reject(LITERAL_RECIPIENT)
+
+
+class HopLimit(Check):
+    """Loop protection: a message that already carries ``limit`` ``Received:`` fields (or
+    more) is refused with 554 5.4.6, so the server that sent it bounces it. Counting reads
+    only the header block."""
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+
+    def at_message(self, submission: Submission, envelope: MailEnvelope, content: bytes) -> Verdict:
+        if not has_fields(content, "Received", self.limit):
+            return CONTINUE
+        log.warning(
+            "too many hops (%d Received: fields, limit %d): client=%s from=<%s>",
+            count_fields(content, "Received"),
+            self.limit,
+            submission.client_ip,
+            envelope.sender,
+        )
+        return Verdict.reject(TOO_MANY_HOPS)

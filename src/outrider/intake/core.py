@@ -1,11 +1,11 @@
 """The intake: the one way in for every message, whatever its source.
 
-``submit`` runs, in order: the message checks, header completion, the choice of
-virtual MTA, the durable store (fsynced before it returns) and the hand-off to the
-sink (the scheduler). The caller answers its client from the result: only an
-:class:`Accepted` message may be acknowledged, and only an accepted message ever
-reaches the sink. The MAIL and RCPT checks are exposed for sources that ask them
-one command at a time (SMTP).
+``submit`` runs, in order: the message checks, the checks' recipient mapping
+(``Postmaster``), header completion, the choice of virtual MTA, the durable store
+(fsynced before it returns) and the hand-off to the sink (the scheduler). The caller
+answers its client from the result: only an :class:`Accepted` message may be
+acknowledged, and only an accepted message ever reaches the sink. The MAIL and RCPT
+checks are exposed for sources that ask them one command at a time (SMTP).
 """
 
 from __future__ import annotations
@@ -90,6 +90,11 @@ class Intake:
             verdict = await verdict
         if verdict.reply is not None:
             return Rejected(verdict.reply)
+        try:
+            mail = self.pipeline.map_recipients(submission, mail)
+        except Exception:
+            log.exception("intake: cannot map the recipients")
+            return Rejected(LOCAL_ERROR)
         queue_id = queue_id or self.new_queue_id()
         envelope, data = finish_message(
             submission, mail, content, queue_id=queue_id, hostname=self.hostname, now=self.clock()

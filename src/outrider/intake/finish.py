@@ -5,9 +5,16 @@ for a submitted message that lacks them (RFC 6409 8), ``X-Job`` and ``X-Virtual-
 removed so they never leave Outrider, Message-ID read, 8-bit content detected and the
 ``Received:`` trace header prepended. Pure: the caller passes the queue id and the
 time. Each step copies the content only when it changes it.
+
+``X-Job`` names the job a message is paused, released and accounted under, so it is
+honoured only from a client that may relay on its own (in ``relay-networks``, or
+authenticated); from anyone else it is removed and ignored, or an outsider could put
+mail into an operator's job.
 """
 
 from __future__ import annotations
+
+import logging
 
 from outrider.intake.submission import MailEnvelope, Submission
 from outrider.message.envelope import Envelope, Recipient
@@ -17,6 +24,8 @@ from outrider.message.headers import (
     received_header,
     rfc5322_date,
 )
+
+log = logging.getLogger("outrider.intake")
 
 
 def missing_headers(content: bytes, *, queue_id: str, hostname: str, now: float) -> bytes:
@@ -41,13 +50,23 @@ def finish_message(
     """The envelope (virtual MTA not chosen yet) and the bytes to store.
 
     The virtual MTA named by ``X-Virtual-MTA`` is kept (in ``vmta_request``) only when
-    the submission lets the header choose (``process-x-virtual-mta``).
+    the submission lets the header choose (``process-x-virtual-mta``); the job named by
+    ``X-Job`` only when the client is trusted or authenticated (a job the source
+    gives, ``submission.job_id``, always wins).
     """
     if submission.add_missing_headers:
         added = missing_headers(content, queue_id=queue_id, hostname=hostname, now=now)
         if added:
             content = added + content
     content, job_header = extract_and_remove_header(content, "X-Job")
+    if job_header and submission.job_id is None and not submission.may_relay:
+        log.debug(
+            "%s: X-Job %r from untrusted anonymous client %s ignored",
+            queue_id,
+            job_header,
+            submission.client_ip or submission.source.value,
+        )
+        job_header = None
     content, vmta_header = extract_and_remove_header(content, "X-Virtual-MTA")
     vmta_request = submission.vmta_request or (
         vmta_header if submission.vmta_header and vmta_header else ""

@@ -5,7 +5,8 @@ transaction: MAIL (the sender), RCPT (each recipient) and the end of the message
 (the content); it overrides only the hooks it needs. The pipeline asks the checks of
 a phase in order, and the first refusal wins. Adding a check means adding it to the
 list the pipeline is built from (:func:`outrider.intake.build.intake_checks`): neither
-the SMTP session nor the scheduler changes.
+the SMTP session nor the scheduler changes. A check may also map an accepted
+recipient to the address to queue instead (``map_recipient``), as ``Postmaster`` is.
 
 Answers are "sync or awaitable" (see :mod:`outrider.intake.verdict`): while every
 check answers at once, so does the pipeline; from the first awaitable on, the rest of
@@ -16,9 +17,10 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Iterable, Sequence
+from dataclasses import replace
 from typing import TypeVar
 
-from outrider.intake.submission import MailEnvelope, Submission
+from outrider.intake.submission import MailEnvelope, MailRecipient, Submission
 from outrider.intake.verdict import CONTINUE, Verdict, VerdictResult
 from outrider.smtp.replies import LOCAL_ERROR
 
@@ -45,6 +47,12 @@ class Check:
         """End of data: ``content`` is the message as received (before header completion)."""
         return CONTINUE
 
+    def map_recipient(self, submission: Submission, recipient: str) -> str:
+        """The address to queue for an accepted ``recipient`` (itself unless the check
+        rewrites it, e.g. ``Postmaster``). Asked once the message checks passed, so every
+        check sees the addresses as the client gave them."""
+        return recipient
+
 
 C = TypeVar("C", bound=Check)
 Ask = Callable[[Check], VerdictResult]
@@ -62,6 +70,7 @@ class IntakePipeline:
         self._mail = tuple(c for c in self.checks if _overrides(c, "at_mail"))
         self._rcpt = tuple(c for c in self.checks if _overrides(c, "at_rcpt"))
         self._message = tuple(c for c in self.checks if _overrides(c, "at_message"))
+        self._map = tuple(c for c in self.checks if _overrides(c, "map_recipient"))
 
     def find(self, kind: type[C]) -> C | None:
         """The first check of type ``kind`` (to carry its state over a reload)."""
@@ -85,6 +94,28 @@ class IntakePipeline:
         if not self._message:
             return CONTINUE
         return _run(self._message, lambda check: check.at_message(submission, envelope, content))
+
+    def map_recipients(self, submission: Submission, mail: MailEnvelope) -> MailEnvelope:
+        """``mail`` with each recipient's address as the checks map it (ORCPT and NOTIFY
+        kept as given). A mapped address already in the envelope is not added twice. A
+        check that raises propagates: the caller refuses the message."""
+        if not self._map:
+            return mail
+        recipients: list[MailRecipient] = []
+        seen = {r.address for r in mail.recipients}
+        changed = False
+        for rcpt in mail.recipients:
+            address = rcpt.address
+            for check in self._map:
+                address = check.map_recipient(submission, address)
+            if address == rcpt.address:
+                recipients.append(rcpt)
+                continue
+            changed = True
+            if address not in seen:
+                seen.add(address)
+                recipients.append(replace(rcpt, address=address))
+        return replace(mail, recipients=tuple(recipients)) if changed else mail
 
 
 def _failed(check: Check) -> Verdict:

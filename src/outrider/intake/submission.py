@@ -29,7 +29,7 @@ class Submission:
     vmta_request: str | None = None  # a virtual MTA asked for by the source itself (API)
     vmta_header: bool = False  # X-Virtual-MTA may choose (the listener's process-x-virtual-mta)
     listener_vmta: str | None = None  # the listener's default-virtual-mta
-    job_id: str | None = None  # given by the source; None: taken from the X-Job header
+    job_id: str | None = None  # given by the source; None: X-Job, if the client may relay
     envid: str | None = None  # DSN ENVID (xtext decoded)
     ret: Ret | None = None  # DSN RET
     smtputf8: bool = False

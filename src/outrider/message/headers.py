@@ -92,6 +92,31 @@ def split_header_block(message: bytes) -> tuple[bytes, bytes]:
     return message[: end + 2], message[end + 2 :]
 
 
+def _header_block(message: bytes) -> bytes:
+    """The header block alone (as :func:`split_header_block`, without copying the body)."""
+    if message.startswith(_CRLF):
+        return b""
+    end = message.find(_BLANK_LINE)
+    return message if end < 0 else message[: end + 2]
+
+
+def count_fields(message: bytes, name: str) -> int:
+    """How many ``name`` fields the header block holds (continuation lines and look-alikes
+    in the body are not counted). Only the header block is searched or copied."""
+    return len(_field_spans(_header_block(message), name, first_only=False))
+
+
+def has_fields(message: bytes, name: str, count: int) -> bool:
+    """Whether the header block holds at least ``count`` ``name`` fields; cheaper than
+    :func:`count_fields` in the usual case of far fewer (one C-level count of the name at
+    line starts bounds the number, and only a bound that reaches ``count`` is checked)."""
+    headers = _header_block(message)
+    needle = b"\r\n" + name.lower().encode("ascii")
+    if (b"\r\n" + headers.lower()).count(needle) < count:
+        return False
+    return len(_field_spans(headers, name, first_only=False)) >= count
+
+
 def _field_spans(headers: bytes, name: str, first_only: bool) -> list[tuple[int, int, int]]:
     """(start, value_start, end) of each field called ``name``; ``end`` is past its CRLF.
 

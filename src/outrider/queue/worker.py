@@ -19,7 +19,12 @@ async def run_worker(lease: Lease, transport: Transport) -> None:
     item = lease.take()
     if item is None:
         return
-    opened = await transport.open(lease.route(item))
+    try:
+        opened = await transport.open(lease.route(item))
+    except Exception as exc:  # a transport bug must not strand the item unscheduled
+        log.exception("opening a connection for %s failed", lease.queue.name)
+        lease.local_error(item, exc)
+        return
     conn = opened.connection
     if conn is None:
         assert opened.failure is not None

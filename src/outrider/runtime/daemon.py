@@ -31,13 +31,16 @@ from outrider.intake.sink import HeldSink
 from outrider.queue.control import ControlServer
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
+from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
+from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.spool.disk import DiskSpool
 
 log = logging.getLogger("outrider.daemon")
 
 RECOVERY_YIELD_EVERY = 1000
+SUPERVISE_EVERY = 0.2  # seconds between looks at the receiver processes
 
 
 class Daemon:
@@ -46,8 +49,9 @@ class Daemon:
         self.config = config
         self.stop_requested = asyncio.Event()
         self.listeners: list[Listener] = []
-        self.children: list[subprocess.Popen[bytes]] = []
+        self.receivers: ReceiverPool | None = None  # None: the listeners are in this process
         self.handoff: HandoffServer | None = None
+        self.exit_code = 0
         self.intake: Intake | None = None  # None when the listeners are in receivers
 
     async def run(self) -> int:
@@ -62,6 +66,7 @@ class Daemon:
         resolver = MxResolver(nameserver_specs(config), timeout=config.dns.timeout)
         manager = Scheduler(config=config, spool=spool, transports=SmtpTransport(config, resolver))
         manager.bus.subscribe(AccountingSubscriber(accounting))
+        manager.bus.subscribe(EventLogSubscriber())
         held = HeldSink()
         self.notice_intake = build_notice_intake(config, spool=spool, sink=held)
         notifier = DsnNotifier(
@@ -102,7 +107,12 @@ class Daemon:
             manager.pending_messages,
         )
         ticker = loop.create_task(self._tick(accounting), name="ticker")
+        supervisor = None
+        if self.receivers is not None:
+            supervisor = loop.create_task(self._supervise(self.receivers), name="receivers")
         await self.stop_requested.wait()
+        if supervisor is not None:
+            supervisor.cancel()
 
         log.info("stopping: finishing in-flight work (up to %ss)", config.server.shutdown_timeout)
         timeout = self.config.server.shutdown_timeout
@@ -121,8 +131,11 @@ class Daemon:
         self._remove_pid_file()
         with contextlib.suppress(FileNotFoundError):  # still locked: nobody else can hold it
             os.unlink(config.server.spool_dir / ".outrider.lock")
-        log.info("stopped")
-        return 0
+        if self.exit_code:
+            log.error("stopped (exit status %d)", self.exit_code)
+        else:
+            log.info("stopped")
+        return self.exit_code
 
     async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
         count = 0
@@ -141,7 +154,6 @@ class Daemon:
             accounting.flush()
             for listener in self.listeners:
                 listener.sweep_timeouts()
-            self._reap_children()
 
     def _lock_spool(self, spool_dir: Path) -> None:
         """One daemon per spool: two would recover and deliver the same files twice."""
@@ -167,63 +179,59 @@ class Daemon:
             os.unlink(path)
         self.handoff = HandoffServer(path, manager.submit)
         await self.handoff.start()
-        for index in range(count):
-            self.children.append(
-                subprocess.Popen(  # noqa: ASYNC220 - start-up only; Popen returns at once
-                    [
-                        sys.executable,
-                        "-m",
-                        "outrider.runtime.receiver_process",
-                        "--config",
-                        self.config_path,
-                        "--handoff",
-                        path,
-                        "--index",
-                        str(index),
-                        "--log-level",
-                        logging.getLevelName(logging.getLogger().level),
-                    ]
-                )
-            )
-        await self._wait_receivers_ready(self.handoff, count)
+        self.receivers = ReceiverPool(count, self._spawn_receiver)
+        self.receivers.start()
+        await self._wait_receivers_ready(self.handoff, self.receivers)
+        self.receivers.supervise()
 
-    async def _wait_receivers_ready(self, handoff: HandoffServer, count: int) -> None:
+    def _spawn_receiver(self, index: int) -> subprocess.Popen[bytes]:
+        assert self.handoff is not None
+        return subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "outrider.runtime.receiver_process",
+                "--config",
+                self.config_path,
+                "--handoff",
+                self.handoff.path,
+                "--index",
+                str(index),
+                "--log-level",
+                logging.getLevelName(logging.getLogger().level),
+            ]
+        )
+
+    async def _wait_receivers_ready(self, handoff: HandoffServer, pool: ReceiverPool) -> None:
         """Return once every receiver has said it listens; fail if one dies first."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + 30
-        while handoff.ready < count:
-            self._reap_children()
-            if len(self.children) < count:
-                raise RuntimeError("a receiver process exited during start-up")
+        while True:
+            pool.poll(handoff.ready_pids)  # ReceiversFailed (a RuntimeError) if one died
+            if pool.all_ready():
+                return
             if loop.time() > deadline:
                 raise RuntimeError("receiver processes did not start listening in time")
             handoff.ready_changed.clear()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(handoff.ready_changed.wait(), 0.1)
 
-    def _reap_children(self) -> None:
-        for child in list(self.children):
-            code = child.poll()
-            if code is not None:
-                self.children.remove(child)
-                if not self.stop_requested.is_set():
-                    log.error("receiver process %d exited with %d; stopping", child.pid, code)
-                    self.stop_requested.set()
+    async def _supervise(self, pool: ReceiverPool) -> None:
+        """Replace dead receivers; stop the daemon, exit status 1, when none can be kept."""
+        assert self.handoff is not None
+        while True:
+            await asyncio.sleep(SUPERVISE_EVERY)
+            try:
+                pool.poll(self.handoff.ready_pids)
+            except ReceiversFailed as exc:
+                log.error("%s; stopping", exc)
+                self.exit_code = 1
+                self.stop_requested.set()
+                return
 
     async def _stop_receivers(self, timeout: float) -> None:
-        for child in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGTERM)
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout + 5
-        for child in self.children:
-            while child.poll() is None and loop.time() < deadline:  # noqa: ASYNC110
-                await asyncio.sleep(0.05)
-            if child.poll() is None:
-                log.warning("receiver %d did not stop in time; killing it", child.pid)
-                child.kill()
-                child.wait()
-        self.children.clear()
+        if self.receivers is not None:
+            await self.receivers.stop(timeout)
 
     # -- reload -----------------------------------------------------------------------------
     def reload(self) -> None:
@@ -235,11 +243,13 @@ class Daemon:
         self.config = new
         self.manager.update_config(new)
         reconfigure_intake(self.notice_intake, new, None)
-        for warning in reload_listeners(self.listeners, new, intake=self.intake):
-            log.warning("reload: %s", warning)
-        for child in self.children:
-            with contextlib.suppress(ProcessLookupError):
-                child.send_signal(signal.SIGHUP)
+        if self.receivers is not None:
+            # The receivers hold the listeners: each applies the config and logs what
+            # needs a restart. (This process has none, so it would call all of them new.)
+            self.receivers.reload()
+        elif self.intake is not None:
+            for warning in reload_listeners(self.listeners, new, intake=self.intake):
+                log.warning("reload: %s", warning)
         log.info("configuration reloaded from %s", self.config_path)
 
     # -- pid file ---------------------------------------------------------------------------

@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import socket
 import struct
 from collections.abc import Callable
 
@@ -26,6 +27,7 @@ from outrider.spool.codec import decode_envelope, encode_envelope
 log = logging.getLogger("outrider.handoff")
 
 _HEADER = struct.Struct(">II")
+_PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
 MAX_ENVELOPE = 64 * 1024 * 1024
 MAX_INLINE_BODY = 1024 * 1024
 
@@ -37,6 +39,17 @@ def frame(envelope: Envelope, body: bytes) -> bytes:
     return _HEADER.pack(len(payload), len(body)) + payload + body
 
 
+def peer_pid(writer: asyncio.StreamWriter) -> int:
+    """The process id at the other end of a Unix socket; 0 when unknown."""
+    sock = writer.get_extra_info("socket")
+    try:
+        cred = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, _PEERCRED.size)
+    except (AttributeError, OSError):
+        return 0
+    pid: int = _PEERCRED.unpack(cred)[0]
+    return pid
+
+
 class HandoffServer:
     """Runs in the delivery process; calls ``submit`` for every envelope received."""
 
@@ -46,6 +59,7 @@ class HandoffServer:
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self.ready = 0  # receivers that said they are listening
+        self.ready_pids: set[int] = set()  # their process ids (the socket's peer credentials)
         self.ready_changed = asyncio.Event()
 
     async def start(self) -> None:
@@ -69,6 +83,9 @@ class HandoffServer:
                 env_len, body_len = _HEADER.unpack(header)
                 if env_len == 0:
                     self.ready += 1
+                    pid = peer_pid(writer)
+                    if pid:
+                        self.ready_pids.add(pid)
                     self.ready_changed.set()
                     continue
                 if env_len > MAX_ENVELOPE or body_len > MAX_INLINE_BODY:

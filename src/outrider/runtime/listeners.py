@@ -14,7 +14,8 @@ the receiver processes differ only by the intake's sink.
 
 Reload (SIGHUP) rebuilds every context and reconfigures the intake: certificates are
 re-read from disk, and the connection gate and the AUTH throttle are updated in place
-so their per-client state survives.
+so their per-client state survives. Switching a listener to or from implicit TLS needs
+a restart (its socket does the TLS).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import ssl
 from collections.abc import Sequence
 
 from outrider.auth.sasl import mechanisms_for
+from outrider.auth.secret import SecretError, UnknownUserSalts
 from outrider.auth.store import UserStore, UserStoreError
 from outrider.auth.throttle import AuthThrottle
 from outrider.config.model import Config, ListenerSettings
@@ -81,6 +83,7 @@ def listener_context(
         require_auth=auth and settings.role in SUBMISSION_ROLES,
         max_connection_messages=settings.max_messages_per_connection,
         max_connection_recipients=settings.max_rcpt_per_connection,
+        auth_lifts_connection_limits=settings.limits_exempt_authenticated,
     )
     return ListenerContext(
         name=listener_name(settings),
@@ -96,6 +99,7 @@ def listener_context(
         throttle=_throttle(settings, previous) if auth else None,
         gate=_gate(settings, previous),
         greeting_delay=PREGREET_DELAY if settings.role == "mx" else 0.0,
+        limits_exempt_trusted=settings.limits_exempt_relay_networks,
         add_missing_headers=settings.add_missing_headers,
         honour_vmta_header=settings.process_x_virtual_mta,
         listener_vmta=settings.default_virtual_mta,
@@ -143,8 +147,9 @@ def user_store(config: Config, listeners: Sequence[Listener] = ()) -> UserStore 
         if isinstance(users, UserStore) and users.path == path:
             return users
     try:
-        return UserStore(path)
-    except UserStoreError as exc:
+        salts = UnknownUserSalts.from_state_dir(config.server.state_dir)
+        return UserStore(path, unknown_salts=salts)
+    except (UserStoreError, SecretError) as exc:
         raise RuntimeError(str(exc)) from exc
 
 
@@ -225,6 +230,12 @@ def reload_listeners(
             warnings.append(f"new listener {name} needs a restart to take effect")
             continue
         previous = listener.ctx
+        if (settings.tls == "implicit") != listener.implicit_tls:  # the socket does it
+            warnings.append(
+                f"listener {name}: switching implicit TLS on or off needs a restart;"
+                " it keeps its previous settings"
+            )
+            continue
         try:
             tls = tls_context(settings)
         except TlsError as exc:

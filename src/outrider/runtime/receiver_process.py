@@ -42,7 +42,6 @@ async def serve(config_path: str, handoff_path: str) -> int:
     intake, listeners = open_inbound(config, spool=spool, sink=handoff, reuse_port=True)
     for listener in listeners:
         await listener.start()
-    handoff.send_ready()
 
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
@@ -61,6 +60,9 @@ async def serve(config_path: str, handoff_path: str) -> int:
     loop.add_signal_handler(signal.SIGTERM, stop.set)
     loop.add_signal_handler(signal.SIGINT, stop.set)
     loop.add_signal_handler(signal.SIGHUP, reload)
+    # Only now: the daemon passes SIGHUP on once we are ready, and before the handler
+    # is installed a SIGHUP would kill this process.
+    handoff.send_ready()
 
     async def sweeper() -> None:
         while True:

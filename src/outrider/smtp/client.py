@@ -314,6 +314,7 @@ class SmtpClientConnection:
         self.helo_name = helo_name
         self.state = State.GREETING
         self.greeting: Reply | None = None
+        self.ehlo_reply: Reply | None = None  # the last 250 answer to EHLO (or HELO)
         self.error: Reply | None = None  # why the connection is REFUSED or FAILED
         self.error_from_peer = False  # error is the peer's reply, not a local diagnostic
         self.extensions = Extensions()
@@ -541,6 +542,7 @@ class SmtpClientConnection:
 
     def _on_ehlo(self, reply: Reply) -> None:
         if reply.code == 250:
+            self.ehlo_reply = reply
             self.extensions = Extensions.from_ehlo(reply)
             self.esmtp = True
             self.state = State.READY
@@ -551,6 +553,7 @@ class SmtpClientConnection:
 
     def _on_helo(self, reply: Reply) -> None:
         if reply.code == 250:
+            self.ehlo_reply = reply
             self.extensions = Extensions()
             self.esmtp = False
             self.state = State.READY

@@ -109,6 +109,7 @@ class ServerConfig:
     require_auth: bool = False  # MAIL needs a successful AUTH first (530 5.7.0)
     max_connection_messages: int = 0  # MAIL commands per connection; 0: unlimited
     max_connection_recipients: int = 0  # RCPT decisions per connection; 0: unlimited
+    auth_lifts_connection_limits: bool = False  # AUTH success lifts the two limits above
 
     def __post_init__(self) -> None:
         if not self.hostname or has_control(self.hostname) or " " in self.hostname:
@@ -358,6 +359,7 @@ class ServerConnection:
         self._authenticated: str | None = None
         self._messages = 0  # MAIL commands accepted on this connection
         self._connection_rcpts = 0  # RCPT decisions on this connection
+        self._connection_limits = True  # max_connection_messages/_recipients apply
         # transaction (open when _sender is not None)
         self._sender: str | None = None
         self._mail_params = MailParams()
@@ -421,6 +423,12 @@ class ServerConnection:
         """The driver delays the greeting: input before :meth:`send_greeting` is pregreet
         traffic (RFC 5321 3.1: the client waits for the 220), dropped and answered 554."""
         self._holding_greeting = True
+
+    def lift_connection_limits(self) -> None:
+        """Stop applying ``max_connection_messages`` and ``max_connection_recipients`` to
+        this connection (a trusted client; a successful AUTH does it when
+        ``auth_lifts_connection_limits``)."""
+        self._connection_limits = False
 
     def refuse(self, reply: Reply) -> None:
         """Refuse the connection instead of greeting it (e.g. a 421 from a connection limit)."""
@@ -534,6 +542,8 @@ class ServerConnection:
         if not self._take_auth():
             return
         self._authenticated = username
+        if self._config.auth_lifts_connection_limits:
+            self._connection_limits = False
         self._reply(AUTH_SUCCEEDED)
 
     def auth_failure(self, reply: Reply = AUTH_FAILED) -> None:
@@ -755,7 +765,7 @@ class ServerConnection:
             self._error(AUTH_REQUIRED)
             return
         limit = self._config.max_connection_messages
-        if limit and self._messages >= limit:
+        if limit and self._messages >= limit and self._connection_limits:
             self._close(TOO_MANY_MESSAGES)
             return
         text = self._text(arg)
@@ -799,7 +809,7 @@ class ServerConnection:
             self._reply(TOO_MANY_RECIPIENTS)
             return
         limit = self._config.max_connection_recipients
-        if limit and self._connection_rcpts >= limit:
+        if limit and self._connection_rcpts >= limit and self._connection_limits:
             self._reply(TOO_MANY_CONNECTION_RECIPIENTS)
             return
         self._connection_rcpts += 1

@@ -351,6 +351,14 @@ class DiskSpool:
                     self._unlink_quietly(os.path.join(self._dir, job.queue_id))
                 for job in unlinked:
                     job.error = error
+                if linked:
+                    # The client is told 4xx: the withdrawn names must not come back after
+                    # a crash as messages nobody acknowledged (and it would resend).
+                    try:
+                        self._sync_dir()
+                        stats.dir_fsyncs += 1
+                    except OSError:
+                        log.exception("cannot sync the spool directory after withdrawing")
                 return
         stats.stores += len(linked)
         stats.removes += len(unlinked)

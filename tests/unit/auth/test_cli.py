@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -40,6 +42,26 @@ def test_add_with_prompt(
     assert asked == ["Password: ", "Repeat password: "]
     assert "added user alice" in capsys.readouterr().out
     assert UserStore(users).verify_password("alice", "pw1")
+
+
+def test_add_creates_a_missing_directory_with_mode_0700(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # The first "outrider user add" on a fresh install: nothing made the directory yet.
+    users = tmp_path / "etc" / "outrider" / "users"
+    existing = stat.S_IMODE(tmp_path.stat().st_mode)
+    stdin(monkeypatch, "pw\n")
+    old_umask = os.umask(0o022)
+    try:
+        assert main(["user", "add", "alice", "--password-stdin", "--users-file", str(users)]) == 0
+    finally:
+        os.umask(old_umask)
+    assert "added user alice" in capsys.readouterr().out
+    for directory in (users.parent, users.parent.parent):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+    assert stat.S_IMODE(users.stat().st_mode) == 0o600
+    assert UserStore(users).verify_password("alice", "pw")
+    assert stat.S_IMODE(tmp_path.stat().st_mode) == existing  # an existing one is left alone
 
 
 def test_prompt_mismatch(

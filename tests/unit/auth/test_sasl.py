@@ -33,6 +33,9 @@ class FakeVerifier:
     def scram_credentials(self, username: str) -> ScramCredentials | None:
         return self.scram.get(username)
 
+    def unknown_user_salt(self, username: str) -> bytes:
+        return hashlib.sha256(b"test secret" + username.encode()).digest()[:16]
+
 
 @pytest.fixture
 def verifier() -> FakeVerifier:
@@ -266,6 +269,14 @@ def test_scram_unknown_user_looks_like_a_known_one(verifier: FakeVerifier) -> No
     assert challenges[0].endswith(b",i=10000")
     client = ScramClient("nobody", "anything", "abc")
     assert mechanism.step(client.final(challenges[1])) == FAILED
+
+
+def test_scram_unknown_user_salt_comes_from_the_verifier(verifier: FakeVerifier) -> None:
+    """Not from a secret of this process: the verifier's is shared and kept on disk."""
+    step = scram(verifier).start(b"n,,n=nobody,r=abc")
+    assert step.challenge is not None
+    salt = base64.b64decode(step.challenge.split(b",")[1][2:])
+    assert salt == verifier.unknown_user_salt("nobody")
 
 
 def test_scram_unknown_user_fails_even_with_a_valid_proof(

@@ -56,6 +56,8 @@ def test_mx_listener_defaults() -> None:
     assert got.max_connect_rate_per_client == Rate(60, 60.0)
     assert got.max_messages_per_connection == 1000
     assert got.max_rcpt_per_connection == 10000
+    assert got.limits_exempt_relay_networks is True  # like Postfix's $mynetworks exception
+    assert got.limits_exempt_authenticated is True
     assert got.auth_max_failures == 5
     assert got.auth_failure_window == 600.0
     assert got.auth_block_time == 900.0
@@ -98,6 +100,8 @@ def test_every_security_key_parses() -> None:
         max-connect-rate-per-client = "unlimited"
         max-messages-per-connection = 0
         max-rcpt-per-connection = 5
+        limits-exempt-relay-networks = false
+        limits-exempt-authenticated = false
         auth-max-failures = 3
         auth-failure-window = "1h"
         auth-block-time = "2h"
@@ -111,6 +115,7 @@ def test_every_security_key_parses() -> None:
     assert got.max_connections_per_client == 0
     assert got.max_connect_rate_per_client is None
     assert (got.max_messages_per_connection, got.max_rcpt_per_connection) == (0, 5)
+    assert (got.limits_exempt_relay_networks, got.limits_exempt_authenticated) == (False, False)
     assert (got.auth_max_failures, got.auth_failure_window) == (3, 3600.0)
     assert (got.auth_block_time, got.auth_failure_delay) == (7200.0, 0.0)
 

@@ -138,6 +138,36 @@ def test_blocked_predicate() -> None:
     assert g.stats()["refused_blocked"] == 1
 
 
+def test_exempt_client_skips_per_client_count_and_rate_but_counts_in_total() -> None:
+    g = gate(max_connections=30, max_per_client=2, rate=Rate(3, 60))
+    for i in range(25):  # far beyond both the per-client limit and the rate's burst
+        assert g.admit("127.0.0.1", i * 0.01, exempt=True) is None
+    assert g.total == 25 and g.count("127.0.0.1") == 25
+    # An outsider is still limited, and the trusted client used none of its own rate.
+    assert [g.admit("192.0.2.9", 1.0) for _ in range(3)] == [None, None, TOO_MANY_FROM_CLIENT]
+    g.release("192.0.2.9")
+    assert g.admit("192.0.2.9", 1.0) is None
+    g.release("192.0.2.9")
+    assert g.admit("192.0.2.9", 1.0) == RATE_LIMITED
+    assert g.total == 26  # 25 trusted, 1 outsider
+    while g.total < 30:
+        assert g.admit("127.0.0.1", 1.0, exempt=True) is None
+    assert g.admit("127.0.0.1", 1.0, exempt=True) == TOO_MANY_CONNECTIONS  # the total holds
+    for _ in range(29):
+        g.release("127.0.0.1")
+    assert g.count("127.0.0.1") == 0 and g.total == 1
+    stats = g.stats()
+    assert (stats["admitted"], stats["admitted_exempt"]) == (32, 29)
+    # The same client without the exemption is held to its limits again.
+    assert [g.admit("127.0.0.1", 2.0) for _ in range(3)] == [None, None, TOO_MANY_FROM_CLIENT]
+
+
+def test_exempt_client_is_still_refused_when_blocked() -> None:
+    g = gate(blocked=lambda ip, now: True)
+    assert g.admit("127.0.0.1", 0, exempt=True) == TEMPORARILY_BLOCKED
+    assert g.total == 0
+
+
 def test_release_admit_symmetry() -> None:
     g = gate(max_connections=4, max_per_client=2)
     ips = ["10.0.0.1", "10.0.0.1", "2001:db8::1", "::ffff:10.0.0.9"]
@@ -304,6 +334,7 @@ def test_stats() -> None:
         "max_connections": 2,
         "max_per_client": 1,
         "admitted": 3,
+        "admitted_exempt": 0,
         "refused_total": 1,
         "refused_blocked": 0,
         "refused_per_client": 1,

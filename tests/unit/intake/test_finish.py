@@ -3,7 +3,10 @@ Message-ID for submissions, typed metadata on the envelope."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
+
+import pytest
 
 from outrider.intake.finish import finish_message
 from outrider.intake.submission import MailEnvelope, MailRecipient, Submission
@@ -32,7 +35,8 @@ def build(
 
 def test_trace_header_job_and_message_id() -> None:
     env, data = build(
-        b"X-Job: spring-sale\r\nMessage-ID: <abc@a.test>\r\nSubject: s\r\n\r\nbody\r\n"
+        b"X-Job: spring-sale\r\nMessage-ID: <abc@a.test>\r\nSubject: s\r\n\r\nbody\r\n",
+        submission=replace(SUBMISSION, client_trusted=True),
     )
     assert data.startswith(b"Received: from client.test")
     assert b"X-Job" not in data
@@ -60,6 +64,27 @@ def test_x_virtual_mta_is_removed_and_kept_only_when_the_listener_honours_it() -
     assert b"X-Virtual-MTA" not in data and ignored.vmta_request == ""
     honoured, data = build(content, submission=replace(SUBMISSION, vmta_header=True))
     assert b"X-Virtual-MTA" not in data and honoured.vmta_request == "mta10"
+
+
+@pytest.mark.parametrize(
+    ("trusted", "auth_user", "job"),
+    [(True, None, "spring-sale"), (False, "alice", "spring-sale"), (False, None, "")],
+)
+def test_x_job_is_honoured_only_from_trusted_or_authenticated_clients(
+    trusted: bool, auth_user: str | None, job: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    submission = replace(SUBMISSION, client_trusted=trusted, auth_user=auth_user)
+    with caplog.at_level(logging.DEBUG, logger="outrider.intake"):
+        env, data = build(b"X-Job: spring-sale\r\nSubject: s\r\n\r\nb\r\n", submission=submission)
+    assert env.job_id == job
+    assert b"X-Job" not in data  # removed either way
+    ignored = [r for r in caplog.records if "X-Job" in r.getMessage()]
+    if job:
+        assert ignored == []
+    else:
+        [record] = ignored
+        assert record.levelno == logging.DEBUG
+        assert "127.0.0.9" in record.getMessage() and "spring-sale" in record.getMessage()
 
 
 def test_listener_default_auth_user_and_given_job_are_recorded() -> None:

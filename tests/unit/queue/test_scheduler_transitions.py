@@ -408,3 +408,17 @@ def test_accounting_subscriber_writes_rows(tmp_path: Path) -> None:
     log.close()
     text = next(tmp_path.iterdir()).read_text()
     assert text.count("\n") == 3  # header + two rows; the notice is not logged
+
+
+async def test_a_transport_that_raises_on_open_does_not_strand_the_message(make) -> None:
+    class Broken(FakeTransport):
+        async def open(self, route):  # type: ignore[no-untyped-def]
+            raise RuntimeError("transport bug")
+
+    transport = Broken()
+    h: Harness = await make(transport=transport, notifier=False)
+    env = h.submit("a@a.test")
+    await idle()
+    [deferred] = h.of(Deferred)
+    assert deferred.status == "4.3.0"  # type: ignore[attr-defined]
+    assert h.scheduler.messages[env.queue_id].timer is not None  # retried later

@@ -289,6 +289,40 @@ def test_max_recipients_per_connection() -> None:
     assert codes(out)[-1] == "452 4.5.3"
 
 
+LIMITED_SESSION = (
+    b"MAIL FROM:<a@b.test>\r\nRCPT TO:<a@c.test>\r\nRCPT TO:<b@c.test>\r\nRSET\r\n" * 3
+)
+
+
+def test_trusted_client_is_exempt_from_per_connection_limits() -> None:
+    conn = make(max_connection_messages=2, max_connection_recipients=2)
+    conn.lift_connection_limits()  # the session does this for an exempt relay-networks client
+    ehlo(conn)
+    events, out = feed(conn, LIMITED_SESSION)
+    assert sum(isinstance(e, MailFrom) for e in events) == 3
+    assert sum(isinstance(e, RcptTo) for e in events) == 6
+    assert not conn.closed and "421 4.7.0" not in codes(out) and "452 4.5.3" not in codes(out)
+
+
+@pytest.mark.parametrize("lifts", [True, False])
+def test_auth_lifts_per_connection_limits_when_configured(lifts: bool) -> None:
+    conn = authed_conn(
+        max_connection_messages=2, max_connection_recipients=2, auth_lifts_connection_limits=lifts
+    )
+    feed(conn, b"MAIL FROM:<a@b.test>\r\nRSET\r\n")  # counted before AUTH as well
+    conn.receive_data(b"AUTH PLAIN " + b64(b"\0u\0p") + b"\r\n")
+    assert isinstance(conn.next_event(), AuthRequested)
+    conn.auth_success("u")
+    conn.data_to_send()
+    events, out = feed(conn, LIMITED_SESSION)
+    mails = sum(isinstance(e, MailFrom) for e in events)
+    if lifts:
+        assert (mails, sum(isinstance(e, RcptTo) for e in events)) == (3, 6)
+        assert not conn.closed
+    else:
+        assert mails == 1 and codes(out)[-1] == "421 4.7.0" and conn.closed
+
+
 @pytest.mark.parametrize(
     "line",
     [

@@ -210,6 +210,30 @@ async def test_disk_full_is_a_typed_error_with_452(
     assert os.listdir(spool.directory) == []  # the temp file was cleaned up
 
 
+async def test_a_failed_directory_sync_withdraws_the_name_durably(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The store fails with 4xx: its name is unlinked and the directory synced again, so
+    the message cannot reappear after a crash (the client will send it again)."""
+    spool = DiskSpool(tmp_path / "spool")
+    syncs: list[int] = []
+    real = DiskSpool._sync_dir
+
+    def flaky(self: DiskSpool) -> None:
+        syncs.append(len(os.listdir(self.directory)))
+        if len(syncs) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(self)
+
+    monkeypatch.setattr(DiskSpool, "_sync_dir", flaky)
+    env = make_envelope()
+    with pytest.raises(SpoolError):
+        await spool.store(env, BODY)
+    assert syncs == [1, 0]  # failed with the name in place, synced again without it
+    assert os.listdir(spool.directory) == []
+    await spool.close()
+
+
 async def test_failed_record_is_rolled_back(
     spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
