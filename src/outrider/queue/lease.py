@@ -65,6 +65,7 @@ class Lease:
         settle: Settle,
         load_body: LoadBody,
         wake_after: Callable[[DeliveryQueue, float], None],
+        kick: Callable[[DeliveryQueue], None],
     ) -> None:
         self.ctx = ctx
         self.queue = queue
@@ -73,6 +74,7 @@ class Lease:
         self.settle = settle
         self.load_body = load_body
         self.wake_after = wake_after
+        self.kick = kick
 
     @property
     def closing(self) -> bool:
@@ -149,7 +151,11 @@ class Lease:
 
     # -- results -----------------------------------------------------------------------------
     def connected(self) -> None:
-        self.queue.dead.on_success(self.ctx.clock())
+        queue = self.queue
+        was_dead = queue.dead.is_dead(self.ctx.clock())
+        queue.dead.on_success(self.ctx.clock())
+        if was_dead and queue.ready:
+            self.kick(queue)  # the probe got through: open the rest of the window
 
     def fail(self, item: WorkItem, outcome: Outcome) -> None:
         apply_failure(self.settle, self.queue, item, outcome, self.ctx.clock())

@@ -236,6 +236,7 @@ class Scheduler:
             self.settle,
             self._body,
             self.slots.wake_after,
+            self.slots.maybe_connect,
         )
         await run_worker(lease, self.router.transport_of(queue))
 

@@ -63,7 +63,11 @@ class Slots:
             return
         now = self.ctx.clock()
         if queue.dead.is_dead(now) and not queue.dead.allow_probe(now):
-            self._defer_dead(queue)
+            # Dead, or a probe is out. While the probe's connection runs, mail waits for
+            # its verdict (a failure defers it all; a success carries on); deferring it
+            # now would also take the probe's own item before its connection ran.
+            if queue.active == 0:
+                self._defer_dead(queue)
             return
         if self.total_active >= self.ctx.config.server.max_delivery_concurrency:
             self._wait_for_slot(queue)

@@ -422,3 +422,26 @@ async def test_a_transport_that_raises_on_open_does_not_strand_the_message(make)
     [deferred] = h.of(Deferred)
     assert deferred.status == "4.3.0"  # type: ignore[attr-defined]
     assert h.scheduler.messages[env.queue_id].timer is not None  # retried later
+
+
+async def test_a_dead_destination_comes_back_when_many_retries_fall_due_at_once(make) -> None:
+    """Regression: the retries due in one loop turn deferred the probe's own item before
+    its connection ran, so a dead destination with a large backlog was never probed."""
+    transport = FakeTransport()
+    transport.open_failures["a.test"] = local_outcome(451, "4.4.1", "Connection refused")
+    h: Harness = await make(transport=transport, notifier=False)
+    envs = [h.submit(f"r{i}@a.test") for i in range(50)]
+    await idle()
+    [queue] = h.scheduler.queues.values()
+    for _ in range(10):  # each failed cohort counts 1/window: a few rounds to be dead
+        if queue.dead.is_dead(h.clock.now):
+            break
+        await h.advance(60)
+    assert queue.dead.is_dead(h.clock.now)
+    transport.open_failures.clear()  # the destination is back
+    await h.advance(60)
+    await idle()
+    assert sorted(r for s in transport.sent for r in s.recipients) == sorted(
+        e.recipients[0].address for e in envs
+    )
+    assert not queue.dead.is_dead(h.clock.now)
