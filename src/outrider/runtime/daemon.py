@@ -66,7 +66,8 @@ class Daemon:
         resolver = MxResolver(nameserver_specs(config), timeout=config.dns.timeout)
         manager = Scheduler(config=config, spool=spool, transports=SmtpTransport(config, resolver))
         manager.bus.subscribe(AccountingSubscriber(accounting))
-        manager.bus.subscribe(EventLogSubscriber())
+        event_log = EventLogSubscriber()
+        manager.bus.subscribe(event_log)
         held = HeldSink()
         self.notice_intake = build_notice_intake(config, spool=spool, sink=held)
         notifier = DsnNotifier(
@@ -124,6 +125,7 @@ class Daemon:
         await manager.stop(timeout)
         await notifier.drain(timeout=5)
         manager.bus.flush()
+        event_log.flush()
         await control.stop()
         ticker.cancel()
         accounting.close()
