@@ -4,8 +4,9 @@
 (``Postmaster``), header completion, the choice of virtual MTA, the durable store
 (fsynced before it returns) and the hand-off to the sink (the scheduler). The caller
 answers its client from the result: only an :class:`Accepted` message may be
-acknowledged, and only an accepted message ever reaches the sink. The MAIL and RCPT
-checks are exposed for sources that ask them one command at a time (SMTP).
+acknowledged, and only an accepted message ever reaches the sink. A stored message is
+accepted even when the sink cannot take it (it is scheduled from the spool instead).
+The MAIL and RCPT checks are exposed for sources that ask them one command at a time (SMTP).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from typing import Protocol
 
 from outrider.intake.finish import finish_message
 from outrider.intake.pipeline import IntakePipeline
-from outrider.intake.sink import SINK_UNAVAILABLE, Sink, SinkUnavailableError
+from outrider.intake.sink import Sink, SinkUnavailableError
 from outrider.intake.submission import MailEnvelope, Submission
 from outrider.intake.verdict import Verdict, VerdictResult
 from outrider.intake.vmta import VmtaTable, choose_vmta
@@ -132,13 +133,15 @@ class Intake:
         except Exception:
             log.exception("cannot store %s", queue_id)
             return LOCAL_ERROR
+        # Stored durably: from here on the answer is 250 whatever happens to the
+        # hand-over, or the client would retry and the message go out twice. A message
+        # the sink did not take is scheduled from the spool (the delivery process
+        # adopts what its receivers stored but could not hand over; a restart recovers
+        # the rest).
         try:
             self.sink.accept(envelope, data)
         except SinkUnavailableError as exc:
-            # Stored durably already: the next start recovers it. Refuse new mail.
-            log.error("%s stored but not handed over: %s; client asked to retry", queue_id, exc)
-            return SINK_UNAVAILABLE
+            log.warning("%s stored; not handed over (%s): scheduled from the spool", queue_id, exc)
         except Exception:
-            log.exception("cannot hand over %s", queue_id)
-            return LOCAL_ERROR
+            log.exception("%s stored; cannot hand over: scheduled from the spool", queue_id)
         return None

@@ -2,8 +2,8 @@
 
 A sink is told about a message only after the spool has made it durable, so losing
 the sink (a dead delivery process) loses no mail: the next start recovers it from the
-spool. A sink that cannot take the message raises :class:`SinkUnavailableError`, and the
-client is asked to retry.
+spool. A sink that cannot take the message raises :class:`SinkUnavailableError`; the
+message is still acknowledged (it is on disk) and is scheduled from the spool.
 """
 
 from __future__ import annotations
@@ -13,9 +13,6 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from outrider.message.envelope import Envelope
-from outrider.smtp.replies import Reply
-
-SINK_UNAVAILABLE = Reply(451, "4.3.0", "Try again later")
 
 
 class SinkUnavailableError(Exception):

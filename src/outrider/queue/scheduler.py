@@ -99,7 +99,12 @@ class Scheduler:
 
     # -- intake ------------------------------------------------------------------------------
     def submit(self, envelope: Envelope, body: bytes | None) -> None:
-        """A freshly stored message: first attempt now (Exim's immediate delivery)."""
+        """A freshly stored message: first attempt now (Exim's immediate delivery).
+        A queue id already scheduled is ignored (a receiver's frame arriving after the
+        message was adopted from the spool)."""
+        if envelope.queue_id in self.messages:
+            log.debug("%s is scheduled already; hand-off ignored", envelope.queue_id)
+            return
         if body is not None and self.cached_bytes + len(body) > BODY_CACHE_BYTES:
             body = None
         self._ensure_vmta(envelope)

@@ -31,6 +31,7 @@ from outrider.intake.sink import HeldSink
 from outrider.queue.control import ControlServer
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
+from outrider.runtime.adoption import OrphanAdopter
 from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
@@ -51,6 +52,7 @@ class Daemon:
         self.listeners: list[Listener] = []
         self.receivers: ReceiverPool | None = None  # None: the listeners are in this process
         self.handoff: HandoffServer | None = None
+        self.adopter: OrphanAdopter | None = None
         self.exit_code = 0
         self.intake: Intake | None = None  # None when the listeners are in receivers
 
@@ -120,6 +122,8 @@ class Daemon:
         await asyncio.gather(
             *(listener.stop(timeout) for listener in self.listeners), self._stop_receivers(timeout)
         )
+        if self.adopter is not None:
+            await self.adopter.stop()
         if self.handoff is not None:
             await self.handoff.stop()
         await manager.stop(timeout)
@@ -179,12 +183,19 @@ class Daemon:
         path = str(self.config.server.spool_dir / ".handoff.sock")
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)
-        self.handoff = HandoffServer(path, manager.submit)
+        self.adopter = OrphanAdopter(
+            self.config.server.spool_dir, manager.messages.__contains__, manager.submit
+        )
+        self.handoff = HandoffServer(path, manager.submit, adopt=self._adopt)
         await self.handoff.start()
         self.receivers = ReceiverPool(count, self._spawn_receiver)
         self.receivers.start()
         await self._wait_receivers_ready(self.handoff, self.receivers)
         self.receivers.supervise()
+
+    def _adopt(self) -> None:
+        if self.adopter is not None and not self.stop_requested.is_set():
+            self.adopter.request()
 
     def _spawn_receiver(self, index: int) -> subprocess.Popen[bytes]:
         assert self.handoff is not None

@@ -5,9 +5,17 @@ serialised envelope over a Unix stream socket; the delivery process schedules it
 delivers it. A frame is two 4-byte big-endian lengths, the envelope codec's bytes and
 the message itself, so fresh mail is never read back from disk; a message over
 ``MAX_INLINE_BODY`` is sent without its body (length 0) and read from the spool when it
-is delivered. A frame with both lengths 0 says "this receiver is listening". If
-the delivery process is gone, nothing is lost: recovery at the next start finds the
-spool file.
+is delivered. A frame with both lengths 0 says "this receiver is listening"; lengths
+(0, 1) ask the delivery process to look for stored messages it was not told about.
+
+Nothing stored is lost when the channel fails. The receiver answers 250 once the
+message is on disk, whatever happens to its frame; a frame lost with a broken channel
+(or a receiver killed between the store and the frame) leaves a spool file the
+delivery process does not know. So whenever a receiver's channel ends, and whenever a
+receiver that reconnected asks, the delivery process scans the spool for such files
+(:func:`outrider.spool.orphans.find_orphans`) and schedules them; a receiver whose
+channel broke reconnects by itself. If the delivery process itself is gone, the
+recovery at the next start finds the files.
 """
 
 from __future__ import annotations
@@ -28,6 +36,8 @@ log = logging.getLogger("outrider.handoff")
 
 _HEADER = struct.Struct(">II")
 _PEERCRED = struct.Struct("3i")  # struct ucred: pid, uid, gid
+_READY = _HEADER.pack(0, 0)
+_ADOPT = _HEADER.pack(0, 1)
 MAX_ENVELOPE = 64 * 1024 * 1024
 MAX_INLINE_BODY = 1024 * 1024
 
@@ -53,14 +63,23 @@ def peer_pid(writer: asyncio.StreamWriter) -> int:
 class HandoffServer:
     """Runs in the delivery process; calls ``submit`` for every envelope received."""
 
-    def __init__(self, path: str, submit: Callable[[Envelope, bytes | None], None]) -> None:
+    def __init__(
+        self,
+        path: str,
+        submit: Callable[[Envelope, bytes | None], None],
+        adopt: Callable[[], None] | None = None,
+    ) -> None:
+        """``adopt``: look for stored messages nobody handed over (called when a channel
+        ends, or a receiver asks)."""
         self.path = path
         self.submit = submit
+        self.adopt = adopt
         self.server: asyncio.Server | None = None
         self._clients: set[asyncio.Task[None]] = set()
         self.ready = 0  # receivers that said they are listening
         self.ready_pids: set[int] = set()  # their process ids (the socket's peer credentials)
         self.ready_changed = asyncio.Event()
+        self._stopping = False
 
     async def start(self) -> None:
         # Mode 0600: whoever can connect can queue mail, so only the daemon's user may.
@@ -81,6 +100,9 @@ class HandoffServer:
                 except asyncio.IncompleteReadError:
                     return
                 env_len, body_len = _HEADER.unpack(header)
+                if env_len == 0 and body_len == 1:
+                    self._adopt()
+                    continue
                 if env_len == 0:
                     self.ready += 1
                     pid = peer_pid(writer)
@@ -103,8 +125,19 @@ class HandoffServer:
         finally:
             self._clients.discard(task)
             writer.close()
+            if not self._stopping:
+                # A frame may have died with the channel (or its receiver).
+                self._adopt()
+
+    def _adopt(self) -> None:
+        if self.adopt is not None:
+            try:
+                self.adopt()
+            except Exception:
+                log.exception("handoff: cannot look for unscheduled messages")
 
     async def stop(self) -> None:
+        self._stopping = True
         if self.server is not None:
             self.server.close()
         with contextlib.suppress(FileNotFoundError):
@@ -117,18 +150,44 @@ class HandoffServer:
 
 
 class HandoffClient:
-    """Runs in a receiver process; the sink of its intake."""
+    """Runs in a receiver process; the sink of its intake.
 
-    def __init__(self, writer: asyncio.StreamWriter) -> None:
+    Watches its channel: when the delivery process closes it, the client reconnects
+    (with a growing pause) and then asks the delivery process to adopt what was stored
+    meanwhile. While disconnected, :meth:`accept` raises
+    :class:`~outrider.intake.sink.SinkUnavailableError`; the intake still answers 250
+    (the message is on disk) and the adoption schedules it."""
+
+    RECONNECT_FIRST = 0.05
+    RECONNECT_MAX = 2.0
+
+    def __init__(
+        self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter, path: str = ""
+    ) -> None:
+        self.path = path
+        self.reader = reader
         self.writer = writer
+        self.missed = 0  # messages stored while disconnected, not yet adopted
+        self._closing = False
+        self._ready_sent = False
+        self._watch: asyncio.Task[None] | None = None
+        if path:
+            self._watch = asyncio.get_running_loop().create_task(
+                self._watch_channel(), name="handoff-watch"
+            )
 
     @classmethod
     async def connect(cls, path: str) -> HandoffClient:
-        _, writer = await asyncio.open_unix_connection(path)
-        return cls(writer)
+        reader, writer = await asyncio.open_unix_connection(path)
+        return cls(reader, writer, path)
+
+    @property
+    def connected(self) -> bool:
+        return not self.writer.is_closing()
 
     def send_ready(self) -> None:
-        self.writer.write(_HEADER.pack(0, 0))
+        self._ready_sent = True
+        self.writer.write(_READY)
 
     def send(self, envelope: Envelope, body: bytes) -> None:
         if self.writer.is_closing():
@@ -140,9 +199,50 @@ class HandoffClient:
         try:
             self.send(envelope, body)
         except ConnectionError as exc:
+            self.missed += 1
             raise SinkUnavailableError("delivery process unavailable") from exc
 
+    async def _watch_channel(self) -> None:
+        """The delivery process never writes: end of stream means the channel is gone."""
+        while not self._closing:
+            with contextlib.suppress(ConnectionError):
+                while await self.reader.read(4096):
+                    pass
+            if self._closing:
+                return
+            self.writer.close()
+            log.error("handoff: channel to the delivery process lost; reconnecting")
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        pause = self.RECONNECT_FIRST
+        while not self._closing:
+            await asyncio.sleep(pause)
+            try:
+                reader, writer = await asyncio.open_unix_connection(self.path)
+            except OSError as exc:
+                log.debug("handoff: reconnect failed: %s", exc)
+                pause = min(pause * 2, self.RECONNECT_MAX)
+                continue
+            self.reader, self.writer = reader, writer
+            if self._ready_sent:
+                writer.write(_READY)
+            # Even with nothing missed here: a frame written just before the channel
+            # broke may never have been read.
+            writer.write(_ADOPT)
+            log.info(
+                "handoff: reconnected; %d message(s) stored meanwhile are adopted from the spool",
+                self.missed,
+            )
+            self.missed = 0
+            return
+
     async def close(self) -> None:
+        self._closing = True
+        if self._watch is not None:
+            self._watch.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._watch
         with contextlib.suppress(Exception):
             await self.writer.drain()
         self.writer.close()
