@@ -47,6 +47,7 @@ from outrider.auth import passwords
 from outrider.auth.passwords import PasswordError, ScramCredentials
 from outrider.auth.secret import UnknownUserSalts
 from outrider.config.units import parse_rate
+from outrider.message.domains import domain_key
 
 __all__ = [
     "InvalidUserError",
@@ -121,15 +122,15 @@ class _SenderPolicy:
             return True
         if not sender or sender == "<>":
             return self.null_sender
-        folded = sender.casefold()
-        if folded in self.addresses:
+        if sender.casefold() in self.addresses:
             return True
-        _, at, domain = folded.rpartition("@")
+        _, at, domain = sender.rpartition("@")  # not casefolded: "ß" is not "ss" in IDNA 2008
         return bool(at) and _fold_domain(domain) in self.domains
 
 
 def _fold_domain(domain: str) -> str:
-    return domain.casefold().removesuffix(".")
+    """Every spelling of one domain (``Bücher.test.``, ``xn--bcher-kva.test``) alike."""
+    return domain_key(domain)
 
 
 # --------------------------------------------------------------------------- validation

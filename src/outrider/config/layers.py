@@ -7,11 +7,12 @@ caches its results).
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field, fields, replace
 from types import MappingProxyType
 from typing import TYPE_CHECKING, Any, TypeVar
+
+from outrider.message.domains import domain_key
 
 if TYPE_CHECKING:
     from _typeshed import DataclassInstance
@@ -24,14 +25,8 @@ EMPTY: Overrides = MappingProxyType({})
 
 
 def normalize_lookup(domain: str) -> str:
-    """Cheap, non-validating normalization for look-ups (validation happened at load)."""
-    key = domain.lower()
-    if key.endswith("."):
-        key = key[:-1]
-    if not key.isascii():
-        with contextlib.suppress(UnicodeError):
-            key = key.encode("idna").decode("ascii")
-    return key
+    """The domain's normal form, as the tables are keyed (:func:`domain_key`)."""
+    return domain_key(domain)
 
 
 def empty() -> Mapping[Any, Any]:

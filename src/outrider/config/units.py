@@ -11,6 +11,8 @@ import ipaddress
 import re
 from dataclasses import dataclass
 
+from outrider.message import domains
+
 __all__ = [
     "RATE_HINT",
     "IPNetwork",
@@ -36,7 +38,6 @@ _SIZE = re.compile(r"(\d+)\s*([kKmMgG])?[bB]?")
 _SIZE_FACTOR = {"k": 1024, "m": 1024**2, "g": 1024**3}
 
 _LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
-_HOSTNAME_MAX = 253
 
 RATE_HINT = "use e.g. '600/h', '20/m', '5/s', '100/10m', '1000/1d' or 'unlimited'"
 # "<count>/<period>": the period is a unit ("h") or a duration with units ("10m", "1h30m").
@@ -120,27 +121,31 @@ def parse_size(value: str | int) -> int:
 
 
 def normalize_domain(value: str) -> str:
-    """Return the lower-case ASCII (IDNA A-label) form of a domain name, sans trailing dot."""
+    """The domain's normal form (:mod:`outrider.message.domains`: the lower-case UTS 46
+    A-label, sans trailing dot), as every look-up computes it; a config name must also
+    be a host name (letters, digits, inner hyphens), which DNS alone does not ask."""
     text = value.strip()
-    if text.endswith("."):
-        text = text[:-1]
     if not text:
         raise ValueError("empty domain name")
-    if not text.isascii():
-        try:
-            text = text.encode("idna").decode("ascii")
-        except UnicodeError as exc:
-            raise ValueError(f"invalid internationalized domain name {value!r}: {exc}") from None
-    text = text.lower()
-    if len(text) > _HOSTNAME_MAX:
-        raise ValueError(f"domain name {value!r} is longer than {_HOSTNAME_MAX} characters")
-    for label in text.split("."):
-        if not _LABEL.fullmatch(label):
+    try:
+        name = domains.normalize_domain(text)
+    except domains.InvalidDomainError as exc:
+        _host_labels(value, text.lower().removesuffix("."))  # the plainer reason first
+        raise ValueError(f"invalid domain name {value!r}: {exc.reason}") from None
+    if domains.is_address_literal(name):
+        raise ValueError(f"invalid domain name {value!r}: an address literal is no domain")
+    _host_labels(value, name)
+    return name
+
+
+def _host_labels(value: str, name: str) -> None:
+    """Refuse an ASCII label that is not a host name label (RFC 1123 2.1)."""
+    for label in name.split("."):
+        if label.isascii() and not _LABEL.fullmatch(label):
             raise ValueError(
                 f"invalid domain name {value!r}: label {label!r} must be 1-63 letters, "
                 "digits or hyphens, not starting or ending with a hyphen"
             )
-    return text
 
 
 def _port(text: str, value: str, *, allow_zero: bool) -> int:

@@ -47,6 +47,8 @@ import dns.rdatatype
 import dns.rdtypes.ANY.MX
 import dns.resolver
 
+from outrider.message import domains
+
 __all__ = [
     "DnsError",
     "DnsErrorKind",
@@ -63,7 +65,6 @@ _AAAA = dns.rdatatype.AAAA
 
 _MAX_POSITIVE_TTL = 86400.0  # a day, like most recursive resolvers' cache-max-ttl
 _EDNS_PAYLOAD = 1232  # DNS flag day 2020: avoids IP fragmentation
-_IDEOGRAPHIC_DOTS = ("\u3002", "\uff0e", "\uff61")  # IDNA label separators (RFC 3490 3.1)
 
 
 class DnsErrorKind(enum.Enum):
@@ -196,30 +197,23 @@ def _parse_port(spec: str, text: str) -> int:
 
 
 def normalize_domain(domain: str) -> str:
-    """Lower-case A-label form without the trailing dot, as used for lookups and cache keys.
+    """The domain's normal form (:mod:`outrider.message.domains`), for look-ups and
+    cache keys: the A-label we compute, so dnspython's own IDNA choice never applies.
 
-    Raises ``DnsError(NXDOMAIN)`` for a name DNS cannot hold: such a domain can
-    never resolve, and 5.1.2 ("bad destination system address") fits it.
+    Raises ``DnsError(NXDOMAIN)`` for a name DNS cannot hold (and for an address
+    literal): such a domain can never resolve, and 5.1.2 ("bad destination system
+    address") fits it.
     """
     text = domain.strip()
-    ascii_only = text.isascii()
-    if not ascii_only:
-        for dot in _IDEOGRAPHIC_DOTS:
-            text = text.replace(dot, ".")
-    if text.endswith("."):
-        text = text[:-1]
-    if not text:
-        raise DnsError(DnsErrorKind.NXDOMAIN, domain, "empty domain name")
     try:
-        if ascii_only:
-            labels = text.lower().encode("ascii").split(b".")
-        else:
-            codec = dns.name.IDNA_DEFAULT
-            labels = [codec.encode(label).lower() for label in text.split(".")]
-        labels.append(b"")
-        return dns.name.Name(labels).to_text(omit_final_dot=True)
-    except (dns.exception.DNSException, UnicodeError) as exc:
-        raise DnsError(DnsErrorKind.NXDOMAIN, domain, f"invalid domain name: {exc}") from None
+        name = domains.normalize_domain(text)
+    except domains.InvalidDomainError as exc:
+        raise DnsError(
+            DnsErrorKind.NXDOMAIN, domain, f"invalid domain name: {exc.reason}"
+        ) from None
+    if domains.is_address_literal(name):
+        raise DnsError(DnsErrorKind.NXDOMAIN, domain, "an address literal is no domain name")
+    return name
 
 
 def _ip_literal(text: str) -> str | None:
@@ -492,6 +486,8 @@ class MxResolver:
 
     async def _query(self, name: str, rdtype: int) -> tuple[_Outcome, float]:
         """One network lookup, converted to an outcome and how long it may be cached."""
+        # ``name`` is ASCII (our A-label, or an exchange as DNS gave it), so dnspython's
+        # IDNA codec, 2003 or 2008 depending on what is installed, is never consulted.
         qname = dns.name.from_text(name)
         rdtype_enum = dns.rdatatype.RdataType.make(rdtype)
         try:
@@ -549,5 +545,7 @@ def _nameserver_errors(exc: dns.resolver.NoNameservers) -> str:
     for error in errors:
         # dnspython: (address, tcp, port, error text or exception, response)
         server, problem = str(error[0]).removeprefix("Do53:"), error[3]
-        parts.append(f"{problem} from {server}")
+        # A truncated answer with no TCP to retry over is an exception with no text.
+        text = str(problem) or type(problem).__name__
+        parts.append(f"{text} from {server}")
     return "; ".join(parts) if parts else "all nameservers failed"

@@ -21,6 +21,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import TypeVar
 
 from outrider.config.model import Address
+from outrider.message.domains import domain_key
 from outrider.policy.outcome import Outcome, Scope, local_outcome
 from outrider.smtp.replies import Reply
 
@@ -146,4 +147,4 @@ def names_host(reply: Reply | None, hostname: str) -> bool:
     if reply is None or not hostname:
         return False
     words = reply.lines()[0].split(None, 1)
-    return bool(words) and words[0].rstrip(".").lower() == hostname.rstrip(".").lower()
+    return bool(words) and domain_key(words[0]) == domain_key(hostname)

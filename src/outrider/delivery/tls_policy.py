@@ -22,6 +22,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Literal
 
+from outrider.message.domains import domain_key
 from outrider.smtp.replies import Reply
 
 if TYPE_CHECKING:
@@ -136,14 +137,13 @@ def tls_requirement(
 
 def mx_allowed(host: str, patterns: Sequence[str]) -> bool:
     """RFC 8461 4.1: exact match, or ``*.example.com`` covering exactly one more label."""
-    name = host.rstrip(".").lower()
+    name = domain_key(host)
     for pattern in patterns:
-        pat = pattern.rstrip(".").lower()
-        if pat.startswith("*."):
+        if pattern.startswith("*."):
             dot = name.find(".")
-            if dot > 0 and name[dot + 1 :] == pat[2:]:
+            if dot > 0 and name[dot + 1 :] == domain_key(pattern[2:]):
                 return True
-        elif name == pat:
+        elif name == domain_key(pattern):
             return True
     return False
 

@@ -5,8 +5,9 @@ relay-networks, or it authenticated) or the recipient's domain is one we accept 
 for (relay.domains). Everything else is refused with 554 5.7.1, so no configuration
 reachable by accident makes an open relay.
 
-Only the domain after the last ``@`` counts, compared case-insensitively and as an
-IDNA A-label, so ``bücher.test`` and ``xn--bcher-kva.test`` are one domain. Routing
+Only the domain after the last ``@`` counts, compared in the one normal form of
+:mod:`outrider.message.domains` (UTS 46 A-labels), so ``bücher.test`` and
+``xn--bcher-kva.test`` are one domain, as they are for routing and policy. Routing
 syntax in the local part (``user%other@relay.test``, ``other!user@relay.test``,
 ``"user@other"@relay.test``) is never interpreted: such a recipient is mail *for*
 relay.test and goes to relay.test's MX unchanged. Address literals never match.
@@ -14,9 +15,10 @@ relay.test and goes to relay.test's MX unchanged. Address literals never match.
 
 from __future__ import annotations
 
-import functools
 import ipaddress
 from collections.abc import Collection, Iterable, Sequence
+
+from outrider.message import domains as names
 
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
@@ -31,16 +33,13 @@ def client_may_relay(client_ip: str, networks: Sequence[IPNetwork]) -> bool:
     return any(addr.version == net.version and addr in net for net in networks)
 
 
-@functools.lru_cache(maxsize=4096)
 def normalize_domain(domain: str) -> str:
-    """Lower-case A-label form without a trailing dot; "" for what cannot be a domain."""
-    domain = domain.rstrip(".").lower()
-    if domain.isascii():
-        return domain
+    """The normal form of :mod:`outrider.message.domains`; "" for what cannot be a
+    domain name, which then matches no relay domain (the client gets the normal refusal)."""
     try:
-        return domain.encode("idna").decode("ascii")
-    except UnicodeError:
-        return ""  # not a valid IDN: it matches no relay domain
+        return names.normalize_domain(domain)
+    except names.InvalidDomainError:
+        return ""
 
 
 def normalize_domains(domains: Iterable[str]) -> frozenset[str]:
@@ -52,10 +51,7 @@ def recipient_domain(address: str) -> str:
     at = address.rfind("@")
     if at < 0:
         return ""
-    domain = address[at + 1 :]
-    if domain.startswith("["):
-        return domain  # an address literal: never a relay domain
-    return normalize_domain(domain)
+    return normalize_domain(address[at + 1 :])  # an address literal stays one: never matches
 
 
 def relay_allowed(*, client_trusted: bool, recipient: str, relay_domains: Collection[str]) -> bool:

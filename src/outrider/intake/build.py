@@ -17,6 +17,7 @@ from outrider.intake.checks import (
     HopLimit,
     Postmaster,
     PostmasterAddress,
+    RecipientDomain,
     Relay,
     SenderOwnership,
     SenderRights,
@@ -41,6 +42,7 @@ def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimi
         SenderOwnership(users),
         UserRate(users, rates),
         AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
+        RecipientDomain(),
         Relay(config.relay.domains, postmaster),
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
@@ -54,9 +56,11 @@ def build_intake(
     sink: Sink,
     users: UserRecords | None,
     new_queue_id: Callable[[], str] = new_queue_id,
+    rates: UserRateLimiter | None = None,
 ) -> Intake:
+    """``rates``: the per-user rate limiter (default: one with state in this process)."""
     return Intake(
-        pipeline=IntakePipeline(intake_checks(config, users, UserRateLimiter())),
+        pipeline=IntakePipeline(intake_checks(config, users, rates or UserRateLimiter())),
         spool=spool,
         sink=sink,
         hostname=config.server.hostname,

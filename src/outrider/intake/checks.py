@@ -1,5 +1,5 @@
 """The standard intake checks: sender ownership, per-user rate, address literals,
-relay control, hop count, and the postmaster's address.
+recipient domain names, relay control, hop count, and the postmaster's address.
 
 Each has one job and the reply it refuses with. They log the refusal themselves,
 since only they know the detail worth logging.
@@ -17,6 +17,7 @@ from outrider.inbound.relay import normalize_domain, normalize_domains, relay_al
 from outrider.intake.pipeline import Check
 from outrider.intake.submission import MailEnvelope, Submission
 from outrider.intake.verdict import CONTINUE, Verdict, VerdictResult
+from outrider.message import domains
 from outrider.message.headers import count_fields, has_fields
 from outrider.smtp.replies import RELAY_DENIED, Reply
 
@@ -29,6 +30,7 @@ LITERAL_RECIPIENT = Reply(
     550, "5.7.1", "Address literal recipients are not accepted from this client"
 )
 TOO_MANY_HOPS = Reply(554, "5.4.6", "Too many hops (mail loop?)")
+BAD_RECIPIENT_DOMAIN = Reply(553, "5.1.2", "Recipient domain is not a valid domain name")
 
 
 class SenderRights(Protocol):
@@ -110,6 +112,23 @@ class PostmasterAddress:
         if not at:
             return recipient.lower() == "postmaster"
         return local.lower() == "postmaster" and normalize_domain(domain) == self.hostname
+
+
+class RecipientDomain(Check):
+    """A recipient domain the grammar let through but that cannot be a domain name
+    (``☃.test``, a label over 63 octets; see :mod:`outrider.message.domains`) is
+    refused at RCPT rather than accepted and bounced at delivery."""
+
+    def at_rcpt(self, submission: Submission, sender: str, recipient: str) -> Verdict:
+        _, at, domain = recipient.rpartition("@")
+        if not at:
+            return CONTINUE  # bare "postmaster"
+        try:
+            domains.normalize_domain(domain)
+        except domains.InvalidDomainError as exc:
+            log.info("bad recipient domain: client=%s %s", submission.client_ip, exc)
+            return Verdict.reject(BAD_RECIPIENT_DOMAIN)
+        return CONTINUE
 
 
 class Relay(Check):

@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 from outrider.config.model import DEFAULT_VMTA, Config
+from outrider.message.domains import domain_key
 from outrider.message.envelope import Envelope
 from outrider.policy.vmta_select import select_vmta
 
@@ -55,7 +56,7 @@ def choose_vmta(
     if requested is not None and requested.strip() not in known:
         log.warning("%s: unknown X-Virtual-MTA %r ignored", queue_id, requested)
         requested = None
-    sender_domain = sender.rpartition("@")[2].lower()
+    sender_domain = domain_key(sender.rpartition("@")[2])
     chosen = select_vmta(
         header_value=requested,
         listener_allows_header=requested is not None,

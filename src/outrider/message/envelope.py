@@ -9,6 +9,8 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, field
 
+from outrider.message.domains import domain_key
+
 
 class Source(enum.Enum):
     """Where a message entered Outrider (every source passes :mod:`outrider.intake`)."""
@@ -62,9 +64,12 @@ class Recipient:
 
     @property
     def domain(self) -> str:
-        """Lower-cased domain part; empty for a bare local part (e.g. ``postmaster``)."""
+        """The domain part in its normal form (:mod:`outrider.message.domains`), the key
+        mail is routed, queued and given a policy by; empty for a bare local part (e.g.
+        ``postmaster``). A name that cannot be a domain is only lower-cased (its MX
+        look-up then fails with 5.1.2)."""
         at = self.address.rfind("@")
-        return self.address[at + 1 :].lower() if at >= 0 else ""
+        return domain_key(self.address[at + 1 :]) if at >= 0 else ""
 
     @property
     def is_final(self) -> bool:

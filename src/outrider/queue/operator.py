@@ -9,9 +9,17 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+from outrider.message.domains import domain_key
 from outrider.queue.scheduler import Scheduler
 
 log = logging.getLogger("outrider.queue")
+
+
+def queue_name(name: str) -> str:
+    """An operator's queue or domain name in the scheduler's spelling: the destination
+    part as an A-label (``Straße.test/pool`` is ``xn--strae-oqa.test/pool``)."""
+    destination, slash, vmta = name.partition("/")
+    return domain_key(destination) + slash + vmta
 
 
 class Operator:
@@ -25,11 +33,13 @@ class Operator:
     def pause_queue(self, name: str) -> None:
         """Pause a queue ("key/vmta"), a destination (every virtual MTA), or one recipient
         domain (its mail is held even when it shares a rolled-up queue with others)."""
+        name = queue_name(name)
         self.ctx.control.paused_queues.add(name)
         self._save()
         log.info("paused queue %s", name)
 
     def resume_queue(self, name: str) -> bool:
+        name = queue_name(name)
         if name not in self.ctx.control.paused_queues:
             return False
         self.ctx.control.paused_queues.discard(name)
@@ -59,6 +69,7 @@ class Operator:
 
     def set_mode(self, name: str, mode: str) -> int:
         """Put matching queues into backoff or back to normal by hand; returns how many."""
+        name = queue_name(name)
         now = self.ctx.clock()
         count = 0
         shaper = self.scheduler.shaper

@@ -300,3 +300,13 @@ def test_unknown_user_costs_a_hash(store: UserStore, monkeypatch: pytest.MonkeyP
     assert not store.verify_password("nobody", "guess")
     assert not store.verify_password("alice", "guess")
     assert calls == ["guess", "guess"]
+
+
+def test_allowed_sender_domains_match_every_spelling_of_an_idn() -> None:
+    from outrider.auth.store import _SenderPolicy
+
+    rights = _SenderPolicy.build(("@Bücher.test", "@straße.test"))
+    assert rights.allows("a@xn--bcher-kva.test")
+    assert rights.allows("a@BÜCHER.test.")
+    assert rights.allows("a@xn--strae-oqa.test")
+    assert not rights.allows("a@strasse.test")  # IDNA 2008: another domain

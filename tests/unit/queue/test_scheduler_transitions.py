@@ -445,3 +445,17 @@ async def test_a_dead_destination_comes_back_when_many_retries_fall_due_at_once(
         e.recipients[0].address for e in envs
     )
     assert not queue.dead.is_dead(h.clock.now)
+
+
+async def test_an_idn_domain_is_paused_whatever_its_spelling(make) -> None:
+    h: Harness = await make()
+    operator = Operator(h.scheduler)
+    operator.pause_queue("Straße.test")
+    h.submit("a@xn--strae-oqa.test")
+    h.submit("c@c.test")
+    await idle()
+    assert [s.recipients for s in h.transport.sent] == [["c@c.test"]]
+    assert operator.status()["held"] == {"domain:xn--strae-oqa.test": 1}
+    assert operator.resume_queue("xn--strae-oqa.test")
+    await idle()
+    assert len(h.transport.sent) == 2
