@@ -9,6 +9,7 @@ from outrider.delivery.transport import DeliveryReport, Opened, RecipientReply, 
 from outrider.message.envelope import Envelope, Recipient
 from outrider.policy.outcome import Outcome
 from outrider.smtp.replies import Reply
+from outrider.spool.reader import Body
 
 OK = Reply(250, "2.0.0", "OK")
 
@@ -20,7 +21,7 @@ class Sent:
     destination: str
     vmta: str
     sender: str
-    body: bytes
+    body: Body
 
 
 @dataclass
@@ -61,7 +62,7 @@ class FakeConnection:
     usable: bool = True
 
     async def deliver(
-        self, envelope: Envelope, recipients: list[Recipient], body: bytes
+        self, envelope: Envelope, recipients: list[Recipient], body: Body
     ) -> DeliveryReport:
         t = self.transport
         t.sent.append(

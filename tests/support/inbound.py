@@ -30,6 +30,8 @@ from outrider.intake.checks import Postmaster, PostmasterAddress, Relay, SenderO
 from outrider.intake.vmta import VmtaTable
 from outrider.message.envelope import Envelope
 from outrider.smtp.server import ServerConfig
+from outrider.spool.spill import SpilledBody, SpillFile
+from tests.support.memory_spool import SpillDir, read_spilled
 
 HOSTNAME = "mta.outrider.test"
 POSTMASTER = "hostmaster@relay.test"  # where mail for <Postmaster> is queued
@@ -77,15 +79,22 @@ class Stored:
 
 
 class Recorder:
-    """The test intake's spool and sink: keeps every message it is given."""
+    """The test intake's spool and sink: keeps every message it is given (a spilled
+    one read back into memory)."""
 
     def __init__(self) -> None:
         self.stored: list[Stored] = []
+        self.spills = SpillDir()
 
-    async def store(self, envelope: Envelope, data: bytes) -> None:
-        self.stored.append(Stored(envelope, data))
+    def spill(self, head_len: int) -> SpillFile:
+        return self.spills.spill(head_len)
 
-    def accept(self, envelope: Envelope, body: bytes) -> None:
+    async def store(self, envelope: Envelope, data: bytes | SpilledBody) -> None:
+        self.stored.append(
+            Stored(envelope, data if isinstance(data, bytes) else read_spilled(data))
+        )
+
+    def accept(self, envelope: Envelope, body: bytes | None) -> None:
         return None
 
 

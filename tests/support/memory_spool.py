@@ -3,10 +3,40 @@
 from __future__ import annotations
 
 import copy
+import os
+import tempfile
 from collections.abc import Iterator, Sequence
 
 from outrider.message.envelope import Envelope, Recipient
+from outrider.spool import temps
 from outrider.spool.base import DuplicateMessageError, SpoolError, SpoolFullError
+from outrider.spool.spill import SpilledBody, SpillFile
+
+
+def read_spilled(body: SpilledBody) -> bytes:
+    """The octets of a spilled body, taking its file as a store does (it is removed);
+    raises the error of a failed spill write."""
+    tail = body.tail
+    fd = tail.detach()
+    try:
+        rest = os.pread(fd, tail.size, tail.reserve)
+    finally:
+        os.close(fd)
+        os.unlink(tail.path)
+        temps.discard(tail.path)
+    return body.head + rest
+
+
+class SpillDir:
+    """Spill files for a spool without a directory of its own (a temp dir, made once)."""
+
+    def __init__(self) -> None:
+        self.directory = ""
+
+    def spill(self, head_len: int) -> SpillFile:
+        if not self.directory:
+            self.directory = tempfile.mkdtemp(prefix="outrider-spill-")
+        return SpillFile(self.directory, head_len)
 
 
 class MemorySpool:
@@ -24,8 +54,14 @@ class MemorySpool:
         self.records = 0
         self.fail_record = 0  # fail this many record() calls
         self.fail_store = 0  # fail this many store() calls
+        self.spills = SpillDir()
 
-    async def store(self, envelope: Envelope, body: bytes) -> None:
+    def spill(self, head_len: int) -> SpillFile:
+        return self.spills.spill(head_len)
+
+    async def store(self, envelope: Envelope, body: bytes | SpilledBody) -> None:
+        if not isinstance(body, bytes):
+            body = read_spilled(body)
         if self.fail_store:
             self.fail_store -= 1
             raise SpoolFullError("spool store failed: no space left on device")
@@ -35,6 +71,9 @@ class MemorySpool:
         self.saved[envelope.queue_id] = copy.deepcopy(envelope)
 
     async def load_body(self, queue_id: str) -> bytes:
+        return self.bodies[queue_id]
+
+    async def open_body(self, queue_id: str) -> bytes:
         return self.bodies[queue_id]
 
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:

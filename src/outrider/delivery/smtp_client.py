@@ -12,6 +12,12 @@ When opportunistic STARTTLS fails during the TLS handshake, the connection is
 closed and ``SmtpConnectError.tls_failure`` is set, so the caller may reconnect
 with ``use_starttls=False`` (as Postfix does for "may" security).
 
+A body read from the spool (:class:`~outrider.spool.reader.StoredBody`) is streamed:
+each chunk is written as it is read, and the next one waits until the socket's write
+buffer has drained (the data-block timeout bounds a peer that stops reading). A body
+that cannot be read (a damaged spool file) aborts the connection before its end is
+sent, and :meth:`SmtpSession.send` raises.
+
 With a :class:`~outrider.delivery.tls_policy.TlsRequirement` in mode ``"required"``
 there is no clear-text fallback: no STARTTLS offered (or STARTTLS refused) raises
 with reply ``451 4.7.4``, a failed handshake or certificate verification with
@@ -31,8 +37,16 @@ from typing import Any, cast
 
 from outrider.delivery.tls_policy import TlsRequirement, client_context
 from outrider.message.envelope import Envelope, Recipient
-from outrider.smtp.client import Extensions, Phase, SmtpClientConnection, State
+from outrider.smtp.client import (
+    Extensions,
+    Phase,
+    SmtpClientConnection,
+    State,
+    StreamedContent,
+    Transaction,
+)
 from outrider.smtp.replies import Reply
+from outrider.spool.reader import Body, StoredBody
 
 __all__ = [
     "RecipientResult",
@@ -153,6 +167,7 @@ class _ClientProtocol(asyncio.Protocol):
         self.waiter: asyncio.Future[bool] | None = None
         self.lost = False
         self.lost_detail = ""
+        self.paused = False  # the transport's write buffer is over its high-water mark
         self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -171,6 +186,13 @@ class _ClientProtocol(asyncio.Protocol):
 
     def eof_received(self) -> bool:
         return False
+
+    def pause_writing(self) -> None:
+        self.paused = True
+
+    def resume_writing(self) -> None:
+        self.paused = False
+        self.wake()
 
     def connection_lost(self, exc: Exception | None) -> None:
         self.mark_lost(str(exc) if exc else "connection closed by peer")
@@ -357,7 +379,7 @@ class SmtpSession:
     # -- operations ----------------------------------------------------------
 
     async def send(
-        self, envelope: Envelope, recipients: Sequence[Recipient], body: bytes
+        self, envelope: Envelope, recipients: Sequence[Recipient], body: Body
     ) -> TransactionResult:
         """Deliver ``body`` to ``recipients``; never raises for remote behaviour."""
         rcpts = list(recipients)
@@ -368,9 +390,14 @@ class SmtpSession:
             reply = Reply(451, "4.4.2", f"Connection lost: {detail}")
             return TransactionResult([RecipientResult(r, reply) for r in rcpts], None, True)
         core = self._core
-        tx = core.start_transaction(envelope, rcpts, body)
+        content = body if isinstance(body, bytes) else StreamedContent(body.size)
+        tx = core.start_transaction(envelope, rcpts, content)
         self._proto.flush()
         try:
+            if isinstance(body, StoredBody):
+                await self._until(lambda: tx.done or tx.wants_content)
+                if tx.wants_content and not tx.done:
+                    await self._stream(tx, body)
             await self._until(lambda: tx.done)
         except _Interrupted as exc:
             core.abort(exc.reply)
@@ -406,6 +433,45 @@ class SmtpSession:
         await self._drop()
 
     # -- internals -----------------------------------------------------------
+
+    async def _stream(self, tx: Transaction, body: StoredBody) -> None:
+        """Write ``body`` chunk by chunk, each once the previous one has drained, then
+        its end. Stops early when the transaction ends meanwhile (the peer answered or
+        the connection failed)."""
+        core = self._core
+        proto = self._proto
+        async with contextlib.aclosing(body.chunks()) as chunks:
+            async for chunk in chunks:
+                if tx.done:
+                    return
+                if proto.lost:
+                    raise _Interrupted(Reply(451, "4.4.2", f"Connection lost: {proto.lost_detail}"))
+                core.send_content(chunk)
+                proto.flush()
+                await self._drained(tx)
+        if not tx.done:
+            core.end_content()
+            proto.flush()
+
+    async def _drained(self, tx: Transaction) -> None:
+        """Wait while the transport's write buffer is over its high-water mark, bounded by
+        the data-block timeout without progress."""
+        proto = self._proto
+        loop = asyncio.get_running_loop()
+        while proto.paused and not proto.lost and not tx.done:
+            buffered = self._write_backlog()
+            fut: asyncio.Future[bool] = loop.create_future()
+            proto.waiter = fut
+            handle = loop.call_later(self._timeouts.data_block, _expire, fut)
+            try:
+                progressed = await fut
+            finally:
+                handle.cancel()
+                proto.waiter = None
+            if progressed or self._write_backlog() < buffered:
+                continue
+            self._abort_transport()
+            raise _Interrupted(Reply(451, "4.4.2", "Timeout sending message data"))
 
     async def _handshake(
         self,
@@ -453,7 +519,7 @@ class SmtpSession:
             await asyncio.sleep(0)
             raise self._tls_error(reason, "4.7.5", required) from exc
         except (OSError, TimeoutError, ValueError) as exc:
-            reason = f"TLS handshake failed: {exc or type(exc).__name__}"
+            reason = f"TLS handshake failed: {str(exc) or type(exc).__name__}"
             self._proto.mark_lost(reason)
             await asyncio.sleep(0)
             raise self._tls_error(reason, "4.7.5", required) from exc

@@ -33,6 +33,7 @@ from outrider.delivery.tls_policy import (
 from outrider.delivery.transport import DeliveryReport, Opened, RecipientReply, Route
 from outrider.message.envelope import Envelope, Recipient
 from outrider.policy.outcome import Outcome, Scope, Verdict, classify_reply, local_outcome
+from outrider.spool.reader import Body
 
 log = logging.getLogger("outrider.delivery")
 
@@ -50,6 +51,7 @@ def timeouts_for(policy: DomainPolicy) -> SmtpTimeouts:
         data_block=policy.smtp_data_block_timeout,
         data_done=policy.smtp_data_termination_timeout,
         rset=policy.smtp_command_timeout,
+        starttls=policy.smtp_command_timeout,  # the STARTTLS reply, then the handshake
     )
 
 
@@ -328,7 +330,7 @@ class SmtpConnection:
         return self.session is not None and self.session.usable
 
     async def deliver(
-        self, envelope: Envelope, recipients: list[Recipient], body: bytes
+        self, envelope: Envelope, recipients: list[Recipient], body: Body
     ) -> DeliveryReport:
         policy = self.route.policy
         while True:

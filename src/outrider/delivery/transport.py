@@ -22,6 +22,7 @@ from outrider.config.model import Config, DomainPolicy
 from outrider.message.envelope import Envelope, Recipient
 from outrider.policy.outcome import Outcome
 from outrider.smtp.replies import Reply
+from outrider.spool.reader import Body
 
 # Called with (reply, phase, remote host) for replies seen outside a transaction, such
 # as a refused greeting, so response patterns (backoff mode) can react to them.
@@ -64,8 +65,11 @@ class Connection(Protocol):
         ...
 
     async def deliver(
-        self, envelope: Envelope, recipients: list[Recipient], body: bytes
-    ) -> DeliveryReport: ...
+        self, envelope: Envelope, recipients: list[Recipient], body: Body
+    ) -> DeliveryReport:
+        """``body`` is in memory, or a :class:`~outrider.spool.reader.StoredBody` to
+        read in chunks as it is sent (a big message is never held whole)."""
+        ...
 
     async def can_carry(self, domain: str) -> bool:
         """Whether mail for ``domain`` may reuse this connection (e.g. its TLS policy)."""

@@ -7,6 +7,11 @@ recipients given. SMTPUTF8 messages get the RFC 6533 ``message/global-*`` varian
 
 The returned DSN contains 8-bit octets when the returned message (or, for SMTPUTF8, a
 UTF-8 address) does; queue it with ``body_8bit = not dsn.isascii()``.
+
+A message larger than ``MAX_RETURNED_SIZE`` is never returned whole, so a caller only
+needs its first ``MAX_RETURNED_SIZE + 2`` octets (:data:`RETURNED_HEAD`) to build the
+notice, with the message's real size as ``original_size``: the header copy is then the
+same as from the whole message.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from dataclasses import dataclass
 from email.header import Header
 from typing import Literal
 
+from outrider.message.domains import InvalidDomainError, normalize_domain
 from outrider.message.envelope import Envelope, Notify, Recipient, Ret
 from outrider.message.headers import rfc5322_date, split_header_block
 
@@ -40,11 +46,14 @@ _ACTIONS: dict[str, tuple[str, str]] = {
     "expanded": ("2.0.0", "Successful Mail Delivery Report"),
 }
 
+MAX_RETURNED_SIZE = 100_000  # a bigger original is returned as its header section only
+RETURNED_HEAD = MAX_RETURNED_SIZE + 2  # octets of a bigger one that give the same headers
+
 _CRLF = "\r\n"
 _FOLD_AT = 78
 _MAX_WORD = 900  # a word longer than this is split so no line exceeds RFC 5322's 998
 _TEXT_WIDTH = 76
-_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}")
+_STATUS = re.compile(r"[245]\.\d{1,3}\.\d{1,3}", re.ASCII)
 _SMTP_REPLY = re.compile(r"[2-5]\d\d(?:[ -]|$)")
 _CONTROLS = re.compile(r"[\x00-\x1f\x7f]+")
 _NOT_BCHARS = re.compile(r"[^0-9A-Za-z'()+_,\-./:=?]")
@@ -84,13 +93,16 @@ def build_dsn(
     now: float,
     action: str = "failed",
     queue_id_of_dsn: str | None = None,
-    max_returned_size: int = 100_000,
+    max_returned_size: int = MAX_RETURNED_SIZE,
+    original_size: int | None = None,
 ) -> bytes:
     """The complete notice (CRLF lines) reporting ``action`` for every recipient given.
 
     The original is returned in full only for "failed" notices whose RET is not HDRS and
     whose size is within ``max_returned_size``; otherwise only its header section is
     (RFC 3461 4.3 ties RET=FULL to failed notices, and a delayed message is still queued).
+    ``original`` may be only the first ``max_returned_size + 2`` octets of a bigger
+    message whose size is ``original_size``.
     """
     if action not in _ACTIONS:
         raise ValueError(f"unknown DSN action {action!r}")
@@ -103,8 +115,9 @@ def build_dsn(
     host = _ascii_domain(reporting_mta)
     default_status, subject = _ACTIONS[action]
 
+    size = len(original) if original_size is None else original_size
     returned, returned_type, note = _returned_content(
-        envelope, original, action, max_returned_size, utf8
+        envelope, original, size, action, max_returned_size, utf8
     )
     text = _human_text(envelope, recipients, host, action, note)
     report = _delivery_status(envelope, recipients, host, action, default_status, now, utf8)
@@ -180,12 +193,14 @@ def build_dsn(
 
 
 def _returned_content(
-    envelope: Envelope, original: bytes, action: str, limit: int, utf8: bool
+    envelope: Envelope, original: bytes, size: int, action: str, limit: int, utf8: bool
 ) -> tuple[bytes, str, str]:
-    """(content, its media type, a sentence for the text part) for the third part."""
+    """(content, its media type, a sentence for the text part) for the third part;
+    ``original`` may be the first octets of a message of ``size`` > ``limit``."""
     if not original:
         return b"", "", "The original message is no longer available to be returned."
-    if action == "failed" and envelope.ret is not Ret.HDRS and len(original) <= limit:
+    whole = len(original) == size
+    if action == "failed" and envelope.ret is not Ret.HDRS and size <= limit and whole:
         media_type = "message/global" if utf8 else "message/rfc822"
         return original, media_type, "A copy of the message is attached."
     headers, _ = split_header_block(original)
@@ -194,7 +209,7 @@ def _returned_content(
         note = "The message's headers are attached."
     else:
         note = (
-            f"The message ({len(original)} bytes) is larger than the {limit} bytes"
+            f"The message ({size} bytes) is larger than the {limit} bytes"
             " returned in full, so only its headers are attached."
         )
     if len(headers) > limit:
@@ -347,13 +362,12 @@ def _orcpt_field(orcpt: str, utf8: bool) -> str:
 
 
 def _ascii_domain(host: str) -> str:
-    """A-label form of a host name for ``dns;`` fields and message ids."""
-    if host.isascii():
-        return host
+    """A-label form of a host name for ``dns;`` fields and message ids; a name that is
+    not a domain is kept as given (hex-escaped where it is not ASCII)."""
     try:
-        return host.encode("idna").decode("ascii")
-    except UnicodeError:
-        return _NOT_QCHAR.sub(_hex_escape, host)
+        return normalize_domain(host)
+    except InvalidDomainError:
+        return host if host.isascii() else _NOT_QCHAR.sub(_hex_escape, host)
 
 
 def _recipient_address(address: str, utf8: bool) -> str:

@@ -17,7 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Protocol
 
 from outrider.config.model import DomainPolicy
-from outrider.dsn.builder import FailedRecipient, build_dsn
+from outrider.dsn.builder import MAX_RETURNED_SIZE, RETURNED_HEAD, FailedRecipient, build_dsn
 from outrider.dsn.notices import DELAYED, FAILED, RELAYED, notice_id, notice_recipients
 from outrider.events.types import Event, NoticeDue
 from outrider.intake.core import Intake, Rejected
@@ -26,6 +26,7 @@ from outrider.intake.submission import MailEnvelope, MailRecipient, Submission
 from outrider.message.envelope import Envelope, Recipient, Source
 from outrider.policy.outcome import status_from_text
 from outrider.spool.base import DuplicateMessageError, Spool
+from outrider.spool.reader import body_head
 
 log = logging.getLogger("outrider.dsn")
 
@@ -151,7 +152,10 @@ class DsnNotifier:
         self, env: Envelope, kind: str, recipients: list[Recipient], dsn_id: str
     ) -> bytes:
         try:
-            original = await self.spool.load_body(env.queue_id)
+            if env.size > MAX_RETURNED_SIZE:  # returned as headers only: read no more
+                original = await body_head(await self.spool.open_body(env.queue_id), RETURNED_HEAD)
+            else:
+                original = await self.spool.load_body(env.queue_id)
         except Exception:  # the notice still goes out, with what is known
             log.exception("cannot load %s for its DSN; returning headers only", env.queue_id)
             original = b""
@@ -175,4 +179,5 @@ class DsnNotifier:
             now=self.clock(),
             action=ACTIONS[kind],
             queue_id_of_dsn=dsn_id,
+            original_size=env.size if original else None,
         )

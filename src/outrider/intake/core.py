@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
+from outrider.intake.content import Content
 from outrider.intake.finish import finish_message
 from outrider.intake.pipeline import IntakePipeline
 from outrider.intake.sink import Sink, SinkUnavailableError
@@ -27,15 +28,21 @@ from outrider.message.envelope import Envelope
 from outrider.message.ids import new_queue_id
 from outrider.smtp.replies import LOCAL_ERROR, Reply
 from outrider.spool.base import DuplicateMessageError, SpoolError
+from outrider.spool.spill import SpilledBody, SpillFile
 
 log = logging.getLogger("outrider.intake")
 
 
 class MessageStore(Protocol):
-    """The part of :class:`outrider.spool.base.Spool` the intake uses."""
+    """The part of :class:`outrider.spool.base.Spool` the intake and its sources use."""
 
-    async def store(self, envelope: Envelope, body: bytes) -> None:
-        """Durable on return; raises :class:`SpoolError` (with the reply to give)."""
+    async def store(self, envelope: Envelope, body: bytes | SpilledBody) -> None:
+        """Durable on return; raises :class:`SpoolError` (with the reply to give). A
+        spilled body's file is the store's from the call on."""
+        ...
+
+    def spill(self, head_len: int) -> SpillFile:
+        """A spill file for content too big for memory (:mod:`outrider.intake.content`)."""
         ...
 
 
@@ -72,42 +79,62 @@ class Intake:
     def check_rcpt(self, submission: Submission, sender: str, recipient: str) -> VerdictResult:
         return self.pipeline.at_rcpt(submission, sender, recipient)
 
+    def spill(self, head_len: int) -> SpillFile:
+        """A spill file in the spool, for a source collecting content too big for memory
+        (:class:`~outrider.intake.content.ContentBuffer`)."""
+        return self.spool.spill(head_len)
+
     async def submit(
         self,
         submission: Submission,
         mail: MailEnvelope,
-        content: bytes,
+        content: Content,
         *,
         queue_id: str | None = None,
     ) -> Accepted | Rejected:
         """Check, complete, place, store and hand over one message.
 
+        ``content`` is the message in memory, or spilled to the spool while it was
+        received (:mod:`outrider.intake.content`): the message checks then see its
+        header section only, and its spill file is stored or removed by the time this
+        returns, whatever the outcome.
+
         A caller may give the queue id (a DSN's is derived from its original's, so a
         retry cannot store a second one): if that id is stored already,
         :class:`~outrider.spool.base.DuplicateMessageError` is raised and nothing
         reaches the sink."""
-        verdict = self.pipeline.at_message(submission, mail, content)
-        if not isinstance(verdict, Verdict):
-            verdict = await verdict
-        if verdict.reply is not None:
-            return Rejected(verdict.reply)
         try:
-            mail = self.pipeline.map_recipients(submission, mail)
-        except Exception:
-            log.exception("intake: cannot map the recipients")
-            return Rejected(LOCAL_ERROR)
-        queue_id = queue_id or self.new_queue_id()
-        envelope, data = finish_message(
-            submission, mail, content, queue_id=queue_id, hostname=self.hostname, now=self.clock()
-        )
-        envelope.vmta = choose_vmta(
-            self.vmtas,
-            sender=envelope.sender,
-            requested=envelope.vmta_request or None,
-            listener_default=envelope.listener_vmta or None,
-            queue_id=queue_id,
-        )
-        refusal = await self._store(envelope, data)
+            head = content if isinstance(content, bytes) else content.head
+            verdict = self.pipeline.at_message(submission, mail, head)
+            if not isinstance(verdict, Verdict):
+                verdict = await verdict
+            if verdict.reply is not None:
+                return Rejected(verdict.reply)
+            try:
+                mail = self.pipeline.map_recipients(submission, mail)
+            except Exception:
+                log.exception("intake: cannot map the recipients")
+                return Rejected(LOCAL_ERROR)
+            queue_id = queue_id or self.new_queue_id()
+            envelope, data = finish_message(
+                submission,
+                mail,
+                content,
+                queue_id=queue_id,
+                hostname=self.hostname,
+                now=self.clock(),
+            )
+            envelope.vmta = choose_vmta(
+                self.vmtas,
+                sender=envelope.sender,
+                requested=envelope.vmta_request or None,
+                listener_default=envelope.listener_vmta or None,
+                queue_id=queue_id,
+            )
+            refusal = await self._store(envelope, data)
+        finally:
+            if not isinstance(content, bytes):
+                content.discard()  # refused or failed; a no-op once the spool has it
         if refusal is not None:
             return Rejected(refusal)
         log.debug(
@@ -120,7 +147,7 @@ class Intake:
         )
         return Accepted(envelope)
 
-    async def _store(self, envelope: Envelope, data: bytes) -> Reply | None:
+    async def _store(self, envelope: Envelope, data: Content) -> Reply | None:
         """Store, then hand to the sink; the reply to refuse with if either fails."""
         queue_id = envelope.queue_id
         try:
@@ -139,7 +166,7 @@ class Intake:
         # adopts what its receivers stored but could not hand over; a restart recovers
         # the rest).
         try:
-            self.sink.accept(envelope, data)
+            self.sink.accept(envelope, data if isinstance(data, bytes) else None)
         except SinkUnavailableError as exc:
             log.warning("%s stored; not handed over (%s): scheduled from the spool", queue_id, exc)
         except Exception:

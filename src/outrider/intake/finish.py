@@ -6,6 +6,11 @@ removed so they never leave Outrider, Message-ID read, 8-bit content detected an
 ``Received:`` trace header prepended. Pure: the caller passes the queue id and the
 time. Each step copies the content only when it changes it.
 
+Every step reads and changes the header section only, so a spilled message
+(:class:`~outrider.spool.spill.SpilledBody`: the header section in memory, the rest in
+the spool) is completed the same way, on its head; its tail is never read (whether it
+is all ASCII was noted as it was written).
+
 ``X-Job`` names the job a message is paused, released and accounted under, so it is
 honoured only from a client that may relay on its own (in ``relay-networks``, or
 authenticated); from anyone else it is removed and ignored, or an outsider could put
@@ -16,6 +21,7 @@ from __future__ import annotations
 
 import logging
 
+from outrider.intake.content import Content
 from outrider.intake.submission import MailEnvelope, Submission
 from outrider.message.envelope import Envelope, Recipient
 from outrider.message.headers import (
@@ -24,6 +30,7 @@ from outrider.message.headers import (
     received_header,
     rfc5322_date,
 )
+from outrider.spool.spill import SpilledBody
 
 log = logging.getLogger("outrider.intake")
 
@@ -41,19 +48,23 @@ def missing_headers(content: bytes, *, queue_id: str, hostname: str, now: float)
 def finish_message(
     submission: Submission,
     mail: MailEnvelope,
-    content: bytes,
+    content: Content,
     *,
     queue_id: str,
     hostname: str,
     now: float,
-) -> tuple[Envelope, bytes]:
-    """The envelope (virtual MTA not chosen yet) and the bytes to store.
+) -> tuple[Envelope, Content]:
+    """The envelope (virtual MTA not chosen yet) and the content to store: bytes, or
+    for spilled content a :class:`SpilledBody` with the completed head and the same tail.
 
     The virtual MTA named by ``X-Virtual-MTA`` is kept (in ``vmta_request``) only when
     the submission lets the header choose (``process-x-virtual-mta``); the job named by
     ``X-Job`` only when the client is trusted or authenticated (a job the source
     gives, ``submission.job_id``, always wins).
     """
+    spilled: SpilledBody | None = None
+    if not isinstance(content, bytes):
+        spilled, content = content, content.head
     if submission.add_missing_headers:
         added = missing_headers(content, queue_id=queue_id, hostname=hostname, now=now)
         if added:
@@ -83,17 +94,25 @@ def finish_message(
         recipient=recipients[0].address if len(recipients) == 1 else None,
         now=now,
     )
-    data = trace + content
+    data: Content
+    if spilled is None:
+        data = trace + content
+        size = len(data)
+        body_8bit = submission.body_8bit or not content.isascii()
+    else:
+        data = SpilledBody(trace + content, spilled.tail)
+        size = data.size
+        body_8bit = submission.body_8bit or not (content.isascii() and spilled.tail.ascii)
     envelope = Envelope(
         queue_id=queue_id,
         sender=mail.sender,
         recipients=[Recipient(r.address, orcpt=r.orcpt, notify=r.notify) for r in recipients],
         received_at=now,
-        size=len(data),
+        size=size,
         ret=submission.ret,
         envid=submission.envid,
         smtputf8=submission.smtputf8,
-        body_8bit=submission.body_8bit or not content.isascii(),
+        body_8bit=body_8bit,
         client_address=submission.client_ip,
         helo=submission.helo,
         job_id=submission.job_id if submission.job_id is not None else job_header or "",

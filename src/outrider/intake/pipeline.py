@@ -44,7 +44,8 @@ class Check:
     def at_message(
         self, submission: Submission, envelope: MailEnvelope, content: bytes
     ) -> VerdictResult:
-        """End of data: ``content`` is the message as received (before header completion)."""
+        """End of data: ``content`` is the message as received (before header completion);
+        for a message over 256 KiB, spilled to the spool, its header section only."""
         return CONTINUE
 
     def map_recipient(self, submission: Submission, recipient: str) -> str:

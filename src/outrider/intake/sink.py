@@ -20,8 +20,9 @@ class SinkUnavailableError(Exception):
 
 
 class Sink(Protocol):
-    def accept(self, envelope: Envelope, body: bytes) -> None:
-        """Take a stored message. Synchronous: it only hands over, never waits."""
+    def accept(self, envelope: Envelope, body: bytes | None) -> None:
+        """Take a stored message. Synchronous: it only hands over, never waits. ``body``
+        is None for one too big to hold in memory: it is read from the spool."""
         ...
 
 
@@ -31,7 +32,7 @@ class SchedulerSink:
 
     submit: Callable[[Envelope, bytes | None], None]
 
-    def accept(self, envelope: Envelope, body: bytes) -> None:
+    def accept(self, envelope: Envelope, body: bytes | None) -> None:
         self.submit(envelope, body)
 
 
@@ -40,10 +41,10 @@ class HeldSink:
     once its original has durably recorded that the notice is stored."""
 
     def __init__(self) -> None:
-        self.held: dict[str, tuple[Envelope, bytes]] = {}
+        self.held: dict[str, tuple[Envelope, bytes | None]] = {}
 
-    def accept(self, envelope: Envelope, body: bytes) -> None:
+    def accept(self, envelope: Envelope, body: bytes | None) -> None:
         self.held[envelope.queue_id] = (envelope, body)
 
-    def release(self, queue_id: str) -> tuple[Envelope, bytes] | None:
+    def release(self, queue_id: str) -> tuple[Envelope, bytes | None] | None:
         return self.held.pop(queue_id, None)

@@ -21,10 +21,11 @@ from outrider.queue.holds import Holds
 from outrider.queue.model import DeliveryQueue, QueuedMessage, WorkItem
 from outrider.queue.shaping import Shaper
 from outrider.smtp.replies import Reply
+from outrider.spool.reader import Body
 
 # settle(item, outcomes by id(recipient), queue, report or None)
 Settle = Callable[[WorkItem, dict[int, Outcome], DeliveryQueue | None, DeliveryReport | None], None]
-LoadBody = Callable[[QueuedMessage], Coroutine[Any, Any, bytes]]
+LoadBody = Callable[[QueuedMessage], Coroutine[Any, Any, Body]]
 
 
 def fail_item(
@@ -146,7 +147,7 @@ class Lease:
                 return True
             await asyncio.sleep(max(wait, 0.001))
 
-    async def body(self, item: WorkItem) -> bytes:
+    async def body(self, item: WorkItem) -> Body:
         return await self.load_body(item.message)
 
     # -- results -----------------------------------------------------------------------------

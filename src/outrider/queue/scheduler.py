@@ -38,7 +38,8 @@ from outrider.queue.settle import Attempt, message_info, settle
 from outrider.queue.shaping import Shaper
 from outrider.queue.slots import Slots
 from outrider.queue.worker import run_worker
-from outrider.spool.base import Spool
+from outrider.spool.base import IN_MEMORY_LIMIT, Spool
+from outrider.spool.reader import Body
 
 log = logging.getLogger("outrider.queue")
 
@@ -245,8 +246,10 @@ class Scheduler:
         )
         await run_worker(lease, self.router.transport_of(queue))
 
-    async def _body(self, msg: QueuedMessage) -> bytes:
+    async def _body(self, msg: QueuedMessage) -> Body:
         if msg.body is None:
+            if msg.envelope.size > IN_MEMORY_LIMIT:  # streamed from the spool, never held
+                return await self.spool.open_body(msg.envelope.queue_id)
             body = await self.spool.load_body(msg.envelope.queue_id)
             if msg.body is not None:  # another destination's connection loaded it meanwhile
                 return msg.body

@@ -42,9 +42,9 @@ MAX_ENVELOPE = 64 * 1024 * 1024
 MAX_INLINE_BODY = 1024 * 1024
 
 
-def frame(envelope: Envelope, body: bytes) -> bytes:
+def frame(envelope: Envelope, body: bytes | None) -> bytes:
     payload = encode_envelope(envelope)
-    if len(body) > MAX_INLINE_BODY:
+    if body is None or len(body) > MAX_INLINE_BODY:
         body = b""
     return _HEADER.pack(len(payload), len(body)) + payload + body
 
@@ -189,12 +189,12 @@ class HandoffClient:
         self._ready_sent = True
         self.writer.write(_READY)
 
-    def send(self, envelope: Envelope, body: bytes) -> None:
+    def send(self, envelope: Envelope, body: bytes | None) -> None:
         if self.writer.is_closing():
             raise ConnectionError("delivery process is gone")
         self.writer.write(frame(envelope, body))
 
-    def accept(self, envelope: Envelope, body: bytes) -> None:
+    def accept(self, envelope: Envelope, body: bytes | None) -> None:
         """:class:`~outrider.intake.Sink`: hand a stored message to the delivery process."""
         try:
             self.send(envelope, body)

@@ -17,6 +17,14 @@ Typical use::
     write(conn.data_to_send())                      # MAIL+RCPT+DATA in one group
     ...                                             # feed replies until tx.done
     tx.replies                                      # one final Reply per recipient
+
+A body too big to hold in memory is streamed: start the transaction with
+``StreamedContent(size)``; once ``tx.wants_content`` is set (after the 354, or the RCPT
+replies under CHUNKING, where the whole body goes as one ``BDAT <size> LAST``), feed it
+with :meth:`SmtpClientConnection.send_content` piece by piece, writing
+:meth:`~SmtpClientConnection.data_to_send` after each, and finish with
+:meth:`~SmtpClientConnection.end_content`. Dot-stuffing (:class:`DotStuffer`) gives the
+same octets as :func:`dot_stuff` on the whole body, however it is cut.
 """
 
 from __future__ import annotations
@@ -31,12 +39,14 @@ from outrider.message.envelope import Envelope, Notify, Recipient
 from outrider.smtp.replies import Reply
 
 __all__ = [
+    "DotStuffer",
     "Extensions",
     "Phase",
     "ReplyParser",
     "SmtpClientConnection",
     "SmtpProtocolError",
     "State",
+    "StreamedContent",
     "Transaction",
     "dot_stuff",
     "utf8_addr_xtext",
@@ -49,7 +59,7 @@ BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax: CR, LF
 BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax: CR, LF or NUL in address")
 
 _FORBIDDEN_IN_LINE = re.compile(r"[\r\n\x00]")
-_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?= |$)")
+_ENHANCED = re.compile(r"([245])\.(\d{1,3})\.(\d{1,3})(?= |$)", re.ASCII)
 _XTEXT_UNSAFE = re.compile(rb"[^\x21-\x2a\x2c-\x3c\x3e-\x7e]")
 _UTF8_XTEXT_UNSAFE = re.compile(r"[\x00-\x20\x2b\x3d\x5c\x7f]")
 _ADDR_TYPE = re.compile(r"[A-Za-z0-9][A-Za-z0-9-]*")
@@ -123,6 +133,60 @@ def dot_stuff(body: bytes) -> list[bytes]:
     return [body, b".\r\n" if body.endswith(b"\r\n") else b"\r\n.\r\n"]
 
 
+class DotStuffer:
+    """:func:`dot_stuff` for a body given in pieces: the pieces' outputs joined, then
+    :meth:`end`, are the octets ``dot_stuff`` makes of the whole body.
+
+    What makes it exact across any cut: a piece's final CR is held back until the next
+    piece (it may start a CRLF), and whether the output so far ends a line says whether
+    the next piece's first period must be doubled.
+    """
+
+    __slots__ = ("_carry", "_empty", "_line_start")
+
+    def __init__(self) -> None:
+        self._carry = b""  # a CR that ended the previous piece
+        self._line_start = True  # the output so far ends with CRLF (or is empty)
+        self._empty = True  # nothing output yet
+
+    def feed(self, piece: bytes) -> bytes:
+        """The stuffed octets of ``piece`` (possibly fewer: see the class docstring)."""
+        if self._carry:
+            piece = self._carry + piece
+            self._carry = b""
+        if piece.endswith(b"\r"):
+            self._carry = b"\r"
+            piece = piece[:-1]
+        return self._stuff(piece) if piece else b""
+
+    def end(self) -> bytes:
+        """The rest, then the end of data (``CRLF.CRLF``, or ``.CRLF`` after a CRLF)."""
+        rest = self._stuff(self._carry) if self._carry else b""
+        self._carry = b""
+        if self._empty:
+            return b".\r\n"
+        return rest + (b".\r\n" if self._line_start else b"\r\n.\r\n")
+
+    def _stuff(self, data: bytes) -> bytes:
+        crlf = data.count(b"\r\n")
+        if data.count(b"\n") != crlf or data.count(b"\r") != crlf:
+            data = _ANY_EOL.sub(b"\r\n", data)
+        if self._line_start and data.startswith(b"."):
+            data = b"." + data
+        data = data.replace(b"\r\n.", b"\r\n..")
+        self._line_start = data.endswith(b"\r\n")
+        self._empty = False
+        return data
+
+
+@dataclass(frozen=True, slots=True)
+class StreamedContent:
+    """A body of ``size`` octets that the driver feeds in pieces instead of giving it
+    to :meth:`SmtpClientConnection.start_transaction` whole."""
+
+    size: int
+
+
 def _notify_param(notify: Notify) -> str:
     if not notify:
         return "NEVER"
@@ -171,7 +235,7 @@ class ReplyParser:
                 replies.append(reply)
             pos = nl + 1
         rest = buf[pos:] if pos else buf
-        if len(rest) > self._max_line:
+        if len(rest) - rest.endswith(b"\r") > self._max_line:  # its CR may end a full line
             raise SmtpProtocolError(f"reply line longer than {self._max_line} octets")
         self._buf = bytes(rest)
         return replies
@@ -236,7 +300,7 @@ class Extensions:
         size: int | None = None
         if "SIZE" in keywords:
             param = keywords["SIZE"]
-            size = int(param) if param.isdigit() else 0
+            size = int(param) if param.isascii() and param.isdigit() else 0
         return cls(
             pipelining="PIPELINING" in keywords,
             size=size,
@@ -278,6 +342,11 @@ class Transaction:
     rcpt_sent: int = 0
     rcpt_answered: int = 0
     discard_data: bool = False  # 354 with nobody accepted: we send an empty body and ignore it
+    size: int = 0  # octets of content
+    streamed: bool = False  # the driver feeds the content (StreamedContent)
+    wants_content: bool = False  # streamed: the driver is to feed it now (send_content)
+    content_sent: int = 0  # streamed octets fed so far
+    stuffer: DotStuffer | None = None  # streamed under DATA
 
     def final_replies(self) -> list[Reply]:
         """Per-recipient replies; only valid once ``done``."""
@@ -389,17 +458,27 @@ class SmtpClientConnection:
         self.state = State.QUITTING
 
     def start_transaction(
-        self, envelope: Envelope, recipients: Sequence[Recipient], body: bytes
+        self,
+        envelope: Envelope,
+        recipients: Sequence[Recipient],
+        body: bytes | StreamedContent,
     ) -> Transaction:
         """Queue one message; the returned transaction is ``done`` when all replies are in.
 
         Refusals decided locally (SMTPUTF8 unsupported, too big, CR/LF/NUL in an
-        address) settle recipients without touching the wire.
+        address) settle recipients without touching the wire. A
+        :class:`StreamedContent` body is fed later (see the module docstring).
         """
         self._require(State.READY)
         rcpts = list(recipients)
         ext = self.extensions
-        tx = Transaction(recipients=rcpts, replies=[None] * len(rcpts), body=body)
+        if isinstance(body, bytes):
+            tx = Transaction(recipients=rcpts, replies=[None] * len(rcpts), body=body)
+            size = len(body)
+        else:
+            size = body.size
+            tx = Transaction(recipients=rcpts, replies=[None] * len(rcpts), streamed=True)
+        tx.size = size
         everyone = range(len(rcpts))
 
         utf8 = envelope.smtputf8 or not envelope.sender.isascii()
@@ -408,10 +487,8 @@ class SmtpClientConnection:
             tx._settle(everyone, BAD_SENDER_SYNTAX)
         elif utf8 and not ext.smtputf8:
             tx._settle(everyone, SMTPUTF8_UNSUPPORTED)
-        elif ext.size and len(body) > ext.size:
-            too_big = Reply(
-                552, "5.3.4", f"Message size {len(body)} exceeds remote limit of {ext.size}"
-            )
+        elif ext.size and size > ext.size:
+            too_big = Reply(552, "5.3.4", f"Message size {size} exceeds remote limit of {ext.size}")
             tx._settle(everyone, too_big)
         else:
             for i, rcpt in enumerate(rcpts):
@@ -428,13 +505,39 @@ class SmtpClientConnection:
         tx.chunking = ext.chunking
         self._tx = tx
         self.state = State.TRANSACTION
-        tx.mail_command = self._mail_command(envelope, len(body), utf8)
+        tx.mail_command = self._mail_command(envelope, size, utf8)
         if self._needs_reset:
             # RSET between messages: pipelined ahead of MAIL when allowed, else its own turn.
             self._send(b"RSET\r\n", Phase.RSET)
             if not tx.pipelined:
                 return tx
         self._send_transaction_start(tx)
+        return tx
+
+    def send_content(self, piece: bytes) -> None:
+        """Queue the next piece of a streamed body (``tx.wants_content``)."""
+        tx = self._streaming()
+        tx.content_sent += len(piece)
+        if tx.content_sent > tx.size:
+            raise RuntimeError(f"content longer than the {tx.size} octets announced")
+        if tx.stuffer is not None:
+            piece = tx.stuffer.feed(piece)
+        if piece:
+            self._out.append(piece)
+
+    def end_content(self) -> None:
+        """The streamed body is complete: queue the end of data (DATA's final dot)."""
+        tx = self._streaming()
+        if tx.content_sent != tx.size:
+            raise RuntimeError(f"content is {tx.content_sent} octets, {tx.size} announced")
+        tx.wants_content = False
+        if tx.stuffer is not None:
+            self._out.append(tx.stuffer.end())
+
+    def _streaming(self) -> Transaction:
+        tx = self._tx
+        if tx is None or not tx.wants_content or self.state is not State.TRANSACTION:
+            raise RuntimeError("no streamed content is wanted now")
         return tx
 
     # -- internals -----------------------------------------------------------
@@ -618,8 +721,11 @@ class SmtpClientConnection:
         if not mail_ok or not tx.accepted:
             self._finish(tx)
         elif tx.chunking:
-            self._out.append(b"BDAT %d LAST\r\n" % len(tx.body))
-            self._send(tx.body, Phase.DATA_DONE)
+            self._out.append(b"BDAT %d LAST\r\n" % tx.size)
+            if tx.streamed:
+                self._want_content(tx)
+            else:
+                self._send(tx.body, Phase.DATA_DONE)
             tx.body_sent = True
         else:
             self._send(b"DATA\r\n", Phase.DATA_INIT)
@@ -628,9 +734,13 @@ class SmtpClientConnection:
         tx = self._current()
         if reply.code == 354:
             if tx.accepted and tx.mail_reply is not None and tx.mail_reply.is_positive:
-                chunks = dot_stuff(tx.body)
-                self._out.extend(chunks[:-1])
-                self._send(chunks[-1], Phase.DATA_DONE)
+                if tx.streamed:
+                    tx.stuffer = DotStuffer()
+                    self._want_content(tx)
+                else:
+                    chunks = dot_stuff(tx.body)
+                    self._out.extend(chunks[:-1])
+                    self._send(chunks[-1], Phase.DATA_DONE)
                 tx.body_sent = True
             else:
                 # Server accepted DATA with nobody to deliver to: end it empty, ignore the result.
@@ -644,8 +754,23 @@ class SmtpClientConnection:
                 tx._settle(tx.accepted, reply)
             self._finish(tx)
 
+    def _want_content(self, tx: Transaction) -> None:
+        """The driver streams the body now; its end is answered as DATA_DONE."""
+        tx.wants_content = True
+        self._pending.append(Phase.DATA_DONE)
+
     def _on_data_done(self, reply: Reply) -> None:
         tx = self._current()
+        if tx.wants_content:
+            # Answered before the content was all sent: never a delivery, and the
+            # session is out of step (the rest would be read as commands).
+            if reply.is_positive:
+                self._protocol_error(f"{reply} before the end of the message content")
+            else:
+                tx.data_reply = reply
+                tx._settle(tx.accepted, reply)
+                self._fail(reply)
+            return
         if not tx.discard_data:
             tx.data_reply = reply
             tx._settle(tx.accepted, reply)

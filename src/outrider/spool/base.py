@@ -9,12 +9,22 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Iterator, Sequence
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from outrider.message.envelope import Envelope, Recipient
 from outrider.smtp.replies import LOCAL_ERROR, Reply
 
+if TYPE_CHECKING:
+    from outrider.spool.reader import Body
+    from outrider.spool.spill import SpilledBody, SpillFile
+
 INSUFFICIENT_STORAGE = Reply(452, "4.3.1", "Insufficient system storage")
+
+# A body up to this size is held in memory on its way in and out (the relay's hot
+# path); a bigger one is spilled to the spool as it is received
+# (:mod:`outrider.spool.spill`) and read back in chunks when it is delivered
+# (:mod:`outrider.spool.reader`), so memory does not grow with message sizes.
+IN_MEMORY_LIMIT = 256 * 1024
 
 _FULL_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT})
 
@@ -62,12 +72,23 @@ def error_from_os(action: str, exc: OSError) -> SpoolError:
 
 
 class Spool(Protocol):
-    async def store(self, envelope: Envelope, body: bytes) -> None:
-        """Persist a new message; on return it survives power loss (the 250 may be sent)."""
+    async def store(self, envelope: Envelope, body: bytes | SpilledBody) -> None:
+        """Persist a new message; on return it survives power loss (the 250 may be sent).
+        A spilled body's file becomes the spool's (stored or removed, whatever happens)."""
+        ...
+
+    def spill(self, head_len: int) -> SpillFile:
+        """A file for the tail of a message being received whose header section, kept in
+        memory, is ``head_len`` octets (see :mod:`outrider.spool.spill`)."""
         ...
 
     async def load_body(self, queue_id: str) -> bytes:
         """The message octets as stored; :class:`UnknownMessageError` if absent."""
+        ...
+
+    async def open_body(self, queue_id: str) -> Body:
+        """The stored body as a handle to read in chunks (the octets themselves from a
+        spool that holds them in memory); :class:`UnknownMessageError` if absent."""
         ...
 
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:

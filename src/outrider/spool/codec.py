@@ -3,7 +3,8 @@
 A spool file is::
 
     prefix   = MAGIC version:u8 env_len:u32 body_len:u64 body_crc:u32 prefix_crc:u32
-    envelope = env_len bytes of compact UTF-8 JSON (versioned, see FORMAT_VERSION)
+    envelope = env_len bytes of compact UTF-8 JSON (versioned, see FORMAT_VERSION);
+               may end with spaces (a spilled body's file is padded to fit)
     body     = body_len bytes, the message as received
     tail     = zero or more records: b"R" len:u32 crc:u32 payload
 
@@ -193,9 +194,62 @@ def decode_envelope(data: bytes) -> Envelope:
 
 def encode_prefix(envelope_json: bytes, body: bytes) -> bytes:
     """Fixed prefix plus envelope: everything before the body."""
-    fixed = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(envelope_json), len(body), zlib.crc32(body))
+    return encode_prefix_for(envelope_json, len(body), zlib.crc32(body))
+
+
+def encode_prefix_for(envelope_json: bytes, body_len: int, body_crc: int) -> bytes:
+    """:func:`encode_prefix` for a body that is not in memory (a spilled one), given its
+    length and CRC. The envelope may carry trailing spaces (JSON whitespace), which is
+    how a spilled body's file is made to start exactly where its body already is."""
+    fixed = _PREFIX.pack(MAGIC, FORMAT_VERSION, len(envelope_json), body_len, body_crc)
     crc = zlib.crc32(envelope_json, zlib.crc32(fixed))
     return fixed + _PREFIX_CRC.pack(crc) + envelope_json
+
+
+# CRC-32 of a concatenation from the CRCs of its parts (zlib's crc32_combine, which
+# Python's zlib does not expose): a body's head is only final after its tail was written
+# and checksummed, and the tail is never read back to checksum it again.
+_CRC_POLY = 0xEDB88320
+
+
+def _multmodp(a: int, b: int) -> int:
+    """a * b modulo the CRC-32 polynomial (bit-reflected)."""
+    m = 1 << 31
+    p = 0
+    while m:
+        if a & m:
+            p ^= b
+            if not a & (m - 1):
+                break
+        m >>= 1
+        b = (b >> 1) ^ _CRC_POLY if b & 1 else b >> 1
+    return p
+
+
+def _x2n_table() -> tuple[int, ...]:
+    p = 1 << 30  # x^1
+    table = [p]
+    for _ in range(31):
+        p = _multmodp(p, p)
+        table.append(p)
+    return tuple(table)
+
+
+_X2N = _x2n_table()  # x^(2^n) modulo the polynomial
+
+
+def crc32_combine(crc1: int, crc2: int, len2: int) -> int:
+    """``zlib.crc32(a + b)`` from ``crc1 = zlib.crc32(a)``, ``crc2 = zlib.crc32(b)`` and
+    ``len2 = len(b)``: a few hundred integer operations, whatever the lengths."""
+    p = 1 << 31  # x^0
+    k = 3  # len2 counts octets: x^(8 * len2)
+    n = len2
+    while n:
+        if n & 1:
+            p = _multmodp(_X2N[k & 31], p)
+        n >>= 1
+        k += 1
+    return _multmodp(p, crc1) ^ crc2
 
 
 def decode_prefix(head: bytes) -> Prefix:

@@ -6,6 +6,13 @@ never overwrite a stored message), unlink the temp name, then fsync the director
 the whole batch before any future in the batch completes. A crash leaves either no final
 name or a complete, fsynced file under it.
 
+A body spilled while it was received (:mod:`outrider.spool.spill`) is already in its temp
+file, behind a reserved room: the store writes the prefix, the envelope (padded with JSON
+whitespace to fill the room exactly) and the completed header section into that room,
+then syncs and links the file as above. The body's CRC is combined from the head's and
+the tail's, so the tail is never read back. An envelope too big for the room makes the
+store copy the tail into a fresh temp file with ``copy_file_range`` (in the kernel).
+
 Status changes are appended to the message file as small CRC-framed records (never
 rewriting the body) and fdatasynced, batched the same way; records for one message in one
 batch become a single write.
@@ -26,12 +33,14 @@ subdirectory touched, which is the dominant cost of a commit.
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import queue
 import re
 import threading
 import time
+import zlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +48,7 @@ from functools import partial
 from pathlib import Path
 
 from outrider.message.envelope import Envelope, Recipient
+from outrider.spool import temps
 from outrider.spool.base import (
     CorruptMessageError,
     DuplicateMessageError,
@@ -54,31 +64,31 @@ from outrider.spool.codec import (
     apply_records,
     check_body,
     check_header,
+    crc32_combine,
     decode_envelope,
     decode_prefix,
     encode_envelope,
     encode_prefix,
+    encode_prefix_for,
     encode_record,
 )
+from outrider.spool.reader import StoredBody
+from outrider.spool.spill import SpilledBody, SpillFile
+from outrider.spool.temps import TMP_PREFIX
 
 log = logging.getLogger(__name__)
 
 QUARANTINE_DIR = "quarantine"
-TMP_PREFIX = "tmp."
 STALE_TEMP_AGE = 3600.0  # a temp file of a live process older than this is abandoned
 DEFAULT_WORKERS = 8  # fsync pool size; measured: 8-16 saturate a virtio disk, 32 regresses
 _HEAD_READ = 64 * 1024  # first read at recovery: prefix + envelope in one syscall usually
 
 _NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
-_O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
+_O_CLOEXEC = temps.O_CLOEXEC
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
+_COPY_CHUNK = 1024 * 1024  # copy_file_range request size
 
 _STORE, _RECORD, _REMOVE, _STOP = range(4)
-
-# Temp files this process is writing, across all DiskSpool objects (several may share a
-# directory), so that recover() never deletes a store in progress.
-_inflight: set[str] = set()
-_inflight_lock = threading.Lock()
 
 
 @dataclass(slots=True)
@@ -98,10 +108,11 @@ class _Job:
     kind: int
     queue_id: str
     data: bytes  # envelope JSON (store) or encoded record (record)
-    body: bytes
+    body: bytes | SpilledBody
     loop: asyncio.AbstractEventLoop | None
     future: asyncio.Future[None] | None
     error: SpoolError | None = None
+    temp: str = ""  # store: the temp file to link under the queue id
 
 
 def _write_all(fd: int, parts: Sequence[bytes]) -> None:
@@ -135,6 +146,30 @@ def _pread_all(fd: int, size: int, offset: int) -> bytes:
 
 def _call(task: Callable[[], None]) -> None:
     task()
+
+
+def _copy_range(src: int, src_offset: int, dst: int, dst_offset: int, size: int) -> None:
+    """Copy ``size`` octets between files in the kernel (``copy_file_range``), or through
+    a bounded buffer where the file system cannot."""
+    done = 0
+    try:
+        while done < size:
+            n = os.copy_file_range(
+                src, dst, min(_COPY_CHUNK, size - done), src_offset + done, dst_offset + done
+            )
+            if n == 0:
+                raise OSError(errno.EIO, "spill file shorter than its tail")
+            done += n
+        return
+    except OSError as exc:
+        if exc.errno not in (errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP):
+            raise
+    while done < size:
+        data = _pread_all(src, min(_COPY_CHUNK, size - done), src_offset + done)
+        if not data:
+            raise OSError(errno.EIO, "spill file shorter than its tail")
+        temps.pwrite_all(dst, data, dst_offset + done)
+        done += len(data)
 
 
 def _pid_alive(pid: int) -> bool:
@@ -185,15 +220,34 @@ class DiskSpool:
 
     # --- public API -----------------------------------------------------------------------
 
-    async def store(self, envelope: Envelope, body: bytes) -> None:
-        self._check_id(envelope.queue_id)
-        await self._submit(_STORE, envelope.queue_id, encode_envelope(envelope), body)
+    async def store(self, envelope: Envelope, body: bytes | SpilledBody) -> None:
+        """Durable on return. A spilled body's file is the spool's from the call on:
+        linked under the queue id, or removed when the store fails."""
+        try:
+            self._check_id(envelope.queue_id)
+            json = encode_envelope(envelope)
+        except BaseException:
+            if isinstance(body, SpilledBody):
+                body.discard()
+            raise
+        await self._submit(_STORE, envelope.queue_id, json, body)
+
+    def spill(self, head_len: int) -> SpillFile:
+        return SpillFile(self._dir, head_len)
 
     async def load_body(self, queue_id: str) -> bytes:
         self._check_id(queue_id)
         if self._closed:
             raise SpoolClosedError("spool is closed")
         return await asyncio.to_thread(self._read_body, queue_id)
+
+    async def open_body(self, queue_id: str) -> StoredBody:
+        """Where the body lies in its file (prefix and envelope checked), to read it in
+        chunks; the body's own CRC is checked as it is read."""
+        self._check_id(queue_id)
+        if self._closed:
+            raise SpoolClosedError("spool is closed")
+        return await asyncio.to_thread(self._locate_body, queue_id)
 
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:
         """Append the state of ``recipients``, which must be the very objects in
@@ -260,8 +314,12 @@ class DiskSpool:
         if not _NAME_RE.fullmatch(queue_id):
             raise ValueError(f"queue id is not filename-safe: {queue_id!r}")
 
-    async def _submit(self, kind: int, queue_id: str, data: bytes = b"", body: bytes = b"") -> None:
+    async def _submit(
+        self, kind: int, queue_id: str, data: bytes = b"", body: bytes | SpilledBody = b""
+    ) -> None:
         if self._closed:
+            if isinstance(body, SpilledBody):
+                body.discard()
             raise SpoolClosedError("spool is closed")
         self._ensure_thread()
         loop = asyncio.get_running_loop()
@@ -323,7 +381,10 @@ class DiskSpool:
                 records.setdefault(job.queue_id, []).append(job)
 
         # Phase 1: file contents, written and synced in parallel.
-        tasks: list[Callable[[], None]] = [partial(self._write_temp, job) for job in stores]
+        tasks: list[Callable[[], None]] = [
+            partial(self._write_temp if isinstance(job.body, bytes) else self._write_spilled, job)
+            for job in stores
+        ]
         tasks += [partial(self._append, group) for group in records.values()]
         if pool is not None and len(tasks) > 1:
             for _ in pool.map(_call, tasks):
@@ -375,44 +436,96 @@ class DiskSpool:
         return f"{TMP_PREFIX}{self._pid}.{queue_id}"
 
     def _write_temp(self, job: _Job) -> None:
-        name = self._temp_name(job.queue_id)
-        path = os.path.join(self._dir, name)
-        with _inflight_lock:
-            _inflight.add(path)
+        body = job.body
+        assert isinstance(body, bytes)
+        path = job.temp = os.path.join(self._dir, self._temp_name(job.queue_id))
+        temps.add(path)
         try:
-            prefix = encode_prefix(job.data, job.body)
+            prefix = encode_prefix(job.data, body)
             fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
             try:
-                _write_all(fd, (prefix, job.body))
+                _write_all(fd, (prefix, body))
                 if self._fsync:
                     _datasync(fd)
             finally:
                 os.close(fd)
         except OSError as exc:
             job.error = error_from_os("store", exc)
-            self._drop_temp(name)
+            self._drop_temp(path)
+
+    def _write_spilled(self, job: _Job) -> None:
+        """Complete a spilled body's file in place (or, for an envelope too big for its
+        room, in a copy); see the module docstring."""
+        body = job.body
+        assert isinstance(body, SpilledBody)
+        tail = body.tail
+        try:
+            fd = tail.detach()
+        except SpoolError as exc:
+            job.error = exc
+            return
+        except OSError as exc:
+            job.error = error_from_os("store", exc)
+            return
+        job.temp = tail.path
+        try:
+            head = body.head
+            crc = crc32_combine(zlib.crc32(head), tail.crc, tail.size)
+            room = tail.reserve - PREFIX_SIZE - len(head)
+            if len(job.data) <= room:
+                envelope_json = job.data + b" " * (room - len(job.data))
+                prefix = encode_prefix_for(envelope_json, len(head) + tail.size, crc)
+                temps.pwrite_all(fd, prefix + head, 0)
+                if self._fsync:
+                    _datasync(fd)
+            else:
+                prefix = encode_prefix_for(job.data, len(head) + tail.size, crc)
+                job.temp = self._copy_spilled(job.queue_id, prefix + head, fd, tail)
+                self._drop_temp(tail.path)
+        except OSError as exc:
+            job.error = error_from_os("store", exc)
+            self._drop_temp(tail.path)
+            self._drop_temp(job.temp)
+        finally:
+            os.close(fd)
+
+    def _copy_spilled(self, queue_id: str, header: bytes, src: int, tail: SpillFile) -> str:
+        """A new temp file: ``header``, then the tail copied from ``src``; synced."""
+        path = os.path.join(self._dir, self._temp_name(queue_id))
+        temps.add(path)
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+            try:
+                _write_all(fd, (header,))
+                _copy_range(src, tail.reserve, fd, len(header), tail.size)
+                if self._fsync:
+                    _datasync(fd)
+            finally:
+                os.close(fd)
+        except OSError:
+            self._drop_temp(path)
+            raise
+        return path
 
     def _publish(self, job: _Job) -> bool:
-        name = self._temp_name(job.queue_id)
-        temp = os.path.join(self._dir, name)
+        temp = job.temp
         try:
             os.link(temp, os.path.join(self._dir, job.queue_id))
         except FileExistsError:
             job.error = DuplicateMessageError(f"queue id {job.queue_id} already in the spool")
-            self._drop_temp(name)
+            self._drop_temp(temp)
             return False
         except OSError as exc:
             job.error = error_from_os("store", exc)
-            self._drop_temp(name)
+            self._drop_temp(temp)
             return False
-        self._drop_temp(name)
+        self._drop_temp(temp)
         return True
 
-    def _drop_temp(self, name: str) -> None:
-        path = os.path.join(self._dir, name)
-        self._unlink_quietly(path)
-        with _inflight_lock:
-            _inflight.discard(path)
+    def _drop_temp(self, path: str) -> None:
+        if path:
+            self._unlink_quietly(path)
+            temps.discard(path)
 
     def _append(self, group: list[_Job]) -> None:
         path = os.path.join(self._dir, group[0].queue_id)
@@ -491,6 +604,30 @@ class DiskSpool:
             os.close(fd)
         return body
 
+    def _locate_body(self, queue_id: str) -> StoredBody:
+        path = os.path.join(self._dir, queue_id)
+        try:
+            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+        except FileNotFoundError as exc:
+            raise UnknownMessageError(f"no message {queue_id} in the spool") from exc
+        except OSError as exc:
+            raise error_from_os("read", exc) from exc
+        try:
+            head = _pread_all(fd, _HEAD_READ, 0)
+            prefix = decode_prefix(head)
+            if len(head) < prefix.body_offset:
+                head += _pread_all(fd, prefix.body_offset - len(head), len(head))
+            check_header(head, prefix)
+            if os.fstat(fd).st_size < prefix.tail_offset:
+                raise CodecError("body truncated")
+        except CodecError as exc:
+            raise CorruptMessageError(f"spool file {queue_id} is damaged: {exc}") from exc
+        except OSError as exc:
+            raise error_from_os("read", exc) from exc
+        finally:
+            os.close(fd)
+        return StoredBody(queue_id, path, prefix.body_offset, prefix.body_len, prefix.body_crc)
+
     # --- recovery -------------------------------------------------------------------------
 
     def _is_abandoned_temp(self, entry: os.DirEntry[str]) -> bool:
@@ -500,8 +637,7 @@ class DiskSpool:
         except (IndexError, ValueError):
             return True
         if pid == self._pid:
-            with _inflight_lock:
-                return os.path.join(self._dir, entry.name) not in _inflight
+            return not temps.contains(os.path.join(self._dir, entry.name))
         if not _pid_alive(pid):
             return True
         try:

@@ -17,7 +17,7 @@ from pathlib import Path
 import pytest
 
 from outrider.message.envelope import RcptStatus
-from outrider.spool import disk
+from outrider.spool import temps
 from outrider.spool.codec import PREFIX_SIZE, encode_record
 from outrider.spool.disk import QUARANTINE_DIR, STALE_TEMP_AGE, DiskSpool
 from tests.unit.spool.conftest import make_envelope
@@ -227,11 +227,11 @@ async def test_recover_spares_a_store_in_progress(spool: DiskSpool) -> None:
     name = f"tmp.{os.getpid()}.{make_envelope().queue_id}"
     path = spool.directory / name
     path.write_bytes(b"being written")
-    disk._inflight.add(str(path))
+    temps.add(str(path))
     try:
         assert list(spool.recover()) == []
         assert path.exists()
     finally:
-        disk._inflight.discard(str(path))
+        temps.discard(str(path))
     assert list(spool.recover()) == []
     assert not path.exists()
