@@ -6,6 +6,12 @@ hurting a user who mistyped once. ``max_failures`` failures within ``window``
 seconds block the client for ``block_time`` seconds. A success forgets the
 client's failures.
 
+Attempts are counted *before* the password is verified (:meth:`begin_attempt_async`,
+then :meth:`end_attempt_async` with the outcome): a client that fires many AUTH
+commands at once on parallel connections gets at most ``max_failures`` of them
+verified, and at most ``max_concurrent`` in progress at a time, instead of every guess
+being checked before the first failure is recorded.
+
 IPv6 clients are tracked per /64, the smallest block a single subscriber is
 normally given; otherwise one host could rotate through 2**64 addresses.
 
@@ -36,6 +42,7 @@ class AuthThrottle:
         first_delay: float = 1.0,
         max_delay: float = 10.0,
         max_clients: int = 100_000,
+        max_concurrent: int = 3,
         throttle: Throttle | None = None,
         namespace: str = "",
     ) -> None:
@@ -51,11 +58,13 @@ class AuthThrottle:
         self.first_delay = first_delay
         self.max_delay = max_delay
         self.max_clients = max_clients
+        self.max_concurrent = max_concurrent  # AUTH exchanges in progress per client; 0: any
         if throttle is None:
             throttle = LocalThrottle(max_keys=max_clients)
         self.throttle: Throttle = throttle
         self._local = throttle if isinstance(throttle, LocalThrottle) else None
         self._prefix = namespace
+        self._busy_prefix = namespace + "busy "
 
     @property
     def local(self) -> bool:
@@ -132,6 +141,49 @@ class AuthThrottle:
     async def is_blocked_async(self, client_ip: str, now: float) -> bool:
         key = self._prefix + client_key(client_ip)
         return await self.throttle.blocked_until(key, now) is not None
+
+    async def begin_attempt_async(self, client_ip: str, now: float) -> str | None:
+        """Count an AUTH attempt before its credentials are checked.
+
+        None: go on, and call :meth:`end_attempt_async` exactly once afterwards. Else
+        why not, with nothing to end: ``"blocked"`` (blocked already, or this attempt is
+        one more than ``max_failures`` within the window: a block starts) or ``"busy"``
+        (``max_concurrent`` attempts of this client are in progress)."""
+        throttle = self.throttle
+        key = self._prefix + client_key(client_ip)
+        if await throttle.blocked_until(key, now) is not None:
+            return "blocked"
+        busy_key = self._busy_prefix + client_key(client_ip)
+        if self.max_concurrent and not await throttle.acquire(busy_key, self.max_concurrent):
+            return "busy"
+        if await throttle.add_event(key, self.window, now) > self.max_failures:
+            if self.max_concurrent:
+                await throttle.release(busy_key)
+            await throttle.clear_events(key)
+            await throttle.block(key, now + self.block_time, now)
+            return "blocked"
+        return None
+
+    async def end_attempt_async(self, client_ip: str, now: float, success: bool | None) -> bool:
+        """The attempt :meth:`begin_attempt_async` let through ended: ``success`` True
+        forgets the client's failures, False keeps the attempt counted as a failure,
+        None (abandoned) keeps it counted without starting a block. True when this
+        failure starts a block (``max_failures`` within the window)."""
+        throttle = self.throttle
+        ckey = client_key(client_ip)
+        if self.max_concurrent:
+            await throttle.release(self._busy_prefix + ckey)
+        key = self._prefix + ckey
+        if success:
+            await throttle.clear_events(key)
+            return False
+        if success is None or await throttle.blocked_until(key, now) is not None:
+            return False
+        if await throttle.count(key, self.window, now) < self.max_failures:
+            return False
+        await throttle.clear_events(key)
+        await throttle.block(key, now + self.block_time, now)
+        return True
 
     # -- helpers --------------------------------------------------------------------------
     def _delay(self, failures: int) -> float:

@@ -190,11 +190,19 @@ class ListenerSettings:
     max_errors: int = key(INT_1, default=20)
     """Error replies after which the session is closed."""
     command_timeout: float = key(DUR, default="5m")
-    """How long to wait for the client's next command."""
+    """How long to wait for the client's next command. Bytes alone do not restart the clock, a
+    complete line does: a client trickling a command a byte at a time, or sending an endless line,
+    is cut off after this long."""
     data_timeout: float = key(DUR, default="10m")
-    """How long to wait for more message data during DATA."""
+    """How long to wait for more message data during DATA or BDAT. The clock restarts every 512
+    octets received, so a client trickling its message is cut off."""
     max_connections: int = key(INT_1, default=1000)
-    """Simultaneous client connections on this listener."""
+    """Simultaneous client connections on this listener. Clients in `relay-networks` (when
+    `limits-exempt-relay-networks` is on) may use 10% more, at least 10, so strangers filling the
+    listener cannot lock out the servers that relay through it. With `receiver-processes` above 1
+    each receiver takes its share (this divided by their number, rounded up): the kernel spreads
+    connections evenly over them. The per-client limits and AUTH failure counts are shared by all
+    receivers exactly."""
     banner: str = key(STRING, default="ESMTP Outrider")
     """Text after the hostname in the 220 greeting; one ASCII line."""
     role: str = key(choice(LISTENER_ROLES), default="mx")
@@ -240,7 +248,12 @@ class ListenerSettings:
     comes later; a user's own `--max-msg-rate` applies either way."""
     auth_max_failures: int = key(INT_1, default=5)
     """Failed AUTH attempts from one client IP within `auth-failure-window` after which that IP is
-    blocked from AUTH for `auth-block-time`."""
+    blocked from AUTH for `auth-block-time`. An attempt is counted before its credentials are
+    checked, so parallel guesses cannot get more than this many verified."""
+    auth_max_concurrent_per_client: int = key(INT_0, default=3)
+    """AUTH exchanges one client IP may have in progress at once, over all its connections (and
+    all receiver processes); more are answered 454 4.7.0 without checking the credentials.
+    `0` means no limit."""
     auth_failure_window: float = key(DUR, default="10m")
     """Window in which AUTH failures are counted."""
     auth_block_time: float = key(DUR, default="15m")
@@ -307,7 +320,7 @@ class DomainPolicy:
     smtp_greeting_timeout: float = key(DUR, default="5m")
     """Wait for the server's 220 greeting."""
     smtp_command_timeout: float = key(DUR, default="5m")
-    """Wait for replies to EHLO, MAIL, RCPT, RSET (and STARTTLS)."""
+    """Wait for replies to EHLO, MAIL, RCPT, RSET and STARTTLS, and for the TLS handshake."""
     smtp_data_init_timeout: float = key(DUR, default="2m")
     """Wait for the 354 reply to DATA."""
     smtp_data_block_timeout: float = key(DUR, default="3m")
@@ -362,7 +375,8 @@ class DomainPolicy:
     this destination."""
     require_starttls: bool = key(BOOLEAN, default=False)
     """Deliver only over TLS: a server that does not offer STARTTLS, or a failed handshake, defers
-    the message (4.7.10) instead of sending in clear. Applies even when `use-starttls` is
+    the message (451 4.7.4 when STARTTLS is not offered, 4.7.5 when the handshake or the
+    certificate check fails) instead of sending in clear. Applies even when `use-starttls` is
     `false`."""
     tls_verify: str = key(choice(TLS_VERIFY_MODES), default="none")
     """Certificate check for outbound TLS. `none`: opportunistic, any certificate. `ca`: must chain

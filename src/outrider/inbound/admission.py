@@ -10,7 +10,10 @@ shared throttle).
 A trusted client (in the listener's ``relay-networks``) is exempt from the gate's
 per-client count and rate when the listener says so (``limits-exempt-relay-networks``,
 :attr:`~outrider.inbound.session.ListenerContext.limits_exempt_trusted`); the total
-still counts it, and a failed-AUTH block still applies.
+still counts it. Its admission never waits for a shared throttle (the total is counted
+in this process), so an application server relaying through its MTA pays no round trip
+per connection; a failed-AUTH block refuses its connection when the AUTH state is local,
+and with shared state refuses its AUTH instead (it may relay without).
 """
 
 from __future__ import annotations
@@ -39,12 +42,17 @@ class Admission:
         self.ctx = ctx
         self.client_ip = ""
         self.admitted = False  # counted by the gate: release on close
+        self.admitted_exempt = False
 
     @property
     def local(self) -> bool:
-        """True when :meth:`admit` can answer; else :meth:`admit_async` must be awaited."""
+        """True when :meth:`admit` can answer for any client."""
         gate, throttle = self.ctx.gate, self.ctx.throttle
         return (gate is None or gate.local) and (throttle is None or throttle.local)
+
+    def answers_now(self, trusted: bool) -> bool:
+        """True when :meth:`admit` can answer for this client; else await :meth:`admit_async`."""
+        return self.local or self.exempt(trusted)
 
     def exempt(self, trusted: bool) -> bool:
         """Whether a client (``trusted``: in relay-networks) skips the per-client limits."""
@@ -56,15 +64,18 @@ class Admission:
         self.client_ip = client_ip
         ctx = self.ctx
         now = ctx.monotonic()
-        if ctx.throttle is not None and ctx.throttle.is_blocked(client_ip, now):
+        throttle = ctx.throttle
+        if throttle is not None and throttle.local and throttle.is_blocked(client_ip, now):
             log.warning("refused: client=%s blocked after failed AUTH", client_ip)
             return AUTH_BLOCKED_CONNECT
         if ctx.gate is not None:
-            refusal = ctx.gate.admit(client_ip, now, exempt=self.exempt(trusted))
+            exempt = self.exempt(trusted)
+            refusal = ctx.gate.admit(client_ip, now, exempt=exempt)
             if refusal is not None:
                 log.warning("refused: client=%s listener=%s: %s", client_ip, ctx.name, refusal)
                 return refusal
             self.admitted = True
+            self.admitted_exempt = exempt
         return None
 
     async def admit_async(
@@ -94,8 +105,9 @@ class Admission:
         """The connection ended: give back the gate's count, if it took one."""
         gate = self.ctx.gate
         if self.admitted and gate is not None:
-            if gate.local:
-                gate.release(self.client_ip)
+            if gate.local or self.admitted_exempt:
+                gate.release(self.client_ip, exempt=self.admitted_exempt)
             else:
                 in_background(gate.release_async(self.client_ip), "gate-release")
         self.admitted = False
+        self.admitted_exempt = False

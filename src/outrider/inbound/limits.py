@@ -106,8 +106,10 @@ class ConnectionGate:
         "_refused_per_client",
         "_refused_rate",
         "_refused_total",
+        "_reserve",
         "_total_key",
         "_total_limit",
+        "_totals",
         "throttle",
     )
 
@@ -130,6 +132,10 @@ class ConnectionGate:
             throttle = LocalThrottle(max_keys=max_tracked)
         self.throttle: Throttle = throttle
         self._local = throttle if isinstance(throttle, LocalThrottle) else None
+        # The total is this process's: with a shared throttle the caller gives each
+        # process its share of max_connections. Counting it here keeps trusted clients
+        # (which need nothing else) off the network.
+        self._totals = self._local if self._local is not None else LocalThrottle()
         self._blocked = blocked
         self._namespace = namespace
         self._total_key = namespace + "total"
@@ -169,6 +175,9 @@ class ConnectionGate:
         self._max_connections = _check_max("max_connections", max_connections)
         self._max_per_client = _check_max("max_per_client", max_per_client)
         self._total_limit = max_connections or None
+        # Room above the total that only exempt (trusted) clients may use, so strangers
+        # filling the listener cannot lock out the servers that relay through it.
+        self._reserve = max(10, max_connections // 10)
         self._client_limit = max_per_client or None
         params = _rate_params(rate_per_client)
         if params == self._rate_params:
@@ -186,31 +195,38 @@ class ConnectionGate:
     # -- synchronous, local throttle ------------------------------------------------------
     def admit(self, client_ip: str, now: float, *, exempt: bool = False) -> Reply | None:
         """Count a new connection from ``client_ip`` at time ``now`` (monotonic seconds).
+        An ``exempt`` client may also use a reserve of 10% (at least 10) above the total.
 
         Checks run cheapest and most global first: total, blocked, per client, rate; rate is
         last so that only admitted connections consume it. ``blocked`` gets ``client_ip`` as
-        passed in, not normalised. An ``exempt`` client (a trusted one) is counted like any
-        other, so ``release`` stays the same, but neither the per-client limit nor the rate
-        applies to it, and it uses no rate.
+        passed in, not normalised. An ``exempt`` client (a trusted one) counts towards the
+        total, but neither the per-client limit nor the rate applies to it, and it uses no
+        rate; it can be admitted here even with a shared throttle (then it is counted in
+        the total only, and released with ``release(client_ip, exempt=True)``).
         """
         local = self._local
-        if local is None:
+        if local is None and not exempt:
             raise TypeError("ConnectionGate.admit needs a LocalThrottle; await admit_async")
+        totals = self._totals
         total_key = self._total_key
-        if not local.acquire_now(total_key, self._total_limit):
+        limit = self._total_limit
+        if exempt and limit is not None:
+            limit += self._reserve
+        if not totals.acquire_now(total_key, limit):
             self._refused_total += 1
             return TOO_MANY_CONNECTIONS
         if self._blocked is not None and self._blocked(client_ip, now):
-            local.release_now(total_key)
+            totals.release_now(total_key)
             self._refused_blocked += 1
             return TEMPORARILY_BLOCKED
-        key = client_key(client_ip)
-        count_key = self._client_prefix + key
-        if exempt:
-            local.acquire_now(count_key, None)
+        if exempt or local is None:
+            if local is not None:  # counted per client too, for count() and stats
+                local.acquire_now(self._client_prefix + client_key(client_ip), None)
             self._admitted += 1
             self._admitted_exempt += 1
             return None
+        key = client_key(client_ip)
+        count_key = self._client_prefix + key
         if not local.acquire_now(count_key, self._client_limit):
             local.release_now(total_key)
             self._refused_per_client += 1
@@ -224,17 +240,22 @@ class ConnectionGate:
         self._admitted += 1
         return None
 
-    def release(self, client_ip: str) -> None:
-        """Uncount a connection ``admit`` accepted; unknown clients are ignored."""
+    def release(self, client_ip: str, *, exempt: bool = False) -> None:
+        """Uncount a connection ``admit`` accepted; unknown clients are ignored.
+        ``exempt``: it was admitted as exempt (needed with a shared throttle)."""
         local = self._local
         if local is None:
-            raise TypeError("ConnectionGate.release needs a LocalThrottle; await release_async")
+            if not exempt:
+                raise TypeError("ConnectionGate.release needs a LocalThrottle; await release_async")
+            self._totals.release_now(self._total_key)
+            return
         if local.release_now(self._client_prefix + client_key(client_ip)):
             local.release_now(self._total_key)
 
     @property
     def total(self) -> int:
-        return self._sync().held_now(self._total_key)
+        """Connections counted in this process's total."""
+        return self._totals.held_now(self._total_key)
 
     def count(self, client_ip: str) -> int:
         """Live connections counted under ``client_ip``'s key (its /64 for IPv6)."""
@@ -250,51 +271,54 @@ class ConnectionGate:
         self, client_ip: str, now: float, *, exempt: bool = False
     ) -> Reply | None:
         """:meth:`admit` for any throttle: the same checks in the same order."""
+        if exempt:
+            return self.admit(client_ip, now, exempt=True)
         throttle = self.throttle
+        totals = self._totals
         total_key = self._total_key
-        if not await throttle.acquire(total_key, self._total_limit):
+        if not totals.acquire_now(total_key, self._total_limit):
             self._refused_total += 1
             return TOO_MANY_CONNECTIONS
         if self._blocked is not None and self._blocked(client_ip, now):
-            await throttle.release(total_key)
+            totals.release_now(total_key)
             self._refused_blocked += 1
             return TEMPORARILY_BLOCKED
         key = client_key(client_ip)
         count_key = self._client_prefix + key
-        if exempt:
-            await throttle.acquire(count_key, None)
-            self._admitted += 1
-            self._admitted_exempt += 1
-            return None
         if not await throttle.acquire(count_key, self._client_limit):
-            await throttle.release(total_key)
+            totals.release_now(total_key)
             self._refused_per_client += 1
             return TOO_MANY_FROM_CLIENT
         rate = self._rate
         if rate is not None and await throttle.rate(self._rate_prefix + key, rate, now) > 0.0:
             await throttle.release(count_key)
-            await throttle.release(total_key)
+            totals.release_now(total_key)
             self._refused_rate += 1
             return RATE_LIMITED
         self._admitted += 1
         return None
 
     async def release_async(self, client_ip: str) -> None:
-        if await self.throttle.release(self._client_prefix + client_key(client_ip)):
-            await self.throttle.release(self._total_key)
+        """Uncount a connection ``admit_async`` accepted (not an exempt one)."""
+        if self._local is not None:
+            self.release(client_ip)
+            return
+        # The total is given back whatever the shared answer: a throttle that was
+        # unreachable at admission said yes without counting.
+        await self.throttle.release(self._client_prefix + client_key(client_ip))
+        self._totals.release_now(self._total_key)
 
     # -- status ---------------------------------------------------------------------------
     def stats(self) -> dict[str, int]:
         """Counters for the status API; admissions and refusals are cumulative since the
         gate was built (``admitted`` includes ``admitted_exempt``).
 
-        ``connections``, ``clients`` and ``rate_tracked_clients`` are read from a local
-        throttle of the gate's own (absent with a shared throttle)."""
-        stats: dict[str, int] = {}
+        ``connections`` is this process's total; ``clients`` and ``rate_tracked_clients``
+        are read from a local throttle of the gate's own (absent with a shared throttle)."""
+        stats: dict[str, int] = {"connections": self._totals.held_now(self._total_key)}
         if self._local is not None:
-            total = self._local.held_now(self._total_key)
+            total = stats["connections"]
             sizes = self._local.sizes()
-            stats["connections"] = total
             stats["clients"] = sizes["counts"] - (1 if total else 0)
             stats["rate_tracked_clients"] = sizes["rates"]
         stats.update(

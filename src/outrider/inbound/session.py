@@ -11,8 +11,14 @@ pipelined batch costs one syscall.
 
 Work that waits (the intake storing a message, a check that answers with an
 awaitable, a TLS handshake, a SASL step that hashes a password, the delay before a
-failed-AUTH reply) runs as a task while the socket is not read, so pipelined input
-waits in the kernel, never in Python buffers, and other sessions are not held up.
+failed-AUTH reply, writing a piece of a big message to its spill file) runs as a task
+while the socket is not read, so pipelined input waits in the kernel, never in Python
+buffers, and other sessions are not held up.
+
+Message content is collected by a :class:`~outrider.intake.content.ContentBuffer`: in
+memory up to 256 KiB, past that the header section stays in memory and the rest is
+written to the spool as it arrives, one piece at a time (reading paused meanwhile), so
+a big message costs a session about one read's worth of memory.
 """
 
 from __future__ import annotations
@@ -22,9 +28,9 @@ import logging
 import socket
 import ssl
 import time
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Protocol
 
 from outrider.auth.sasl import Verifier
 from outrider.auth.throttle import AuthThrottle
@@ -44,6 +50,7 @@ from outrider.intake import (
     Source,
     Submission,
 )
+from outrider.intake.content import Content, ContentBuffer
 from outrider.intake.verdict import Verdict, VerdictResult
 from outrider.smtp import server as smtp
 from outrider.smtp.replies import LOCAL_ERROR, Reply
@@ -58,6 +65,11 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
 
+
+
+# DATA octets that count as progress for the data timeout (see data_received): far
+# below any real sender's rate, far above a slowloris trickle's.
+PROGRESS_BYTES = 512
 
 class UserDirectory(Verifier, Protocol):
     """What a session needs from the user store (:class:`outrider.auth.store.UserStore`)."""
@@ -116,7 +128,7 @@ class InboundSession(asyncio.Protocol):
         self.client_trusted = False
         self.helo = ""
         self.extended = False
-        self.chunks: list[bytes] = []
+        self.content = ContentBuffer(ctx.intake.spill)  # of the transaction in progress
         self.submission: Submission | None = None  # of the transaction opened by MAIL
         self.sender = ""
         self.storing: asyncio.Task[None] | None = None  # the intake is taking the message
@@ -124,6 +136,12 @@ class InboundSession(asyncio.Protocol):
         self.last_activity = time.monotonic()
         self.closing = False  # graceful stop requested: close after the current transaction
         self.admission = Admission(ctx)
+        # Bytes that arrive while a shared throttle decides on admission: uvloop may
+        # deliver them although reading is paused. They are the client's first words
+        # and must reach the protocol core only after the greeting (or its hold, which
+        # then sees a pregreet talker), never before it.
+        self._early: list[bytes] | None = None
+        self._trickled = 0  # DATA octets since the timeout clock last restarted
         self.auth = AuthExchange(ctx, self.conn)
         self._greet_timer: asyncio.TimerHandle | None = None
         self._done = asyncio.get_running_loop().create_future()
@@ -153,17 +171,33 @@ class InboundSession(asyncio.Protocol):
         if self.admission.exempt(self.client_trusted):
             self.conn.lift_connection_limits()
         ctx.sessions.add(self)
-        if self.admission.local:
+        if self.admission.answers_now(self.client_trusted):
             self._open(self.admission.admit(self.client_ip, trusted=self.client_trusted))
         else:  # a shared throttle answers over the network: admit in a task, reading paused
+            self._early = []
             self._run_task(self._admit_shared(), "admit")
 
     def data_received(self, data: bytes) -> None:
-        self.last_activity = time.monotonic()
+        # The timeout clock restarts on progress, not on any byte (slowloris): outside
+        # DATA when a line is complete, in DATA every PROGRESS_BYTES octets. A client
+        # trickling a byte every few seconds, or an endless over-long line, times out.
+        if self.conn.in_data:
+            self._trickled += len(data)
+            if self._trickled >= PROGRESS_BYTES:
+                self._trickled = 0
+                self.last_activity = time.monotonic()
+        elif b"\n" in data:
+            self.last_activity = time.monotonic()
+        if self._early is not None:
+            self._early.append(data)
+            return
         self.conn.receive_data(data)
         self._pump()
 
     def eof_received(self) -> bool | None:
+        if self._early is not None:
+            self._early.append(b"")
+            return None
         self.conn.receive_data(b"")
         self._pump()
         return None
@@ -179,7 +213,7 @@ class InboundSession(asyncio.Protocol):
         if task is not None and task is not asyncio.current_task() and task.get_name() != "admit":
             task.cancel()
         self.auth.reset()
-        self.chunks.clear()
+        self.content.discard()
         if not self._done.done():
             self._done.set_result(None)
 
@@ -192,6 +226,10 @@ class InboundSession(asyncio.Protocol):
         if self._done.done():  # the client left while the throttle answered
             return
         self._open(refusal)
+        early, self._early = self._early or [], None
+        if refusal is None:
+            for data in early:  # after the greeting (or its hold): in order, as sent
+                self.conn.receive_data(data)
 
     def _open(self, refusal: Reply | None) -> None:
         """After admission (and, on an implicit-TLS listener, the handshake): refuse, or
@@ -225,7 +263,9 @@ class InboundSession(asyncio.Protocol):
             if event is None:
                 break
             if isinstance(event, smtp.MessageData):
-                self.chunks.append(event.data)
+                write = self.content.add(event.data)
+                if write is not None:  # spilled: the next piece waits for this one's write
+                    self._run_task(write, "spill")
             elif isinstance(event, smtp.RcptTo):
                 self._on_rcpt(event)
             elif isinstance(event, smtp.MailFrom):
@@ -245,7 +285,7 @@ class InboundSession(asyncio.Protocol):
             elif isinstance(
                 event, smtp.MessageAborted | smtp.TransactionReset | smtp.ConnectionClosed
             ):
-                self.chunks.clear()
+                self.content.discard()
         if self.closing and not self.busy and conn.transaction is None and not conn.closed:
             conn.shutdown()
         self._flush()
@@ -260,13 +300,13 @@ class InboundSession(asyncio.Protocol):
         if self.conn.closed and not transport.is_closing():
             transport.close()
 
-    def _run_task(self, work: Coroutine[Any, Any, None], name: str) -> None:
+    def _run_task(self, work: Awaitable[None], name: str) -> None:
         """Run ``work`` with reading paused; the session resumes when it ends."""
         if self.transport is not None:
             self.transport.pause_reading()
         self.task = asyncio.get_running_loop().create_task(self._task_body(work), name=name)
 
-    async def _task_body(self, work: Coroutine[Any, Any, None]) -> None:
+    async def _task_body(self, work: Awaitable[None]) -> None:
         try:
             await work
         finally:
@@ -281,7 +321,7 @@ class InboundSession(asyncio.Protocol):
 
     # -- MAIL and RCPT: the intake's checks ---------------------------------------------
     def _on_mail(self, event: smtp.MailFrom) -> None:
-        self.chunks.clear()
+        self.content.discard()
         self.submission = self._submission(event.params)
         self.sender = event.sender
         self._answer(self.ctx.intake.check_mail(self.submission, event.sender))
@@ -402,8 +442,11 @@ class InboundSession(asyncio.Protocol):
         if tx is None or submission is None:  # pragma: no cover - the core guarantees both
             self.conn.reject(LOCAL_ERROR)
             return
-        content = b"".join(self.chunks)
-        self.chunks.clear()
+        content = self.content.take()
+        if isinstance(content, Reply):  # a header section too large to spill the message
+            log.info("refused: client=%s from=<%s>: %s", self.client_ip, tx.sender, content)
+            self.conn.reject(content)
+            return
         mail = MailEnvelope(
             tx.sender,
             tuple(MailRecipient(r.address, r.params.notify, r.params.orcpt) for r in tx.recipients),
@@ -427,7 +470,7 @@ class InboundSession(asyncio.Protocol):
             name += "A"
         return name
 
-    async def _submit(self, submission: Submission, mail: MailEnvelope, content: bytes) -> None:
+    async def _submit(self, submission: Submission, mail: MailEnvelope, content: Content) -> None:
         try:
             result: Accepted | Rejected = await self.ctx.intake.submit(submission, mail, content)
         except Exception:  # a bug, not a refusal: the client may retry
@@ -450,7 +493,7 @@ class InboundSession(asyncio.Protocol):
     def timeout(self) -> None:
         """Idle too long: say so and close (RFC 5321 4.5.3.2 server timeout)."""
         log.info("timeout: client=%s", self.client_ip)
-        self.chunks.clear()
+        self.content.discard()
         self.conn.timeout()
         self._flush()
 

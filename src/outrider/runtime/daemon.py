@@ -37,6 +37,7 @@ from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.spool.disk import DiskSpool
+from outrider.throttle.remote import ThrottleServer
 
 log = logging.getLogger("outrider.daemon")
 
@@ -53,6 +54,7 @@ class Daemon:
         self.receivers: ReceiverPool | None = None  # None: the listeners are in this process
         self.handoff: HandoffServer | None = None
         self.adopter: OrphanAdopter | None = None
+        self.throttle_server: ThrottleServer | None = None
         self.exit_code = 0
         self.intake: Intake | None = None  # None when the listeners are in receivers
 
@@ -65,7 +67,9 @@ class Daemon:
             check_addresses_free(config)
         spool = DiskSpool(config.server.spool_dir)
         accounting = AccountingLog(config.server.log_dir)
-        resolver = MxResolver(nameserver_specs(config), timeout=config.dns.timeout)
+        # `[dns] timeout` bounds the whole lookup (every server and retry), not one query.
+        timeout = config.dns.timeout
+        resolver = MxResolver(nameserver_specs(config), timeout=timeout, lifetime=timeout)
         manager = Scheduler(config=config, spool=spool, transports=SmtpTransport(config, resolver))
         manager.bus.subscribe(AccountingSubscriber(accounting))
         event_log = EventLogSubscriber()
@@ -126,6 +130,8 @@ class Daemon:
             await self.adopter.stop()
         if self.handoff is not None:
             await self.handoff.stop()
+        if self.throttle_server is not None:
+            await self.throttle_server.stop()
         await manager.stop(timeout)
         await notifier.drain(timeout=5)
         manager.bus.flush()
@@ -188,6 +194,9 @@ class Daemon:
         )
         self.handoff = HandoffServer(path, manager.submit, adopt=self._adopt)
         await self.handoff.start()
+        # The receivers' per-client limits, AUTH failures and user rates live here.
+        self.throttle_server = ThrottleServer(str(self.config.server.spool_dir / ".throttle.sock"))
+        await self.throttle_server.start()
         self.receivers = ReceiverPool(count, self._spawn_receiver)
         self.receivers.start()
         await self._wait_receivers_ready(self.handoff, self.receivers)
@@ -208,6 +217,8 @@ class Daemon:
                 self.config_path,
                 "--handoff",
                 self.handoff.path,
+                "--throttle",
+                self.throttle_server.path if self.throttle_server is not None else "",
                 "--index",
                 str(index),
                 "--log-level",

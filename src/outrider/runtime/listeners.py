@@ -23,7 +23,9 @@ from __future__ import annotations
 import logging
 import ssl
 from collections.abc import Sequence
+from dataclasses import dataclass
 
+from outrider.auth.rates import UserRateLimiter
 from outrider.auth.sasl import mechanisms_for
 from outrider.auth.secret import SecretError, UnknownUserSalts
 from outrider.auth.store import UserStore, UserStoreError
@@ -37,6 +39,7 @@ from outrider.intake import Intake, Sink
 from outrider.intake.build import build_intake, reconfigure_intake
 from outrider.intake.core import MessageStore
 from outrider.smtp.server import ServerConfig
+from outrider.throttle import Throttle
 
 log = logging.getLogger("outrider.inbound")
 
@@ -65,9 +68,11 @@ def listener_context(
     users: UserStore | None = None,
     previous: ListenerContext | None = None,
     tls: ssl.SSLContext | None = None,
+    shared: SharedLimits | None = None,
 ) -> ListenerContext:
     """``previous``: the running context on reload (its gate and throttle are kept).
-    ``tls``: an already loaded context; by default it is loaded from the files."""
+    ``tls``: an already loaded context; by default it is loaded from the files.
+    ``shared``: where receiver processes keep their common limit state."""
     if tls is None:
         tls = tls_context(settings)
     auth = settings.auth and users is not None
@@ -96,8 +101,8 @@ def listener_context(
         tls=tls,
         implicit_tls=settings.tls == "implicit",
         users=users if auth else None,
-        throttle=_throttle(settings, previous) if auth else None,
-        gate=_gate(settings, previous),
+        throttle=_throttle(settings, previous, shared) if auth else None,
+        gate=_gate(settings, previous, shared),
         greeting_delay=PREGREET_DELAY if settings.role == "mx" else 0.0,
         limits_exempt_trusted=settings.limits_exempt_relay_networks,
         add_missing_headers=settings.add_missing_headers,
@@ -106,22 +111,42 @@ def listener_context(
     )
 
 
-def _gate(settings: ListenerSettings, previous: ListenerContext | None) -> ConnectionGate:
+@dataclass(frozen=True, slots=True)
+class SharedLimits:
+    """The limit state receiver processes share (:mod:`outrider.throttle.remote`).
+    ``processes``: how many receivers share the listeners; each counts its own
+    connections against ``max-connections / processes`` (rounded up), since the total
+    protects this machine and the kernel spreads connections evenly over them."""
+
+    throttle: Throttle
+    processes: int
+
+
+def _gate(
+    settings: ListenerSettings, previous: ListenerContext | None, shared: SharedLimits | None
+) -> ConnectionGate:
+    total = settings.max_connections
+    if shared is not None and total:
+        total = -(-total // max(1, shared.processes))
     if previous is not None and previous.gate is not None:
         previous.gate.update(
-            max_connections=settings.max_connections,
+            max_connections=total,
             max_per_client=settings.max_connections_per_client,
             rate_per_client=settings.max_connect_rate_per_client,
         )
         return previous.gate
     return ConnectionGate(
-        max_connections=settings.max_connections,
+        max_connections=total,
         max_per_client=settings.max_connections_per_client,
         rate_per_client=settings.max_connect_rate_per_client,
+        throttle=shared.throttle if shared is not None else None,
+        namespace=f"gate {listener_name(settings)} ",
     )
 
 
-def _throttle(settings: ListenerSettings, previous: ListenerContext | None) -> AuthThrottle:
+def _throttle(
+    settings: ListenerSettings, previous: ListenerContext | None, shared: SharedLimits | None
+) -> AuthThrottle:
     throttle = previous.throttle if previous is not None else None
     if throttle is None:
         return AuthThrottle(
@@ -129,11 +154,15 @@ def _throttle(settings: ListenerSettings, previous: ListenerContext | None) -> A
             window=settings.auth_failure_window,
             block_time=settings.auth_block_time,
             first_delay=settings.auth_failure_delay,
+            max_concurrent=settings.auth_max_concurrent_per_client,
+            throttle=shared.throttle if shared is not None else None,
+            namespace=f"auth {listener_name(settings)} ",
         )
     throttle.max_failures = settings.auth_max_failures
     throttle.window = settings.auth_failure_window
     throttle.block_time = settings.auth_block_time
     throttle.first_delay = settings.auth_failure_delay
+    throttle.max_concurrent = settings.auth_max_concurrent_per_client
     return throttle
 
 
@@ -154,23 +183,40 @@ def user_store(config: Config, listeners: Sequence[Listener] = ()) -> UserStore 
 
 
 def open_inbound(
-    config: Config, *, spool: MessageStore, sink: Sink, reuse_port: bool
+    config: Config,
+    *,
+    spool: MessageStore,
+    sink: Sink,
+    reuse_port: bool,
+    shared: SharedLimits | None = None,
 ) -> tuple[Intake, list[Listener]]:
     """The process's intake and its listeners; a bad certificate or users file fails
-    the start. ``sink``: where stored messages go (the scheduler, or the hand-off)."""
+    the start. ``sink``: where stored messages go (the scheduler, or the hand-off);
+    ``shared``: the limit state common to the receiver processes (None: this process's)."""
     users = user_store(config)
-    intake = build_intake(config, spool=spool, sink=sink, users=users)
-    return intake, open_listeners(config, intake=intake, users=users, reuse_port=reuse_port)
+    rates = None
+    if shared is not None:
+        rates = UserRateLimiter(throttle=shared.throttle, namespace="user-rate ")
+    intake = build_intake(config, spool=spool, sink=sink, users=users, rates=rates)
+    listeners = open_listeners(
+        config, intake=intake, users=users, reuse_port=reuse_port, shared=shared
+    )
+    return intake, listeners
 
 
 def open_listeners(
-    config: Config, *, intake: Intake, users: UserStore | None, reuse_port: bool
+    config: Config,
+    *,
+    intake: Intake,
+    users: UserStore | None,
+    reuse_port: bool,
+    shared: SharedLimits | None = None,
 ) -> list[Listener]:
     """Open every configured listener; a bad certificate fails the start."""
     listeners: list[Listener] = []
     try:
         for settings in config.listeners:
-            ctx = listener_context(settings, config, intake=intake, users=users)
+            ctx = listener_context(settings, config, intake=intake, users=users, shared=shared)
             host, port = settings.address
             try:
                 sock = open_listening_socket(host, port, reuse_port=reuse_port)

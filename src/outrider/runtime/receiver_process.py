@@ -2,7 +2,9 @@
 
 Its intake stores each message in the shared spool (fsynced before the 250) and hands
 the envelope to the delivery process: the same intake as the daemon's, with the
-hand-off as its sink. Started by the daemon with
+hand-off as its sink. Its per-client limits, AUTH failure counts and per-user rates
+live in the delivery process (:mod:`outrider.throttle.remote`), shared with its
+siblings. Started by the daemon with
 ``python -m outrider.runtime.receiver_process``; it dies with its parent.
 """
 
@@ -19,9 +21,10 @@ import time
 
 from outrider.config.loader import ConfigError, load_config
 from outrider.runtime.handoff import HandoffClient
-from outrider.runtime.listeners import open_inbound, reload_listeners
+from outrider.runtime.listeners import SharedLimits, open_inbound, reload_listeners
 from outrider.runtime.logs import setup_logging
 from outrider.spool.disk import DiskSpool
+from outrider.throttle.remote import RemoteThrottle
 
 log = logging.getLogger("outrider.receiver")
 
@@ -35,11 +38,19 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-async def serve(config_path: str, handoff_path: str) -> int:
+async def serve(config_path: str, handoff_path: str, throttle_path: str = "") -> int:
     config = load_config(config_path)
     spool = DiskSpool(config.server.spool_dir)
     handoff = await HandoffClient.connect(handoff_path)
-    intake, listeners = open_inbound(config, spool=spool, sink=handoff, reuse_port=True)
+    shared = None
+    throttle = None
+    if throttle_path:
+        throttle = RemoteThrottle(throttle_path)
+        await throttle.connect()
+        shared = SharedLimits(throttle, max(1, config.server.receiver_processes))
+    intake, listeners = open_inbound(
+        config, spool=spool, sink=handoff, reuse_port=True, shared=shared
+    )
     for listener in listeners:
         await listener.start()
 
@@ -76,6 +87,8 @@ async def serve(config_path: str, handoff_path: str) -> int:
     timeout = config.server.shutdown_timeout
     await asyncio.gather(*(listener.stop(timeout) for listener in listeners))
     await handoff.close()
+    if throttle is not None:
+        await throttle.close()
     await spool.close()
     return 0
 
@@ -84,6 +97,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="outrider-receiver")
     parser.add_argument("--config", required=True)
     parser.add_argument("--handoff", required=True)
+    parser.add_argument("--throttle", default="")
     parser.add_argument("--index", type=int, default=0)
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
@@ -93,7 +107,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         from outrider.runtime.loop import run
 
-        return run(serve(args.config, args.handoff))
+        return run(serve(args.config, args.handoff, args.throttle))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

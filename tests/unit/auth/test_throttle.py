@@ -146,3 +146,48 @@ def test_invalid_settings() -> None:
         AuthThrottle(max_failures=0)
     with pytest.raises(ValueError):
         AuthThrottle(window=-1.0)
+
+
+# -- attempts counted before verifying ---------------------------------------------------
+
+
+async def test_attempts_are_counted_before_they_are_verified() -> None:
+    throttle = AuthThrottle(max_failures=5, max_concurrent=0, window=600.0, block_time=900.0)
+    begun = [await throttle.begin_attempt_async(IP, 0.0) for _ in range(7)]
+    assert begun == [None] * 5 + ["blocked", "blocked"]  # the 6th starts the block
+    assert throttle.is_blocked(IP, 1.0)
+
+
+async def test_a_success_after_four_failures_forgets_them() -> None:
+    throttle = AuthThrottle(max_failures=5, max_concurrent=0)
+    for t in range(4):
+        assert await throttle.begin_attempt_async(IP, float(t)) is None
+        assert not await throttle.end_attempt_async(IP, float(t), False)
+    assert await throttle.begin_attempt_async(IP, 5.0) is None
+    assert not await throttle.end_attempt_async(IP, 5.0, True)
+    assert not throttle.is_blocked(IP, 6.0)
+    assert throttle.delay_for(IP, 6.0) == 0.0
+
+
+async def test_the_fifth_failure_blocks_and_an_abandoned_attempt_stays_counted() -> None:
+    throttle = AuthThrottle(max_failures=5, max_concurrent=0)
+    for t in range(4):
+        assert await throttle.begin_attempt_async(IP, float(t)) is None
+        assert not await throttle.end_attempt_async(IP, float(t), None if t == 0 else False)
+    assert await throttle.begin_attempt_async(IP, 4.0) is None
+    assert await throttle.end_attempt_async(IP, 4.0, False)  # five: blocked now
+    assert throttle.is_blocked(IP, 5.0)
+    assert await throttle.begin_attempt_async(IP, 5.0) == "blocked"
+
+
+async def test_concurrent_attempts_per_client_are_capped() -> None:
+    throttle = AuthThrottle(max_failures=50, max_concurrent=3)
+    assert [await throttle.begin_attempt_async(IP, 0.0) for _ in range(4)] == [
+        None,
+        None,
+        None,
+        "busy",
+    ]
+    assert await throttle.begin_attempt_async("192.0.2.99", 0.0) is None  # another client
+    await throttle.end_attempt_async(IP, 1.0, False)
+    assert await throttle.begin_attempt_async(IP, 1.0) is None  # a slot came free

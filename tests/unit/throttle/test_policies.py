@@ -74,17 +74,23 @@ def test_gate_async_matches_sync(
     shared = ConnectionGate(**limits, blocked=is_blocked, throttle=stand_in, namespace="g ")  # type: ignore[arg-type]
     assert local.local and not shared.local
     now = 0.0
+    admitted: list[str] = []  # callers release only what was admitted (Admission does)
     for admit, ip, dt in ops:
         now += dt
+        exempt = ip in trusted
         if admit:
-            exempt = ip in trusted
-            assert drive(shared.admit_async(ip, now, exempt=exempt)) == local.admit(
-                ip, now, exempt=exempt
-            )
-        else:
+            answer = local.admit(ip, now, exempt=exempt)
+            assert drive(shared.admit_async(ip, now, exempt=exempt)) == answer
+            if answer is None:
+                admitted.append(ip)
+        elif ip in admitted:
+            admitted.remove(ip)
             local.release(ip)
-            drive(shared.release_async(ip))
-    assert stand_in.state.held_now("g total") == local.total
+            if exempt:
+                shared.release(ip, exempt=True)
+            else:
+                drive(shared.release_async(ip))
+    assert shared.total == local.total  # each process counts its own total
     counters = {k: v for k, v in local.stats().items() if k.startswith(("refused", "admitted"))}
     assert {k: shared.stats()[k] for k in counters} == counters
 
@@ -117,13 +123,17 @@ def test_sync_forms_need_a_local_throttle() -> None:
         lambda: len(auth),
         lambda: gate.admit("192.0.2.1", 0.0),
         lambda: gate.release("192.0.2.1"),
-        lambda: gate.total,
         lambda: rates.allow("u", "1/m", 0.0),
     ):
         with pytest.raises(TypeError, match="LocalThrottle"):
             call()
     assert gate.purge(0.0) == 0
-    assert "connections" not in gate.stats()
+    assert "clients" not in gate.stats()
+    # A trusted client needs only the process's own total: admitted at once.
+    assert gate.admit("192.0.2.1", 0.0, exempt=True) is None
+    assert gate.total == 1 and gate.stats()["connections"] == 1
+    gate.release("192.0.2.1", exempt=True)
+    assert gate.total == 0
 
 
 def test_policies_share_one_throttle_by_namespace() -> None:
