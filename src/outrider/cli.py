@@ -81,10 +81,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{args.config}: OK")
         return 0
 
+    from outrider.fd_limit import raise_open_files_limit
     from outrider.runtime.daemon import run_daemon
     from outrider.runtime.logs import setup_logging
 
     setup_logging(args.log_level)
+    raise_open_files_limit()  # before any receiver process starts: they inherit it
     try:
         return run_daemon(args.config)
     except ConfigError as exc:

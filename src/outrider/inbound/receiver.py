@@ -25,6 +25,7 @@ from outrider.inbound.tls import follow_current
 log = logging.getLogger("outrider.inbound")
 
 LISTEN_BACKLOG = 1024
+SWEEP_BATCH = 200  # idle sessions timed out per event-loop turn (about 30 ms of work)
 
 
 def open_listening_socket(host: str, port: int, *, reuse_port: bool) -> socket.socket:
@@ -92,11 +93,23 @@ class Listener:
             self._server_tls.minimum_version = ctx.tls.minimum_version
 
     def sweep_timeouts(self) -> None:
+        """Close the sessions idle past their timeout, :data:`SWEEP_BATCH` per turn of
+        the event loop: thousands expiring together (a flood of idle connections opened
+        at once) would otherwise hold up every other session for the whole sweep."""
         now = time.monotonic()
-        for session in list(self.ctx.sessions):
-            limit = self.ctx.data_timeout if session.in_data() else self.ctx.command_timeout
-            if not session.busy and session.idle_for(now) > limit:
+        self._time_out([s for s in self.ctx.sessions if self._expired(s, now)])
+
+    def _expired(self, session: InboundSession, now: float) -> bool:
+        limit = self.ctx.data_timeout if session.in_data() else self.ctx.command_timeout
+        return not session.busy and not session.conn.closed and session.idle_for(now) > limit
+
+    def _time_out(self, sessions: list[InboundSession]) -> None:
+        now = time.monotonic()
+        for session in sessions[:SWEEP_BATCH]:
+            if session in self.ctx.sessions and self._expired(session, now):  # still idle
                 session.timeout()
+        if len(sessions) > SWEEP_BATCH:
+            asyncio.get_running_loop().call_soon(self._time_out, sessions[SWEEP_BATCH:])
 
     async def stop(self, timeout: float) -> None:
         """Stop accepting, let in-flight transactions finish (bounded), then cut the rest."""
