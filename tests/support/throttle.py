@@ -37,6 +37,12 @@ class SharedStandIn:
         await self._hop()
         return self.state.release_now(key)
 
+    async def acquire_within_rate(
+        self, key: str, limit: int | None, rate_key: str, rate: RateLimit, now: float
+    ) -> int:
+        await self._hop()
+        return self.state.acquire_within_rate_now(key, limit, rate_key, rate, now)
+
     async def held(self, key: str) -> int:
         await self._hop()
         return self.state.held_now(key)

@@ -285,14 +285,18 @@ class ConnectionGate:
             return TEMPORARILY_BLOCKED
         key = client_key(client_ip)
         count_key = self._client_prefix + key
-        if not await throttle.acquire(count_key, self._client_limit):
-            totals.release_now(total_key)
-            self._refused_per_client += 1
-            return TOO_MANY_FROM_CLIENT
         rate = self._rate
-        if rate is not None and await throttle.rate(self._rate_prefix + key, rate, now) > 0.0:
-            await throttle.release(count_key)
+        if rate is None:
+            refused = 0 if await throttle.acquire(count_key, self._client_limit) else 1
+        else:  # one round trip for both
+            refused = await throttle.acquire_within_rate(
+                count_key, self._client_limit, self._rate_prefix + key, rate, now
+            )
+        if refused:
             totals.release_now(total_key)
+            if refused == 1:
+                self._refused_per_client += 1
+                return TOO_MANY_FROM_CLIENT
             self._refused_rate += 1
             return RATE_LIMITED
         self._admitted += 1

@@ -68,6 +68,14 @@ class Throttle(Protocol):
         """
         ...
 
+    async def acquire_within_rate(
+        self, key: str, limit: int | None, rate_key: str, rate: RateLimit, now: float
+    ) -> int:
+        """:meth:`acquire` then :meth:`rate`, in one atomic call: 0 when both took, 1
+        when the count refused, 2 when the rate refused (the count is given back).
+        One round trip instead of three for a shared implementation."""
+        ...
+
     async def release(self, key: str) -> bool:
         """Uncount one holder of ``key``; False (and nothing changes) if it held none."""
         ...

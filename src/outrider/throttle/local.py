@@ -113,6 +113,16 @@ class LocalThrottle:
         counts[key] = held + 1
         return True
 
+    def acquire_within_rate_now(
+        self, key: str, limit: int | None, rate_key: str, rate: RateLimit, now: float
+    ) -> int:
+        if not self.acquire_now(key, limit):
+            return 1
+        if self.rate_now(rate_key, rate, now) > 0.0:
+            self.release_now(key)
+            return 2
+        return 0
+
     def release_now(self, key: str) -> bool:
         counts = self._counts
         held = counts.get(key, 0)
@@ -199,6 +209,11 @@ class LocalThrottle:
 
     async def acquire(self, key: str, limit: int | None) -> bool:
         return self.acquire_now(key, limit)
+
+    async def acquire_within_rate(
+        self, key: str, limit: int | None, rate_key: str, rate: RateLimit, now: float
+    ) -> int:
+        return self.acquire_within_rate_now(key, limit, rate_key, rate, now)
 
     async def release(self, key: str) -> bool:
         return self.release_now(key)

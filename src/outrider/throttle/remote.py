@@ -112,6 +112,12 @@ class ThrottleServer:
             if ok:
                 held[key] += 1
             return ok
+        if op == "acquire_within_rate":
+            key, limit, rate_key, interval, burst, now = args
+            code = t.acquire_within_rate_now(key, limit, rate_key, _limit(interval, burst), now)
+            if code == 0:
+                held[key] += 1
+            return code
         if op == "release":
             (key,) = args
             if held[key] <= 0:
@@ -274,6 +280,12 @@ class RemoteThrottle:
 
     async def acquire(self, key: str, limit: int | None) -> bool:
         return bool(await self._call(True, "acquire", key, limit))
+
+    async def acquire_within_rate(
+        self, key: str, limit: int | None, rate_key: str, rate: RateLimit, now: float
+    ) -> int:
+        args = (key, limit, rate_key, rate.interval, rate.burst, now)
+        return int(await self._call(0, "acquire_within_rate", *args))
 
     async def release(self, key: str) -> bool:
         return bool(await self._call(False, "release", key))

@@ -152,12 +152,15 @@ def test_exempt_client_skips_per_client_count_and_rate_but_counts_in_total() -> 
     assert g.total == 26  # 25 trusted, 1 outsider
     while g.total < 30:
         assert g.admit("127.0.0.1", 1.0, exempt=True) is None
-    assert g.admit("127.0.0.1", 1.0, exempt=True) == TOO_MANY_CONNECTIONS  # the total holds
-    for _ in range(29):
+    assert g.admit("192.0.2.10", 1.0) == TOO_MANY_CONNECTIONS  # the total holds for strangers
+    while g.total < 40:  # trusted clients have a reserve: 10% of the total, at least 10
+        assert g.admit("127.0.0.1", 1.0, exempt=True) is None
+    assert g.admit("127.0.0.1", 1.0, exempt=True) == TOO_MANY_CONNECTIONS  # and it holds
+    for _ in range(39):
         g.release("127.0.0.1")
     assert g.count("127.0.0.1") == 0 and g.total == 1
     stats = g.stats()
-    assert (stats["admitted"], stats["admitted_exempt"]) == (32, 29)
+    assert (stats["admitted"], stats["admitted_exempt"]) == (42, 39)
     # The same client without the exemption is held to its limits again.
     assert [g.admit("127.0.0.1", 2.0) for _ in range(3)] == [None, None, TOO_MANY_FROM_CLIENT]
 

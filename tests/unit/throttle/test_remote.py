@@ -150,3 +150,23 @@ async def test_parallel_auth_guesses_across_processes_get_max_failures_verified(
         for c in clients:
             await c.close()
         await server.stop()
+
+
+async def test_count_and_rate_in_one_round_trip(tmp_path: Path) -> None:
+    server = ThrottleServer(str(tmp_path / "t.sock"))
+    await server.start()
+    client = await connected(server)
+    try:
+        rate = RateLimit(10.0, burst=2)
+        calls = server.calls
+        assert await client.acquire_within_rate("c", 5, "r", rate, 0.0) == 0
+        assert server.calls == calls + 1
+        assert await client.acquire_within_rate("c", 5, "r", rate, 0.0) == 0
+        assert await client.acquire_within_rate("c", 5, "r", rate, 0.0) == 2  # rate spent
+        assert await client.held("c") == 2  # the refused one gave its count back
+        assert await client.acquire_within_rate("c", 2, "other", rate, 0.0) == 1
+        await client.close()
+        await until(lambda: server.throttle.held_now("c") == 0)  # the channel's counts
+    finally:
+        await client.close()
+        await server.stop()
