@@ -78,7 +78,8 @@ def wait_port(
         if proc is not None and proc.poll() is not None:
             raise RuntimeError(f"daemon exited with {proc.returncode} before listening")
         try:
-            with socket.create_connection((host, port), timeout=0.5) as s:
+            # Longer than the pregreet delay a client outside relay-networks gets.
+            with socket.create_connection((host, port), timeout=2.0) as s:
                 s.recv(512)
                 return
         except OSError:
