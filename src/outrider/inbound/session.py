@@ -66,10 +66,10 @@ TLS_HANDSHAKE_TIMEOUT = 30.0
 TLS_UNAVAILABLE = Reply(454, "4.7.0", "TLS not available due to local problem")
 
 
-
 # DATA octets that count as progress for the data timeout (see data_received): far
 # below any real sender's rate, far above a slowloris trickle's.
 PROGRESS_BYTES = 512
+
 
 class UserDirectory(Verifier, Protocol):
     """What a session needs from the user store (:class:`outrider.auth.store.UserStore`)."""

@@ -19,8 +19,11 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from typing import Any
 
+from outrider.queue import console_verbs as verbs
+from outrider.queue.console import Console
 from outrider.queue.operator import Operator
 
 log = logging.getLogger("outrider.control")
@@ -28,9 +31,41 @@ log = logging.getLogger("outrider.control")
 MAX_REQUEST = 64 * 1024
 
 
-def handle_request(operator: Operator, request: dict[str, Any]) -> dict[str, Any]:
-    """Run one control command (pure dispatch; no I/O beyond what the operator API does)."""
+SYNC_VERBS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
+    "queues": verbs.show_queues,
+    "topdomains": verbs.show_topdomains,
+    "vmtas": verbs.show_vmtas,
+    "jobs": verbs.show_jobs,
+    "list": verbs.list_recipients,
+    "retry": verbs.retry,
+    "delete": verbs.delete,
+    "hold": verbs.hold,
+    "release": verbs.release,
+}
+
+Overview = Callable[[], dict[str, Any]]
+
+
+async def handle_request(
+    operator: Operator, request: dict[str, Any], overview: Overview | None = None
+) -> dict[str, Any]:
+    """Run one control command (dispatch; no I/O beyond what the operator API does)."""
     cmd = request.get("cmd")
+    try:
+        if cmd == "overview":
+            return {"ok": True, "status": overview() if overview is not None else {}}
+        if cmd == "message":
+            return await verbs.show_message(Console(operator.scheduler), request)
+        handler = SYNC_VERBS.get(cmd) if isinstance(cmd, str) else None
+        if handler is not None:
+            return handler(Console(operator.scheduler), request)
+        return _schedule_verb(operator, cmd, request)
+    except verbs.BadRequest as exc:
+        return {"ok": False, "error": str(exc)}
+
+
+def _schedule_verb(operator: Operator, cmd: object, request: dict[str, Any]) -> dict[str, Any]:
+    """The original verbs: status, pauses and modes."""
     if cmd == "status":
         return {"ok": True, "status": operator.status()}
     if cmd in ("pause", "resume", "backoff", "normal"):
@@ -41,27 +76,43 @@ def handle_request(operator: Operator, request: dict[str, Any]) -> dict[str, Any
                 "error": "'queue' (a queue name, destination or domain) is required",
             }
         if cmd == "pause":
-            operator.pause_queue(queue)
-            return {"ok": True}
+            known = operator.pause_queue(queue)
+            if known:
+                return {"ok": True}
+            return {
+                "ok": True,
+                "note": f"nothing is queued for {queue} now: its mail will be held when it comes",
+            }
         if cmd == "resume":
-            return {"ok": operator.resume_queue(queue)}
+            if operator.resume_queue(queue):
+                return {"ok": True}
+            return {"ok": False, "error": f"queue {queue} is not paused"}
         changed = operator.set_mode(queue, "backoff" if cmd == "backoff" else "normal")
+        if not changed:
+            return {"ok": False, "error": f"no delivery queue matches {queue}"}
         return {"ok": True, "queues": changed}
     if cmd in ("pause-job", "resume-job"):
         job = request.get("job")
         if not isinstance(job, str) or not job:
             return {"ok": False, "error": "'job' (an X-Job value) is required"}
         if cmd == "pause-job":
-            operator.pause_job(job)
+            if operator.pause_job(job):
+                return {"ok": True}
+            return {
+                "ok": True,
+                "note": f"no mail of job {job} is queued now: it will be held when it comes",
+            }
+        if operator.resume_job(job):
             return {"ok": True}
-        return {"ok": operator.resume_job(job)}
+        return {"ok": False, "error": f"job {job} is not paused"}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 
 class ControlServer:
-    def __init__(self, path: str, operator: Operator) -> None:
+    def __init__(self, path: str, operator: Operator, overview: Overview | None = None) -> None:
         self.path = path
         self.operator = operator
+        self.overview = overview
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -82,9 +133,12 @@ class ControlServer:
                     request = json.loads(line)
                     if not isinstance(request, dict):
                         raise ValueError("a JSON object is required")
-                    reply = handle_request(self.operator, request)
+                    reply = await handle_request(self.operator, request, self.overview)
                 except ValueError as exc:
                     reply = {"ok": False, "error": f"bad request: {exc}"}
+                except Exception as exc:  # a failed command must not end the server
+                    log.exception("control command failed")
+                    reply = {"ok": False, "error": f"command failed: {exc}"}
                 writer.write(json.dumps(reply).encode() + b"\n")
                 await writer.drain()
         except (ConnectionError, asyncio.LimitOverrunError, ValueError):

@@ -19,6 +19,7 @@ STATE_FILE = "control.json"
 class ControlState:
     paused_queues: set[str] = field(default_factory=set)  # queue names, destinations or domains
     paused_jobs: set[str] = field(default_factory=set)
+    held_messages: set[str] = field(default_factory=set)  # queue ids (Postfix's hold queue)
     backoff: dict[str, float] = field(default_factory=dict)  # queue name -> entered (epoch)
     disabled: dict[str, dict[str, float]] = field(default_factory=dict)  # dest -> vmta -> until
 
@@ -36,6 +37,7 @@ class ControlState:
             return cls(
                 paused_queues={str(q) for q in data.get("paused_queues", [])},
                 paused_jobs={str(j) for j in data.get("paused_jobs", [])},
+                held_messages={str(m) for m in data.get("held_messages", [])},
                 backoff={str(k): float(v) for k, v in data.get("backoff", {}).items()},
                 disabled={
                     str(dest): {str(v): float(u) for v, u in sources.items()}
@@ -55,6 +57,7 @@ class ControlState:
             {
                 "paused_queues": sorted(self.paused_queues),
                 "paused_jobs": sorted(self.paused_jobs),
+                "held_messages": sorted(self.held_messages),
                 "backoff": self.backoff,
                 "disabled": {d: v for d, v in self.disabled.items() if v},
             },

@@ -9,17 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from outrider.message.domains import domain_key
+from outrider.queue.inventory import Selector, pending, queue_name
 from outrider.queue.scheduler import Scheduler
 
 log = logging.getLogger("outrider.queue")
-
-
-def queue_name(name: str) -> str:
-    """An operator's queue or domain name in the scheduler's spelling: the destination
-    part as an A-label (``Straße.test/pool`` is ``xn--strae-oqa.test/pool``)."""
-    destination, slash, vmta = name.partition("/")
-    return domain_key(destination) + slash + vmta
 
 
 class Operator:
@@ -30,13 +23,25 @@ class Operator:
     def _save(self) -> None:
         self.ctx.control.save(self.ctx.config.server.state_dir)
 
-    def pause_queue(self, name: str) -> None:
+    def pause_queue(self, name: str) -> bool:
         """Pause a queue ("key/vmta"), a destination (every virtual MTA), or one recipient
-        domain (its mail is held even when it shares a rolled-up queue with others)."""
+        domain (its mail is held even when it shares a rolled-up queue with others).
+        A name with no mail yet is paused all the same (mail for it is held when it
+        comes); returns whether it matches a queue or queued mail now."""
         name = queue_name(name)
         self.ctx.control.paused_queues.add(name)
         self._save()
         log.info("paused queue %s", name)
+        return self.knows_queue(name)
+
+    def knows_queue(self, name: str) -> bool:
+        """A delivery queue, destination or domain with a queue or queued mail."""
+        name = queue_name(name)
+        if any(name in (q.name, q.key, q.domain) for q in self.scheduler.queues.values()):
+            return True
+        return any(
+            Selector(queue=name).matches(*found) for found in pending(self.scheduler.messages)
+        )
 
     def resume_queue(self, name: str) -> bool:
         name = queue_name(name)
@@ -52,10 +57,13 @@ class Operator:
             scheduler.slots.maybe_connect(queue)
         return True
 
-    def pause_job(self, job_id: str) -> None:
+    def pause_job(self, job_id: str) -> bool:
+        """Pause a job; returns whether mail of it is queued now (a job with none is
+        paused all the same, so a campaign can be stopped before it is injected)."""
         self.ctx.control.paused_jobs.add(job_id)
         self._save()
         log.info("paused job %s", job_id)
+        return any(m.envelope.job_id == job_id for m in self.scheduler.messages.values())
 
     def resume_job(self, job_id: str) -> bool:
         if job_id not in self.ctx.control.paused_jobs:

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from outrider import __version__
 from outrider.accounting.subscriber import AccountingSubscriber
@@ -36,6 +37,7 @@ from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
+from outrider.runtime.stats import TrafficCounters, overview
 from outrider.spool.disk import DiskSpool
 from outrider.throttle.remote import ThrottleServer
 
@@ -85,10 +87,15 @@ class Daemon:
             clock=manager.ctx.clock,
         )
         manager.bus.subscribe(notifier)
+        self.traffic = TrafficCounters(manager.ctx.clock)
+        manager.bus.subscribe(self.traffic)
+        self.started = manager.ctx.clock()
         self.manager = manager
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
-        control = ControlServer(str(config.server.state_dir / "control.sock"), Operator(manager))
+        control = ControlServer(
+            str(config.server.state_dir / "control.sock"), Operator(manager), self.overview
+        )
         await control.start()
 
         loop = asyncio.get_running_loop()
@@ -148,6 +155,23 @@ class Daemon:
         else:
             log.info("stopped")
         return self.exit_code
+
+    def overview(self) -> dict[str, Any]:
+        """``outrider show status``."""
+        manager = self.manager
+        connections_in = None
+        if self.receivers is None:
+            connections_in = sum(len(listener.ctx.sessions) for listener in self.listeners)
+        return overview(
+            started=self.started,
+            now=manager.ctx.clock(),
+            counters=self.traffic,
+            connections_in=connections_in,
+            connections_out=manager.slots.total_active,
+            spool_messages=len(manager.messages),
+            spool_bytes=sum(m.envelope.size for m in manager.messages.values()),
+            spool_dir=self.config.server.spool_dir,
+        )
 
     async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
         count = 0
