@@ -112,6 +112,9 @@ def test_hold_pause_and_clear_errors(
     sink.script = ServerScript(rcpt_replies={"later@example.org": LATER})
     d = make_daemon(receiver_processes=1, extra=SLOW_RETRY)
     d.start()
+    with smtplib.SMTP(d.host, d.port, timeout=20) as client:
+        client.ehlo()  # held by the receiver process; the daemon still counts it
+        assert outrider_json(d, "show", "status")["connections"]["in"] == 1
     send(d, ["later@example.org"])
     wait_until(lambda: (example_queue(d) or {}).get("recipients") == 1, 20, "deferred")
     [listed] = outrider_json(d, "list")
@@ -133,6 +136,8 @@ def test_hold_pause_and_clear_errors(
         (("retry", "--queue", "nowhere.test"), "no queued mail for queue nowhere.test"),
         (("delete", "--rcpt", "nobody@example.org"), "no queued mail for recipient"),
         (("show", "message", "NOPE"), "no queued message NOPE"),
+        (("disable", "source", "127.0.0.99"), "no virtual MTA sends from 127.0.0.99"),
+        (("enable", "source", "127.0.0.99"), "source 127.0.0.99 is not disabled"),
     ):
         failed = outrider(d, *args)
         assert failed.returncode == 1, args

@@ -16,7 +16,19 @@ from typing import Any
 from outrider.admin import tables
 from outrider.admin.client import DEFAULT_CONFIG, ConsoleError, request, socket_path
 
-COMMANDS = ("show", "list", "retry", "delete", "hold", "release", "pause", "resume", "set")
+COMMANDS = (
+    "show",
+    "list",
+    "retry",
+    "delete",
+    "hold",
+    "release",
+    "pause",
+    "resume",
+    "set",
+    "disable",
+    "enable",
+)
 
 
 def _common() -> argparse.ArgumentParser:
@@ -87,6 +99,10 @@ def add_console_parsers(sub: Any) -> None:
         parser = sub.add_parser(verb, parents=[common], help=f"{verb} a queue or a job")
         parser.add_argument("kind", choices=["queue", "job"])
         parser.add_argument("name", help="queue, destination or domain; or the job")
+    for verb in ("disable", "enable"):
+        parser = sub.add_parser(verb, parents=[common], help=f"{verb} a source IP address")
+        parser.add_argument("kind", choices=["source"])
+        parser.add_argument("ip", help="a virtual MTA's smtp-source-host address")
     set_ = sub.add_parser("set", parents=[common], help="set a queue's mode")
     set_.add_argument("kind", choices=["queue"])
     set_.add_argument("name", help="queue, destination or domain")
@@ -142,13 +158,15 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         if args.kind == "job":
             return {"cmd": f"{command}-job", "job": args.name}
         return {"cmd": command, "queue": args.name}
+    if command in ("disable", "enable"):
+        return {"cmd": f"{command}-source", "ip": args.ip}
     return {"cmd": args.mode, "queue": args.name}  # set queue NAME --mode
 
 
 def _json_of(args: argparse.Namespace, reply: dict[str, Any]) -> Any:
     """The part of the reply ``--json`` prints: the list or object the command is about."""
     for key in ("queues", "domains", "vmtas", "jobs", "recipients", "message", "status"):
-        if key in reply and not (args.command in ("set",) and key == "queues"):
+        if key in reply and not (args.command == "set" and key == "queues"):
             return reply[key]
     return {k: v for k, v in reply.items() if k != "ok"}
 
@@ -175,6 +193,8 @@ def _human(args: argparse.Namespace, reply: dict[str, Any]) -> str:
         return f"held {reply['held']} message(s)"
     if args.command == "release":
         return f"released {reply['released']} message(s)"
+    if args.command == "disable":
+        return f"source {args.ip} disabled (virtual MTAs: {', '.join(reply['vmtas'])})"
     if args.command == "set":
         return f"{reply['queues']} queue(s) set to {args.mode}"
     return "ok"

@@ -108,6 +108,8 @@ def topdomains(views: Sequence[dict[str, Any]]) -> str:
 def vmtas(views: Sequence[dict[str, Any]]) -> str:
     columns: Columns = (
         ("vmta", "VIRTUAL MTA"),
+        ("source_ip", "SOURCE IP"),
+        ("disabled", "DISABLED"),
         ("queues", "QUEUES"),
         ("recipients", "RCPTS"),
         ("messages", "MSGS"),

@@ -97,8 +97,10 @@ def show_topdomains(console: Console, request: dict[str, Any]) -> Reply:
 
 
 def show_vmtas(console: Console, request: dict[str, Any]) -> Reply:
-    configured = console.ctx.config.virtual_mtas.keys()
-    return {"ok": True, "vmtas": vmta_views(console.rows(), console.live(), configured)}
+    ctx = console.ctx
+    sources = {name: v.source_ip for name, v in ctx.config.virtual_mtas.items()}
+    views = vmta_views(console.rows(), console.live(), sources, ctx.control.disabled_ips)
+    return {"ok": True, "vmtas": views}
 
 
 def show_jobs(console: Console, request: dict[str, Any]) -> Reply:

@@ -105,7 +105,23 @@ def _schedule_verb(operator: Operator, cmd: object, request: dict[str, Any]) -> 
         if operator.resume_job(job):
             return {"ok": True}
         return {"ok": False, "error": f"job {job} is not paused"}
+    if cmd in ("disable-source", "enable-source"):
+        return _source_verb(operator, cmd, request)
     return {"ok": False, "error": f"unknown command {cmd!r}"}
+
+
+def _source_verb(operator: Operator, cmd: str, request: dict[str, Any]) -> dict[str, Any]:
+    ip = verbs.text(request, "ip")
+    if not ip:
+        return {"ok": False, "error": "'ip' (a source address) is required"}
+    if cmd == "disable-source":
+        vmtas = operator.disable_source(ip)
+        if not vmtas:
+            return {"ok": False, "error": f"no virtual MTA sends from {ip}"}
+        return {"ok": True, "vmtas": vmtas}
+    if operator.enable_source(ip):
+        return {"ok": True}
+    return {"ok": False, "error": f"source {ip} is not disabled"}
 
 
 class ControlServer:

@@ -92,6 +92,35 @@ class Operator:
             count += 1
         return count
 
+    def disable_source(self, ip: str) -> list[str]:
+        """Stop sending from a source IP to every destination until enabled again; returns
+        the virtual MTAs using it (none: nothing changes). Mail ready in their queues is
+        routed again: to another member of its pool, or deferred (4.4.5)."""
+        vmtas = self.vmtas_of(ip)
+        if not vmtas:
+            return []
+        self.ctx.control.disabled_ips.add(ip)
+        self._save()
+        log.warning("source %s disabled by the operator (%s)", ip, ", ".join(vmtas))
+        for queue in list(self.scheduler.queues.values()):
+            if queue.vmta in vmtas and queue.ready:
+                items = list(queue.ready)
+                queue.ready.clear()
+                for item in items:
+                    self.scheduler.reroute(item)
+        return vmtas
+
+    def enable_source(self, ip: str) -> bool:
+        if ip not in self.ctx.control.disabled_ips:
+            return False
+        self.ctx.control.disabled_ips.discard(ip)
+        self._save()
+        log.info("source %s enabled by the operator", ip)
+        return True
+
+    def vmtas_of(self, ip: str) -> list[str]:
+        return sorted(name for name, v in self.ctx.config.virtual_mtas.items() if v.source_ip == ip)
+
     def status(self) -> dict[str, Any]:
         now = self.ctx.clock()
         scheduler = self.scheduler
@@ -101,6 +130,8 @@ class Operator:
             "connections": scheduler.slots.total_active,
             "paused_queues": sorted(control.paused_queues),
             "paused_jobs": sorted(control.paused_jobs),
+            "held_messages": sorted(control.held_messages),
+            "disabled_ips": sorted(control.disabled_ips),
             "held": scheduler.holds.counts(),
             "queues": [
                 {

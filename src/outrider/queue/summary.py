@@ -7,7 +7,7 @@ scheduler; nothing here reads the clock or the scheduler itself.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -172,9 +172,13 @@ def domain_views(rows: Sequence[QueuedRcpt], now: float, limit: int = 0) -> list
 
 
 def vmta_views(
-    rows: Sequence[QueuedRcpt], live: Sequence[LiveQueue], configured: Iterable[str]
+    rows: Sequence[QueuedRcpt],
+    live: Sequence[LiveQueue],
+    sources: Mapping[str, str | None],
+    disabled_ips: Collection[str] = (),
 ) -> list[dict[str, Any]]:
-    """``show vmtas``: every virtual MTA, configured or in use, with its queues."""
+    """``show vmtas``: every virtual MTA, configured (``sources``: name to source IP) or
+    in use, with its queues and whether the operator disabled its source IP."""
     groups = _group(rows, "vmta")
     queues: dict[str, set[str]] = {}
     connections: dict[str, int] = {}
@@ -184,10 +188,12 @@ def vmta_views(
         connections[q.vmta] = connections.get(q.vmta, 0) + q.connections
         if q.connections or q.mode != "normal":
             queues.setdefault(q.vmta, set()).add(q.name)
-    names = sorted(set(configured) | set(groups) | set(connections))
+    names = sorted(set(sources) | set(groups) | set(connections))
     return [
         {
             "vmta": name,
+            "source_ip": sources.get(name),
+            "disabled": sources.get(name) in disabled_ips,
             "queues": len(queues.get(name, ())),
             "recipients": groups[name].recipients if name in groups else 0,
             "messages": len(groups[name].sizes) if name in groups else 0,

@@ -35,6 +35,7 @@ from outrider.queue.scheduler import Scheduler
 from outrider.runtime.adoption import OrphanAdopter
 from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
+from outrider.runtime.inbound_count import inbound_connections
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.runtime.stats import TrafficCounters, overview
@@ -159,9 +160,11 @@ class Daemon:
     def overview(self) -> dict[str, Any]:
         """``outrider show status``."""
         manager = self.manager
-        connections_in = None
         if self.receivers is None:
-            connections_in = sum(len(listener.ctx.sessions) for listener in self.listeners)
+            connections_in: int | None = sum(len(lst.ctx.sessions) for lst in self.listeners)
+        else:  # the sessions are in the receiver processes: ask the kernel
+            ports = {settings.address[1] for settings in self.config.listeners}
+            connections_in = inbound_connections(ports)
         return overview(
             started=self.started,
             now=manager.ctx.clock(),

@@ -3,13 +3,20 @@ deferred mail in its queue; retry, delete, hold and release change the schedule.
 
 from __future__ import annotations
 
+import time
+from pathlib import Path
 from typing import Any
 
+from outrider.config.loader import parse_config
 from outrider.events.types import Bounced, NoticeDue
-from outrider.message.envelope import RcptStatus
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.queue.console import Console
 from outrider.queue.control import handle_request
+from outrider.queue.control_state import ControlState
 from outrider.queue.operator import Operator
+from outrider.queue.scheduler import Scheduler
+from tests.support.fake_transport import FakeTransport
+from tests.support.memory_spool import MemorySpool
 from tests.unit.queue import test_scheduler_transitions as transitions
 from tests.unit.queue.test_scheduler_transitions import LATER, T0, Harness, idle
 
@@ -214,3 +221,70 @@ async def test_traffic_counters_by_window() -> None:
     now[0] = T0 + 3600 + BUCKET
     assert counters.snapshot()["last_hour"]["delivered"] == 0
     assert counters.snapshot()["total"]["delivered"] == 2
+
+
+POOL_CONFIG = """
+[server]
+hostname = "mta.outrider.test"
+state-dir = "{state}"
+default-virtual-mta = "both"
+[dns]
+nameservers = ["127.0.0.1:9"]
+[[listener]]
+address = "127.0.0.1:0"
+[domain."*"]
+retry-after = ["60s"]
+[virtual-mta.a]
+smtp-source-host = "127.0.0.10"
+[virtual-mta.b]
+smtp-source-host = "127.0.0.11"
+[virtual-mta.solo]
+smtp-source-host = "127.0.0.12"
+[virtual-mta-pool.both]
+virtual-mtas = ["a", "b"]
+"""
+
+
+async def test_disabled_source_ip_is_skipped_in_its_pool_and_defers_alone(
+    tmp_path: Path,
+) -> None:
+    config = parse_config(POOL_CONFIG.format(state=tmp_path))
+    transport = FakeTransport()
+    spool = MemorySpool()
+    scheduler = Scheduler(config=config, spool=spool, transports=transport)
+    operator = Operator(scheduler)
+
+    async def ask_pool(**request: Any) -> dict[str, Any]:
+        return await handle_request(operator, request)
+
+    try:
+        assert await ask_pool(cmd="disable-source", ip="127.0.0.10") == {"ok": True, "vmtas": ["a"]}
+        for i in range(4):
+            env = Envelope(f"P{i}", "s@x.test", [Recipient(f"r{i}@a.test")], time.time())
+            env.vmta = "both"
+            spool.bodies[env.queue_id] = b"Subject: x\r\n\r\nx\r\n"
+            scheduler.submit(env, spool.bodies[env.queue_id])
+        await idle()
+        assert [s.vmta for s in transport.sent] == ["b"] * 4  # a's address is disabled
+        solo = Envelope("S0", "s@x.test", [Recipient("s@a.test")], time.time())
+        solo.vmta = "solo"
+        spool.bodies["S0"] = b"Subject: x\r\n\r\nx\r\n"
+        assert (await ask_pool(cmd="disable-source", ip="127.0.0.12"))["vmtas"] == ["solo"]
+        scheduler.submit(solo, spool.bodies["S0"])
+        await idle()
+        assert len(transport.sent) == 4  # deferred: its only source is disabled
+        assert "4.4.5" in solo.recipients[0].last_reply
+        vmtas = {v["vmta"]: v for v in (await ask_pool(cmd="vmtas"))["vmtas"]}
+        assert vmtas["a"]["disabled"] and not vmtas["b"]["disabled"]
+        assert await ask_pool(cmd="enable-source", ip="127.0.0.10") == {"ok": True}
+        assert await ask_pool(cmd="enable-source", ip="127.0.0.10") == {
+            "ok": False,
+            "error": "source 127.0.0.10 is not disabled",
+        }
+        assert await ask_pool(cmd="disable-source", ip="192.0.2.99") == {
+            "ok": False,
+            "error": "no virtual MTA sends from 192.0.2.99",
+        }
+        assert ControlState.load(tmp_path).disabled_ips == {"127.0.0.12"}
+    finally:
+        await scheduler.stop(0.1)
