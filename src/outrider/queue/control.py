@@ -1,15 +1,28 @@
-"""The daemon's internal control API: JSON lines over a Unix socket.
+"""The daemon's control API: JSON lines over a Unix socket, for the console and tools.
 
-One request per line, one reply per line::
+One request per line, one reply per line. The ``outrider`` console commands
+(:mod:`outrider.admin.cli`, documented in docs/operations.md) are built on these::
 
-    {"cmd": "status"}
-    {"cmd": "pause", "queue": "example.org"}      {"cmd": "resume", "queue": "example.org"}
-    {"cmd": "pause-job", "job": "spring-sale"}     {"cmd": "resume-job", "job": "spring-sale"}
-    {"cmd": "backoff", "queue": "example.org"}     {"cmd": "normal", "queue": "example.org"}
+    {"cmd": "overview"}                                   show status
+    {"cmd": "status"}                                     every queue's shaping state
+    {"cmd": "queues", "domain": "", "vmta": "", "mode": "", "sort": "recipients", "max": 0}
+    {"cmd": "topdomains", "max": 20}   {"cmd": "vmtas"}   {"cmd": "jobs"}
+    {"cmd": "list", "queue": "", "rcpt": "", "job": "", "sender": "", "limit": 1000}
+    {"cmd": "message", "id": "1K1N...", "body": false}
+    {"cmd": "retry", "queue" | "id" | "rcpt": "...", "all": true}
+    {"cmd": "delete", "queue" | "id" | "rcpt" | "job": "...", "bounce": false}
+    {"cmd": "hold", "queue" | "id": "..."}                {"cmd": "release", ...}
+    {"cmd": "pause", "queue": "example.org"}              {"cmd": "resume", ...}
+    {"cmd": "pause-job", "job": "spring-sale"}            {"cmd": "resume-job", ...}
+    {"cmd": "backoff", "queue": "example.org"}            {"cmd": "normal", ...}
+    {"cmd": "disable-source", "ip": "192.0.2.10"}         {"cmd": "enable-source", ...}
 
-Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. The socket is
-created mode 0600 in the state directory: only the daemon's user may control it. The
-admin CLI and HTTP API are built on these same calls.
+Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. A command about
+something that does not exist (a queue, job, message or source that matches nothing, a
+resume of what is not paused) answers an error naming it, never ``ok``; pausing a queue
+or job with no mail yet is allowed (its mail is held when it comes) and says so in a
+``note``. The socket is created mode 0600 in the state directory: only the daemon's
+user may control it.
 """
 
 from __future__ import annotations

@@ -288,3 +288,18 @@ async def test_disabled_source_ip_is_skipped_in_its_pool_and_defers_alone(
         assert ControlState.load(tmp_path).disabled_ips == {"127.0.0.12"}
     finally:
         await scheduler.stop(0.1)
+
+
+async def test_hold_and_release_by_queue(make: Any) -> None:
+    h = await deferred_harness(make)
+    first = h.submit("a@a.test")
+    second = h.submit("b@a.test")
+    h.transport.replies["c@c.test"] = LATER
+    other = h.submit("c@c.test")
+    await idle()
+    assert (await ask(h, cmd="hold", queue="a.test"))["held"] == 2
+    assert h.scheduler.ctx.control.held_messages == {first.queue_id, second.queue_id}
+    states = {r.rcpt: r.state for r in Console(h.scheduler).rows()}
+    assert states == {"a@a.test": "held", "b@a.test": "held", "c@c.test": "deferred"}
+    assert (await ask(h, cmd="release", queue="a.test")) == {"ok": True, "released": 2}
+    assert other.queue_id not in h.scheduler.ctx.control.held_messages
