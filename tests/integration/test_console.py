@@ -4,6 +4,7 @@ process), run as an operator would: ``outrider show queues -c FILE --json`` and 
 from __future__ import annotations
 
 import json
+import select
 import smtplib
 import subprocess
 import sys
@@ -146,3 +147,42 @@ def test_hold_pause_and_clear_errors(
     stopped = outrider(d, "show", "status")
     assert stopped.returncode == 1
     assert "the daemon is not running" in stopped.stderr
+
+
+def test_reload_reports_its_verdict_and_tail_follows_the_log(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    d = make_daemon(receiver_processes=1)
+    d.start()
+    done = outrider(d, "reload")
+    assert done.returncode == 0 and "configuration reloaded" in done.stdout
+    d.edit_config("max-rcpt-per-message = 100", 'max-rcpt-per-message = "lots"')
+    refused = outrider(d, "reload")
+    assert refused.returncode == 1
+    assert "reload refused, the running config stays" in refused.stderr
+    assert "max-rcpt-per-message" in refused.stderr
+    d.edit_config('max-rcpt-per-message = "lots"', "max-rcpt-per-message = 100")
+    assert outrider_json(d, "reload")["warnings"] == []
+
+    command = ["tail", "--json", "--type", "d", "-n", "0", "-c", str(d.config_path)]
+    tail = subprocess.Popen(
+        [sys.executable, "-m", "outrider", *command],
+        cwd=d.workdir,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert tail.stdout is not None
+        ready, _, _ = select.select([tail.stdout], [], [], 1.0)
+        assert not ready  # nothing shown before mail flows (-n 0)
+        send(d, ["tailed@example.org"])
+        ready, _, _ = select.select([tail.stdout], [], [], 30)
+        assert ready, "no accounting row followed"
+        row = json.loads(tail.stdout.readline())
+        assert (row["type"], row["rcpt"]) == ("d", "tailed@example.org")
+    finally:
+        tail.kill()
+        tail.wait()
+        if tail.stdout is not None:
+            tail.stdout.close()
+    assert d.stop() == 0

@@ -15,6 +15,7 @@ from typing import Any
 
 from outrider.admin import tables
 from outrider.admin.client import DEFAULT_CONFIG, ConsoleError, request, socket_path
+from outrider.admin.tail import run_tail
 
 COMMANDS = (
     "show",
@@ -28,6 +29,8 @@ COMMANDS = (
     "set",
     "disable",
     "enable",
+    "reload",
+    "tail",
 )
 
 
@@ -103,6 +106,14 @@ def add_console_parsers(sub: Any) -> None:
         parser = sub.add_parser(verb, parents=[common], help=f"{verb} a source IP address")
         parser.add_argument("kind", choices=["source"])
         parser.add_argument("ip", help="a virtual MTA's smtp-source-host address")
+    sub.add_parser(
+        "reload", parents=[common], help="reload the config file; says whether it was accepted"
+    )
+    tail = sub.add_parser("tail", parents=[common], help="follow the accounting log")
+    tail.add_argument("--type", default="", help="record types, e.g. d,b,t (default all)")
+    tail.add_argument("--rcpt", default="", help="only this recipient")
+    tail.add_argument("--job", default="", help="only this job")
+    tail.add_argument("-n", "--lines", type=int, default=10, help="rows shown first (10)")
     set_ = sub.add_parser("set", parents=[common], help="set a queue's mode")
     set_.add_argument("kind", choices=["queue"])
     set_.add_argument("name", help="queue, destination or domain")
@@ -158,6 +169,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         if args.kind == "job":
             return {"cmd": f"{command}-job", "job": args.name}
         return {"cmd": command, "queue": args.name}
+    if command == "reload":
+        return {"cmd": "reload"}
     if command in ("disable", "enable"):
         return {"cmd": f"{command}-source", "ip": args.ip}
     return {"cmd": args.mode, "queue": args.name}  # set queue NAME --mode
@@ -195,12 +208,17 @@ def _human(args: argparse.Namespace, reply: dict[str, Any]) -> str:
         return f"released {reply['released']} message(s)"
     if args.command == "disable":
         return f"source {args.ip} disabled (virtual MTAs: {', '.join(reply['vmtas'])})"
+    if args.command == "reload":
+        notes = "".join(f"\nwarning: {w}" for w in reply.get("warnings", []))
+        return f"configuration reloaded from {reply['config']}{notes}"
     if args.command == "set":
         return f"{reply['queues']} queue(s) set to {args.mode}"
     return "ok"
 
 
 def run_console_command(args: argparse.Namespace) -> int:
+    if args.command == "tail":
+        return run_tail(args)
     try:
         reply = request(socket_path(args.config), build_request(args))
     except ConsoleError as exc:

@@ -10,7 +10,10 @@ from __future__ import annotations
 import json
 import socket
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from outrider.config.model import Config
 
 DEFAULT_CONFIG = "/etc/outrider/outrider.toml"
 TIMEOUT = 60.0  # seconds: a look-up over a very large queue may take a while
@@ -20,18 +23,47 @@ class ConsoleError(Exception):
     """What the operator is told on stderr (the command exits 1)."""
 
 
-def socket_path(config_path: str) -> Path:
-    """``<state-dir>/control.sock`` of the config (relative paths are read from the
-    current directory, as the daemon reads them)."""
+def load(config_path: str) -> Config:
+    """The daemon's config (relative paths are read from the current directory, as the
+    daemon reads them)."""
     from outrider.config.loader import ConfigError, load_config
 
     try:
-        config = load_config(config_path)
+        return load_config(config_path)
     except ConfigError as exc:
         raise ConsoleError("\n".join(str(p) for p in exc.problems)) from None
     except OSError as exc:
         raise ConsoleError(f"{config_path}: cannot read: {exc.strerror}") from None
-    return config.server.state_dir / "control.sock"
+
+
+def socket_path(config_path: str) -> Path:
+    """``<state-dir>/control.sock`` of the config. A file that no longer validates (an
+    edit not yet reloaded, say) still names the running daemon's state directory: it
+    is read from the TOML alone, so ``outrider reload`` can report what is wrong."""
+    try:
+        return load(config_path).server.state_dir / "control.sock"
+    except ConsoleError:
+        state_dir = raw_state_dir(config_path)
+        if state_dir is None:
+            raise
+        return state_dir / "control.sock"
+
+
+def raw_state_dir(config_path: str) -> Path | None:
+    """``[server] state-dir`` read from the TOML without validating the rest."""
+    import tomllib
+
+    from outrider.config.model import ServerSettings
+
+    try:
+        with open(config_path, "rb") as fh:
+            server = tomllib.load(fh).get("server", {})
+    except (OSError, tomllib.TOMLDecodeError):
+        return None
+    value = server.get("state-dir") if isinstance(server, dict) else None
+    if value is None:
+        value = ServerSettings.__dataclass_fields__["state_dir"].default
+    return Path.cwd() / str(value) if isinstance(value, str | Path) else None
 
 
 def request(path: Path, payload: dict[str, Any], timeout: float = TIMEOUT) -> dict[str, Any]:

@@ -16,6 +16,7 @@ One request per line, one reply per line. The ``outrider`` console commands
     {"cmd": "pause-job", "job": "spring-sale"}            {"cmd": "resume-job", ...}
     {"cmd": "backoff", "queue": "example.org"}            {"cmd": "normal", ...}
     {"cmd": "disable-source", "ip": "192.0.2.10"}         {"cmd": "enable-source", ...}
+    {"cmd": "reload"}                                     like SIGHUP, with the verdict
 
 Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. A command about
 something that does not exist (a queue, job, message or source that matches nothing, a
@@ -33,6 +34,7 @@ import json
 import logging
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from outrider.queue import console_verbs as verbs
@@ -56,17 +58,27 @@ SYNC_VERBS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "release": verbs.release,
 }
 
-Overview = Callable[[], dict[str, Any]]
+
+@dataclass(frozen=True, slots=True)
+class DaemonHooks:
+    """What only the daemon can answer: its overview (``show status``) and a reload."""
+
+    overview: Callable[[], dict[str, Any]]
+    reload: Callable[[], dict[str, Any]]
 
 
 async def handle_request(
-    operator: Operator, request: dict[str, Any], overview: Overview | None = None
+    operator: Operator, request: dict[str, Any], hooks: DaemonHooks | None = None
 ) -> dict[str, Any]:
     """Run one control command (dispatch; no I/O beyond what the operator API does)."""
     cmd = request.get("cmd")
     try:
-        if cmd == "overview":
-            return {"ok": True, "status": overview() if overview is not None else {}}
+        if cmd in ("overview", "reload"):
+            if hooks is None:
+                return {"ok": False, "error": f"{cmd} needs the daemon"}
+            if cmd == "reload":
+                return hooks.reload()
+            return {"ok": True, "status": hooks.overview()}
         if cmd == "message":
             return await verbs.show_message(Console(operator.scheduler), request)
         handler = SYNC_VERBS.get(cmd) if isinstance(cmd, str) else None
@@ -138,10 +150,10 @@ def _source_verb(operator: Operator, cmd: str, request: dict[str, Any]) -> dict[
 
 
 class ControlServer:
-    def __init__(self, path: str, operator: Operator, overview: Overview | None = None) -> None:
+    def __init__(self, path: str, operator: Operator, hooks: DaemonHooks | None = None) -> None:
         self.path = path
         self.operator = operator
-        self.overview = overview
+        self.hooks = hooks
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
@@ -162,7 +174,7 @@ class ControlServer:
                     request = json.loads(line)
                     if not isinstance(request, dict):
                         raise ValueError("a JSON object is required")
-                    reply = await handle_request(self.operator, request, self.overview)
+                    reply = await handle_request(self.operator, request, self.hooks)
                 except ValueError as exc:
                     reply = {"ok": False, "error": f"bad request: {exc}"}
                 except Exception as exc:  # a failed command must not end the server

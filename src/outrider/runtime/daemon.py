@@ -29,7 +29,7 @@ from outrider.inbound.receiver import Listener
 from outrider.intake import Intake, SchedulerSink
 from outrider.intake.build import build_notice_intake, reconfigure_intake
 from outrider.intake.sink import HeldSink
-from outrider.queue.control import ControlServer
+from outrider.queue.control import ControlServer, DaemonHooks
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
 from outrider.runtime.adoption import OrphanAdopter
@@ -95,7 +95,9 @@ class Daemon:
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
         control = ControlServer(
-            str(config.server.state_dir / "control.sock"), Operator(manager), self.overview
+            str(config.server.state_dir / "control.sock"),
+            Operator(manager),
+            DaemonHooks(overview=self.overview, reload=self.apply_reload),
         )
         await control.start()
 
@@ -286,11 +288,23 @@ class Daemon:
 
     # -- reload -----------------------------------------------------------------------------
     def reload(self) -> None:
+        """SIGHUP."""
+        self.apply_reload()
+
+    def apply_reload(self) -> dict[str, Any]:
+        """Load the config file again and apply it (``outrider reload``, SIGHUP): the
+        reply says whether it was accepted, with every problem when it was not, and
+        what needs a restart."""
         try:
             new = load_config(self.config_path)
-        except (ConfigError, OSError) as exc:
+        except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
-            return
+            problems = "\n".join(str(p) for p in exc.problems)
+            return {"ok": False, "error": f"reload refused, the running config stays:\n{problems}"}
+        except OSError as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+            return {"ok": False, "error": f"{self.config_path}: cannot read: {exc.strerror}"}
+        warnings: list[str] = []
         self.config = new
         self.manager.update_config(new)
         reconfigure_intake(self.notice_intake, new, None)
@@ -299,9 +313,11 @@ class Daemon:
             # needs a restart. (This process has none, so it would call all of them new.)
             self.receivers.reload()
         elif self.intake is not None:
-            for warning in reload_listeners(self.listeners, new, intake=self.intake):
+            warnings = reload_listeners(self.listeners, new, intake=self.intake)
+            for warning in warnings:
                 log.warning("reload: %s", warning)
         log.info("configuration reloaded from %s", self.config_path)
+        return {"ok": True, "config": self.config_path, "warnings": warnings}
 
     # -- pid file ---------------------------------------------------------------------------
     def _write_pid_file(self) -> None:
