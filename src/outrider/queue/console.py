@@ -9,11 +9,12 @@ counted as ``busy``.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from dataclasses import dataclass
 from typing import Any
 
-from outrider.message.envelope import Envelope, Recipient
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.queue.inventory import (
     Selector,
     locate_items,
@@ -30,6 +31,7 @@ from outrider.spool.reader import body_head
 log = logging.getLogger("outrider.queue")
 
 EVERYTHING = Selector()
+YIELD_EVERY = 5000  # messages looked at between two turns of the event loop
 HEADER_LIMIT = 64 * 1024  # octets read for `show message`
 BODY_LIMIT = 4 * 1024 * 1024  # octets returned by `show message --body`
 
@@ -50,31 +52,44 @@ class Console:
         self.ctx = scheduler.ctx
 
     # -- look-ups ----------------------------------------------------------------------------
-    def rows(self, selector: Selector = EVERYTHING) -> list[QueuedRcpt]:
-        now = self.ctx.clock()
+    async def rows(self, selector: Selector = EVERYTHING) -> list[QueuedRcpt]:
+        """Every matching pending recipient. A snapshot taken in slices, letting the event
+        loop run between them: a look-up over a big queue does not stall deliveries."""
         holds = self.scheduler.holds
+        messages = list(self.scheduler.messages.values())
         rows: list[QueuedRcpt] = []
-        for msg, rcpt, queue in pending(self.scheduler.messages):
-            if not selector.matches(msg, rcpt, queue):
-                continue
-            env = msg.envelope
-            rows.append(
-                QueuedRcpt(
-                    queue_id=env.queue_id,
-                    sender=env.sender,
-                    rcpt=rcpt.address,
-                    queue=queue,
-                    domain=rcpt.domain,
-                    vmta=queue.rpartition("/")[2],
-                    job=env.job_id,
-                    attempts=rcpt.attempts,
-                    next_attempt=rcpt.next_attempt,
-                    last_error=rcpt.last_reply,
-                    size=env.size,
-                    received_at=env.received_at,
-                    state=recipient_state(holds, msg, rcpt, queue, now),
-                )
-            )
+        for start in range(0, len(messages), YIELD_EVERY):
+            if start:
+                await asyncio.sleep(0)
+            now = self.ctx.clock()
+            for msg in messages[start : start + YIELD_EVERY]:
+                if msg.removing:
+                    continue
+                env = msg.envelope
+                for rcpt in env.recipients:
+                    if rcpt.status is not RcptStatus.PENDING:
+                        continue
+                    domain = rcpt.domain
+                    queue = queue_of(msg, rcpt, domain)
+                    if not selector.matches(msg, rcpt, queue):
+                        continue
+                    rows.append(
+                        QueuedRcpt(
+                            queue_id=env.queue_id,
+                            sender=env.sender,
+                            rcpt=rcpt.address,
+                            queue=queue,
+                            domain=domain,
+                            vmta=queue.rpartition("/")[2],
+                            job=env.job_id,
+                            attempts=rcpt.attempts,
+                            next_attempt=rcpt.next_attempt,
+                            last_error=rcpt.last_reply,
+                            size=env.size,
+                            received_at=env.received_at,
+                            state=recipient_state(holds, msg, rcpt, queue, now),
+                        )
+                    )
         return rows
 
     def live(self) -> list[LiveQueue]:
@@ -129,7 +144,7 @@ class Console:
         now = self.ctx.clock()
         matched = changed = 0
         touched: dict[int, QueuedMessage] = {}
-        for msg, rcpt, queue in pending(self.scheduler.messages):
+        for msg, rcpt, queue in pending(self.scheduler.messages.values()):
             if not selector.matches(msg, rcpt, queue):
                 continue
             matched += 1
@@ -153,7 +168,7 @@ class Console:
         whole = whole_message_held(parked)
         matched = busy = 0
         chosen: dict[int, tuple[QueuedMessage, dict[str, list[Recipient]]]] = {}
-        for msg, rcpt, queue in pending(scheduler.messages):
+        for msg, rcpt, queue in pending(scheduler.messages.values()):
             if not selector.matches(msg, rcpt, queue):
                 continue
             matched += 1
@@ -211,7 +226,7 @@ class Console:
     def _message_ids(self, selector: Selector) -> set[str]:
         return {
             msg.envelope.queue_id
-            for msg, rcpt, queue in pending(self.scheduler.messages)
+            for msg, rcpt, queue in pending(self.scheduler.messages.values())
             if selector.matches(msg, rcpt, queue)
         }
 

@@ -74,12 +74,12 @@ def describe(sel: Selector) -> str:
     return ", ".join(p for p in parts if p) or "the whole queue"
 
 
-def show_queues(console: Console, request: dict[str, Any]) -> Reply:
+async def show_queues(console: Console, request: dict[str, Any]) -> Reply:
     sort = text(request, "sort") or "recipients"
     if sort not in SORTS:
         raise BadRequest(f"'sort' must be one of {', '.join(SORTS)}")
     views = queue_views(
-        console.rows(),
+        await console.rows(),
         console.live(),
         console.ctx.clock(),
         domain=text(request, "domain"),
@@ -91,23 +91,23 @@ def show_queues(console: Console, request: dict[str, Any]) -> Reply:
     return {"ok": True, "queues": views}
 
 
-def show_topdomains(console: Console, request: dict[str, Any]) -> Reply:
-    views = domain_views(console.rows(), console.ctx.clock(), number(request, "max", 20))
+async def show_topdomains(console: Console, request: dict[str, Any]) -> Reply:
+    views = domain_views(await console.rows(), console.ctx.clock(), number(request, "max", 20))
     return {"ok": True, "domains": views}
 
 
-def show_vmtas(console: Console, request: dict[str, Any]) -> Reply:
+async def show_vmtas(console: Console, request: dict[str, Any]) -> Reply:
     ctx = console.ctx
     sources = {name: v.source_ip for name, v in ctx.config.virtual_mtas.items()}
-    views = vmta_views(console.rows(), console.live(), sources, ctx.control.disabled_ips)
+    views = vmta_views(await console.rows(), console.live(), sources, ctx.control.disabled_ips)
     return {"ok": True, "vmtas": views}
 
 
-def show_jobs(console: Console, request: dict[str, Any]) -> Reply:
-    return {"ok": True, "jobs": job_views(console.rows(), console.ctx.control.paused_jobs)}
+async def show_jobs(console: Console, request: dict[str, Any]) -> Reply:
+    return {"ok": True, "jobs": job_views(await console.rows(), console.ctx.control.paused_jobs)}
 
 
-def list_recipients(console: Console, request: dict[str, Any]) -> Reply:
+async def list_recipients(console: Console, request: dict[str, Any]) -> Reply:
     sel = Selector(
         queue=text(request, "queue"),
         rcpt=text(request, "rcpt"),
@@ -116,7 +116,7 @@ def list_recipients(console: Console, request: dict[str, Any]) -> Reply:
         message=text(request, "id"),
     )
     limit = number(request, "limit", DEFAULT_LIST_LIMIT)
-    rows = console.rows(sel)
+    rows = await console.rows(sel)
     rows.sort(key=lambda r: (r.received_at, r.queue_id, r.rcpt))
     shown = rows[:limit] if limit else rows
     return {"ok": True, "total": len(rows), "recipients": [r.as_json() for r in shown]}

@@ -33,7 +33,7 @@ import contextlib
 import json
 import logging
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,12 +46,15 @@ log = logging.getLogger("outrider.control")
 MAX_REQUEST = 64 * 1024
 
 
-SYNC_VERBS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
+LOOKUPS: dict[str, Callable[[Console, dict[str, Any]], Awaitable[dict[str, Any]]]] = {
     "queues": verbs.show_queues,
     "topdomains": verbs.show_topdomains,
     "vmtas": verbs.show_vmtas,
     "jobs": verbs.show_jobs,
     "list": verbs.list_recipients,
+    "message": verbs.show_message,
+}
+ACTIONS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
     "retry": verbs.retry,
     "delete": verbs.delete,
     "hold": verbs.hold,
@@ -79,11 +82,10 @@ async def handle_request(
             if cmd == "reload":
                 return hooks.reload()
             return {"ok": True, "status": hooks.overview()}
-        if cmd == "message":
-            return await verbs.show_message(Console(operator.scheduler), request)
-        handler = SYNC_VERBS.get(cmd) if isinstance(cmd, str) else None
-        if handler is not None:
-            return handler(Console(operator.scheduler), request)
+        if isinstance(cmd, str) and cmd in LOOKUPS:
+            return await LOOKUPS[cmd](Console(operator.scheduler), request)
+        if isinstance(cmd, str) and cmd in ACTIONS:
+            return ACTIONS[cmd](Console(operator.scheduler), request)
         return _schedule_verb(operator, cmd, request)
     except verbs.BadRequest as exc:
         return {"ok": False, "error": str(exc)}

@@ -26,9 +26,11 @@ def queue_name(name: str) -> str:
     return domain_key(destination) + slash + vmta
 
 
-def queue_of(msg: QueuedMessage, rcpt: Recipient) -> str:
-    """The delivery queue a pending recipient waits for."""
-    domain = rcpt.domain
+def queue_of(msg: QueuedMessage, rcpt: Recipient, domain: str | None = None) -> str:
+    """The delivery queue a pending recipient waits for (``domain``: its domain, when the
+    caller has it already)."""
+    if domain is None:
+        domain = rcpt.domain
     routed = msg.routes.get(domain)
     if routed is not None:
         return routed
@@ -51,6 +53,8 @@ class Selector:
         return not (self.queue or self.message or self.rcpt or self.job or self.sender)
 
     def matches(self, msg: QueuedMessage, rcpt: Recipient, queue: str) -> bool:
+        if self.empty:
+            return True
         env = msg.envelope
         if self.message and env.queue_id != self.message:
             return False
@@ -67,9 +71,11 @@ class Selector:
         return True
 
 
-def pending(messages: dict[str, QueuedMessage]) -> Iterator[tuple[QueuedMessage, Recipient, str]]:
+def pending(
+    messages: Iterable[QueuedMessage],
+) -> Iterator[tuple[QueuedMessage, Recipient, str]]:
     """Every pending recipient with its message and the queue it waits for."""
-    for msg in messages.values():
+    for msg in messages:
         if msg.removing:
             continue
         for rcpt in msg.envelope.recipients:
@@ -86,10 +92,12 @@ def recipient_state(
     env = msg.envelope
     paused = control.paused_queues
     if (
-        env.queue_id in control.held_messages
+        (control.held_messages and env.queue_id in control.held_messages)
         or holds.job_paused(env.job_id)
-        or (paused and (queue in paused or queue.rpartition("/")[0] in paused))
-        or rcpt.domain in paused
+        or (
+            paused
+            and (queue in paused or queue.rpartition("/")[0] in paused or rcpt.domain in paused)
+        )
     ):
         return "held"
     if rcpt.next_attempt > now:

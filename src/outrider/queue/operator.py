@@ -40,7 +40,8 @@ class Operator:
         if any(name in (q.name, q.key, q.domain) for q in self.scheduler.queues.values()):
             return True
         return any(
-            Selector(queue=name).matches(*found) for found in pending(self.scheduler.messages)
+            Selector(queue=name).matches(*found)
+            for found in pending(self.scheduler.messages.values())
         )
 
     def resume_queue(self, name: str) -> bool:

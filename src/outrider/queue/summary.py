@@ -120,15 +120,17 @@ def queue_views(
     """``show queues``: one object per queue with mail or connections, or not normal."""
     groups = _group(rows, "queue")
     facts = {q.name: q for q in live}
+    held = {row.queue for row in rows if row.state == "held"}
     views: list[dict[str, Any]] = []
     for name in sorted(set(groups) | set(facts)):
         acc = groups.get(name) or _Acc()
         fact = facts.get(name)
-        if fact is None:
+        if fact is None:  # not routed since the start: mail waiting for its retry time
             dest, _, queue_vmta = name.rpartition("/")
-            fact = LiveQueue(name, dest, queue_vmta, "normal", "", 0, "")
-            if any(row.queue == name and row.state == "held" for row in rows):
-                fact = LiveQueue(name, dest, queue_vmta, "paused", "paused by the operator", 0, "")
+            if name in held:
+                fact = LiveQueue(name, dest, queue_vmta, "paused", "held by the operator", 0, "")
+            else:
+                fact = LiveQueue(name, dest, queue_vmta, "normal", "", 0, "")
         if not acc.recipients and not fact.connections and fact.mode == "normal":
             continue
         if domain and domain != fact.domain and domain not in acc.domains:

@@ -162,7 +162,7 @@ async def test_delete_of_mail_held_in_a_paused_queue(make: Any) -> None:
     operator.pause_queue("a.test")
     env = h.submit("a@a.test")
     await idle()
-    rows = Console(h.scheduler).rows()
+    rows = await Console(h.scheduler).rows()
     assert [r.state for r in rows] == ["held"]
     assert (await ask(h, cmd="delete", queue="a.test"))["deleted"] == 1
     await idle()
@@ -182,7 +182,7 @@ async def test_hold_and_release_a_message(make: Any) -> None:
     h.transport.replies.clear()
     await h.advance(120)
     assert len(h.transport.sent) == 1  # held: the retry did not go
-    assert [r.state for r in Console(h.scheduler).rows()] == ["held"]
+    assert [r.state for r in (await Console(h.scheduler).rows())] == ["held"]
     assert await ask(h, cmd="release", id=env.queue_id) == {"ok": True, "released": 1}
     await idle()
     assert len(h.transport.sent) == 2
@@ -299,7 +299,7 @@ async def test_hold_and_release_by_queue(make: Any) -> None:
     await idle()
     assert (await ask(h, cmd="hold", queue="a.test"))["held"] == 2
     assert h.scheduler.ctx.control.held_messages == {first.queue_id, second.queue_id}
-    states = {r.rcpt: r.state for r in Console(h.scheduler).rows()}
+    states = {r.rcpt: r.state for r in await Console(h.scheduler).rows()}
     assert states == {"a@a.test": "held", "b@a.test": "held", "c@c.test": "deferred"}
     assert (await ask(h, cmd="release", queue="a.test")) == {"ok": True, "released": 2}
     assert other.queue_id not in h.scheduler.ctx.control.held_messages
