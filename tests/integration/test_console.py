@@ -186,3 +186,34 @@ def test_reload_reports_its_verdict_and_tail_follows_the_log(
         if tail.stdout is not None:
             tail.stdout.close()
     assert d.stop() == 0
+
+
+def test_route_says_where_mail_would_go_and_why(
+    make_daemon: Callable[..., DaemonHandle], mx_port: int
+) -> None:
+    d = make_daemon(receiver_processes=1, extra=SLOW_RETRY)
+    d.start()
+    route = outrider_json(d, "route", "User@Example.org")
+    assert (route["domain"], route["delivery"], route["relay_domain"]) == (
+        "example.org",
+        "mx",
+        True,
+    )
+    assert route["hosts"] == [
+        {"host": "mx1.example.org", "port": mx_port, "preference": 10, "addresses": ["127.0.0.2"]}
+    ]
+    assert route["queues"] == ["mx:mx1.example.org/default"]
+    assert route["policy"]["retry-after"] == {"value": [3600.0], "from": 'domain."example.org"'}
+    assert route["policy"]["connect-timeout"] == {"value": 2.0, "from": 'domain."*"'}
+    assert route["policy"]["max-smtp-out"]["from"] == "built-in default"
+    assert route["tls"]["mode"] == "opportunistic"
+    gone = outrider_json(d, "route", "x@nullmx.test")
+    assert gone["hosts"] == [] and "nullmx.test" in gone["error"]
+    assert outrider_json(d, "route", "postmaster")["postmaster_mapped_to"] == (
+        "postmaster@mta.outrider.test"
+    )
+    human = outrider(d, "route", "user@example.org")
+    assert human.returncode == 0 and "mx1.example.org" in human.stdout
+    bad = outrider(d, "route", "user@example.org", "--vmta", "nope")
+    assert bad.returncode == 1 and "no virtual MTA or pool named nope" in bad.stderr
+    assert d.stop() == 0

@@ -31,6 +31,7 @@ COMMANDS = (
     "enable",
     "reload",
     "tail",
+    "route",
 )
 
 
@@ -109,6 +110,9 @@ def add_console_parsers(sub: Any) -> None:
     sub.add_parser(
         "reload", parents=[common], help="reload the config file; says whether it was accepted"
     )
+    route = sub.add_parser("route", parents=[common], help="where mail for an address would go")
+    route.add_argument("address", help="a recipient address")
+    route.add_argument("--vmta", default="", help="as sent by this virtual MTA or pool")
     tail = sub.add_parser("tail", parents=[common], help="follow the accounting log")
     tail.add_argument("--type", default="", help="record types, e.g. d,b,t (default all)")
     tail.add_argument("--rcpt", default="", help="only this recipient")
@@ -171,6 +175,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
         return {"cmd": command, "queue": args.name}
     if command == "reload":
         return {"cmd": "reload"}
+    if command == "route":
+        return {"cmd": "route", "address": args.address, "vmta": args.vmta}
     if command in ("disable", "enable"):
         return {"cmd": f"{command}-source", "ip": args.ip}
     return {"cmd": args.mode, "queue": args.name}  # set queue NAME --mode
@@ -178,7 +184,7 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _json_of(args: argparse.Namespace, reply: dict[str, Any]) -> Any:
     """The part of the reply ``--json`` prints: the list or object the command is about."""
-    for key in ("queues", "domains", "vmtas", "jobs", "recipients", "message", "status"):
+    for key in ("queues", "domains", "vmtas", "jobs", "recipients", "message", "status", "route"):
         if key in reply and not (args.command == "set" and key == "queues"):
             return reply[key]
     return {k: v for k, v in reply.items() if k != "ok"}
@@ -208,6 +214,8 @@ def _human(args: argparse.Namespace, reply: dict[str, Any]) -> str:
         return f"released {reply['released']} message(s)"
     if args.command == "disable":
         return f"source {args.ip} disabled (virtual MTAs: {', '.join(reply['vmtas'])})"
+    if args.command == "route":
+        return tables.route(reply["route"])
     if args.command == "reload":
         notes = "".join(f"\nwarning: {w}" for w in reply.get("warnings", []))
         return f"configuration reloaded from {reply['config']}{notes}"

@@ -195,3 +195,37 @@ def message(m: dict[str, Any]) -> str:
     content = m.get("body", m.get("headers", ""))
     tail = "\n(truncated)" if m.get("truncated") else ""
     return "\n".join([*lines, "", table(m["recipients"], columns), "", content.rstrip()]) + tail
+
+
+def route(r: dict[str, Any]) -> str:
+    lines = [f"address: {r['address']}"]
+    if r.get("postmaster_mapped_to"):
+        lines.append(f"postmaster: delivered to {r['postmaster_mapped_to']}")
+    relay = (
+        "a relay domain (accepted from anyone)"
+        if r["relay_domain"]
+        else "relayed for trusted clients only"
+    )
+    lines += [
+        f"domain: {r['domain']}, {relay}",
+        f"delivery: {r['delivery']} (virtual MTA {r['vmta']})",
+        f"queue: {', '.join(r['queues']) or '-'}",
+    ]
+    if r.get("error"):
+        lines.append(f"error: {r['error']}")
+    hosts = [{**h, "addresses": " ".join(h["addresses"])} for h in r["hosts"]]
+    host_columns: Columns = (
+        ("preference", "PREF"),
+        ("host", "HOST"),
+        ("port", "PORT"),
+        ("addresses", "ADDRESSES"),
+    )
+    tls = r["tls"]
+    sts = f", MTA-STS MX {' '.join(tls['mta_sts_mx'])}" if tls["mta_sts_mx"] else ""
+    lines += ["", table(hosts, host_columns, empty="no hosts"), ""]
+    lines.append(f"tls: {tls['mode']}, verify {tls['verify']} (from {tls['source']}){sts}")
+    policy = [
+        {"key": k, "value": cell(v["value"]), "from": v["from"]} for k, v in r["policy"].items()
+    ]
+    lines += ["", table(policy, (("key", "POLICY"), ("value", "VALUE"), ("from", "FROM")))]
+    return "\n".join(lines)

@@ -17,6 +17,7 @@ One request per line, one reply per line. The ``outrider`` console commands
     {"cmd": "backoff", "queue": "example.org"}            {"cmd": "normal", ...}
     {"cmd": "disable-source", "ip": "192.0.2.10"}         {"cmd": "enable-source", ...}
     {"cmd": "reload"}                                     like SIGHUP, with the verdict
+    {"cmd": "route", "address": "user@example.net", "vmta": ""}
 
 Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. A command about
 something that does not exist (a queue, job, message or source that matches nothing, a
@@ -64,10 +65,12 @@ ACTIONS: dict[str, Callable[[Console, dict[str, Any]], dict[str, Any]]] = {
 
 @dataclass(frozen=True, slots=True)
 class DaemonHooks:
-    """What only the daemon can answer: its overview (``show status``) and a reload."""
+    """What only the daemon can answer: its overview (``show status``), a reload, and
+    where mail for an address would go (``route``)."""
 
     overview: Callable[[], dict[str, Any]]
     reload: Callable[[], dict[str, Any]]
+    route: Callable[[str, str | None], Awaitable[dict[str, Any]]]
 
 
 async def handle_request(
@@ -76,11 +79,13 @@ async def handle_request(
     """Run one control command (dispatch; no I/O beyond what the operator API does)."""
     cmd = request.get("cmd")
     try:
-        if cmd in ("overview", "reload"):
+        if cmd in ("overview", "reload", "route"):
             if hooks is None:
                 return {"ok": False, "error": f"{cmd} needs the daemon"}
             if cmd == "reload":
                 return hooks.reload()
+            if cmd == "route":
+                return await _route(hooks, request)
             return {"ok": True, "status": hooks.overview()}
         if isinstance(cmd, str) and cmd in LOOKUPS:
             return await LOOKUPS[cmd](Console(operator.scheduler), request)
@@ -89,6 +94,17 @@ async def handle_request(
         return _schedule_verb(operator, cmd, request)
     except verbs.BadRequest as exc:
         return {"ok": False, "error": str(exc)}
+
+
+async def _route(hooks: DaemonHooks, request: dict[str, Any]) -> dict[str, Any]:
+    address = verbs.text(request, "address")
+    if not address:
+        raise verbs.BadRequest("'address' (a recipient address) is required")
+    try:
+        answer = await hooks.route(address, verbs.text(request, "vmta") or None)
+    except ValueError as exc:
+        return {"ok": False, "error": str(exc)}
+    return {"ok": True, "route": answer}
 
 
 def _schedule_verb(operator: Operator, cmd: object, request: dict[str, Any]) -> dict[str, Any]:

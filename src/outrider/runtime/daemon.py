@@ -38,6 +38,7 @@ from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.inbound_count import inbound_connections
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
+from outrider.runtime.route_info import explain_route
 from outrider.runtime.stats import TrafficCounters, overview
 from outrider.spool.disk import DiskSpool
 from outrider.throttle.remote import ThrottleServer
@@ -73,7 +74,8 @@ class Daemon:
         # `[dns] timeout` bounds the whole lookup (every server and retry), not one query.
         timeout = config.dns.timeout
         resolver = MxResolver(nameserver_specs(config), timeout=timeout, lifetime=timeout)
-        manager = Scheduler(config=config, spool=spool, transports=SmtpTransport(config, resolver))
+        self.transport = SmtpTransport(config, resolver)
+        manager = Scheduler(config=config, spool=spool, transports=self.transport)
         manager.bus.subscribe(AccountingSubscriber(accounting))
         event_log = EventLogSubscriber()
         manager.bus.subscribe(event_log)
@@ -97,7 +99,7 @@ class Daemon:
         control = ControlServer(
             str(config.server.state_dir / "control.sock"),
             Operator(manager),
-            DaemonHooks(overview=self.overview, reload=self.apply_reload),
+            DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route),
         )
         await control.start()
 
@@ -177,6 +179,10 @@ class Daemon:
             spool_bytes=sum(m.envelope.size for m in manager.messages.values()),
             spool_dir=self.config.server.spool_dir,
         )
+
+    async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
+        """``outrider route``: asks this daemon's resolver and its running config."""
+        return await explain_route(self.config, self.transport, address, vmta)
 
     async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
         count = 0
