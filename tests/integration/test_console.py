@@ -161,8 +161,21 @@ def test_reload_reports_its_verdict_and_tail_follows_the_log(
     assert refused.returncode == 1
     assert "reload refused, the running config stays" in refused.stderr
     assert "max-rcpt-per-message" in refused.stderr
-    d.edit_config('max-rcpt-per-message = "lots"', "max-rcpt-per-message = 100")
+
+    def running_limit() -> object:
+        shown = outrider_json(d, "show", "config")
+        assert shown["source"] == str(d.config_path)
+        return shown["config"]["listener"][0]["max-rcpt-per-message"]
+
+    assert running_limit() == 100  # the running config, not the broken file
+    d.edit_config('max-rcpt-per-message = "lots"', "max-rcpt-per-message = 50")
+    assert running_limit() == 100
     assert outrider_json(d, "reload")["warnings"] == []
+    assert running_limit() == 50
+    effective = outrider_json(d, "show", "config", "--effective")["config"]
+    assert effective["server"]["hostname"] == "mta.outrider.test"
+    assert effective['domain."*"']["retry-after"] == [1.0]
+    assert "[server]" in outrider(d, "show", "config").stdout
 
     command = ["tail", "--json", "--type", "d", "-n", "0", "-c", str(d.config_path)]
     tail = subprocess.Popen(

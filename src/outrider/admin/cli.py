@@ -79,6 +79,8 @@ def add_console_parsers(sub: Any) -> None:
     top.add_argument("--max", type=int, default=20, help="at most this many domains (default 20)")
     what.add_parser("vmtas", parents=[common], help="virtual MTAs and their queues")
     what.add_parser("jobs", parents=[common], help="jobs with queued mail, and paused jobs")
+    conf = what.add_parser("config", parents=[common], help="the running configuration")
+    conf.add_argument("--effective", action="store_true", help="every key, defaults included")
     msg = what.add_parser("message", parents=[common], help="one queued message")
     msg.add_argument("id", help="the queue id (from '250 queued as ...')")
     msg.add_argument("--body", action="store_true", help="the whole message, not just headers")
@@ -155,6 +157,8 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
             return {"cmd": "topdomains", "max": max(0, args.max)}
         if what == "message":
             return {"cmd": "message", "id": args.id, "body": args.body}
+        if what == "config":
+            return {"cmd": "config", "effective": args.effective}
         return {"cmd": what}
     if command == "list":
         return {
@@ -184,7 +188,10 @@ def build_request(args: argparse.Namespace) -> dict[str, Any]:
 
 def _json_of(args: argparse.Namespace, reply: dict[str, Any]) -> Any:
     """The part of the reply ``--json`` prints: the list or object the command is about."""
-    for key in ("queues", "domains", "vmtas", "jobs", "recipients", "message", "status", "route"):
+    keys = ("queues", "domains", "vmtas", "jobs", "recipients", "message", "status", "route")
+    if args.command == "show" and args.what == "config":
+        return {"source": reply["source"], "config": reply["config"]}
+    for key in keys:
         if key in reply and not (args.command == "set" and key == "queues"):
             return reply[key]
     return {k: v for k, v in reply.items() if k != "ok"}
@@ -198,6 +205,7 @@ def _human(args: argparse.Namespace, reply: dict[str, Any]) -> str:
         "vmtas": lambda r: tables.vmtas(r["vmtas"]),
         "jobs": lambda r: tables.jobs(r["jobs"]),
         "message": lambda r: tables.message(r["message"]),
+        "config": lambda r: tables.config(r["config"], r["source"]),
     }
     if args.command == "show":
         return views[args.what](reply)

@@ -6,6 +6,7 @@ show the same data.
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from typing import Any
 
@@ -229,3 +230,36 @@ def route(r: dict[str, Any]) -> str:
     ]
     lines += ["", table(policy, (("key", "POLICY"), ("value", "VALUE"), ("from", "FROM")))]
     return "\n".join(lines)
+
+
+def toml_value(value: Any) -> str:
+    """A config value in TOML syntax (inline tables for rules)."""
+    if isinstance(value, dict):
+        inner = ", ".join(f"{k} = {toml_value(v)}" for k, v in value.items() if v is not None)
+        return "{ " + inner + " }"
+    if isinstance(value, list):
+        return "[" + ", ".join(toml_value(v) for v in value) + "]"
+    return json.dumps(value, ensure_ascii=False)
+
+
+def _toml_table(header: str, keys: dict[str, Any]) -> list[str]:
+    lines = [header]
+    for key, value in keys.items():
+        if value is None:
+            lines.append(f"# {key}: not set")
+        else:
+            lines.append(f"{key} = {toml_value(value)}")
+    return [*lines, ""]
+
+
+def config(tables_: dict[str, Any], source: str | None) -> str:
+    """``show config``: the running configuration as TOML tables (durations in seconds,
+    sizes in octets)."""
+    lines = [f"# running configuration, loaded from {source or '(no file)'}", ""]
+    for name, keys in tables_.items():
+        if name == "listener":
+            for listener in keys:
+                lines += _toml_table("[[listener]]", listener)
+        else:
+            lines += _toml_table(f"[{name}]", keys)
+    return "\n".join(lines).rstrip()

@@ -17,6 +17,7 @@ One request per line, one reply per line. The ``outrider`` console commands
     {"cmd": "backoff", "queue": "example.org"}            {"cmd": "normal", ...}
     {"cmd": "disable-source", "ip": "192.0.2.10"}         {"cmd": "enable-source", ...}
     {"cmd": "reload"}                                     like SIGHUP, with the verdict
+    {"cmd": "config", "effective": false}                 the running configuration
     {"cmd": "route", "address": "user@example.net", "vmta": ""}
 
 Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. A command about
@@ -38,6 +39,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
+from outrider.config.dump import dump
 from outrider.queue import console_verbs as verbs
 from outrider.queue.console import Console
 from outrider.queue.operator import Operator
@@ -150,6 +152,11 @@ def _schedule_verb(operator: Operator, cmd: object, request: dict[str, Any]) -> 
         return {"ok": False, "error": f"job {job} is not paused"}
     if cmd in ("disable-source", "enable-source"):
         return _source_verb(operator, cmd, request)
+    if cmd == "config":
+        config = operator.ctx.config
+        effective = verbs.flag(request, "effective")
+        source = str(config.source) if config.source is not None else None
+        return {"ok": True, "source": source, "config": dump(config, effective=effective)}
     return {"ok": False, "error": f"unknown command {cmd!r}"}
 
 

@@ -42,3 +42,24 @@ def test_each_value_names_the_table_that_set_it() -> None:
     }
     other = explained_policy(config, "example.org", "mta10")
     assert other["max-smtp-out"] == {"value": 20, "from": BUILTIN}
+
+
+def test_show_config_lists_what_differs_and_every_key_when_effective() -> None:
+    from outrider.admin.tables import config as render
+    from outrider.config.dump import dump
+
+    config = parse_config(CONFIG)
+    plain = dump(config)
+    assert plain["server"] == {"hostname": "mta.outrider.test"}
+    assert plain["listener"] == [{"address": ["127.0.0.1", 0]}]
+    assert plain['domain."*.net"'] == {"max-smtp-out": 7}
+    assert plain['domain."$bigmail"'] == {"max-msg-rate": "100/s"}
+    assert plain['virtual-mta.mta10.domain."example.net"'] == {"max-smtp-out": 3}
+    assert "dns" not in plain  # nothing set
+    full = dump(config, effective=True)
+    assert full["dns"]["timeout"] == 5.0
+    assert full['domain."*"']["retry-after"] == [300.0]
+    assert full['domain."*"']["max-smtp-out"] == 20
+    text = render(plain, "/etc/outrider/outrider.toml")
+    assert '[domain."*.net"]\nmax-smtp-out = 7' in text
+    assert '[[listener]]\naddress = ["127.0.0.1", 0]' in text
