@@ -152,8 +152,7 @@ class Console:
                 rcpt.next_attempt = now
                 changed += 1
                 touched[id(msg)] = msg
-        for msg in touched.values():
-            self.scheduler.retry_now(msg)
+        self.scheduler.retry_now(touched.values())
         if changed:
             log.info("operator retry: %d recipient(s) due now", changed)
         return ActionResult(matched, changed)

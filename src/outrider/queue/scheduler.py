@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from outrider.config.model import Config
 from outrider.delivery.transport import DeliveryReport, Transport, TransportSelector
@@ -313,13 +313,14 @@ class Scheduler:
         self.finisher.persist(msg, item.recipients, last)
 
     # -- operator actions (the console) ------------------------------------------------------
-    def retry_now(self, msg: QueuedMessage) -> None:
-        """Dispatch a message whose recipients were made due by the operator. One
-        waiting for its timer goes at once; one with items out is dispatched again by
-        the last of them to settle (dispatching it now would route those items twice)."""
-        if msg.timer is not None and msg.inflight == 0 and not msg.removing:
-            msg.timer.cancel()
-            self._dispatch(msg)
+    def retry_now(self, messages: Iterable[QueuedMessage]) -> None:
+        """Dispatch messages whose recipients the operator made due. One waiting for
+        its timer goes at once; one with items out is dispatched again by the last of
+        them to settle (dispatching it now would route those items twice)."""
+        for msg in messages:
+            if msg.timer is not None and msg.inflight == 0 and not msg.removing:
+                msg.timer.cancel()
+                self._dispatch(msg)
         for queue in self.queues.values():
             if queue.ready:
                 self.slots.maybe_connect(queue)
