@@ -21,11 +21,16 @@ from collections.abc import Callable, Iterable
 
 from outrider.config.model import Config
 from outrider.delivery.transport import DeliveryReport, Transport, TransportSelector
-from outrider.dsn.notices import final_notices, notice_id
+from outrider.dsn.notices import (
+    REMOVED_WITH_DSN,
+    REMOVED_WITHOUT_DSN,
+    final_notices,
+    notice_id,
+)
 from outrider.events.bus import EventBus
 from outrider.events.types import Delivered, MessageQueued
 from outrider.intake.vmta import VmtaTable, envelope_vmta
-from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.policy.outcome import Outcome, local_outcome
 from outrider.queue.context import Context
 from outrider.queue.control_state import ControlState
@@ -336,15 +341,13 @@ class Scheduler:
         """Make recipients the operator deleted final: bounced with 5.0.0, published
         (one accounting record each) and persisted by the finisher. The caller took them
         out of every work item first (``emptied``: an item was left empty and dropped).
-        Without ``bounce`` they are excluded from the failure notice."""
+        Without ``bounce`` their recorded reply keeps them out of the failure notice."""
         env = msg.envelope
         now = self.ctx.clock()
-        outcome = local_outcome(550, "5.0.0", "Removed from the queue by the operator")
+        reply = REMOVED_WITH_DSN if bounce else REMOVED_WITHOUT_DSN
+        outcome = local_outcome(550, "5.0.0", reply.removeprefix("550 5.0.0 "))
         changed: list[Recipient] = []
         for queue_name, rcpts in removals.items():
-            if not bounce:
-                for rcpt in rcpts:
-                    rcpt.notify = Notify.NEVER
             policy = self.ctx.config.policy_for(rcpts[0].domain)
             attempt = Attempt(
                 now=now,

@@ -18,7 +18,7 @@ from outrider.queue.scheduler import Scheduler
 from tests.support.fake_transport import FakeTransport
 from tests.support.memory_spool import MemorySpool
 from tests.unit.queue import test_scheduler_transitions as transitions
-from tests.unit.queue.test_scheduler_transitions import LATER, T0, Harness, idle
+from tests.unit.queue.test_scheduler_transitions import LATER, NO_USER, T0, Harness, idle
 
 make = transitions.make  # the fake-clock harness fixture
 
@@ -303,3 +303,20 @@ async def test_hold_and_release_by_queue(make: Any) -> None:
     assert states == {"a@a.test": "held", "b@a.test": "held", "c@c.test": "deferred"}
     assert (await ask(h, cmd="release", queue="a.test")) == {"ok": True, "released": 2}
     assert other.queue_id not in h.scheduler.ctx.control.held_messages
+
+
+async def test_a_silent_delete_stays_out_of_a_later_failure_notice(make: Any) -> None:
+    """The recorded reply (persisted with the state) keeps the deleted recipient out of
+    the DSN owed when another recipient of the message bounces later."""
+    h = await deferred_harness(make)
+    env = h.submit("a@a.test", "b@a.test")
+    await idle()
+    assert (await ask(h, cmd="delete", rcpt="a@a.test"))["deleted"] == 1
+    await idle()
+    saved = h.spool.saved[env.queue_id].recipients[0]
+    assert saved.last_reply.endswith("(no DSN)")
+    h.transport.replies["b@a.test"] = NO_USER
+    await h.advance(60)
+    [dsn] = [s for s in h.transport.sent if s.sender == ""]
+    assert b"b@a.test" in dsn.body  # type: ignore[operator]
+    assert b"a@a.test" not in dsn.body  # type: ignore[operator]
