@@ -257,7 +257,10 @@ def test_manual_backoff_and_normal_through_the_control_socket(
         timeout=5,
         what="normal record",
     )
-    assert control(d, {"cmd": "backoff", "queue": "nowhere.test"}) == {"ok": True, "queues": 0}
+    assert control(d, {"cmd": "backoff", "queue": "nowhere.test"}) == {
+        "ok": False,
+        "error": "no delivery queue matches nowhere.test",
+    }
     assert d.stop() == 0
 
 

@@ -19,6 +19,8 @@ STATE_FILE = "control.json"
 class ControlState:
     paused_queues: set[str] = field(default_factory=set)  # queue names, destinations or domains
     paused_jobs: set[str] = field(default_factory=set)
+    held_messages: set[str] = field(default_factory=set)  # queue ids (Postfix's hold queue)
+    disabled_ips: set[str] = field(default_factory=set)  # source IPs the operator disabled
     backoff: dict[str, float] = field(default_factory=dict)  # queue name -> entered (epoch)
     disabled: dict[str, dict[str, float]] = field(default_factory=dict)  # dest -> vmta -> until
 
@@ -36,6 +38,8 @@ class ControlState:
             return cls(
                 paused_queues={str(q) for q in data.get("paused_queues", [])},
                 paused_jobs={str(j) for j in data.get("paused_jobs", [])},
+                held_messages={str(m) for m in data.get("held_messages", [])},
+                disabled_ips={str(ip) for ip in data.get("disabled_ips", [])},
                 backoff={str(k): float(v) for k, v in data.get("backoff", {}).items()},
                 disabled={
                     str(dest): {str(v): float(u) for v, u in sources.items()}
@@ -55,6 +59,8 @@ class ControlState:
             {
                 "paused_queues": sorted(self.paused_queues),
                 "paused_jobs": sorted(self.paused_jobs),
+                "held_messages": sorted(self.held_messages),
+                "disabled_ips": sorted(self.disabled_ips),
                 "backoff": self.backoff,
                 "disabled": {d: v for d, v in self.disabled.items() if v},
             },

@@ -1,4 +1,5 @@
-"""Operator holds: mail of paused jobs and paused recipient domains waits here."""
+"""Operator holds: mail of paused jobs, paused recipient domains and held messages
+waits here."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ class Holds:
         self.control = control
         self.jobs: defaultdict[str, list[WorkItem]] = defaultdict(list)
         self.domains: defaultdict[str, list[WorkItem]] = defaultdict(list)
+        self.messages: defaultdict[str, list[WorkItem]] = defaultdict(list)
 
     def queue_paused(self, queue: DeliveryQueue) -> bool:
         """The queue as a whole is paused (by its name or destination)."""
@@ -22,11 +24,18 @@ class Holds:
     def job_paused(self, job_id: str) -> bool:
         return bool(job_id) and job_id in self.control.paused_jobs
 
+    def message_held(self, queue_id: str) -> bool:
+        return queue_id in self.control.held_messages
+
     def park(self, item: WorkItem) -> bool:
         """Hold an item of a paused job or a paused recipient domain; True if held.
 
         A domain pause is per item because under mx-rollup one queue carries several
         domains, and pausing one of them must not stop the others."""
+        queue_id = item.message.envelope.queue_id
+        if queue_id in self.control.held_messages:
+            self.messages[queue_id].append(item)
+            return True
         job = item.message.envelope.job_id
         if job and job in self.control.paused_jobs:
             self.jobs[job].append(item)
@@ -42,8 +51,16 @@ class Holds:
     def release_domain(self, domain: str) -> list[WorkItem]:
         return self.domains.pop(domain, [])
 
+    def release_message(self, queue_id: str) -> list[WorkItem]:
+        return self.messages.pop(queue_id, [])
+
+    def parked(self) -> list[list[WorkItem]]:
+        """Every list of held items (for the console's look-ups and removals)."""
+        return [*self.jobs.values(), *self.domains.values(), *self.messages.values()]
+
     def counts(self) -> dict[str, int]:
         return {
             **{f"job:{job}": len(items) for job, items in self.jobs.items() if items},
             **{f"domain:{d}": len(items) for d, items in self.domains.items() if items},
+            **{f"message:{m}": len(items) for m, items in self.messages.items() if items},
         }

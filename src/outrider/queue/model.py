@@ -23,6 +23,9 @@ class QueuedMessage:
     timer: asyncio.TimerHandle | None = None
     announced: str = ""  # notice kinds handed to the notifier and not yet settled
     removing: bool = False  # final: its removal from the spool is under way
+    # Recipient domain -> the name of the delivery queue it was last routed to, so the
+    # console can count mail waiting for its retry in the queue it waits for.
+    routes: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass(eq=False)
@@ -62,6 +65,7 @@ class DeliveryQueue:
     delivered: int = 0
     failed: int = 0
     deferred: int = 0
+    last_error: str = ""  # the last failure reply (deferral or bounce) seen on the queue
 
     @property
     def name(self) -> str:

@@ -9,17 +9,10 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from outrider.message.domains import domain_key
+from outrider.queue.inventory import Selector, pending, queue_name
 from outrider.queue.scheduler import Scheduler
 
 log = logging.getLogger("outrider.queue")
-
-
-def queue_name(name: str) -> str:
-    """An operator's queue or domain name in the scheduler's spelling: the destination
-    part as an A-label (``Straße.test/pool`` is ``xn--strae-oqa.test/pool``)."""
-    destination, slash, vmta = name.partition("/")
-    return domain_key(destination) + slash + vmta
 
 
 class Operator:
@@ -30,13 +23,26 @@ class Operator:
     def _save(self) -> None:
         self.ctx.control.save(self.ctx.config.server.state_dir)
 
-    def pause_queue(self, name: str) -> None:
+    def pause_queue(self, name: str) -> bool:
         """Pause a queue ("key/vmta"), a destination (every virtual MTA), or one recipient
-        domain (its mail is held even when it shares a rolled-up queue with others)."""
+        domain (its mail is held even when it shares a rolled-up queue with others).
+        A name with no mail yet is paused all the same (mail for it is held when it
+        comes); returns whether it matches a queue or queued mail now."""
         name = queue_name(name)
         self.ctx.control.paused_queues.add(name)
         self._save()
         log.info("paused queue %s", name)
+        return self.knows_queue(name)
+
+    def knows_queue(self, name: str) -> bool:
+        """A delivery queue, destination or domain with a queue or queued mail."""
+        name = queue_name(name)
+        if any(name in (q.name, q.key, q.domain) for q in self.scheduler.queues.values()):
+            return True
+        return any(
+            Selector(queue=name).matches(*found)
+            for found in pending(self.scheduler.messages.values())
+        )
 
     def resume_queue(self, name: str) -> bool:
         name = queue_name(name)
@@ -52,10 +58,13 @@ class Operator:
             scheduler.slots.maybe_connect(queue)
         return True
 
-    def pause_job(self, job_id: str) -> None:
+    def pause_job(self, job_id: str) -> bool:
+        """Pause a job; returns whether mail of it is queued now (a job with none is
+        paused all the same, so a campaign can be stopped before it is injected)."""
         self.ctx.control.paused_jobs.add(job_id)
         self._save()
         log.info("paused job %s", job_id)
+        return any(m.envelope.job_id == job_id for m in self.scheduler.messages.values())
 
     def resume_job(self, job_id: str) -> bool:
         if job_id not in self.ctx.control.paused_jobs:
@@ -84,6 +93,35 @@ class Operator:
             count += 1
         return count
 
+    def disable_source(self, ip: str) -> list[str]:
+        """Stop sending from a source IP to every destination until enabled again; returns
+        the virtual MTAs using it (none: nothing changes). Mail ready in their queues is
+        routed again: to another member of its pool, or deferred (4.4.5)."""
+        vmtas = self.vmtas_of(ip)
+        if not vmtas:
+            return []
+        self.ctx.control.disabled_ips.add(ip)
+        self._save()
+        log.warning("source %s disabled by the operator (%s)", ip, ", ".join(vmtas))
+        for queue in list(self.scheduler.queues.values()):
+            if queue.vmta in vmtas and queue.ready:
+                items = list(queue.ready)
+                queue.ready.clear()
+                for item in items:
+                    self.scheduler.reroute(item)
+        return vmtas
+
+    def enable_source(self, ip: str) -> bool:
+        if ip not in self.ctx.control.disabled_ips:
+            return False
+        self.ctx.control.disabled_ips.discard(ip)
+        self._save()
+        log.info("source %s enabled by the operator", ip)
+        return True
+
+    def vmtas_of(self, ip: str) -> list[str]:
+        return sorted(name for name, v in self.ctx.config.virtual_mtas.items() if v.source_ip == ip)
+
     def status(self) -> dict[str, Any]:
         now = self.ctx.clock()
         scheduler = self.scheduler
@@ -93,6 +131,8 @@ class Operator:
             "connections": scheduler.slots.total_active,
             "paused_queues": sorted(control.paused_queues),
             "paused_jobs": sorted(control.paused_jobs),
+            "held_messages": sorted(control.held_messages),
+            "disabled_ips": sorted(control.disabled_ips),
             "held": scheduler.holds.counts(),
             "queues": [
                 {

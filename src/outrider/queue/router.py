@@ -80,6 +80,7 @@ class Router:
             return
         item.vmta = vmta
         queue = self.queue(key, vmta, item.domain)
+        item.message.routes[item.domain] = queue.name
         if transport is not None:
             self.transports.setdefault((key, vmta), transport)
         size = queue.policy.max_rcpt_per_transaction
@@ -103,11 +104,21 @@ class Router:
         now = self.ctx.clock()
         pool = self.ctx.config.vmta_pools.get(name)
         if pool is None:
-            return None if dest.disabled.is_disabled(name, now) else name
+            off = dest.disabled.is_disabled(name, now) or self.operator_disabled(name)
+            return None if off else name
         cursor = self.cursors.get(name)
         if cursor is None:
             cursor = self.cursors[name] = PoolCursor(pool.members, pool.weights)
-        return cursor.next(exclude=dest.disabled.disabled(now).keys())
+        exclude = {*dest.disabled.disabled(now), *filter(self.operator_disabled, pool.members)}
+        return cursor.next(exclude=exclude)
+
+    def operator_disabled(self, vmta: str) -> bool:
+        """The virtual MTA's source IP was disabled by the operator (for every destination)."""
+        ips = self.ctx.control.disabled_ips
+        if not ips:
+            return False
+        settings = self.ctx.config.virtual_mtas.get(vmta)
+        return settings is not None and settings.source_ip in ips
 
     def destination(self, key: str) -> Destination:
         dest = self.destinations.get(key)

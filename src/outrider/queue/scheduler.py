@@ -17,13 +17,18 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from outrider.config.model import Config
 from outrider.delivery.transport import DeliveryReport, Transport, TransportSelector
-from outrider.dsn.notices import final_notices, notice_id
+from outrider.dsn.notices import (
+    REMOVED_WITH_DSN,
+    REMOVED_WITHOUT_DSN,
+    final_notices,
+    notice_id,
+)
 from outrider.events.bus import EventBus
-from outrider.events.types import MessageQueued
+from outrider.events.types import Delivered, MessageQueued
 from outrider.intake.vmta import VmtaTable, envelope_vmta
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.policy.outcome import Outcome, local_outcome
@@ -189,6 +194,9 @@ class Scheduler:
             return
         msg.timer = None
         env = msg.envelope
+        if self.holds.message_held(env.queue_id):
+            self.holds.messages[env.queue_id].append(WorkItem(msg, [], ""))
+            return
         if self.holds.job_paused(env.job_id):
             self.holds.jobs[env.job_id].append(WorkItem(msg, [], ""))
             return
@@ -296,6 +304,9 @@ class Scheduler:
             queue.delivered += result.delivered
             queue.failed += result.bounced
             queue.deferred += result.deferred
+            if result.deferred or result.bounced:
+                failed = [e for e in result.events if not isinstance(e, Delivered)]
+                queue.last_error = failed[-1].diagnostic
             if result.delivered:
                 self.shaper.on_delivery(queue)
         msg.inflight -= 1
@@ -306,13 +317,71 @@ class Scheduler:
                 env.notices += "".join(k for k in final_notices(env) if k not in env.notices)
         self.finisher.persist(msg, item.recipients, last)
 
+    # -- operator actions (the console) ------------------------------------------------------
+    def retry_now(self, messages: Iterable[QueuedMessage]) -> None:
+        """Dispatch messages whose recipients the operator made due. One waiting for
+        its timer goes at once; one with items out is dispatched again by the last of
+        them to settle (dispatching it now would route those items twice)."""
+        for msg in messages:
+            if msg.timer is not None and msg.inflight == 0 and not msg.removing:
+                msg.timer.cancel()
+                self._dispatch(msg)
+        for queue in self.queues.values():
+            if queue.ready:
+                self.slots.maybe_connect(queue)
+
+    def remove(
+        self,
+        msg: QueuedMessage,
+        removals: dict[str, list[Recipient]],
+        *,
+        emptied: bool,
+        bounce: bool,
+    ) -> None:
+        """Make recipients the operator deleted final: bounced with 5.0.0, published
+        (one accounting record each) and persisted by the finisher. The caller took them
+        out of every work item first (``emptied``: an item was left empty and dropped).
+        Without ``bounce`` their recorded reply keeps them out of the failure notice."""
+        env = msg.envelope
+        now = self.ctx.clock()
+        reply = REMOVED_WITH_DSN if bounce else REMOVED_WITHOUT_DSN
+        outcome = local_outcome(550, "5.0.0", reply.removeprefix("550 5.0.0 "))
+        changed: list[Recipient] = []
+        for queue_name, rcpts in removals.items():
+            policy = self.ctx.config.policy_for(rcpts[0].domain)
+            attempt = Attempt(
+                now=now,
+                retry_after=(),
+                bounce_after=policy.bounce_after,
+                delay_warning_after=None,
+                queue=queue_name,
+                vmta=queue_name.rpartition("/")[2] or env.vmta,
+            )
+            result = settle(env, rcpts, {id(r): outcome for r in rcpts}, attempt)
+            self.ctx.bus.publish_many(result.events)
+            changed.extend(rcpts)
+        last = msg.inflight == 0 and (env.is_done or emptied)
+        if last:
+            if msg.timer is not None:
+                msg.timer.cancel()
+                msg.timer = None
+            if env.is_done:
+                self._drop_body(msg)
+                env.notices += "".join(k for k in final_notices(env) if k not in env.notices)
+        self.finisher.persist(msg, changed, last)
+
     def _drop_body(self, msg: QueuedMessage) -> None:
         if msg.body is not None:
             self.cached_bytes -= len(msg.body)
             msg.body = None
 
     def _forget(self, msg: QueuedMessage) -> None:
-        self.messages.pop(msg.envelope.queue_id, None)
+        queue_id = msg.envelope.queue_id
+        self.messages.pop(queue_id, None)
+        if queue_id in self.ctx.control.held_messages:  # a hold ends with its message
+            self.ctx.control.held_messages.discard(queue_id)
+            self.holds.release_message(queue_id)
+            self.ctx.save_control()
         if msg.timer is not None:
             msg.timer.cancel()
             msg.timer = None

@@ -15,6 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 from outrider import __version__
 from outrider.accounting.subscriber import AccountingSubscriber
@@ -28,14 +29,17 @@ from outrider.inbound.receiver import Listener
 from outrider.intake import Intake, SchedulerSink
 from outrider.intake.build import build_notice_intake, reconfigure_intake
 from outrider.intake.sink import HeldSink
-from outrider.queue.control import ControlServer
+from outrider.queue.control import ControlServer, DaemonHooks
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
 from outrider.runtime.adoption import OrphanAdopter
 from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
+from outrider.runtime.inbound_count import inbound_connections
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
+from outrider.runtime.route_info import explain_route
+from outrider.runtime.stats import TrafficCounters, overview
 from outrider.spool.disk import DiskSpool
 from outrider.throttle.remote import ThrottleServer
 
@@ -70,7 +74,8 @@ class Daemon:
         # `[dns] timeout` bounds the whole lookup (every server and retry), not one query.
         timeout = config.dns.timeout
         resolver = MxResolver(nameserver_specs(config), timeout=timeout, lifetime=timeout)
-        manager = Scheduler(config=config, spool=spool, transports=SmtpTransport(config, resolver))
+        self.transport = SmtpTransport(config, resolver)
+        manager = Scheduler(config=config, spool=spool, transports=self.transport)
         manager.bus.subscribe(AccountingSubscriber(accounting))
         event_log = EventLogSubscriber()
         manager.bus.subscribe(event_log)
@@ -85,10 +90,17 @@ class Daemon:
             clock=manager.ctx.clock,
         )
         manager.bus.subscribe(notifier)
+        self.traffic = TrafficCounters(manager.ctx.clock)
+        manager.bus.subscribe(self.traffic)
+        self.started = manager.ctx.clock()
         self.manager = manager
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
-        control = ControlServer(str(config.server.state_dir / "control.sock"), Operator(manager))
+        control = ControlServer(
+            str(config.server.state_dir / "control.sock"),
+            Operator(manager),
+            DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route),
+        )
         await control.start()
 
         loop = asyncio.get_running_loop()
@@ -148,6 +160,29 @@ class Daemon:
         else:
             log.info("stopped")
         return self.exit_code
+
+    def overview(self) -> dict[str, Any]:
+        """``outrider show status``."""
+        manager = self.manager
+        if self.receivers is None:
+            connections_in: int | None = sum(len(lst.ctx.sessions) for lst in self.listeners)
+        else:  # the sessions are in the receiver processes: ask the kernel
+            ports = {settings.address[1] for settings in self.config.listeners}
+            connections_in = inbound_connections(ports)
+        return overview(
+            started=self.started,
+            now=manager.ctx.clock(),
+            counters=self.traffic,
+            connections_in=connections_in,
+            connections_out=manager.slots.total_active,
+            spool_messages=len(manager.messages),
+            spool_bytes=sum(m.envelope.size for m in manager.messages.values()),
+            spool_dir=self.config.server.spool_dir,
+        )
+
+    async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
+        """``outrider route``: asks this daemon's resolver and its running config."""
+        return await explain_route(self.config, self.transport, address, vmta)
 
     async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
         count = 0
@@ -259,11 +294,23 @@ class Daemon:
 
     # -- reload -----------------------------------------------------------------------------
     def reload(self) -> None:
+        """SIGHUP."""
+        self.apply_reload()
+
+    def apply_reload(self) -> dict[str, Any]:
+        """Load the config file again and apply it (``outrider reload``, SIGHUP): the
+        reply says whether it was accepted, with every problem when it was not, and
+        what needs a restart."""
         try:
             new = load_config(self.config_path)
-        except (ConfigError, OSError) as exc:
+        except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
-            return
+            problems = "\n".join(str(p) for p in exc.problems)
+            return {"ok": False, "error": f"reload refused, the running config stays:\n{problems}"}
+        except OSError as exc:
+            log.error("reload refused, keeping the running config:\n%s", exc)
+            return {"ok": False, "error": f"{self.config_path}: cannot read: {exc.strerror}"}
+        warnings: list[str] = []
         self.config = new
         self.manager.update_config(new)
         reconfigure_intake(self.notice_intake, new, None)
@@ -272,9 +319,11 @@ class Daemon:
             # needs a restart. (This process has none, so it would call all of them new.)
             self.receivers.reload()
         elif self.intake is not None:
-            for warning in reload_listeners(self.listeners, new, intake=self.intake):
+            warnings = reload_listeners(self.listeners, new, intake=self.intake)
+            for warning in warnings:
                 log.warning("reload: %s", warning)
         log.info("configuration reloaded from %s", self.config_path)
+        return {"ok": True, "config": self.config_path, "warnings": warnings}
 
     # -- pid file ---------------------------------------------------------------------------
     def _write_pid_file(self) -> None:
