@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/outrider.toml
 
-.PHONY: run test lint typecheck unit bench clean system-deps
+.PHONY: run test lint typecheck unit bench clean system-deps soak fuzz
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -37,11 +37,26 @@ typecheck: $(STAMP)
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit tests/fuzz
 
+# Fuzz the parsers with over a million inputs in all, and the daemon under fuzzed
+# sessions (docs/security.md#fuzzing): one pytest per target, FUZZ_JOBS at a time; prints
+# the inputs run per target. Failing inputs are kept in tests/fuzz/corpus/examples and
+# replayed first by every later run, `make unit` too.
+FUZZ_JOBS ?= 2
+fuzz: $(STAMP)
+	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m tests.fuzz.run --jobs $(FUZZ_JOBS)
+
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
 
 bench: $(STAMP)
 	bench/relay.sh
+
+# Soak (bench/README.md): mixed load with kill -9 and restart; not part of `make test`.
+# A short run: make soak SOAK_MINUTES=3 SOAK_KILL_EVERY=40
+SOAK_MINUTES ?= 20
+SOAK_KILL_EVERY ?= 120
+soak: $(STAMP)
+	$(BIN)/python bench/soak.py --minutes $(SOAK_MINUTES) --kill-every $(SOAK_KILL_EVERY)
 
 clean:
 	rm -rf $(VENV) var build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -1,11 +1,10 @@
-"""Property tests for the SMTP server core: robustness and DATA framing (smuggling)."""
+"""Fuzz the SMTP server core: random command lines and bytes, DATA and BDAT framing (smuggling)."""
 
 from __future__ import annotations
 
-import itertools
 import re
 
-from hypothesis import assume, given, settings
+from hypothesis import assume, given
 from hypothesis import strategies as st
 
 from outrider.smtp.replies import Reply
@@ -20,10 +19,11 @@ from outrider.smtp.server import (
     ServerConfig,
     ServerConnection,
 )
+from tests.fuzz.harness import fuzz_target
+from tests.fuzz.smtp_streams import split
 
 DECISIONS = (Hello, MailFrom, RcptTo, MessageComplete)
 REPLY_LINE = re.compile(rb"[2-5][0-9][0-9][ -][^\r\n]*\r\n")
-SETTINGS = settings(max_examples=300, deadline=None)
 
 
 def drain(conn: ServerConnection, deny: bool = False) -> list[Event]:
@@ -36,11 +36,6 @@ def drain(conn: ServerConnection, deny: bool = False) -> list[Event]:
             else:
                 conn.accept()
     return events
-
-
-def split(data: bytes, cuts: list[int]) -> list[bytes]:
-    points = sorted({0, len(data), *(c % (len(data) + 1) for c in cuts)})
-    return [data[a:b] for a, b in itertools.pairwise(points) if b > a]
 
 
 def open_transaction() -> ServerConnection:
@@ -73,12 +68,12 @@ command_lines = st.lists(
 ).map(b"".join)
 
 
-@SETTINGS
 @given(
     st.lists(command_lines, max_size=25),
     st.lists(st.integers(min_value=0), max_size=5),
     st.booleans(),
 )
+@fuzz_target(weight=0.4)
 def test_random_command_lines_only_produce_replies(
     lines: list[bytes], cuts: list[int], deny: bool
 ) -> None:
@@ -96,8 +91,8 @@ def test_random_command_lines_only_produce_replies(
     assert REPLY_LINE.sub(b"", out) == b""
 
 
-@SETTINGS
 @given(st.binary(max_size=300), st.lists(st.integers(min_value=0), max_size=8))
+@fuzz_target(weight=0.4)
 def test_random_bytes_never_raise(data: bytes, cuts: list[int]) -> None:
     conn = ServerConnection(ServerConfig("mx.test", max_errors=5, max_command_length=64))
     conn.receive_data(b"EHLO fuzz\r\nMAIL FROM:<a@b.c>\r\nRCPT TO:<d@e.f>\r\n")
@@ -123,8 +118,8 @@ def dot_stuff(lines: list[bytes]) -> bytes:
     return b"".join((b"." + line if line.startswith(b".") else line) + b"\r\n" for line in lines)
 
 
-@SETTINGS
 @given(text_lines, st.lists(st.integers(min_value=0), max_size=10))
+@fuzz_target(weight=0.4)
 def test_random_splitting_yields_identical_content(lines: list[bytes], cuts: list[int]) -> None:
     stream = dot_stuff(lines) + b".\r\nNOOP\r\n"
     events = run(open_transaction(), split(stream, cuts))
@@ -149,8 +144,8 @@ def has_bare(data: bytes) -> bool:
     return b"\r" in stripped or b"\n" in stripped
 
 
-@SETTINGS
 @given(lookalike_bodies, st.lists(st.integers(min_value=0), max_size=10))
+@fuzz_target(weight=0.4)
 def test_lookalike_terminators_never_end_the_message_early(body: bytes, cuts: list[int]) -> None:
     assume(first_message(body) == body + b"\r\n")  # no real terminator inside the body
     assume(not body.startswith(b".\r\n"))
@@ -175,8 +170,8 @@ mixed_bodies = st.lists(
 ).map(b"".join)
 
 
-@SETTINGS
 @given(mixed_bodies, st.lists(st.integers(min_value=0), max_size=10))
+@fuzz_target(weight=0.4)
 def test_body_with_bare_line_ending_is_never_accepted(body: bytes, cuts: list[int]) -> None:
     message = first_message(body)
     assume(has_bare(message))
@@ -188,11 +183,11 @@ def test_body_with_bare_line_ending_is_never_accepted(body: bytes, cuts: list[in
     assert not any(isinstance(e, MailFrom | RcptTo) for e in events)
 
 
-@SETTINGS
 @given(
     st.lists(st.binary(max_size=50), min_size=1, max_size=6),
     st.lists(st.integers(min_value=0), max_size=10),
 )
+@fuzz_target(weight=0.4)
 def test_bdat_chunks_are_delivered_verbatim(chunks: list[bytes], cuts: list[int]) -> None:
     conn = open_transaction()
     conn.receive_data(b".\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\n")

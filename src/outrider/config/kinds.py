@@ -204,6 +204,8 @@ def _regex(text: str) -> re.Pattern[str]:
     except re.error as exc:
         where = f" at position {exc.pos}" if exc.pos is not None else ""
         raise ValueError(f"invalid regular expression {text!r}: {exc.msg}{where}") from None
+    except (OverflowError, RecursionError) as exc:  # a{4294967296}; parentheses nested deep
+        raise ValueError(f"invalid regular expression {text!r}: {exc}") from None
 
 
 _STR = {"type": "string"}

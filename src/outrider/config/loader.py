@@ -355,7 +355,7 @@ def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> P
         line = int(match.group(1))
         message = f"{message[: match.start()]} (column {match.group(2)})"
     elif (match := _TOML_AT_END.search(message)) is not None:
-        line = max(1, len(text.splitlines()))
+        line = max(1, text.count("\n") + (not text.endswith("\n")))  # not splitlines: U+2028...
         message = f"{message[: match.start()]} (at end of file)"
     return Problem(filename, line, "syntax", message)
 
@@ -366,6 +366,8 @@ def parse_config(text: str, filename: str = "<string>", *, source: Path | None =
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError([_syntax_problem(exc, text, filename)]) from None
+    except RecursionError:  # tomllib recurses once per nested array or inline table
+        raise ConfigError([Problem(filename, 1, "syntax", "nested too deeply")]) from None
     return _Loader(text, filename).build(data, source)
 
 

@@ -48,7 +48,7 @@ class KeyLocator:
         self._newlines = [m.start() for m in re.finditer("\n", text)]
         self._aot: dict[KeyPath, int] = {}  # array-of-tables path -> index of its last element
         self.lines: dict[KeyPath, int] = {}
-        with contextlib.suppress(_ScanError, IndexError, tomllib.TOMLDecodeError):
+        with contextlib.suppress(_ScanError, IndexError, tomllib.TOMLDecodeError, RecursionError):
             self._document()
 
     def line_of(self, path: Sequence[str | int]) -> int:
@@ -66,8 +66,12 @@ class KeyLocator:
         return bisect.bisect_left(self._newlines, self._pos if pos is None else pos) + 1
 
     def _mark(self, path: KeyPath, line: int) -> None:
-        for end in range(1, len(path) + 1):
-            self.lines.setdefault(path[:end], line)
+        # Longest first, up to the first prefix already known (whose own prefixes are
+        # too): linear per key, not quadratic, however deeply values nest.
+        for end in range(len(path), 0, -1):
+            if path[:end] in self.lines:
+                break
+            self.lines[path[:end]] = line
 
     def _skip(self, pattern: re.Pattern[str]) -> None:
         match = pattern.match(self._text, self._pos)

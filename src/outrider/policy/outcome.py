@@ -40,7 +40,7 @@ class Outcome:
     remote_mta: str = ""  # remote host that answered ("" for local decisions)
 
 
-_STATUS_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b")
+_STATUS_RE = re.compile(r"\b([245])\.(\d{1,3})\.(\d{1,3})\b", re.ASCII)
 
 
 def verdict_of(code: int) -> Verdict:

@@ -199,12 +199,14 @@ def xtext_encode(value: str) -> str:
     return "".join(out)
 
 
-def _parse_orcpt(value: str) -> str:
+def _parse_orcpt(value: str, smtputf8: bool) -> str:
     if len(value) > MAX_ORCPT_LENGTH:
         raise _syntax("ORCPT too long")
     addr_type, semi, address = value.partition(";")
     if not semi or not address or not _ADDR_TYPE.fullmatch(addr_type):
         raise _syntax("Bad ORCPT parameter")
+    if smtputf8 and addr_type.lower() == "utf-8" and not address.isascii():
+        return f"{addr_type};{address}"  # RFC 6533 utf-8-addr-unitext: UTF-8 as sent
     return f"{addr_type};{xtext_decode(address)}"
 
 
@@ -278,7 +280,7 @@ def parse_rcpt(text: str, *, smtputf8: bool = False) -> tuple[str, RcptParams]:
         if keyword == "NOTIFY":
             notify = _parse_notify(_required(keyword, value))
         elif keyword == "ORCPT":
-            orcpt = _parse_orcpt(_required(keyword, value))
+            orcpt = _parse_orcpt(_required(keyword, value), smtputf8)
         else:
             raise _unsupported(keyword)
     if not smtputf8 and not recipient.isascii():
