@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import atexit
 import functools
+import gc
 import json
 import os
 import signal
@@ -46,6 +47,7 @@ MINIMUM_FUZZ_TOTAL = 1_000_000
 # CPU time one input may take before it fails as a hang or a blow-up. CPU time, not wall
 # time: the machine may be busy and the run niced, and hypothesis' deadline only looks at
 # the clock once an input has returned, so it would neither be fair nor catch a hang.
+# Garbage collection does not count (see _Watchdog).
 CPU_LIMITS = {SHORT: 10.0, FUZZ: 1.0}
 
 RUNS: Counter[str] = Counter()  # inputs run to the end (passed or failed) per target
@@ -108,8 +110,48 @@ def count_table(counts: dict[str, list[int]]) -> list[str]:
     return lines
 
 
-def _on_cpu_limit(signum: int, frame: FrameType | None) -> None:
-    raise FuzzHang(f"one input used more than {CPU_LIMITS[profile_name()]} s of CPU time")
+class _Watchdog:
+    """A CPU-time timer around one input that stops while the garbage collector runs.
+
+    A full collection of hypothesis' own data (hundreds of MB late in a long run) can
+    take a second; it says nothing about the input, and an exception raised from the
+    signal handler inside a gc callback would be lost. ``expired`` catches any other
+    place that swallows it (a ``__del__``)."""
+
+    def __init__(self, limit: float) -> None:
+        self.limit = limit
+        self.expired = False
+        self._left = 0.0  # timer value saved while a collection runs
+
+    def __enter__(self) -> _Watchdog:
+        self._previous = signal.signal(signal.SIGVTALRM, self._fire)
+        gc.callbacks.insert(0, self._gc_start)  # first to run when a collection starts
+        gc.callbacks.append(self._gc_stop)  # last to run when it stops
+        signal.setitimer(signal.ITIMER_VIRTUAL, self.limit)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        signal.setitimer(signal.ITIMER_VIRTUAL, 0)
+        gc.callbacks.remove(self._gc_start)
+        gc.callbacks.remove(self._gc_stop)
+        signal.signal(signal.SIGVTALRM, self._previous)
+
+    def check(self) -> None:
+        if self.expired:
+            raise FuzzHang(f"one input used more than {self.limit} s of CPU time")
+
+    def _fire(self, signum: int, frame: FrameType | None) -> None:
+        self.expired = True
+        self.check()
+
+    def _gc_start(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._left = signal.setitimer(signal.ITIMER_VIRTUAL, 0)[0]
+
+    def _gc_stop(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "stop" and self._left > 0:
+            signal.setitimer(signal.ITIMER_VIRTUAL, self._left)
+            self._left = 0.0
 
 
 def fuzz_target(
@@ -128,10 +170,10 @@ def fuzz_target(
 
         @functools.wraps(test)
         def counted(*args: Any, **kwargs: Any) -> None:
-            previous = signal.signal(signal.SIGVTALRM, _on_cpu_limit)
-            signal.setitimer(signal.ITIMER_VIRTUAL, cpu_limit)
             try:
-                test(*args, **kwargs)
+                with _Watchdog(cpu_limit) as watchdog:
+                    test(*args, **kwargs)
+                    watchdog.check()
             except UnsatisfiedAssumption:
                 REJECTED[name] += 1
                 raise
@@ -140,9 +182,6 @@ def fuzz_target(
                 raise
             else:
                 RUNS[name] += 1
-            finally:
-                signal.setitimer(signal.ITIMER_VIRTUAL, 0)
-                signal.signal(signal.SIGVTALRM, previous)
 
         profile = settings.get_profile(profile_name())
         examples = examples_for(weight)

@@ -152,6 +152,8 @@ def array(
 def _path(text: str) -> Path:
     if not text.strip() or "\0" in text:
         raise ValueError("must be a non-empty path")
+    if any(c < " " or c == "\x7f" for c in text):  # would also break FILE:LINE reports
+        raise ValueError(f"must not contain control characters, got {text!r}")
     return Path(text)  # the loader makes it absolute (relative to the working directory)
 
 
