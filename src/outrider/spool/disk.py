@@ -584,14 +584,17 @@ class DiskSpool:
 
     # --- reading --------------------------------------------------------------------------
 
-    def _read_body(self, queue_id: str) -> bytes:
-        path = os.path.join(self._dir, queue_id)
+    def _open_for_reading(self, queue_id: str) -> int:
+        """A message file's descriptor, or the spool error its absence or failure means."""
         try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
+            return os.open(os.path.join(self._dir, queue_id), os.O_RDONLY | _O_CLOEXEC)
         except FileNotFoundError as exc:
             raise UnknownMessageError(f"no message {queue_id} in the spool") from exc
         except OSError as exc:
             raise error_from_os("read", exc) from exc
+
+    def _read_body(self, queue_id: str) -> bytes:
+        fd = self._open_for_reading(queue_id)
         try:
             prefix = decode_prefix(_pread_all(fd, PREFIX_SIZE, 0))
             body = _pread_all(fd, prefix.body_len, prefix.body_offset)
@@ -605,13 +608,7 @@ class DiskSpool:
         return body
 
     def _locate_body(self, queue_id: str) -> StoredBody:
-        path = os.path.join(self._dir, queue_id)
-        try:
-            fd = os.open(path, os.O_RDONLY | _O_CLOEXEC)
-        except FileNotFoundError as exc:
-            raise UnknownMessageError(f"no message {queue_id} in the spool") from exc
-        except OSError as exc:
-            raise error_from_os("read", exc) from exc
+        fd = self._open_for_reading(queue_id)
         try:
             head = _pread_all(fd, _HEAD_READ, 0)
             prefix = decode_prefix(head)
@@ -626,7 +623,13 @@ class DiskSpool:
             raise error_from_os("read", exc) from exc
         finally:
             os.close(fd)
-        return StoredBody(queue_id, path, prefix.body_offset, prefix.body_len, prefix.body_crc)
+        return StoredBody(
+            queue_id,
+            os.path.join(self._dir, queue_id),
+            prefix.body_offset,
+            prefix.body_len,
+            prefix.body_crc,
+        )
 
     # --- recovery -------------------------------------------------------------------------
 
