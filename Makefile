@@ -22,10 +22,12 @@ run: $(STAMP)
 	$(BIN)/outrider gen-cert --cert var/tls/cert.pem --key var/tls/key.pem --hostname mta.example.test
 	$(BIN)/outrider run -c $(CONFIG)
 
-# Debian packages the test suite needs (none beyond Python today; the relay
-# benchmark installs postfix itself).
+# Debian packages the test suite needs: Chromium for the web monitor's browser test
+# (driven by Playwright from the venv; no browser download). The relay benchmark
+# installs postfix itself.
 system-deps:
-	@true
+	@test -x /usr/bin/chromium || { echo "installing chromium"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench

@@ -92,6 +92,8 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "relay": settings(config.relay, effective=effective),
         "auth": settings(config.auth, effective=effective),
         "mta-sts": settings(config.mta_sts, effective=effective),
+        "http": settings(config.http, effective=effective),
+        "accounting": settings(config.accounting, effective=effective),
     }
     assert config.domain_layers is not None  # filled by Config.__post_init__
     out.update(domain_tables(config.domain_layers))

@@ -86,6 +86,8 @@ class _Loader(Reader):
         relay = self.section(data, "relay", m.RelaySettings)
         auth = self.section(data, "auth", m.AuthSettings)
         mta_sts = self.section(data, "mta-sts", m.MtaStsSettings)
+        http = self.section(data, "http", m.HttpSettings)
+        accounting = self.section(data, "accounting", m.AccountingSettings)
         if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
             self.problem(
                 ("auth", "password-hash"),
@@ -125,6 +127,8 @@ class _Loader(Reader):
             sender_domains=MappingProxyType(senders),
             auth=_settings(m.AuthSettings, auth),
             mta_sts=_settings(m.MtaStsSettings, mta_sts),
+            http=_settings(m.HttpSettings, http),
+            accounting=_settings(m.AccountingSettings, accounting),
         )
 
     def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:

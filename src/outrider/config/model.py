@@ -62,6 +62,8 @@ LISTENER_TLS_MODES = ("none", "starttls", "implicit")
 TLS_MIN_VERSIONS = ("TLSv1.2", "TLSv1.3")
 TLS_VERIFY_MODES = ("none", "ca", "ca+hostname")
 PASSWORD_HASHES = ("scrypt", "argon2id")
+LOG_FORMATS = ("text", "json")
+ACCOUNTING_RECORDS = ("r", "d", "b", "t", "q")
 PATTERN_ACTIONS = ("mode=backoff", "mode=normal", "disable-source-ip", "bounce", "defer")
 PATTERN_PHASES = (
     "any",
@@ -130,7 +132,11 @@ class ServerSettings:
     spool_dir: Path = key(PATH, default="var/spool")
     """Where queued messages are stored."""
     log_dir: Path = key(PATH, default="var/log")
-    """Where the delivery (accounting) and daemon logs are written."""
+    """Where the delivery (accounting) and daemon logs are written: the accounting CSV files
+    (`acct-YYYY-MM-DD.csv`) and the daemon log `outrider.log` (also written to stderr)."""
+    log_format: str = key(choice(LOG_FORMATS), default="text")
+    """Daemon log lines: `"text"` (time, level, process, logger, message) or `"json"` (one JSON
+    object per line, for log shippers)."""
     shutdown_timeout: float = key(DUR_0, default="30s")
     """How long SIGTERM waits for in-flight SMTP sessions and deliveries before stopping them."""
     receiver_processes: int = key(INT_0, default=1)
@@ -486,6 +492,45 @@ class MtaStsSettings:
     """CA bundle (PEM) that policy hosts' certificates must chain to."""
 
 
+@table
+class HttpSettings:
+    address: Address | None = key(
+        address(None, "address"), default=None, shown="none: no HTTP listener"
+    )
+    """Where the HTTP management API, `/metrics` and the web monitor listen, e.g.
+    `"127.0.0.1:8080"`. Unset, there is no HTTP listener (the console commands still work over
+    the control socket)."""
+    admin_networks: tuple[IPNetwork, ...] = key(
+        array(NETWORK, "networks"), default=["127.0.0.0/8", "::1/128"]
+    )
+    """Clients from these networks have admin rights without a token: they may read everything
+    and act (retry, pause, delete, reload)."""
+    monitor_networks: tuple[IPNetwork, ...] = key(array(NETWORK, "networks"), default=[])
+    """Clients from these networks may read (status, queues, messages, metrics, the monitor)
+    without a token, but not act."""
+    tokens_file: Path = key(PATH, default="var/http-tokens")
+    """Bearer tokens (`Authorization: Bearer ...`), managed with `outrider token add|list|del`;
+    only a hash of each token is stored."""
+    max_request_size: int = key(SIZE, default="10M")
+    """Largest request body accepted; a bigger one gets 413."""
+    metrics_top_queues: int = key(INT_1, default=20)
+    """Per-queue metrics are reported for this many queues with the most recipients; the rest
+    are summed under `queue="other"`, keeping the label count bounded."""
+
+
+@table
+class AccountingSettings:
+    records: tuple[str, ...] = key(
+        array(choice(ACCOUNTING_RECORDS), "record types"), default=["d", "b", "t", "q"]
+    )
+    """Which record types the accounting log writes: `r` received (one row per accepted
+    recipient), `d` delivered, `b` bounced, `t` transient failure (deferred), `q` queue mode
+    change."""
+    keep: float = key(DUR, default="30d")
+    """Accounting files older than this are deleted (checked at start and at each daily
+    rotation)."""
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -501,6 +546,8 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "sender-domain": (SenderDomainSettings, "named"),
     "auth": (AuthSettings, "table"),
     "mta-sts": (MtaStsSettings, "table"),
+    "http": (HttpSettings, "table"),
+    "accounting": (AccountingSettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -536,6 +583,8 @@ class Config:
     sender_domains: Mapping[str, SenderDomainSettings] = field(default_factory=empty)
     auth: AuthSettings = field(default_factory=AuthSettings)
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
+    http: HttpSettings = field(default_factory=HttpSettings)
+    accounting: AccountingSettings = field(default_factory=AccountingSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

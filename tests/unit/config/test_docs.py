@@ -28,7 +28,17 @@ _HEADING = re.compile(r"^## \[\[?([\w-]+)")
 _SUBHEADING = re.compile(r"^### `([\w-]+)` entries")
 _ROW = re.compile(r"^\| `([a-z0-9-]+)` \|([^|]*)\|([^|]*)\|")
 # Tables whose documented defaults can be checked by setting them in isolation.
-_CHECKABLE = {"server", "dns", "listener", "relay", "domain", "auth", "mta-sts"}
+_CHECKABLE = {
+    "server",
+    "dns",
+    "listener",
+    "relay",
+    "domain",
+    "auth",
+    "mta-sts",
+    "http",
+    "accounting",
+}
 
 
 @pytest.fixture(autouse=True)
@@ -95,7 +105,7 @@ def test_documented_defaults_match_the_code() -> None:
             else:
                 assert explicit == baseline, where
             checked += 1
-    assert checked == 69  # the others are prose (FQDN, none, required, role-dependent)
+    assert checked == 77  # the others are prose (FQDN, none, required, role-dependent)
 
 
 def test_example_loads_with_make_run_settings(tmp_path: Path) -> None:

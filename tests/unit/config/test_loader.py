@@ -239,6 +239,8 @@ def test_known_keys_match_the_dataclasses() -> None:
         "sender-domain",
         "auth",
         "mta-sts",
+        "http",
+        "accounting",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")
