@@ -50,7 +50,11 @@ def test_order_mx_equal_pair_both_orders_appear_roughly_evenly() -> None:
 
 def test_order_mx_is_deterministic_for_a_seed() -> None:
     records = [(10, f"mx{i}.test") for i in range(8)]
-    assert order_mx(records, random.Random(99)) == order_mx(records, random.Random(99))
+    ordered = order_mx(records, random.Random(99))
+    assert ordered == order_mx(records, random.Random(99))
+    assert sorted(ordered) == sorted(records)  # a shuffle: nothing lost or added
+    others = {tuple(order_mx(records, random.Random(seed))) for seed in range(20)}
+    assert len(others) > 1  # the seed matters
 
 
 def test_order_mx_empty_and_single() -> None:

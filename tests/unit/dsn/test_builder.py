@@ -294,7 +294,12 @@ class TestFailedNotice:
         assert len(parts(msg)) == 3
 
     def test_deterministic(self) -> None:
-        assert build() == build()
+        """Same input, same octets (a notice rebuilt after a restart is identical); and
+        the octets do depend on the input."""
+        first = build()
+        assert build() == first
+        assert build(original=ORIGINAL + b"more\r\n") != first
+        assert parse(first).get_boundary() in first.decode("ascii", "replace")
 
 
 class TestHostileAndLongText:
@@ -433,3 +438,67 @@ class TestSmtputf8:
         expected = "utf-8; \\x{3B4}\\x{3BF}\\x{3BA}\\x{3B9}\\x{3BC}\\x{3AE}\\x{2B}x@example.org"
         assert per_rcpt["Final-Recipient"] == expected
         assert per_rcpt["Original-Recipient"] == expected.replace("; ", ";")
+
+
+class TestMutationSurvivors:
+    """Behaviour a mutation run showed no test pinned (issue 15)."""
+
+    def test_oversized_headers_are_cut_after_the_last_line_that_fits(self) -> None:
+        lines = [f"X-Filler-{i:03d}: {'v' * 40}\r\n".encode() for i in range(60)]
+        head = b"".join(lines)
+        original = head + b"\r\n" + b"body\r\n" * 10
+        data = build(original=original, max_returned_size=1000, original_size=50_000)
+        returned = parts(parse(data))[2]
+        assert returned.get_content_type() == "text/rfc822-headers"
+        text = data.split(b"Content-Type: text/rfc822-headers\r\n", 1)[1]
+        body = text.split(b"\r\n\r\n", 1)[1]
+        kept = body[: body.index(b"\r\n--")]
+        whole_lines = 1000 // len(lines[0])
+        assert kept == b"".join(lines[:whole_lines])
+        note = " ".join(str(parts(parse(data))[0].get_content()).split())
+        assert f"shortened to {len(kept)} bytes" in note
+
+    def test_content_transfer_encodings(self) -> None:
+        ascii_notice = build()
+        assert ascii_notice.count(b"Content-Transfer-Encoding: 7bit\r\n") == 4
+        assert b"8bit" not in ascii_notice
+        eight_bit = ORIGINAL.replace(b"quarterly report", "caf\u00e9".encode())
+        data = build(original=eight_bit)
+        assert data.count(b"Content-Transfer-Encoding: 8bit\r\n") == 2  # outer and returned
+        accented = failed(diagnostic="550 5.1.1 bo\u00eete pleine")
+        qp = build(rcpts=[accented])
+        assert b"Content-Transfer-Encoding: quoted-printable\r\n" in qp
+        assert b"8bit" not in qp  # the report escapes it: everything else stays 7bit
+
+    def test_a_delayed_notice_never_returns_the_message(self) -> None:
+        later = NOW + 86400
+        delayed = FailedRecipient(
+            Recipient("user@example.org"), "4.4.1", "421 busy", "mx.example.org", None, later
+        )
+        data = build(rcpts=[delayed], action="delayed")
+        msg = parse(data)
+        assert parts(msg)[2].get_content_type() == "text/rfc822-headers"
+        text = str(parts(msg)[0].get_content())
+        assert "A copy of the message is attached" not in text
+        assert "The message's headers are attached." in " ".join(text.split())
+        retry = "will be retried until Sat, 28 Nov 2026 20:31:05 +0000"
+        assert retry in " ".join(text.split())
+        assert status_blocks(msg)[1]["Will-Retry-Until"] == "Sat, 28 Nov 2026 20:31:05 +0000"
+
+    def test_folded_header_lines_start_with_whitespace(self) -> None:
+        value = " ".join(f"word{i}" for i in range(60)) + " " + "x" * 1000
+        folded = _header("Subject", value, False)
+        lines = folded.split("\r\n")
+        assert lines[-1] == ""
+        assert lines[0].startswith("Subject: word0")
+        assert all(line.startswith(" ") for line in lines[1:-1])
+        assert all(len(line) <= 998 for line in lines)
+        words = "".join(lines).split()  # unfolded: the CRLFs removed
+        assert words[:61] == ["Subject:", *value.split()[:60]]
+        assert "".join(words[61:]) == "x" * 1000  # the long word split, nothing lost
+
+    def test_boundary_skips_every_taken_serial(self) -> None:
+        base = parse(build()).get_boundary()
+        assert base
+        tricky = ORIGINAL + f"--{base}\r\n--{base}.1\r\n".encode()
+        assert parse(build(original=tricky)).get_boundary() == f"{base}.2"

@@ -43,6 +43,7 @@ def test_client_may_relay(ip: str, trusted: bool) -> None:
         ("postmaster", False),
         ("u@[127.0.0.1]", False),
         ('"u@example.org"@outside.test', False),
+        ('"u@outside.test"@example.org', True),  # mail for example.org: the local part is opaque
     ],
 )
 def test_relay_for_untrusted_client(rcpt: str, allowed: bool) -> None:
@@ -58,6 +59,7 @@ def test_trusted_client_relays_anywhere() -> None:
 
 def test_recipient_domain() -> None:
     assert recipient_domain("a@B.Example.") == "b.example"
+    assert recipient_domain('"u@outside.test"@example.org') == "example.org"
     assert recipient_domain("postmaster") == ""
 
 

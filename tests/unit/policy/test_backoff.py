@@ -196,3 +196,48 @@ def test_manual_enable() -> None:
     assert d.enable("a")
     assert not d.enable("a")
     assert not d.is_disabled("a", 1.0)
+
+
+def test_a_slower_backoff_rate_over_a_longer_period_is_kept() -> None:
+    """Compared as messages per second, not by count: 10/1h is slower than 100/1m."""
+    p = Policy(max_msg_rate=Rate(100, 60), backoff_max_msg_rate=Rate(10, 3600))
+    assert effective_limits(p, Mode.BACKOFF).max_msg_rate == Rate(10, 3600)
+    faster = Policy(max_msg_rate=Rate(10, 3600), backoff_max_msg_rate=Rate(100, 60))
+    assert effective_limits(faster, Mode.BACKOFF).max_msg_rate == Rate(10, 3600)
+
+
+def test_backoff_keeps_one_connection_at_least_and_no_more_than_asked() -> None:
+    assert effective_limits(Policy(backoff_max_smtp_out=1), Mode.BACKOFF).max_smtp_out == 1
+    assert effective_limits(Policy(backoff_max_smtp_out=0), Mode.BACKOFF).max_smtp_out == 1
+    one = Policy(max_smtp_out=1, backoff_max_smtp_out=5)
+    assert effective_limits(one, Mode.BACKOFF).max_smtp_out == 1
+
+
+def test_enabled_with_nothing_disabled_is_every_source_in_order() -> None:
+    d = DisabledSources()
+    assert d.enabled(["b", "a", "c"], 0.0) == ["b", "a", "c"]
+    assert d.enabled(iter(["x"]), 0.0) == ["x"]  # any iterable, returned as a list
+
+
+def test_every_exit_says_when_why_and_carries_no_stale_reply() -> None:
+    s = BackoffState()
+    s.enter(10.0, rule="421", reply="421 4.7.0 slow down")
+    by_timer = s.tick(70.0, to_normal_after=60.0)
+    assert by_timer is not None
+    assert (by_timer.reason, by_timer.at, by_timer.rule, by_timer.reply) == (
+        "timer",
+        70.0,
+        None,
+        None,
+    )
+    assert (by_timer.from_mode, by_timer.to_mode) == (Mode.BACKOFF, Mode.NORMAL)
+    assert s.since == 70.0
+    s.enter(80.0, rule="421", reply="421 again")
+    by_delivery = s.on_delivery(85.0, to_normal_after_delivery=True)
+    assert by_delivery is not None
+    assert (by_delivery.reason, by_delivery.at, by_delivery.reply) == ("delivery", 85.0, None)
+    s.enter(90.0, rule=None, reply=None, reason="manual")
+    by_hand = s.leave(95.0)
+    assert by_hand is not None
+    assert (by_hand.reason, by_hand.at, by_hand.rule, by_hand.reply) == ("manual", 95.0, None, None)
+    assert s.leave(96.0) is None  # already normal

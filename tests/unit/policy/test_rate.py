@@ -213,3 +213,41 @@ def test_peek_reports_the_wait_without_consuming() -> None:
     assert limiter.peek(0.5) == 1.5  # still nothing consumed
     assert limiter.try_acquire(2.0) == 0.0
     assert Gcra(None).peek(5.0) == 0.0
+
+
+def test_peek_on_a_zero_rate_is_forever() -> None:
+    """A stopped limiter must never look ready: the scheduler would spin on it."""
+    stopped = Gcra(Rate(0, 60))
+    assert stopped.peek(0.0) == math.inf
+    assert stopped.peek(1e9) == math.inf
+
+
+@pytest.mark.parametrize(("count", "per"), [(-1, 1.0), (1, 0.0), (1, -1.0)])
+def test_invalid_rate_like_objects_are_refused(count: int, per: float) -> None:
+    class Loose:  # not Rate: its own checks do not run
+        def __init__(self) -> None:
+            self.count = count
+            self.per_seconds = per
+
+    with pytest.raises(ValueError):
+        Gcra(Loose())
+    g = Gcra(Rate(1, 1))
+    with pytest.raises(ValueError):
+        g.set_rate(Loose(), now=0.0)
+
+
+def test_set_rate_keeps_the_debt_owed_at_one_per_second() -> None:
+    g = Gcra(Rate(1, 1))
+    assert g.try_acquire(10.0) == 0.0  # tat = 11: one interval of 1 s owed
+    g.set_rate(Rate(1, 4), now=10.0)
+    assert g.tat == pytest.approx(14.0)
+    assert g.peek(10.0) == pytest.approx(4.0)
+
+
+def test_peek_is_never_negative_with_a_burst() -> None:
+    g = Gcra(Rate(1, 1), burst=3)
+    assert g.peek(100.0) == 0.0
+    assert g.try_acquire(100.0) == 0.0
+    assert g.peek(100.0) == 0.0  # two more may still go back to back
+    assert g.try_acquire(100.0, 2) == 0.0
+    assert g.peek(100.0) == pytest.approx(1.0)

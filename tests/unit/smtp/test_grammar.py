@@ -6,6 +6,8 @@ import pytest
 
 from outrider.message.envelope import Notify, Ret
 from outrider.smtp.grammar import (
+    MAX_ENVID_LENGTH,
+    MAX_ORCPT_LENGTH,
     GrammarError,
     MailParams,
     RcptParams,
@@ -298,3 +300,47 @@ def test_routing_syntax_is_normalised_never_interpreted(text: str, expected: str
 )
 def test_auth_parameter(text: str, auth: str | None) -> None:
     assert parse_mail(text)[1].auth == auth
+
+
+def test_null_sender_then_parameters() -> None:
+    sender, params = parse_mail("<> SIZE=100")
+    assert (sender, params.size) == ("", 100)
+    assert mail_error("<>x") == "501 5.5.4"
+    assert mail_error("<>SIZE=100") == "501 5.5.4"
+
+
+def test_xtext_encodes_every_octet_outside_33_to_126_and_plus_and_equals() -> None:
+    assert xtext_encode("\x7f") == "+7F"
+    assert xtext_encode(" ") == "+20"
+    assert xtext_encode("!~") == "!~"  # 33 and 126 are sent as they are
+    assert xtext_encode("a+b=c") == "a+2Bb+3Dc"
+    assert xtext_encode("é") == "+C3+A9"
+
+
+@pytest.mark.parametrize(
+    ("keyword", "limit"), [("ENVID", MAX_ENVID_LENGTH), ("AUTH", MAX_ORCPT_LENGTH)]
+)
+def test_mail_parameters_at_their_length_limit(keyword: str, limit: int) -> None:
+    at_limit = "x" * (limit - len("a@b.example")) + "a@b.example"
+    _, params = parse_mail(f"<a@b.example> {keyword}={at_limit}")
+    assert getattr(params, keyword.lower()) == at_limit
+    assert mail_error(f"<a@b.example> {keyword}=x{at_limit}") == "501 5.5.4"
+
+
+def test_orcpt_at_its_length_limit() -> None:
+    value = "rfc822;" + "x" * (MAX_ORCPT_LENGTH - len("rfc822;@b.example")) + "@b.example"
+    assert len(value) == MAX_ORCPT_LENGTH
+    _, params = parse_rcpt(f"<a@b.example> ORCPT={value}")
+    assert params.orcpt == value
+    assert rcpt_error(f"<a@b.example> ORCPT=x{value}") == "501 5.5.4"
+
+
+@pytest.mark.parametrize("keyword", ["ENVID", "AUTH"])
+def test_empty_envid_and_auth_values_are_refused(keyword: str) -> None:
+    assert mail_error(f"<a@b.example> {keyword}=") == "501 5.5.4"
+
+
+def test_orcpt_address_may_contain_a_semicolon() -> None:
+    """Only the first ';' separates the address type from the address."""
+    _, params = parse_rcpt("<a@b.example> ORCPT=rfc822;x;y@b.example")
+    assert params.orcpt == "rfc822;x;y@b.example"
