@@ -1,0 +1,1 @@
+"""Mail for this server's own domains: mailboxes, aliases and mailing lists."""
