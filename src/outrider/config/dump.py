@@ -114,4 +114,8 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         }
     for name, sender in config.sender_domains.items():
         out[f'sender-domain."{name}"'] = settings(sender, effective=effective)
+    for name, local in config.local_domains.items():
+        out[f'local-domain."{name}"'] = settings(local, effective=True)
+    for name, mlist in config.lists.items():
+        out[f'list."{name}"'] = settings(mlist, effective=True)
     return {key: value for key, value in out.items() if value or key == "listener"}
