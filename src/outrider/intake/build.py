@@ -25,9 +25,11 @@ from outrider.intake.checks import (
     UserRate,
 )
 from outrider.intake.core import Intake, MessageStore
+from outrider.intake.local import LocalRecipients
 from outrider.intake.pipeline import Check, IntakePipeline
 from outrider.intake.sink import Sink
 from outrider.intake.vmta import VmtaTable
+from outrider.local.build import LiveDirectory
 from outrider.message.ids import new_queue_id
 
 
@@ -38,12 +40,16 @@ class UserRecords(SenderRights, UserLimits, Protocol):
 def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimiter) -> list[Check]:
     """The checks every message passes, in the order they are asked."""
     postmaster = PostmasterAddress(config.server.hostname, config.server.postmaster)
+    local: list[Check] = []
+    if config.local_domains:
+        local.append(LocalRecipients(LiveDirectory(config)))
     return [
         SenderOwnership(users),
         UserRate(users, rates),
         AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
         RecipientDomain(),
-        Relay(config.relay.domains, postmaster),
+        *local,
+        Relay((*config.relay.domains, *config.local_domains), postmaster),
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
     ]
