@@ -36,6 +36,7 @@ from outrider.config.kinds import (
     SIZE,
     SOURCE_HOST,
     STRING,
+    Invalid,
     Kind,
     address,
     array,
@@ -91,6 +92,11 @@ PATTERN_PHASES = (
 Address = tuple[str, int]
 DUR, DUR_0 = duration(positive=True), duration(positive=False)
 INT_0, INT_1 = integer(0), integer(1)
+LOAD = Kind(
+    lambda v: _load(v),
+    "number > 0",
+    {"type": "number", "exclusiveMinimum": 0},
+)
 RULE = Kind(lambda value: value, "rule table", {"$ref": "#/$defs/rule"})  # the loader checks it
 _FQDN = "the machine's FQDN (`socket.getfqdn()`)"
 _POSTMASTER = "none: `postmaster@` `hostname`"
@@ -99,6 +105,13 @@ _TLS_DEFAULT = (
     '`"starttls"` when `tls-cert` is set (`"implicit"` for role `submissions`), else `"none"`'
 )
 _SYSTEM_CAS = "none: the system CAs"
+
+
+def _load(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise Invalid([((), f"expected a load average above 0, got {value!r}")])
+    return float(value)
+
 
 # policy_for() results kept per (domain, vmta); oldest entries go first when full.
 _POLICY_CACHE_MAX = 65536
@@ -164,6 +177,16 @@ class ServerSettings:
     Postfix's `hopcount_limit`."""
     pid_file: Path | None = key(PATH, default=None)
     """If set, the daemon writes its process id here."""
+    queue_only: bool = key(BOOLEAN, default=False)
+    """Store new mail without delivering it at once; the next queue run (every
+    `queue-run-interval`) delivers it. Off: mail is delivered on arrival (Exim's default)."""
+    queue_only_load: float | None = key(LOAD, default=None, shown="none")
+    """Switch to queue-only while the 1-minute load average is above this, and back once it is
+    below it again (Exim's `queue_only_load`), so a loaded machine first takes mail in."""
+    queue_remote_only: bool = key(BOOLEAN, default=False)
+    """Deliver mail for local domains at once but hold remote mail for the next queue run."""
+    queue_run_interval: float = key(DUR, default="5m")
+    """How often mail held by the queue-only modes is picked up."""
     default_virtual_mta: str = key(NAME, default=DEFAULT_VMTA)
     """Virtual MTA or pool used for mail that nothing else assigns one to (see
     [docs/shaping.md](shaping.md#choosing-a-virtual-mta))."""
