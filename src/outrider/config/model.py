@@ -614,6 +614,9 @@ class ListSettings:
     """The envelope sender of the list's copies, so members' bounces come back to the list."""
     description: str = key(STRING, default="")
     """Shown in the `List-Id` header (RFC 2919) before the list's id."""
+    owner: tuple[str, ...] | None = key(TARGETS, default=None, shown="the postmaster")
+    """Who receives mail for `LIST-request@DOMAIN` and the bounce address (members' bounces
+    and unsubscribe requests)."""
 
 
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the

@@ -43,6 +43,8 @@ def build_directory(config: Config) -> Directory:
             settings.catch_all or (),
             settings.recipient_delimiter,
         )
+    server = config.server
+    postmaster = server.postmaster or f"postmaster@{server.hostname}"
     lists: dict[str, MailingList] = {}
     for address, list_settings in config.lists.items():
         members = list(list_settings.members)
@@ -53,6 +55,9 @@ def build_directory(config: Config) -> Directory:
             address,
             tuple(dict.fromkeys(members)),
             allowed if isinstance(allowed, str) else frozenset(allowed),
+            list_settings.bounce_address or "",
+            list_settings.description,
+            list_settings.owner or (postmaster,),
         )
     return Directory(domains, lists)
 

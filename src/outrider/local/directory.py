@@ -45,6 +45,9 @@ class MailingList:
     address: str  # normalised full address
     members: tuple[str, ...]
     allowed_senders: str | frozenset[str] = "members"  # "members", "anyone" or addresses/domains
+    bounce_address: str = ""  # "": LIST-bounces@DOMAIN
+    description: str = ""
+    owner: tuple[str, ...] = ()  # who gets mail for LIST-bounces@ and LIST-request@
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,16 @@ class Directory:
     ) -> None:
         self.domains = dict(domains)
         self.lists = dict(lists)
+        # LIST-bounces@ (or the list's own bounce address) and LIST-request@ reach its owner.
+        self.list_admin: dict[str, tuple[str, ...]] = {}
+        for mlist in self.lists.values():
+            if not mlist.owner:
+                continue
+            local, domain = split_address(mlist.address)
+            bounces = mlist.bounce_address or f"{local}-bounces@{domain}"
+            for admin in (bounces, f"{local}-request@{domain}"):
+                admin_local, admin_domain = split_address(admin)
+                self.list_admin[f"{admin_local.lower()}@{admin_domain}"] = mlist.owner
 
     def is_local(self, domain: str) -> bool:
         return domain in self.domains
@@ -106,6 +119,9 @@ class Directory:
             return found
         if full in self.lists:
             return Target(Kind.LIST, full, domain=where.name)
+        owner = self.list_admin.get(full)
+        if owner is not None and aliases:
+            return Target(Kind.ALIAS, full, domain=where.name, targets=owner)
         if where.catch_all and aliases:
             targets = tuple(_qualify(t, where.name) for t in where.catch_all)
             return Target(Kind.ALIAS, full, domain=where.name, targets=targets)
