@@ -4,6 +4,7 @@ closed with QUIT, and connection trouble is a deferral."""
 
 from __future__ import annotations
 
+import asyncio
 import tempfile
 import zlib
 from collections.abc import Iterator
@@ -156,3 +157,25 @@ async def test_no_server_or_a_refusing_one_defers_the_batch(
             assert opened.failure.status == status
             assert opened.failure.verdict.value == "transient"
     assert [(r.code, phase) for r, phase, _ in seen] == [(554, "greeting"), (421, "greeting")]
+
+
+async def test_a_server_that_never_answers_the_data_times_out_per_policy(tmp_path: Path) -> None:
+    config = parse_config(
+        f'[server]\nhostname = "mx.test"\nstate-dir = "{tmp_path}/state"\n'
+        '[dns]\nnameservers = ["127.0.0.1:9"]\n[[listener]]\naddress = "127.0.0.1:0"\n'
+        '[domain."*"]\nsmtp-data-termination-timeout = "1s"\n'
+    )
+    policy = config.policy_for("example.test")
+    async with LmtpServer(LmtpScript(data_delay=30)) as server:
+        opened = await LmtpTransport(LmtpSettings(server.target, "mx.test")).open(route(policy))
+        conn = opened.connection
+        assert conn is not None
+        rcpts = [Recipient("a@example.test"), Recipient("b@example.test")]
+        report = await asyncio.wait_for(
+            conn.deliver(Envelope("Q1", "s@x.test", rcpts, 0.0), rcpts, BODY), 20
+        )
+        assert [(str(r.reply), r.phase) for r in report.replies] == [
+            ("451 4.4.2 Timeout waiting for end of data reply", "data-end")
+        ] * 2
+        assert report.connection_lost and not conn.usable
+        await conn.close()
