@@ -12,6 +12,8 @@ import random
 import shutil
 import stat
 import subprocess
+import threading
+import time
 import zlib
 from collections.abc import Iterator
 from pathlib import Path
@@ -323,3 +325,29 @@ def test_lf_conversion_is_the_same_however_the_body_is_cut() -> None:
         conv = LfConverter()
         out = b"".join(conv.feed(p) for p in pieces) + conv.end()
         assert out == body.replace(b"\r\n", b"\n"), (body, pieces)
+
+
+async def test_a_cancelled_delivery_leaves_nothing_behind(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    body = b"Subject: slow\r\n\r\n" + b"w" * (1024 * 1024)
+    stored = stored_body(tmp_path, body)
+    original = MaildirFile.write
+    writing = threading.Event()
+
+    def slow(self: MaildirFile, data: bytes) -> None:
+        writing.set()
+        time.sleep(0.01)
+        original(self, data)
+
+    monkeypatch.setattr(MaildirFile, "write", slow)
+    root = tmp_path / "mail"
+    task = asyncio.create_task(
+        deliver(MaildirTransport(settings(root)), envelope("c@example.test"), stored)
+    )
+    assert await asyncio.to_thread(writing.wait, 30)
+    task.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await task
+    box = root / "example.test" / "c" / "Maildir"
+    assert os.listdir(box / "tmp") == [] and os.listdir(box / "new") == []
