@@ -374,7 +374,9 @@ class _Loader(Reader):
             if not self.once(("local-domain",), name, domain, origin):
                 continue
             fields = self.fields(path, table, m.LocalDomainSettings)
-            settings = m.LocalDomainSettings(**fields)
+            settings = _settings(m.LocalDomainSettings, fields)
+            if not settings.maildir.startswith("/"):
+                settings = replace(settings, maildir=str(Path.cwd() / settings.maildir))
             listed = settings.mailboxes is not None or settings.mailboxes_file is not None
             if settings.transport.kind == "maildir" and not listed:
                 self.problem(
@@ -416,7 +418,7 @@ class _Loader(Reader):
                 self.problem(path, f"{address} is defined twice")
                 continue
             fields = self.fields(path, table, m.ListSettings)
-            settings = m.ListSettings(**fields)
+            settings = _settings(m.ListSettings, fields)
             if settings.members_file is not None:
                 try:
                     read_members(settings.members_file)

@@ -58,7 +58,7 @@ def _maildir_template(text: str) -> str:
         raise ValueError("must contain {user}: every mailbox needs its own Maildir")
     if any(part == ".." for part in Path(text).parts) or "\0" in text:
         raise ValueError("must not contain '..'")
-    return text
+    return text  # the loader makes it absolute, as it does paths
 
 
 def _local_part(text: str) -> str:
