@@ -22,15 +22,15 @@ names every column of its rows.
 from __future__ import annotations
 
 import calendar
-import csv
 import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from outrider.accounting.csvline import csv_lines
 from outrider.accounting.records import FIELDS, AccountingRecord, to_row
 from outrider.accounting.retention import aside_name, expired, file_name
 
@@ -58,7 +58,6 @@ class AccountingLog:
         self._prefix = prefix
         self._clock = clock
         self._file: IO[str] | None = None
-        self._writer: Any = None  # csv writer object; typeshed's type is private
         self._day_start = 0.0
         self._day_end = 0.0  # [start, end) of the UTC day the open file covers
         self._path: Path | None = None
@@ -72,15 +71,15 @@ class AccountingLog:
         return self._path
 
     def write(self, record: AccountingRecord) -> None:
-        self._current_writer().writerow(to_row(record))
+        self.write_rows((to_row(record),))
 
     def write_many(self, records: Iterable[AccountingRecord]) -> None:
         """Write a batch; the whole batch goes to the file of the day it is written on."""
-        self._current_writer().writerows(to_row(r) for r in records)
+        self.write_rows([to_row(r) for r in records])
 
     def write_rows(self, rows: Iterable[Sequence[str]]) -> None:
         """Write rows already in ``FIELDS`` order (see :func:`records.to_row`)."""
-        self._current_writer().writerows(rows)
+        self._current_file().write(csv_lines(rows))
 
     def remove_expired(self) -> list[Path]:
         """Delete the files past ``keep`` (logged at INFO each); returns them.
@@ -128,14 +127,15 @@ class AccountingLog:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _current_writer(self) -> Any:
+    def _current_file(self) -> IO[str]:
         now = self._clock()
         if self._file is None or not self._day_start <= now < self._day_end:
             if self._closed:
                 raise ValueError("accounting log is closed")
             self._close_file()
             self._open_for(now)
-        return self._writer
+        assert self._file is not None
+        return self._file
 
     def _open_for(self, now: float) -> None:
         self._day_start, self._day_end = _day_bounds(now)
@@ -155,14 +155,12 @@ class AccountingLog:
         try:
             if repair:
                 handle.write(repair)
-            writer = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
             if needs_header:
-                writer.writerow(FIELDS)
+                handle.write(csv_lines([FIELDS]))
         except BaseException:
             handle.close()
             raise
         self._file = handle
-        self._writer = writer
         self._path = path
 
     def _move_aside(self, path: Path, day: str) -> None:
@@ -180,7 +178,6 @@ class AccountingLog:
         if handle is None:
             return
         self._file = None
-        self._writer = None
         try:
             handle.flush()
             os.fsync(handle.fileno())
