@@ -120,7 +120,11 @@ class Scheduler:
         self.messages[envelope.queue_id] = msg
         self.ctx.bus.publish(
             MessageQueued(
-                self.ctx.clock(), message_info(envelope), len(envelope.recipients), envelope.vmta
+                self.ctx.clock(),
+                message_info(envelope),
+                len(envelope.recipients),
+                envelope.vmta,
+                envelope.recipients,
             )
         )
         self._dispatch(msg)

@@ -76,7 +76,10 @@ class Daemon:
         resolver = MxResolver(nameserver_specs(config), timeout=timeout, lifetime=timeout)
         self.transport = SmtpTransport(config, resolver)
         manager = Scheduler(config=config, spool=spool, transports=self.transport)
-        manager.bus.subscribe(AccountingSubscriber(accounting))
+        self.accounting = AccountingSubscriber(accounting)
+        self.accounting.configure(config.accounting)
+        accounting.remove_expired()  # [accounting] keep, at start (then at each rotation)
+        manager.bus.subscribe(self.accounting)
         event_log = EventLogSubscriber()
         manager.bus.subscribe(event_log)
         held = HeldSink()
@@ -313,6 +316,7 @@ class Daemon:
         warnings: list[str] = []
         self.config = new
         self.manager.update_config(new)
+        self.accounting.configure(new.accounting)
         reconfigure_intake(self.notice_intake, new, None)
         if self.receivers is not None:
             # The receivers hold the listeners: each applies the config and logs what
