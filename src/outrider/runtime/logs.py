@@ -86,7 +86,7 @@ class JsonFormatter(logging.Formatter):
         }
         lines: list[str] | None = getattr(record, MAIL_LINES, None)
         if lines is not None:
-            return "\n".join(_dumps(_mail_line(base, line)) for line in lines)
+            return _mail_lines(base, lines)
         entry: dict[str, Any] = base
         queue_id = getattr(record, "queue_id", None)
         if queue_id:
@@ -204,11 +204,22 @@ def reconfigure_logging(settings: LogSettings) -> None:
         )
 
 
-def _mail_line(base: dict[str, Any], line: str) -> dict[str, Any]:
-    queue_id, sep, text = line.partition(": ")
-    if not sep:
-        return {**base, "msg": line}
-    return {**base, "queue_id": queue_id, "msg": text}
+def _mail_lines(base: dict[str, Any], lines: list[str]) -> str:
+    """One object per ``<queue id>: <text>`` line. The delivery path logs a line per
+    recipient: the fields shared by the batch are encoded once and each line's two
+    strings by the C string encoder (~1 µs a line instead of ~5 for a dumps each)."""
+    head = _dumps(base)[:-1] + ", "
+    out = []
+    for line in lines:
+        queue_id, sep, text = line.partition(": ")
+        if sep:
+            out.append(f'{head}"queue_id": {_string(queue_id)}, "msg": {_string(text)}}}')
+        else:
+            out.append(f'{head}"msg": {_string(line)}}}')
+    return "\n".join(out)
+
+
+_string = json.encoder.encode_basestring  # what dumps(ensure_ascii=False) uses
 
 
 def _dumps(entry: dict[str, Any]) -> str:

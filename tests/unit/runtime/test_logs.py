@@ -237,3 +237,12 @@ def test_a_reload_to_a_log_dir_that_cannot_be_opened_keeps_the_old_file(
     written = (tmp_path / "outrider.log").read_text()
     assert "ERROR [delivery] outrider.logs: reload: cannot open the daemon log" in written
     assert written.endswith("outrider.t: still here\n")
+
+
+def test_mail_lines_are_valid_json_whatever_they_hold() -> None:
+    lines = ['Q2: bounced to=<"a b"@bücher.example> (550 5.1.1 say \\"no\\" / \\x1b)', "no id here"]
+    rec = record("%s", "\n".join(lines), **{"mail_lines": lines})
+    entries = [json.loads(line) for line in JsonFormatter("delivery").format(rec).split("\n")]
+    assert entries[0]["queue_id"] == "Q2" and entries[0]["msg"] == lines[0][4:]
+    assert "queue_id" not in entries[1] and entries[1]["msg"] == "no id here"
+    assert list(entries[0]) == ["ts", "level", "process", "logger", "queue_id", "msg"]
