@@ -7,8 +7,10 @@ moves it, by every process.
 from __future__ import annotations
 
 import json
+import signal
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from tests.integration.test_daemon_log import send
@@ -83,3 +85,33 @@ def test_json_lines_in_the_log_file_follow_a_queue_id_and_survive_rotation(
     files = [e for e in rotated + fresh if e["logger"] == "outrider.mail"]
     assert stderr == files
     assert mail(files, f"{qid}-F") == ["received", "delivered"]  # the bounce's DSN
+
+
+def test_a_reload_switches_every_process_to_json(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    d = make_daemon(receiver_processes=1)
+    d.start()
+    log_file = d.log_dir / "outrider.log"
+    text_lines = len(log_file.read_text().splitlines())
+    d.edit_config("receiver-processes = 1", 'receiver-processes = 1\nlog-format = "json"')
+    d.signal(signal.SIGHUP)
+    wait_until(
+        lambda: '"msg": "configuration reloaded from ' in log_file.read_text(),
+        what="the reload logged in JSON",
+    )
+    qid = send(d, ["b@example.org"])
+    wait_until(
+        lambda: "delivered" in mail(entries_after(log_file, text_lines), qid),
+        what="the mail lines in JSON",
+    )
+    assert d.stop() == 0
+    after = entries_after(log_file, text_lines)  # every line since the reload is JSON
+    assert {"delivery", "receiver-0"} <= {e["process"] for e in after}
+
+
+def entries_after(path: Path, skip: int) -> list[dict[str, Any]]:
+    """The JSON lines after the first ``skip`` (text) lines; the text ones written by the
+    reload itself (the receiver may log before it reloads) are left out."""
+    lines = path.read_text().splitlines()[skip:]
+    return entries("\n".join(line for line in lines if line.startswith("{")))

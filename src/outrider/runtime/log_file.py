@@ -34,7 +34,10 @@ FILE_MODE = 0o640
 
 
 class FdHandler(logging.Handler):
-    """Writes formatted records to a file descriptor, one record per write on files."""
+    """Writes formatted records to a file descriptor, one record per write on files.
+
+    A write that fails (a full disk, a closed pipe) loses that record; it is reported
+    once on stderr, not once per record, and again when writing works again."""
 
     terminator = b"\n"
 
@@ -42,15 +45,37 @@ class FdHandler(logging.Handler):
         super().__init__(level)
         self.fd = fd
         self._atomic = _is_regular(fd)
+        self.failing = False
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
             data = self.format(record).encode("utf-8", "backslashreplace") + self.terminator
-            self.write(data)
         except RecursionError:
             raise
         except Exception:
-            self.handleError(record)
+            self.handleError(record)  # a formatting bug: logging's report, with the record
+            return
+        try:
+            self.write(data)
+        except OSError as exc:
+            if not self.failing:
+                self.failing = True
+                self.report(
+                    f"cannot write the daemon log to {self.name_for_humans()}: {exc}; "
+                    "lines are lost until it works again"
+                )
+            return
+        if self.failing:
+            self.failing = False
+            self.report(f"writing the daemon log to {self.name_for_humans()} again")
+
+    def name_for_humans(self) -> str:
+        return "stderr" if self.fd == 2 else f"fd {self.fd}"
+
+    def report(self, text: str) -> None:
+        if self.fd != 2:  # about stderr itself: nowhere left to say it
+            with contextlib.suppress(OSError):
+                os.write(2, f"outrider: {text}\n".encode())
 
     def write(self, data: bytes) -> None:
         if self._atomic or len(data) <= select.PIPE_BUF:
@@ -77,6 +102,9 @@ class LogFileHandler(FdHandler):
             self._next_check = now + REOPEN_CHECK_SECONDS
             self.reopen_if_moved()
         super().write(data)
+
+    def name_for_humans(self) -> str:
+        return str(self.path)
 
     def reopen_if_moved(self) -> None:
         """Open the path again when it no longer names the file we write to."""

@@ -246,3 +246,26 @@ def test_mail_lines_are_valid_json_whatever_they_hold() -> None:
     assert entries[0]["queue_id"] == "Q2" and entries[0]["msg"] == lines[0][4:]
     assert "queue_id" not in entries[1] and entries[1]["msg"] == "no id here"
     assert list(entries[0]) == ["ts", "level", "process", "logger", "queue_id", "msg"]
+
+
+def test_a_file_that_cannot_be_written_is_reported_once_and_again_when_it_works(
+    tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    handler = LogFileHandler(tmp_path / "outrider.log")
+    real_fd = handler.fd
+    try:
+        handler.fd = os.open(os.devnull, os.O_RDONLY)  # every write fails (EBADF)
+        for n in range(3):
+            handler.handle(record(f"lost {n}"))
+        os.close(handler.fd)
+        handler.fd = real_fd
+        handler.handle(record("kept"))
+    finally:
+        handler.close()
+    err = capfd.readouterr().err.splitlines()
+    assert err == [
+        f"outrider: cannot write the daemon log to {tmp_path / 'outrider.log'}: "
+        "[Errno 9] Bad file descriptor; lines are lost until it works again",
+        f"outrider: writing the daemon log to {tmp_path / 'outrider.log'} again",
+    ]
+    assert (tmp_path / "outrider.log").read_text() == "kept\n"
