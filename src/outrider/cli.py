@@ -81,6 +81,11 @@ def _resolve_config(args: argparse.Namespace) -> str | None:
     args.config = path
     if os.path.exists(path):
         return None
+    if args.command == "user":
+        return (
+            f"outrider user: no configuration file at {path} ({origin}) to name the users "
+            f"file: give -c CONFIG or --users-file PATH, or set {CONFIG_ENV}"
+        )
     return f"outrider: no configuration file at {path} ({origin}); give -c FILE or set {CONFIG_ENV}"
 
 

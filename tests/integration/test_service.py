@@ -166,9 +166,14 @@ def test_a_missing_default_config_is_a_clear_error(
     env = {**os.environ, "OUTRIDER_CONFIG": str(tmp_path / "missing.toml")}
     result = outrider(*command, cwd=tmp_path, env=env)
     assert result.returncode == status
+    hint = (
+        " to name the users file: give -c CONFIG or --users-file PATH, or set OUTRIDER_CONFIG"
+        if command[0] == "user"
+        else "; give -c FILE or set OUTRIDER_CONFIG"
+    )
     assert result.stderr.strip() == (
-        f"outrider: no configuration file at {tmp_path / 'missing.toml'} "
-        "(from $OUTRIDER_CONFIG); give -c FILE or set OUTRIDER_CONFIG"
+        f"outrider{' user' if command[0] == 'user' else ''}: no configuration file at "
+        f"{tmp_path / 'missing.toml'} (from $OUTRIDER_CONFIG){hint}"
     )
     if DEFAULT_CONFIG.exists():
         return  # a machine with Outrider installed: its file is the default
