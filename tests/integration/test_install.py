@@ -161,3 +161,34 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert "outrider.service" not in result.stderr, result.stderr
+
+
+@pytest.mark.skipif(shutil.which("logrotate") is None, reason="no logrotate")
+def test_logrotate_accepts_the_snippet_and_rotates(tmp_path: Path) -> None:
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.getuid()).pw_name
+    group = grp.getgrgid(os.getgid()).gr_name
+    log_dir = tmp_path / "log"
+    log_dir.mkdir(mode=0o750)
+    (log_dir / "outrider.log").write_text("a line\n")
+    snippet = (PACKAGING / "outrider.logrotate").read_text()
+    conf = tmp_path / "outrider.logrotate"
+    conf.write_text(
+        snippet.replace("/var/log/outrider", str(log_dir)).replace(
+            " outrider outrider", f" {user} {group}"
+        )
+    )
+    result = subprocess.run(
+        ["logrotate", "-f", "-v", "-s", str(tmp_path / "state"), str(conf)],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "error" not in result.stderr.lower(), result.stderr
+    assert (log_dir / "outrider.log.1").read_text() == "a line\n"  # delaycompress
+    assert (log_dir / "outrider.log").read_text() == ""
+    assert mode(log_dir / "outrider.log") == 0o640
