@@ -37,7 +37,9 @@ class FdHandler(logging.Handler):
     """Writes formatted records to a file descriptor, one record per write on files.
 
     A write that fails (a full disk, a closed pipe) loses that record; it is reported
-    once on stderr, not once per record, and again when writing works again."""
+    once on stderr, not once per record, and again when writing works again. The
+    ``mirrors`` get the same bytes: stderr and the file share one formatting when their
+    formats are the same (the delivery process formats a line per recipient)."""
 
     terminator = b"\n"
 
@@ -46,6 +48,7 @@ class FdHandler(logging.Handler):
         self.fd = fd
         self._atomic = _is_regular(fd)
         self.failing = False
+        self.mirrors: list[FdHandler] = []
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -55,6 +58,11 @@ class FdHandler(logging.Handler):
         except Exception:
             self.handleError(record)  # a formatting bug: logging's report, with the record
             return
+        self.deliver(data)
+        for mirror in self.mirrors:
+            mirror.deliver(data)
+
+    def deliver(self, data: bytes) -> None:
         try:
             self.write(data)
         except OSError as exc:

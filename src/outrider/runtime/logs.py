@@ -171,14 +171,18 @@ def setup_logging(level: str | None = "INFO", settings: LogSettings | None = Non
     earlier call set up). Raises OSError, changing nothing, when the file cannot be
     opened. ``level`` None keeps the current level (a reload)."""
     settings = settings or LogSettings(DELIVERY)
-    handlers: list[logging.Handler] = []
+    journal = stderr_is_journal()
+    stderr = FdHandler(2)
+    stderr.setFormatter(formatter(settings, journal=journal))
+    handlers: list[logging.Handler] = [stderr]
     if settings.file is not None:
         file_handler = LogFileHandler(settings.file)
         file_handler.setFormatter(formatter(settings))
-        handlers.append(file_handler)
-    stderr = FdHandler(2)
-    stderr.setFormatter(formatter(settings, journal=stderr_is_journal()))
-    handlers.insert(0, stderr)
+        if journal:
+            handlers.append(file_handler)
+        else:  # the same lines: formatted once, written to both
+            file_handler.mirrors.append(stderr)
+            handlers = [file_handler]
     root = logging.getLogger()
     root.handlers[:] = handlers
     for old in _State.handlers:

@@ -269,3 +269,20 @@ def test_a_file_that_cannot_be_written_is_reported_once_and_again_when_it_works(
         f"outrider: writing the daemon log to {tmp_path / 'outrider.log'} again",
     ]
     assert (tmp_path / "outrider.log").read_text() == "kept\n"
+
+
+def test_under_the_journal_stderr_has_priorities_and_the_file_stays_plain(
+    tmp_path: Path,
+    restore_root: None,
+    capfd: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    st = os.fstat(2)
+    monkeypatch.setenv("JOURNAL_STREAM", f"{st.st_dev}:{st.st_ino}")
+    setup_logging("INFO", LogSettings("receiver-1", "text", tmp_path / "outrider.log"))
+    logging.getLogger("outrider.t").warning("careful")
+    assert capfd.readouterr().err == "<4>WARNING [receiver-1] outrider.t: careful\n"
+    written = (tmp_path / "outrider.log").read_text()
+    assert re.match(
+        r"^\d{4}-\d\d-\d\d [\d:,]+ WARNING \[receiver-1\] outrider.t: careful\n$", written
+    )
