@@ -128,8 +128,11 @@ class LogFileHandler(FdHandler):
         os.close(old)
 
     def close(self) -> None:
-        with contextlib.suppress(OSError):
-            os.close(self.fd)
+        """Idempotent: a second close must not close whatever reused the fd number."""
+        fd, self.fd = self.fd, -1
+        if fd >= 0:
+            with contextlib.suppress(OSError):
+                os.close(fd)
         super().close()
 
 

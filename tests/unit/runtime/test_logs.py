@@ -286,3 +286,16 @@ def test_under_the_journal_stderr_has_priorities_and_the_file_stays_plain(
     assert re.match(
         r"^\d{4}-\d\d-\d\d [\d:,]+ WARNING \[receiver-1\] outrider.t: careful\n$", written
     )
+
+
+def test_closing_twice_leaves_a_reused_fd_number_alone(tmp_path: Path) -> None:
+    handler = LogFileHandler(tmp_path / "outrider.log")
+    number = handler.fd
+    handler.close()
+    other = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT)
+    try:
+        assert other == number  # the lowest free number: the one just released
+        handler.close()  # a reload closes the old handlers again
+        os.fstat(other)  # still open
+    finally:
+        os.close(other)
