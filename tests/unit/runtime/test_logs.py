@@ -292,9 +292,11 @@ def test_closing_twice_leaves_a_reused_fd_number_alone(tmp_path: Path) -> None:
     handler = LogFileHandler(tmp_path / "outrider.log")
     number = handler.fd
     handler.close()
-    other = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT)
+    opened = os.open(tmp_path / "other", os.O_WRONLY | os.O_CREAT)
+    other = os.dup2(opened, number)  # something else now has the number
+    if opened != other:
+        os.close(opened)
     try:
-        assert other == number  # the lowest free number: the one just released
         handler.close()  # a reload closes the old handlers again
         os.fstat(other)  # still open
     finally:
