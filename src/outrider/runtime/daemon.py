@@ -32,11 +32,13 @@ from outrider.intake.sink import HeldSink
 from outrider.queue.control import ControlServer, DaemonHooks
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
+from outrider.runtime import sd_notify
 from outrider.runtime.adoption import OrphanAdopter
 from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.inbound_count import inbound_connections
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
+from outrider.runtime.logs import DELIVERY, reconfigure_logging, settings_for
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.runtime.route_info import explain_route
 from outrider.runtime.stats import TrafficCounters, overview
@@ -128,6 +130,11 @@ class Daemon:
             processes,
             manager.pending_messages,
         )
+        # Only now: every listener (every receiver process) accepts and the spool is recovered.
+        sd_notify.ready(
+            f"{len(config.listeners)} listener(s), {processes} receiver process(es), "
+            f"{manager.pending_messages} queued at start"
+        )
         ticker = loop.create_task(self._tick(accounting), name="ticker")
         supervisor = None
         if self.receivers is not None:
@@ -136,8 +143,9 @@ class Daemon:
         if supervisor is not None:
             supervisor.cancel()
 
-        log.info("stopping: finishing in-flight work (up to %ss)", config.server.shutdown_timeout)
         timeout = self.config.server.shutdown_timeout
+        sd_notify.stopping(f"stopping: finishing in-flight work (up to {timeout}s)")
+        log.info("stopping: finishing in-flight work (up to %ss)", timeout)
         await asyncio.gather(
             *(listener.stop(timeout) for listener in self.listeners), self._stop_receivers(timeout)
         )
@@ -303,16 +311,20 @@ class Daemon:
     def apply_reload(self) -> dict[str, Any]:
         """Load the config file again and apply it (``outrider reload``, SIGHUP): the
         reply says whether it was accepted, with every problem when it was not, and
-        what needs a restart."""
+        what needs a restart. systemd hears RELOADING=1 and then READY=1 either way."""
+        sd_notify.reloading()
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
+            sd_notify.ready("reload refused (invalid config); the running config stays")
             problems = "\n".join(str(p) for p in exc.problems)
             return {"ok": False, "error": f"reload refused, the running config stays:\n{problems}"}
         except OSError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
+            sd_notify.ready("reload refused (config unreadable); the running config stays")
             return {"ok": False, "error": f"{self.config_path}: cannot read: {exc.strerror}"}
+        reconfigure_logging(settings_for(new.server, DELIVERY))
         warnings: list[str] = []
         self.config = new
         self.manager.update_config(new)
@@ -327,6 +339,7 @@ class Daemon:
             for warning in warnings:
                 log.warning("reload: %s", warning)
         log.info("configuration reloaded from %s", self.config_path)
+        sd_notify.ready(f"configuration reloaded from {self.config_path}")
         return {"ok": True, "config": self.config_path, "warnings": warnings}
 
     # -- pid file ---------------------------------------------------------------------------
@@ -351,11 +364,13 @@ def nameserver_specs(config: Config) -> list[str] | None:
     return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers]
 
 
-def run_daemon(config_path: str | Path) -> int:
-    """Entry point of ``outrider run``: returns the process exit code."""
+def run_daemon(config_path: str | Path, config: Config | None = None) -> int:
+    """Entry point of ``outrider run`` (given the config it loaded to set up logging):
+    returns the process exit code."""
     from outrider.runtime.loop import run
 
-    config = load_config(config_path)
+    if config is None:
+        config = load_config(config_path)
 
     async def main() -> int:
         return await Daemon(config_path, config).run()
