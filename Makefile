@@ -23,11 +23,14 @@ run: $(STAMP)
 	$(BIN)/outrider run -c $(CONFIG)
 
 # Debian packages the test suite needs: Chromium for the web monitor's browser test
-# (driven by Playwright from the venv; no browser download). The relay benchmark
-# installs postfix itself.
+# (driven by Playwright from the venv; no browser download) and logrotate for the
+# packaged rotation snippet's test. The relay benchmark installs postfix itself.
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium logrotate:/usr/sbin/logrotate
 system-deps:
-	@test -x /usr/bin/chromium || { echo "installing chromium"; \
-	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
+	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; done; \
+	if [ -n "$$missing" ]; then echo "installing$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests bench
