@@ -8,6 +8,7 @@ import sys
 from outrider import __version__
 from outrider.admin.cli import COMMANDS, add_console_parsers, run_console_command
 from outrider.auth.cli import add_user_parser, run_user_command
+from outrider.http.token_cli import add_token_parser, run_token_command
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -21,6 +22,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", required=True, help="configuration file (TOML)")
     sub.add_parser("config-schema", help="print the JSON Schema of the configuration file")
     add_user_parser(sub)
+    add_token_parser(sub)
     add_console_parsers(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
@@ -61,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gen_cert(args)
     if args.command == "user":
         return run_user_command(args)
+    if args.command == "token":
+        return run_token_command(args)
     if args.command in COMMANDS:
         return run_console_command(args)
     if args.command == "config-schema":
