@@ -1,0 +1,135 @@
+"""The web monitor in a real browser (Debian's Chromium, driven by Playwright) against
+the real daemon: a paused queue shows up as paused, the Resume button drains it, the
+dashboard and the live feed move, values from strangers stay text, rights hide the
+buttons, and a phone-sized screen gets no sideways scrolling."""
+
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+from playwright.sync_api import Browser, Page, expect
+
+from tests.browser.rig import EVIL, SHOP, Rig
+from tests.support.daemon import wait_until
+
+MARKUP_REPLY = '451 4.7.1 <img src=x onerror="window.__xss=1"><b>greylisted</b> & try later'
+
+
+def test_resume_a_paused_queue_from_the_page(rig: Rig, page: Page, js_errors: list[str]) -> None:
+    # Paused by its domain before any mail comes, as `outrider pause queue shop.test` does:
+    # the queue the mail joins is named by the daemon (shop.test/default).
+    rig.pause(SHOP)
+    page.goto(rig.base + "/#/queues")
+    expect(page.locator("#role")).to_have_text("admin")
+    before = len(rig.sink.messages)
+    rig.send([f"user{i}@{SHOP}" for i in range(3)], count=2)
+
+    row = page.locator("table.data tbody tr", has_text=f"{SHOP}/default")
+    expect(row.locator(".badge")).to_have_text("paused", timeout=30_000)
+    expect(row.locator('td[data-label="Recipients"]')).to_have_text("6")
+    expect(row.locator('td[data-label="Messages"]')).to_have_text("2")
+    assert len(rig.sink.messages) == before, "a paused queue delivered"
+
+    row.get_by_role("button", name=f"Resume {SHOP}/default").click()
+    expect(page.locator(".toast.ok")).to_contain_text("Resumed")
+    # Drained: the queue leaves the table (no mail, no connection, not paused).
+    expect(row).to_have_count(0, timeout=60_000)
+    wait_until(lambda: len(rig.sink.messages) >= before + 2, 30, "the sink got the mail")
+    assert rig.queue_row(SHOP) is None
+    assert js_errors == []
+
+
+def test_dashboard_charts_traffic_and_streams_events(
+    rig: Rig, page: Page, js_errors: list[str]
+) -> None:
+    page.goto(rig.base + "/")
+    expect(page.locator(".feed-head")).to_contain_text("streaming")
+    rig.send([f"dash@{SHOP}"])
+    # The live feed shows the delivery as it happens, without a reload.
+    delivered = page.locator(".feed li.ev-delivered", has_text=f"dash@{SHOP}")
+    expect(delivered).to_have_count(1, timeout=30_000)
+    expect(page.locator(".feed li.ev-received").first).to_be_visible()
+    # The per-minute chart has its four series, and counts this minute's traffic.
+    traffic = page.locator(".card", has_text="Traffic per minute")
+    expect(traffic.locator("polyline.series")).to_have_count(4)
+    expect(traffic.locator(".legend")).to_contain_text("delivered")
+    expect(page.locator(".stat.delivered .stat-value")).not_to_have_text("0", timeout=30_000)
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    assert js_errors == []
+
+
+def test_replies_and_names_from_strangers_stay_text(
+    rig: Rig, page: Page, js_errors: list[str]
+) -> None:
+    rig.sink.script.rcpt_replies[f"greylisted@{EVIL}"] = MARKUP_REPLY
+    rig.send([f"greylisted@{EVIL}"])
+    wait_until(
+        lambda: "greylisted" in ((rig.queue_row(EVIL) or {}).get("last_error") or ""),
+        30,
+        "the deferral is recorded",
+    )
+    page.goto(rig.base + "/#/queues")
+    row = page.locator("table.data tbody tr", has_text=f"{EVIL}/default")
+    expect(row.locator(".reply")).to_contain_text('<img src=x onerror="window.__xss=1">')
+    row.get_by_role("link", name=f"{EVIL}/default").click()
+    expect(page).to_have_url(re.compile(r"#/queues/evil\.test%2Fdefault$"))
+    expect(page.locator(".replies")).to_contain_text("<b>greylisted</b> & try later")
+    expect(page.locator(".head-side .badge")).to_have_text("normal")
+    recipients = page.locator("table.data tbody tr", has_text=f"greylisted@{EVIL}")
+    expect(recipients.locator(".badge")).to_have_text(re.compile("deferred|queued"))
+    # The message page, through its link, lists the recipient's state too.
+    recipients.locator("a").first.click()
+    expect(page.locator("pre.headers")).to_contain_text("Subject: monitor 0")
+    assert page.evaluate("window.__xss") is None
+    assert page.locator("main img, main b").count() == 0
+    assert js_errors == []
+
+
+def test_monitor_rights_see_no_buttons(rig: Rig, browser: Browser) -> None:
+    made = subprocess.run(
+        [sys.executable, "-m", "outrider", "token", "add", "wallboard", "--role", "monitor",
+         "-c", str(rig.daemon.config_path)],
+        cwd=rig.daemon.workdir, capture_output=True, text=True, timeout=60, check=True,
+    )  # fmt: skip
+    token = made.stdout.strip().splitlines()[-1]
+    context = browser.new_context()
+    try:
+        # The monitor keeps a token in the tab's session storage and sends it on every call.
+        context.add_init_script(f"sessionStorage.setItem('outrider.token', {token!r});")
+        page = context.new_page()
+        page.goto(rig.base + "/#/queues")
+        expect(page.locator("#role")).to_have_text("read-only", timeout=30_000)
+        expect(page.locator("table.data tbody tr", has_text=EVIL)).to_have_count(1)
+        assert page.locator("button[data-action]").count() == 0
+        page.goto(rig.base + "/#/jobs")
+        expect(page.locator("h1")).to_have_text("Jobs")
+        assert page.locator("button[data-action]").count() == 0
+    finally:
+        context.close()
+
+
+def test_phone_screen_has_no_sideways_scrolling(rig: Rig, browser: Browser) -> None:
+    context = browser.new_context(
+        viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True,
+        has_touch=True,
+    )  # fmt: skip
+    try:
+        page = context.new_page()
+        for view in ("#/queues", "#/", f"#/queues/{EVIL}%2Fdefault", "#/messages", "#/vmtas"):
+            page.goto(rig.base + "/" + view)
+            expect(page.locator("#live")).to_have_attribute("data-state", "live", timeout=30_000)
+            if view == "#/queues":
+                row = page.locator("table.data tbody tr", has_text=f"{EVIL}/default")
+                expect(row).to_be_visible()
+                # a card: the column headings are hidden, each cell carries its label
+                assert page.locator("table.data thead").is_hidden()
+                box = row.bounding_box()
+                assert box is not None and box["width"] <= 375
+            overflow = page.evaluate(
+                "document.documentElement.scrollWidth - document.documentElement.clientWidth"
+            )
+            assert overflow <= 0, f"{view}: the page scrolls sideways by {overflow}px"
+    finally:
+        context.close()
