@@ -214,12 +214,20 @@ def test_pause_holds_mail_and_resume_delivers_it_with_events(
 ) -> None:
     status, body, _ = api(daemon, "POST", f"/api/v1/queues/{quote(QUEUE, safe='')}/pause")
     assert status == 200, body
+    try:
+        held_then_resumed(daemon, sink)
+    finally:  # the other tests deliver through this queue
+        api(daemon, "POST", f"/api/v1/queues/{quote(QUEUE, safe='')}/resume")
+
+
+def held_then_resumed(daemon: DaemonHandle, sink: ScriptedSmtpServer) -> None:
     send(daemon, "held@example.org")
     wait_until(lambda: bool(queued(daemon, "held@example.org")), 20, "queued")
     [row] = get(daemon, "/api/v1/queues?mode=paused")["queues"]
     assert (row["queue"], row["recipients"], row["mode"]) == (QUEUE, 1, "paused")
     detail = get(daemon, f"/api/v1/queues/{quote(QUEUE, safe='')}")
-    assert detail["queue"]["mode"] == "paused" and detail["shaping"]["paused"] is True
+    assert (detail["queue"], detail["mode"], detail["recipients"]) == (QUEUE, "paused", 1)
+    assert detail["shaping"]["paused"] is True
     [rcpt] = queued(daemon, "held@example.org")
     message = get(daemon, f"/api/v1/messages/{rcpt['id']}")["message"]
     assert "Subject: http api" in message["headers"]
@@ -355,5 +363,10 @@ def test_monitor_files(daemon: DaemonHandle) -> None:
     if index.exists():
         assert status == 200 and headers["Content-Type"].startswith("text/html")
         assert headers["Cache-Control"] == "no-cache"
+        assert "frame-ancestors 'none'" in headers["Content-Security-Policy"]
     else:
         assert status == 404
+    for asset in index.parent.rglob("*.js"):
+        name = asset.relative_to(index.parent).as_posix()
+        status, _, headers = api(daemon, "GET", f"/static/{name}")
+        assert status == 200 and headers["Content-Type"].startswith("text/javascript"), name

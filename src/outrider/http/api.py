@@ -15,7 +15,9 @@ from dataclasses import dataclass, field
 from typing import Literal
 from urllib.parse import unquote
 
-from outrider.http.access import Role
+# "public": no rights needed (the monitor's page and assets, which hold no data: a browser
+# cannot send a bearer token when it navigates, so the page must load before it asks for one)
+Need = Literal["admin", "monitor", "public"]
 
 Where = Literal["path", "query", "body"]
 Kind = Literal["string", "integer", "boolean"]
@@ -43,7 +45,7 @@ class Operation:
     method: Method
     path: str  # "/api/v1/queues/{queue}/retry"
     summary: str
-    role: Role = "monitor"
+    role: Need = "monitor"
     cmd: str = ""  # control verb; "" when answered by ``handler``
     params: tuple[Param, ...] = ()
     fixed: tuple[tuple[str, object], ...] = ()  # constant fields of the control request
@@ -277,12 +279,13 @@ OPERATIONS: tuple[Operation, ...] = (
         handler="metrics",
         reply="text/plain",
     ),
-    Operation("GET", "/", "the web monitor", handler="static", reply="text/html"),
+    Operation("GET", "/", "the web monitor", role="public", handler="static", reply="text/html"),
     Operation(
         "GET",
         "/static/{file*}",
         "the web monitor's files",
         params=(Param("file", "path", "file name under static/", required=True),),
+        role="public",
         handler="static",
         reply="application/octet-stream",
     ),

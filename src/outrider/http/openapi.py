@@ -47,7 +47,8 @@ def operation(op: Operation) -> dict[str, Any]:
         "operationId": op.operation_id,
         "summary": op.summary,
         "description": (
-            f"Role needed: {op.role}." + (f" Control verb: `{op.cmd}`." if op.cmd else "")
+            ("No rights needed." if op.role == "public" else f"Role needed: {op.role}.")
+            + (f" Control verb: `{op.cmd}`." if op.cmd else "")
         ),
         "tags": [op.segments[2] if len(op.segments) > 2 else op.segments[0] or "monitor"],
         "parameters": parameters,
@@ -59,6 +60,9 @@ def operation(op: Operation) -> dict[str, Any]:
             "404": _error("no such queue, message, job or source"),
         },
     }
+    if op.role == "public":
+        out["security"] = []
+        del out["responses"]["401"], out["responses"]["403"]
     if op.role == "admin":
         out["responses"]["413"] = _error("request body larger than [http] max-request-size")
     if op.cmd == "reload":

@@ -30,6 +30,7 @@ from outrider.http.tokens import TokenCache
 from outrider.http.traffic import per_minute
 from outrider.queue.control import DaemonHooks, handle_request
 from outrider.queue.operator import Operator
+from outrider.queue.summary import iso
 from outrider.runtime.stats import TrafficCounters
 
 log = logging.getLogger("outrider.http")
@@ -122,20 +123,23 @@ class HttpServer:
             return json_response(404, error_body(f"no such path {request.path}"))
         op = found.operation
         config = self.ctx.config()
-        verdict = access.decide(
-            method=request.method,
-            client_ip=request.remote or "",
-            headers=request.headers,
-            needs=op.role,
-            admin_networks=config.http.admin_networks,
-            monitor_networks=config.http.monitor_networks,
-            token_role=self.tokens.role,
-            server_names=(config.server.hostname,),
-        )
-        if verdict.status != 200:
-            extra = {"WWW-Authenticate": 'Bearer realm="outrider"'} if verdict.status == 401 else {}
-            return json_response(verdict.status, error_body(verdict.error), extra)
-        request["role"] = verdict.role
+        if op.role != "public":
+            verdict = access.decide(
+                method=request.method,
+                client_ip=request.remote or "",
+                headers=request.headers,
+                needs=op.role,
+                admin_networks=config.http.admin_networks,
+                monitor_networks=config.http.monitor_networks,
+                token_role=self.tokens.role,
+                server_names=(config.server.hostname,),
+            )
+            if verdict.status != 200:
+                extra = (
+                    {"WWW-Authenticate": 'Bearer realm="outrider"'} if verdict.status == 401 else {}
+                )
+                return json_response(verdict.status, error_body(verdict.error), extra)
+            request["role"] = verdict.role
         try:
             body = await self._body(request, config.http.max_request_size)
             values = params.values(op, found.path_params, request.query, body)
@@ -211,18 +215,7 @@ class HttpServer:
                 replies[rcpt["last_error"]] = replies.get(rcpt["last_error"], 0) + 1
         queue = self.ctx.operator.scheduler.queues.get(name)
         since = queue.backoff.since if queue is not None and queue.backoff.in_backoff else None
-        return json_response(
-            200,
-            {
-                "queue": row,
-                "shaping": shaping,
-                "backoff_since": _iso(since),
-                "recent_replies": [
-                    {"reply": text, "recipients": n}
-                    for text, n in sorted(replies.items(), key=lambda kv: -kv[1])[:RECENT_REPLIES]
-                ],
-            },
-        )
+        return json_response(200, queue_detail(name, row, shaping, since, replies))
 
     async def _events(
         self, request: web.Request, op: Operation, values: dict[str, Any]
@@ -300,7 +293,7 @@ class HttpServer:
             headers={
                 "Content-Type": static_files.content_type(path),
                 "Cache-Control": "no-cache",
-                "X-Content-Type-Options": "nosniff",
+                **static_files.SECURITY_HEADERS,
             },
         )
 
@@ -309,7 +302,39 @@ class _TooLarge(Exception):
     pass
 
 
-def _iso(at: float | None) -> str | None:
-    from outrider.queue.summary import iso
-
-    return iso(at)
+def queue_detail(
+    name: str,
+    row: dict[str, Any] | None,
+    shaping: dict[str, Any] | None,
+    backoff_since: float | None,
+    replies: dict[str, int],
+) -> dict[str, Any]:
+    """``GET /api/v1/queues/{queue}``: the ``show queues`` row's keys at the top (a queue
+    with no mail and normal mode has no row: its shaping state stands in), its ``status``
+    entry under ``shaping``, and the replies its queued recipients last got, commonest
+    first."""
+    base: dict[str, Any] = (
+        dict(row)
+        if row is not None
+        else {
+            "queue": name,
+            "domain": (shaping or {}).get("domain", ""),
+            "vmta": (shaping or {}).get("vmta", ""),
+            "recipients": 0,
+            "messages": 0,
+            "bytes": 0,
+            "oldest_age": 0,
+            "connections": (shaping or {}).get("connections", 0),
+            "mode": (shaping or {}).get("mode", "normal"),
+            "reason": "",
+            "next_attempt": None,
+            "last_error": "",
+        }
+    )
+    ranked = sorted(replies.items(), key=lambda kv: (-kv[1], kv[0]))[:RECENT_REPLIES]
+    return base | {
+        "shaping": shaping,
+        "disabled_sources": (shaping or {}).get("disabled_sources", []),
+        "backoff_since": iso(backoff_since),
+        "recent_replies": [{"reply": text, "recipients": n} for text, n in ranked],
+    }

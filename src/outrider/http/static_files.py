@@ -19,6 +19,16 @@ TYPES = {
     ".txt": "text/plain; charset=utf-8",
 }
 
+# The monitor uses no inline script or style and loads nothing from elsewhere.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; style-src 'self'; script-src 'self'; "
+        "connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'self'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
+
 
 def resolve(name: str, root: Path = STATIC_DIR) -> Path | None:
     """The file for ``/static/<name>`` (``index.html`` for ``/``), or None: no dot files, no

@@ -114,3 +114,19 @@ def test_control_replies_become_statuses() -> None:
     assert (route.status, route.body["field"]) == (400, "address")
     assert answer({"ok": False, "error": "reload refused"}, cmd="reload").status == 409
     assert answer({"ok": False, "error": "command failed: boom"}).status == 500
+
+
+def test_queue_detail_flattens_the_row_and_adds_shaping() -> None:
+    from outrider.http.server import queue_detail
+
+    row = {"queue": "q/default", "recipients": 2, "mode": "backoff", "reason": "backoff since x"}
+    shaping = {"name": "q/default", "window": 3, "disabled_sources": ["192.0.2.1"]}
+    replies = {"451 later": 1, "421 slow down": 2}
+    detail = queue_detail("q/default", row, shaping, 0.0, replies)
+    assert (detail["recipients"], detail["mode"], detail["shaping"]["window"]) == (2, "backoff", 3)
+    assert detail["disabled_sources"] == ["192.0.2.1"]
+    assert detail["backoff_since"] == "1970-01-01T00:00:00+00:00"
+    assert [r["reply"] for r in detail["recent_replies"]] == ["421 slow down", "451 later"]
+    empty = queue_detail("idle/default", None, {"mode": "normal", "domain": "idle"}, None, {})
+    assert (empty["queue"], empty["recipients"], empty["domain"]) == ("idle/default", 0, "idle")
+    assert empty["backoff_since"] is None and empty["recent_replies"] == []
