@@ -370,3 +370,23 @@ def test_monitor_files(daemon: DaemonHandle) -> None:
         name = asset.relative_to(index.parent).as_posix()
         status, _, headers = api(daemon, "GET", f"/static/{name}")
         assert status == 200 and headers["Content-Type"].startswith("text/javascript"), name
+
+
+def test_a_busy_http_port_fails_the_start_clearly(tmp_path: Path, dns: DnsTestServer) -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        handle = write_config(
+            tmp_path / "busy",
+            port=free_port(),
+            dns=dns.address,
+            receiver_processes=1,
+            extra=f'[http]\naddress = "127.0.0.1:{port}"\n',
+        )
+        done = subprocess.run(
+            [sys.executable, "-m", "outrider", "run", "-c", str(handle.config_path)],
+            cwd=handle.workdir, capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert done.returncode == 1
+    assert f"[http] address 127.0.0.1:{port}: cannot listen" in done.stderr

@@ -97,7 +97,13 @@ class HttpServer:
         )
         await self._runner.setup()
         site = web.TCPSite(self._runner, host, port, reuse_address=True)
-        await site.start()
+        try:
+            await site.start()
+        except OSError as exc:
+            await self.stop()
+            raise RuntimeError(
+                f"[http] address {host}:{port}: cannot listen: {exc.strerror or exc}"
+            ) from None
         log.info("HTTP API listening on %s:%d", host, port)
 
     async def stop(self) -> None:
