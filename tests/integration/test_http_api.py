@@ -273,6 +273,23 @@ def test_retry_then_delete_a_deferred_message(
     assert rcpt["id"] in api(daemon, "GET", path)[1]["error"]
 
 
+def test_mode_hold_release_and_sources(daemon: DaemonHandle, sink: ScriptedSmtpServer) -> None:
+    send(daemon, "modes@example.org")  # so that the queue exists
+    wait_until(lambda: any("modes@example.org" in m.rcpts for m in sink.messages), 20, "sent")
+    queue = quote(QUEUE, safe="")
+    status, body, _ = api(daemon, "POST", f"/api/v1/queues/{queue}/mode", {"mode": "backoff"})
+    assert status == 200 and body["queues"] >= 1, body
+    try:
+        assert get(daemon, f"/api/v1/queues/{queue}")["mode"] == "backoff"
+    finally:
+        status, body, _ = api(daemon, "POST", f"/api/v1/queues/{queue}/mode", {"mode": "normal"})
+        assert status == 200, body
+    status, body, _ = api(daemon, "POST", f"/api/v1/queues/{queue}/release")
+    assert status == 404 and "no held message" in body["error"]
+    status, body, _ = api(daemon, "POST", "/api/v1/sources/192.0.2.77/disable")
+    assert status == 404 and "192.0.2.77" in body["error"]
+
+
 def test_errors(daemon: DaemonHandle) -> None:
     status, body, _ = api(daemon, "GET", "/api/v1/queues?max=-1")
     assert (status, body["field"]) == (400, "max")

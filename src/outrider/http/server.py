@@ -254,7 +254,7 @@ class HttpServer:
                     break
                 frames = client.take()
                 await response.write(b"".join(frames) if frames else sse.KEEPALIVE_FRAME)
-        except (ConnectionError, asyncio.CancelledError):
+        except ConnectionError:  # the client left
             pass
         finally:
             self.stream.remove(client)

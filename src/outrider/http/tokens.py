@@ -7,7 +7,7 @@ The file (``[http] tokens-file``, mode 0600, rewritten atomically) is JSON::
 
 A token is 256 random bits, so a plain hash is enough (no salt or slow hash needed:
 there is nothing to guess). The daemon keeps a :class:`TokenCache` that re-reads the
-file when its modification time or size changes, so a new token works without a reload.
+file when it changes (modification time, size or inode), so a new token works without a reload.
 """
 
 from __future__ import annotations
@@ -144,7 +144,8 @@ def role_of(entries: list[TokenEntry], token: str) -> Role | None:
 
 
 class TokenCache:
-    """The daemon's view of the tokens file, re-read when it changes (mtime and size).
+    """The daemon's view of the tokens file, re-read when it changes: mtime, size or inode
+    (every rewrite is a new inode, so two rewrites within one mtime tick are seen too).
 
     A file that turns unreadable or invalid keeps no token valid (fail closed) and logs
     once per change through ``on_error``.
@@ -153,7 +154,7 @@ class TokenCache:
     def __init__(self, path: Path, on_error: Any = None) -> None:
         self.path = path
         self.on_error = on_error
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._entries: list[TokenEntry] = []
 
     def role(self, token: str) -> Role | None:
@@ -163,9 +164,9 @@ class TokenCache:
     def _refresh(self) -> None:
         try:
             st = os.stat(self.path)
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except OSError:
-            stamp = (0, -1)
+            stamp = (0, -1, 0)
         if stamp == self._stamp:
             return
         self._stamp = stamp
