@@ -7,7 +7,7 @@ import json
 import smtplib
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -65,24 +65,41 @@ class Rig:
     def pause(self, queue: str) -> None:
         self.api("POST", f"/api/v1/queues/{quote(queue, safe='')}/pause")
 
-    def send(self, rcpts: list[str], *, count: int = 1, headers: bytes = b"") -> None:
+    def send(
+        self,
+        rcpts: list[str],
+        *,
+        count: int = 1,
+        headers: bytes = b"",
+        sender: str = "news@sender.test",
+    ) -> None:
         with smtplib.SMTP(self.daemon.host, self.daemon.port, timeout=30) as s:
             for i in range(count):
                 s.sendmail(
-                    "news@sender.test",
+                    sender,
                     rcpts,
                     headers + f"Subject: monitor {i}\r\n\r\nhello\r\n".encode(),
                 )
 
 
-def rig_config(sink_port: int, http_port: int, domains: tuple[str, ...]) -> str:
-    routes = "".join(f'[domain."{d}"]\nroute = "{SINK_HOST}:{sink_port}"\n' for d in domains)
+def rig_config(
+    sink_port: int, http_port: int, domains: tuple[str, ...], settings: Mapping[str, str]
+) -> str:
+    """The [http] table and one routed domain table per domain (plus its ``settings``)."""
+    routes = "".join(
+        f'[domain."{d}"]\nroute = "{SINK_HOST}:{sink_port}"\n{settings.get(d, "")}\n'
+        for d in domains
+    )
     return f'[http]\naddress = "127.0.0.1:{http_port}"\n\n{routes}'
 
 
 @contextmanager
 def running_rig(
-    workdir: Path, *, domains: tuple[str, ...] = (SHOP,), extra: str = ""
+    workdir: Path,
+    *,
+    domains: tuple[str, ...] = (SHOP,),
+    settings: Mapping[str, str] | None = None,
+    extra: str = "",
 ) -> Iterator[Rig]:
     """Start everything (the daemon with the shipped defaults: uvloop, one receiver
     process) and stop it again, the daemon by its own PID."""
@@ -102,7 +119,7 @@ def running_rig(
             dns=dns.address,
             relay_domains=domains,
             receiver_processes=1,
-            extra=rig_config(sink.port, http_port, domains) + extra,
+            extra=rig_config(sink.port, http_port, domains, settings or {}) + extra,
         )
         daemon.start()
         stack.callback(daemon.kill)

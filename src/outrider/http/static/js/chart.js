@@ -2,9 +2,15 @@
 // a legend and a hover read-out. Sized to their container and redrawn when it resizes.
 
 import { h, s, fill } from "./dom.js";
-import { hhmm, niceScale, num } from "./format.js";
+import { clock, hhmm, niceScale, num } from "./format.js";
 
 const PAD = { top: 12, right: 12, bottom: 24, left: 44 };
+const TICKS = [5, 10, 15, 30, 60, 120, 300, 600, 900, 1800, 3600].map((s) => s * 1000);
+
+/** Time between two x-axis labels: the shortest that gives at most five. */
+export function tickEvery(span) {
+  return TICKS.find((every) => span / every <= 5) || TICKS[TICKS.length - 1];
+}
 
 /**
  * A chart in ``holder``: ``opts.times`` (epoch ms, one per point) and ``opts.series``
@@ -68,12 +74,13 @@ export class LineChart {
     }
     if (n > 1) {
       const span = times[n - 1] - times[0];
-      const every = span > 40 * 60000 ? 15 * 60000 : span > 10 * 60000 ? 5 * 60000 : 60000;
+      const every = tickEvery(span);
       const first = Math.ceil(times[0] / every) * every;
       for (let t = first; t <= times[n - 1]; t += every) {
         const xx = PAD.left + ((t - times[0]) / span) * g.innerW;
         if (xx < PAD.left + 16 || xx > g.width - PAD.right - 16) continue;
-        svg.append(s("text", { x: xx, y: g.height - 6, class: "axis", "text-anchor": "middle" }, hhmm(t)));
+        const text = every < 60000 ? clock(t) : hhmm(t);
+        svg.append(s("text", { x: xx, y: g.height - 6, class: "axis", "text-anchor": "middle" }, text));
       }
     }
     series.forEach((ser, si) => {
@@ -113,7 +120,7 @@ export class LineChart {
     this.cursor.setAttribute("x1", xx);
     this.cursor.setAttribute("x2", xx);
     this.cursor.setAttribute("visibility", "visible");
-    fill(this.tip, h("div.tip-time", { text: hhmm(times[i]) }),
+    fill(this.tip, h("div.tip-time", { text: clock(times[i]) }),
       series.map((ser) => h("div", null, h("i", { dataset: { color: ser.color } }), `${ser.name} `,
         h("b", { text: ser.values[i] === null ? "–" : format(ser.values[i]) }))));
     for (const swatch of this.tip.querySelectorAll("i")) swatch.style.background = swatch.dataset.color;

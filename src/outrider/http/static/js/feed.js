@@ -41,12 +41,13 @@ export function normalise(name, raw) {
   const type = String(e.type || e.kind || e.event || name || "event").toLowerCase();
   return {
     type,
-    at: e.at ?? e.time ?? e.t ?? Date.now() / 1000,
+    at: e.time ?? e.at ?? e.t ?? Date.now() / 1000,
     id: e.queue_id || e.id || message.queue_id || "",
     rcpt: e.rcpt || e.recipient || "",
     queue: e.queue || "",
     text: [e.action, e.diagnostic || e.reply || e.error || e.text].filter(Boolean).join(": "),
     sender: e.sender || message.sender || "",
+    recipients: typeof e.recipients === "number" ? e.recipients : 0,
   };
 }
 

@@ -55,11 +55,18 @@ export function relative(value, now = Date.now()) {
 export function clock(value) {
   const ms = toMillis(value);
   if (ms === null) return "–";
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit" });
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false });
 }
 
 export function hhmm(ms) {
-  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit" });
+  return new Date(ms).toLocaleTimeString([], { hour: "2-digit", minute: "2-digit", hour12: false });
+}
+
+const ISO_TIME = /\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(?:\.\d+)?(?:Z|[+-]\d{2}:\d{2})/g;
+
+/** A server message with its ISO 8601 times made readable: "backoff since 18:38:40 (3m ago)". */
+export function humanTimes(text, now = Date.now()) {
+  return String(text || "").replace(ISO_TIME, (iso) => `${clock(iso)} (${relative(iso, now)})`);
 }
 
 /** Local date and time, for absolute moments (received, started). */
@@ -68,7 +75,7 @@ export function dateTime(value) {
   if (ms === null) return "–";
   return new Date(ms).toLocaleString([], {
     year: "numeric", month: "short", day: "numeric",
-    hour: "2-digit", minute: "2-digit", second: "2-digit",
+    hour: "2-digit", minute: "2-digit", second: "2-digit", hour12: false,
   });
 }
 

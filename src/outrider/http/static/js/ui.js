@@ -35,7 +35,12 @@ export function note(text, kind = "empty") {
 
 /** A link to a queue's detail page; queue names contain "/" and anything a domain may. */
 export function queueLink(name) {
-  return h("a.mono", { href: `#/queues/${encodeURIComponent(name)}`, text: name });
+  return h("a.mono", { href: `#/queues/${encodeURIComponent(name)}` }, breakable(name));
+}
+
+/** Text that may wrap after "/" and "@" (a <wbr> each) rather than anywhere. */
+export function breakable(text) {
+  return String(text).split(/(?<=[/@])/).flatMap((part, i) => (i ? [h("wbr"), part] : [part]));
 }
 
 export function messageLink(id) {

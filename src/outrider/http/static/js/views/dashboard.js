@@ -15,8 +15,12 @@ export const COLORS = {
 };
 const KINDS = ["received", "delivered", "bounced", "deferred"];
 
-/** Per-minute points over the last hour, oldest first, missing minutes as zeros. */
-export function minuteSeries(data, now = Date.now()) {
+/**
+ * Per-minute points, oldest first, missing minutes as zeros: the last hour, or since
+ * ``since`` (the daemon's start, epoch ms) when that is later, though at least ten
+ * minutes, so a young daemon's chart is not one spike at the right edge.
+ */
+export function minuteSeries(data, now = Date.now(), since = null) {
   const step = ((data && data.bucket_seconds) || 60) * 1000;
   const byTime = new Map();
   for (const point of (data && data.series) || []) {
@@ -24,11 +28,11 @@ export function minuteSeries(data, now = Date.now()) {
     if (ms !== null) byTime.set(Math.floor(ms / step) * step, point);
   }
   const last = Math.floor(now / step) * step;
-  const count = Math.max(2, Math.round(3600000 / step));
+  let first = last - (Math.round(3600000 / step) - 1) * step;
+  if (since !== null && since > first) first = Math.min(Math.floor(since / step) * step, last - 9 * step);
   const times = [];
   const values = Object.fromEntries(KINDS.map((k) => [k, []]));
-  for (let i = count - 1; i >= 0; i -= 1) {
-    const t = last - i * step;
+  for (let t = first; t <= last; t += step) {
     times.push(t);
     const point = byTime.get(t) || {};
     for (const k of KINDS) values[k].push(Number(point[k] || 0));
@@ -42,6 +46,7 @@ export default function dashboard(app) {
   const connHolder = h("div");
   const spoolHolder = h("div");
   const trafficNote = h("p.muted.small");
+  const trafficTitle = h("h2", { text: "Traffic per minute, last hour" });
   const feedList = h("ol.feed", { "aria-label": "Live events" });
   const feedState = h("span.muted.small");
   const top = new Table({
@@ -60,11 +65,11 @@ export default function dashboard(app) {
     h("div.page-head", null, h("h1", { text: "Dashboard" }), h("span#uptime.muted")),
     stats,
     h("div.grid-2", null,
-      card("Traffic per minute, last hour", trafficHolder, trafficNote),
+      h("section.card", null, trafficTitle, trafficHolder, trafficNote),
       card("Live events", h("div.feed-head", null, feedState), feedList)),
     h("div.grid-3", null,
-      card("Connections", connHolder),
-      card("Spool", spoolHolder),
+      card("Connections", connHolder, h("p.muted.small", { text: "Sampled every 2 s while this page is open." })),
+      card("Spool", spoolHolder, h("p.muted.small", { text: "Queued messages, sampled while this page is open." })),
       card("Busiest queues", top.node, h("p.more", null, h("a", { href: "#/queues", text: "All queues →" })))));
 
   const traffic = new LineChart(trafficHolder, { height: 220, label: "traffic per minute", area: false });
@@ -80,6 +85,8 @@ export default function dashboard(app) {
         h("span.ev-body", null,
           e.id ? h("a.mono", { href: `#/messages/${encodeURIComponent(e.id)}`, text: e.id }) : null,
           e.rcpt ? h("span", { text: ` → ${e.rcpt}` }) : null,
+          e.sender ? h("span", { text: ` from ${e.sender}` }) : null,
+          e.recipients ? h("span.muted", { text: ` (${e.recipients} rcpt)` }) : null,
           e.queue ? h("span.muted", { text: ` (${e.queue})` }) : null,
           e.text ? h("span.ev-text", { text: e.text }) : null)));
     if (!feed.events.length && !feedList.nextElementSibling) {
@@ -99,7 +106,7 @@ export default function dashboard(app) {
     const sp = st.spool || {};
     fill(stats,
       KINDS.map((k) => stat(`${k[0].toUpperCase()}${k.slice(1)}`, num(minute[k] ?? 0),
-        `${num(hour[k] ?? 0)} last hour · ${num((t.total || {})[k] ?? 0)} since start`, k)),
+        `last minute · ${num(hour[k] ?? 0)} last hour · ${num((t.total || {})[k] ?? 0)} total`, k)),
       stat("Connections", `${c.in === null || c.in === undefined ? "–" : num(c.in)} in · ${num(c.out ?? 0)} out`,
         "SMTP sessions in, delivery connections out"),
       stat("Spool", `${num(sp.messages ?? 0)} msgs`, `${bytes(sp.bytes)} · ${bytes(sp.free_bytes)} free`));
@@ -117,7 +124,12 @@ export default function dashboard(app) {
       if (trafficData.error) {
         trafficNote.textContent = `Traffic history unavailable: ${trafficData.error}`;
       } else {
-        const { times, values } = minuteSeries(trafficData);
+        const started = app.status ? toMillis(app.status.started) : null;
+        const { times, values } = minuteSeries(trafficData, Date.now(), started);
+        const young = started !== null && started > Date.now() - 3600000;
+        trafficTitle.textContent = young
+          ? `Traffic per minute, since the start ${duration((Date.now() - started) / 1000)} ago`
+          : "Traffic per minute, last hour";
         traffic.update({
           times,
           series: KINDS.map((k) => ({

@@ -3,7 +3,7 @@
 import { ApiError, del, get, objectOf, path } from "../api.js";
 import { h, fill } from "../dom.js";
 import { bytes, dateTime, num, relative } from "../format.js";
-import { badge, card, note, queueLink, stateBadge, Table } from "../ui.js";
+import { badge, card, note, stateBadge, Table } from "../ui.js";
 
 export default function message(app, route) {
   const id = route.arg;
@@ -67,7 +67,6 @@ export default function message(app, route) {
       }
       fill(side, m.held ? badge("held", "mode-paused") : null,
         app.isAdmin ? h("button.btn.small.danger", { type: "button", text: "Delete", on: { click: remove } }) : null);
-      const queues = [...new Set((m.recipients || []).map((r) => r.queue).filter(Boolean))];
       fill(envelope, card(null, h("dl.facts", null, [
         ["Sender", h("span.mono", { text: m.sender || "<>" })],
         ["Size", bytes(m.size)],
@@ -78,7 +77,6 @@ export default function message(app, route) {
         ["Client", m.client_address ? `${m.client_address}${m.helo ? ` (${m.helo})` : ""}` : null],
         ["Auth user", m.auth_user],
         ["Source", m.source],
-        ["Queues", queues.length ? queues.map((q) => queueLink(q)) : null],
       ].map(([label, value]) => h("div", null, h("dt", { text: label }),
         h("dd", null, value === null || value === undefined || value === "" ? "–" : value))))));
       recipients.set(m.recipients || [], `|${Math.floor(Date.now() / 5000)}`);

@@ -51,7 +51,7 @@ export default function messages(app, route) {
       { key: "rcpt", label: "Recipient", sort: (r) => r.rcpt, render: (r) => h("span.mono", { text: r.rcpt }) },
       { key: "sender", label: "Sender", sort: (r) => r.sender, render: (r) => h("span.mono", { text: r.sender || "<>" }) },
       { key: "queue", label: "Queue", sort: (r) => r.queue, render: (r) => queueLink(r.queue) },
-      { key: "job", label: "Job", sort: (r) => r.job || "", render: (r) => r.job || "–" },
+      { key: "job", label: "Job", sort: (r) => r.job || "", className: "nowrap", render: (r) => r.job || "–" },
       { key: "state", label: "State", sort: (r) => r.state, render: (r) => stateBadge(r.state) },
       { key: "attempts", label: "Attempts", num: true, sort: (r) => r.attempts, render: (r) => num(r.attempts) },
       { key: "next_attempt", label: "Next attempt", render: (r) => (r.next_attempt ? relative(r.next_attempt) : "–") },

@@ -3,7 +3,7 @@
 
 import { ApiError, get, path } from "../api.js";
 import { h, fill } from "../dom.js";
-import { bytes, clock, dateTime, duration, num, relative } from "../format.js";
+import { bytes, clock, dateTime, duration, num, humanTimes, relative } from "../format.js";
 import { card, messageLink, modeBadge, note, queueActions, stateBadge, Table } from "../ui.js";
 
 // Shaping facts shown elsewhere on the page, or not worth a line.
@@ -79,7 +79,8 @@ export default function queue(app, route) {
         get(`${path("messages")}?${new URLSearchParams({ queue: name, limit: "500" })}`),
       ]);
       const detail = detailReply || {};
-      const row = detail.queue && typeof detail.queue === "object" ? detail.queue : null;
+      // the queue's row keys at the top level, its shaping state under "shaping"
+      const row = detailReply && typeof detail.queue === "string" ? detail : null;
       const shape = detail.shaping && typeof detail.shaping === "object" ? detail.shaping : null;
       const list = Array.isArray(listReply) ? listReply : (listReply && listReply.recipients) || [];
       const side = head.querySelector(".head-side");
@@ -99,14 +100,15 @@ export default function queue(app, route) {
           recipients: 0,
           messages: 0,
           ...(row || {}),
+          queue: name,
         };
         const since = detail.backoff_since;
-        fill(side, modeBadge(q.mode, q.reason), queueActions(app, q));
+        fill(side, modeBadge(q.mode, humanTimes(q.reason)), queueActions(app, q));
         fill(summary, card(null, facts([
           ["Domain", q.domain], ["Virtual MTA", q.vmta],
           ["Recipients", num(q.recipients)], ["Messages", num(q.messages)], ["Size", bytes(q.bytes)],
           ["Oldest", duration(q.oldest_age)], ["Connections", num(q.connections)],
-          ["Mode", h("span", null, modeBadge(q.mode, q.reason), q.reason ? ` ${q.reason}` : "")],
+          ["Mode", h("span", null, modeBadge(q.mode, humanTimes(q.reason)), q.reason ? ` ${humanTimes(q.reason)}` : "")],
           ["In backoff since", since ? dateTime(since) : "–"],
           ["Next attempt", q.next_attempt ? h("span", { title: q.next_attempt, text: relative(q.next_attempt) }) : "–"],
           ["Last error", q.last_error ? h("span.reply", { text: q.last_error }) : "–"],
@@ -117,7 +119,7 @@ export default function queue(app, route) {
           : note("No delivery has been attempted since the daemon started."));
         const recent = detail.recent_replies || [];
         fill(replies, recent.length ? h("ol.replies", null, recent.map(replyItem)) : note("No reply recorded yet."));
-        const disabled = (shape && shape.disabled_sources) || [];
+        const disabled = detail.disabled_sources || (shape && shape.disabled_sources) || [];
         fill(sources, disabled.length
           ? h("ul.chips", null, disabled.map((ip) => h("li.mono", { text: plain(ip) })))
           : note("None: every source address may send to this destination."));

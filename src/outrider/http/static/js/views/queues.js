@@ -2,7 +2,7 @@
 // by any column, filtered by text, virtual MTA and mode; action buttons for admins.
 
 import { h, fill } from "../dom.js";
-import { duration, num, relative, toMillis } from "../format.js";
+import { duration, humanTimes, num, relative, toMillis } from "../format.js";
 import { modeBadge, queueActions, queueLink, Table } from "../ui.js";
 
 /** Queues matching the filter: ``text`` anywhere in the name, domain or last error. */
@@ -45,7 +45,7 @@ export default function queues(app, route) {
       { key: "oldest_age", label: "Oldest", num: true, sort: (q) => q.oldest_age, render: (q) => duration(q.oldest_age) },
       { key: "connections", label: "Conns", num: true, sort: (q) => q.connections, render: (q) => num(q.connections) },
       { key: "mode", label: "Mode", sort: (q) => q.mode, className: "col-mode",
-        render: (q) => h("div", null, modeBadge(q.mode, q.reason), q.reason ? h("div.muted.small", { text: q.reason }) : null) },
+        render: (q) => h("div", null, modeBadge(q.mode, humanTimes(q.reason)), q.reason ? h("div.muted.small", { text: humanTimes(q.reason) }) : null) },
       { key: "next_attempt", label: "Next attempt", sort: (q) => toMillis(q.next_attempt),
         render: (q) => (q.next_attempt ? h("span", { title: q.next_attempt, text: relative(q.next_attempt) }) : "–") },
       { key: "last_error", label: "Last error", sort: (q) => q.last_error || "", className: "col-error",
