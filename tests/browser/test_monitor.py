@@ -60,16 +60,23 @@ def test_dashboard_charts_traffic_and_streams_events(
     assert js_errors == []
 
 
-def test_replies_and_names_from_strangers_stay_text(
-    rig: Rig, page: Page, js_errors: list[str]
-) -> None:
+def deferred_queue(rig: Rig) -> None:
+    """Mail for evil.test waiting in its queue, deferred with a reply full of markup
+    (sent once per module; the tests that need a queue on screen call this)."""
     rig.sink.script.rcpt_replies[f"greylisted@{EVIL}"] = MARKUP_REPLY
-    rig.send([f"greylisted@{EVIL}"])
+    if rig.queue_row(EVIL) is None:
+        rig.send([f"greylisted@{EVIL}"])
     wait_until(
         lambda: "greylisted" in ((rig.queue_row(EVIL) or {}).get("last_error") or ""),
         30,
         "the deferral is recorded",
     )
+
+
+def test_replies_and_names_from_strangers_stay_text(
+    rig: Rig, page: Page, js_errors: list[str]
+) -> None:
+    deferred_queue(rig)
     page.goto(rig.base + "/#/queues")
     row = page.locator("table.data tbody tr", has_text=f"{EVIL}/default")
     expect(row.locator(".reply")).to_contain_text('<img src=x onerror="window.__xss=1">')
@@ -88,6 +95,7 @@ def test_replies_and_names_from_strangers_stay_text(
 
 
 def test_monitor_rights_see_no_buttons(rig: Rig, browser: Browser) -> None:
+    deferred_queue(rig)
     made = subprocess.run(
         [sys.executable, "-m", "outrider", "token", "add", "wallboard", "--role", "monitor",
          "-c", str(rig.daemon.config_path)],
@@ -111,6 +119,7 @@ def test_monitor_rights_see_no_buttons(rig: Rig, browser: Browser) -> None:
 
 
 def test_phone_screen_has_no_sideways_scrolling(rig: Rig, browser: Browser) -> None:
+    deferred_queue(rig)
     context = browser.new_context(
         viewport={"width": 375, "height": 740}, device_scale_factor=2, is_mobile=True,
         has_touch=True,
@@ -133,3 +142,54 @@ def test_phone_screen_has_no_sideways_scrolling(rig: Rig, browser: Browser) -> N
             assert overflow <= 0, f"{view}: the page scrolls sideways by {overflow}px"
     finally:
         context.close()
+
+
+def test_polling_stops_while_the_tab_is_hidden(rig: Rig, page: Page) -> None:
+    polls: list[str] = []
+    page.on("request", lambda r: polls.append(r.url) if "/api/v1/status" in r.url else None)
+    page.goto(rig.base + "/#/jobs")
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    page.evaluate(
+        """() => {
+        Object.defineProperty(document, "hidden", { value: true, configurable: true });
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    )
+    expect(page.locator("#live")).to_have_attribute("data-state", "paused")
+    page.wait_for_timeout(500)  # a poll already under way may still finish
+    seen = len(polls)
+    page.wait_for_timeout(5000)  # two and a half poll periods
+    assert len(polls) == seen, "polled while hidden"
+    page.evaluate(
+        """() => {
+        delete document.hidden;
+        document.dispatchEvent(new Event("visibilitychange"));
+    }"""
+    )
+    expect(page.locator("#live")).to_have_attribute("data-state", "live")
+    for _ in range(60):  # Playwright delivers the request events while it waits
+        if len(polls) > seen + 1:
+            break
+        page.wait_for_timeout(500)
+    assert len(polls) > seen + 1, "polling did not resume"
+
+
+def test_delete_asks_first(rig: Rig, page: Page, js_errors: list[str]) -> None:
+    deferred_queue(rig)
+    page.goto(rig.base + "/#/queues?q=evil")
+    row = page.locator("table.data tbody tr", has_text=f"{EVIL}/default")
+    dialog = page.locator("dialog#confirm")
+    row.get_by_role("button", name=f"Delete the mail queued for {EVIL}/default").click()
+    expect(dialog).to_be_visible()
+    expect(dialog).to_contain_text(f"{EVIL}/default")
+    dialog.get_by_role("button", name="Cancel").click()
+    expect(dialog).to_be_hidden()
+    page.wait_for_timeout(2500)  # a poll later, still queued
+    assert rig.queue_row(EVIL) is not None
+
+    row.get_by_role("button", name=f"Delete the mail queued for {EVIL}/default").click()
+    dialog.get_by_role("button", name="Delete").click()
+    expect(page.locator(".toast.ok")).to_contain_text("Deleted 1 recipient")
+    expect(row).to_have_count(0, timeout=30_000)
+    assert rig.queue_row(EVIL) is None
+    assert js_errors == []
