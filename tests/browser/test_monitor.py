@@ -193,3 +193,68 @@ def test_delete_asks_first(rig: Rig, page: Page, js_errors: list[str]) -> None:
     expect(row).to_have_count(0, timeout=30_000)
     assert rig.queue_row(EVIL) is None
     assert js_errors == []
+
+
+HELPERS = """async () => {
+  const f = await import("/static/js/format.js");
+  const feed = await import("/static/js/feed.js");
+  const dash = await import("/static/js/views/dashboard.js");
+  const app = await import("/static/js/app.js");
+  const queues = await import("/static/js/views/queues.js");
+  const ui = await import("/static/js/ui.js");
+  const series = dash.minuteSeries({bucket_seconds: 60, series: [
+    {t: "1970-01-01T00:58:00+00:00", received: 3, delivered: 2, bounced: 0, deferred: 1}]},
+    3600000);
+  return {
+    duration: [f.duration(45), f.duration(192), f.duration(7500), f.duration(90000)],
+    bytes: [f.bytes(999), f.bytes(48211000)],
+    scale: [f.niceScale(7), f.niceScale(0), f.niceScale(1800, 4, false)],
+    sse: feed.parseBlocks('data: {"type":"delivered"}\\n\\n: ping\\n\\n'
+      + 'event: dropped\\ndata: {"error":"x"}\\n\\ndata: {"par'),
+    event: feed.normalise("", JSON.stringify({type: "queue", time: "2026-12-02T18:00:00Z",
+      queue: "a.test/default", action: "backoff", diagnostic: "421 slow down"})),
+    minutes: [series.times.length, series.values.received[57],
+      series.values.received.reduce((a, b) => a + b, 0)],
+    routes: [app.parseRoute("#/queues/mx%3Amx1.example.net%2Fdefault"),
+      app.parseRoute("#/messages?rcpt=a%40b.test"), app.parseRoute("")],
+    filtered: queues.filterQueues([
+      {queue: "a.test/default", domain: "a.test", vmta: "default", mode: "paused"},
+      {queue: "b.test/m1", domain: "b.test", vmta: "m1", mode: "normal",
+       last_error: "451 Greylisted"}], {text: "grey"}).map((q) => q.queue),
+    pauses: ui.pauseNames({queue: "mx:mx1.example.net/default", domain: "example.net"}),
+  };
+}"""
+
+
+def test_the_pages_helpers(rig: Rig, page: Page) -> None:
+    """The pure parts of the scripts (formatting, the SSE parser, routes, filters), run
+    in the browser that runs them for real."""
+    page.goto(rig.base + "/#/jobs")
+    got = page.evaluate(HELPERS)
+    assert got["duration"] == ["45s", "3m 12s", "2h 5m", "1d 1h"]
+    assert got["bytes"] == ["999 B", "48 MB"]
+    assert got["scale"] == [
+        {"step": 2, "top": 8},
+        {"step": 1, "top": 4},
+        {"step": 500, "top": 2000},
+    ]
+    assert got["sse"] == {
+        "events": [
+            {"name": "", "data": '{"type":"delivered"}'},
+            {"name": "dropped", "data": '{"error":"x"}'},
+        ],
+        "rest": 'data: {"par',
+    }
+    assert (got["event"]["type"], got["event"]["queue"], got["event"]["text"]) == (
+        "queue",
+        "a.test/default",
+        "backoff: 421 slow down",
+    )
+    assert got["minutes"] == [60, 3, 3]  # the hour to 01:00, gaps filled with zeros
+    assert got["routes"] == [
+        {"name": "queue", "arg": "mx:mx1.example.net/default", "params": {}},
+        {"name": "messages", "arg": "", "params": {"rcpt": "a@b.test"}},
+        {"name": "dashboard", "arg": "", "params": {}},
+    ]
+    assert got["filtered"] == ["b.test/m1"]
+    assert got["pauses"] == ["mx:mx1.example.net/default", "mx:mx1.example.net", "example.net"]

@@ -105,16 +105,28 @@ class App {
     }
     this.busy = true;
     const generation = this.generation;
+    let rebuild = false;
     try {
-      const status = objectOf(await get(path("status")), "status");
-      this.status = status;
-      this.history.add(status);
-      if (generation === this.generation) await this.view.refresh();
-      this.setLive("live", "updated " + new Date().toLocaleTimeString());
+      if (this.role === null) {
+        // the daemon was not reachable at load: learn the rights now, then show the view again
+        await this.whoami();
+        if (this.role !== null) rebuild = true;
+      }
+      if (!rebuild) {
+        const status = objectOf(await get(path("status")), "status");
+        this.status = status;
+        this.history.add(status);
+        if (generation === this.generation) await this.view.refresh();
+        this.setLive("live", "updated " + new Date().toLocaleTimeString());
+      }
     } catch (err) {
       this.failed(err);
     } finally {
       this.busy = false;
+    }
+    if (rebuild) {
+      this.route();
+      return;
     }
     if (this.again) {
       this.again = false;

@@ -66,7 +66,10 @@ export default function message(app, route) {
         throw err;
       }
       fill(side, m.held ? badge("held", "mode-paused") : null,
-        app.isAdmin ? h("button.btn.small.danger", { type: "button", text: "Delete", on: { click: remove } }) : null);
+        app.isAdmin ? h("button.btn.small.danger", {
+          type: "button", text: "Delete", "aria-label": `Delete message ${id}`, dataset: { action: "delete" },
+          on: { click: remove },
+        }) : null);
       fill(envelope, card(null, h("dl.facts", null, [
         ["Sender", h("span.mono", { text: m.sender || "<>" })],
         ["Size", bytes(m.size)],
