@@ -109,7 +109,7 @@ export default function queue(app, route) {
           ["Recipients", num(q.recipients)], ["Messages", num(q.messages)], ["Size", bytes(q.bytes)],
           ["Oldest", duration(q.oldest_age)], ["Connections", num(q.connections)],
           ["Mode", h("span", null, modeBadge(q.mode, humanTimes(q.reason)), q.reason ? ` ${humanTimes(q.reason)}` : "")],
-          ["In backoff since", since ? dateTime(since) : "–"],
+          since ? ["In backoff since", dateTime(since)] : null,
           ["Next attempt", q.next_attempt ? h("span", { title: q.next_attempt, text: relative(q.next_attempt) }) : "–"],
           ["Last error", q.last_error ? h("span.reply", { text: q.last_error }) : "–"],
         ])));
