@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import json
 import smtplib
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Mapping
@@ -39,6 +41,16 @@ class Rig:
     sink: ScriptedSmtpServer
     dns: DnsTestServer
     base: str  # http://127.0.0.1:PORT
+    token: str = ""  # sent as a bearer token by ``api`` when set
+
+    def add_token(self, name: str, role: str) -> str:
+        """``outrider token add NAME --role ROLE``: the new token, from its last line."""
+        made = subprocess.run(
+            [sys.executable, "-m", "outrider", "token", "add", name, "--role", role,
+             "-c", str(self.daemon.config_path)],
+            cwd=self.daemon.workdir, capture_output=True, text=True, timeout=60, check=True,
+        )  # fmt: skip
+        return made.stdout.strip().splitlines()[-1]
 
     def api(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
         """One API call as an admin on loopback; errors raise with the server's message."""
@@ -47,7 +59,10 @@ class Rig:
             self.base + path,
             data=data,
             method=method,
-            headers={"Content-Type": "application/json"} if data is not None else {},
+            headers={
+                **({"Content-Type": "application/json"} if data is not None else {}),
+                **({"Authorization": f"Bearer {self.token}"} if self.token else {}),
+            },
         )
         try:
             with urllib.request.urlopen(request, timeout=20) as response:
@@ -83,14 +98,19 @@ class Rig:
 
 
 def rig_config(
-    sink_port: int, http_port: int, domains: tuple[str, ...], settings: Mapping[str, str]
+    sink_port: int,
+    http_port: int,
+    domains: tuple[str, ...],
+    settings: Mapping[str, str],
+    http: str = "",
 ) -> str:
-    """The [http] table and one routed domain table per domain (plus its ``settings``)."""
+    """The [http] table (plus ``http``) and one routed domain table per domain (plus its
+    ``settings``)."""
     routes = "".join(
         f'[domain."{d}"]\nroute = "{SINK_HOST}:{sink_port}"\n{settings.get(d, "")}\n'
         for d in domains
     )
-    return f'[http]\naddress = "127.0.0.1:{http_port}"\n\n{routes}'
+    return f'[http]\naddress = "127.0.0.1:{http_port}"\n{http}\n\n{routes}'
 
 
 @contextmanager
@@ -100,6 +120,7 @@ def running_rig(
     domains: tuple[str, ...] = (SHOP,),
     settings: Mapping[str, str] | None = None,
     extra: str = "",
+    http: str = "",
 ) -> Iterator[Rig]:
     """Start everything (the daemon with the shipped defaults: uvloop, one receiver
     process) and stop it again, the daemon by its own PID."""
@@ -119,19 +140,19 @@ def running_rig(
             dns=dns.address,
             relay_domains=domains,
             receiver_processes=1,
-            extra=rig_config(sink.port, http_port, domains, settings or {}) + extra,
+            extra=rig_config(sink.port, http_port, domains, settings or {}, http) + extra,
         )
         daemon.start()
         stack.callback(daemon.kill)
         stack.callback(daemon.stop)
         rig = Rig(daemon, sink, dns, f"http://127.0.0.1:{http_port}")
-        wait_until(lambda: _answers(rig), 20, "the HTTP listener answers")
+        wait_until(lambda: _answers(rig), 20, "the HTTP listener answers")  # 401 is an answer
         yield rig
 
 
 def _answers(rig: Rig) -> bool:
     try:
-        rig.api("GET", "/api/v1/whoami")
-    except (OSError, AssertionError):
+        with urllib.request.urlopen(rig.base + "/", timeout=5) as response:
+            return bool(response.status == 200)
+    except OSError:
         return False
-    return True

@@ -6,8 +6,6 @@ buttons, and a phone-sized screen gets no sideways scrolling."""
 from __future__ import annotations
 
 import re
-import subprocess
-import sys
 
 from playwright.sync_api import Browser, Page, expect
 
@@ -96,12 +94,7 @@ def test_replies_and_names_from_strangers_stay_text(
 
 def test_monitor_rights_see_no_buttons(rig: Rig, browser: Browser) -> None:
     deferred_queue(rig)
-    made = subprocess.run(
-        [sys.executable, "-m", "outrider", "token", "add", "wallboard", "--role", "monitor",
-         "-c", str(rig.daemon.config_path)],
-        cwd=rig.daemon.workdir, capture_output=True, text=True, timeout=60, check=True,
-    )  # fmt: skip
-    token = made.stdout.strip().splitlines()[-1]
+    token = rig.add_token("wallboard", "monitor")
     context = browser.new_context()
     try:
         # The monitor keeps a token in the tab's session storage and sends it on every call.
