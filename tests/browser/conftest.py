@@ -16,24 +16,29 @@ from playwright.sync_api import (
     ConsoleMessage,
     Page,
     Response,
+    expect,
     sync_playwright,
 )
 
 from tests.browser.rig import CHROMIUM, CHROMIUM_ARGS, EVIL, SHOP, Rig, running_rig
 
 LAPTOP = {"width": 1366, "height": 900}
+# The machine may be busy (other test runs): wait long for what the page should show.
+expect.set_options(timeout=30_000)
 
 
 @pytest.fixture(scope="module")
 def rig(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Rig]:
-    if not Path(CHROMIUM).exists():
-        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
     with running_rig(tmp_path_factory.mktemp("monitor"), domains=(SHOP, EVIL)) as running:
         yield running
 
 
 @pytest.fixture(scope="module")
 def browser() -> Iterator[Browser]:
+    """Module scope, not session: Playwright's own event loop ends with the module, before
+    other modules' asyncio tests run."""
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: run `make system-deps` (apt-get install chromium)")
     with sync_playwright() as p:
         chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_ARGS)
         yield chromium
