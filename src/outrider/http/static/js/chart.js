@@ -120,7 +120,8 @@ export class LineChart {
     this.cursor.setAttribute("x1", xx);
     this.cursor.setAttribute("x2", xx);
     this.cursor.setAttribute("visibility", "visible");
-    fill(this.tip, h("div.tip-time", { text: clock(times[i]) }),
+    const minutes = geo.n > 1 && times[1] - times[0] >= 60000;
+    fill(this.tip, h("div.tip-time", { text: minutes ? hhmm(times[i]) : clock(times[i]) }),
       series.map((ser) => h("div", null, h("i", { dataset: { color: ser.color } }), `${ser.name} `,
         h("b", { text: ser.values[i] === null ? "–" : format(ser.values[i]) }))));
     for (const swatch of this.tip.querySelectorAll("i")) swatch.style.background = swatch.dataset.color;

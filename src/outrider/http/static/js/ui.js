@@ -145,10 +145,12 @@ export function pauseNames(q) {
   return [...new Set([q.queue, destination, q.domain].filter(Boolean))];
 }
 
-/** Resume a queue: lift the pause on its own name, else the one on its destination or domain. */
+/** Resume a queue: lift the pause that holds it (``paused_by`` when the API says), else
+ * the one on its own name, its destination or its domain, whichever is paused. */
 async function resumeQueue(app, q) {
   let last = null;
-  for (const name of pauseNames(q)) {
+  const names = q.paused_by ? [...new Set([q.paused_by, ...pauseNames(q)])] : pauseNames(q);
+  for (const name of names) {
     try {
       await post(path("queues", name, "resume"), {});
       app.toast(name === q.queue ? `Resumed ${name}` : `Resumed ${name} (the pause was set on it)`, "ok");
