@@ -17,6 +17,7 @@ from outrider import __version__
 from outrider.admin.cli import COMMANDS, add_console_parsers, run_console_command
 from outrider.admin.client import DEFAULT_CONFIG
 from outrider.auth.cli import add_user_parser, run_user_command
+from outrider.http.token_cli import add_token_parser, run_token_command
 
 EX_CONFIG = 78
 CONFIG_ENV = "OUTRIDER_CONFIG"
@@ -38,6 +39,7 @@ def _parser() -> argparse.ArgumentParser:
     check.add_argument("-c", "--config", help=config_help)
     sub.add_parser("config-schema", help="print the JSON Schema of the configuration file")
     add_user_parser(sub)
+    add_token_parser(sub)
     add_console_parsers(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
@@ -72,10 +74,13 @@ def default_config() -> tuple[str, str]:
 
 def _resolve_config(args: argparse.Namespace) -> str | None:
     """Fill in ``args.config`` when it was not given; an error message when the file it
-    falls back to does not exist. ``outrider user --users-file F`` needs no config."""
+    falls back to does not exist. ``outrider user --users-file F`` and ``outrider token
+    --tokens-file F`` need no config."""
     if getattr(args, "config", "") is not None:
         return None
     if args.command == "user" and getattr(args, "users_file", None) is not None:
+        return None
+    if args.command == "token" and getattr(args, "tokens_file", None) is not None:
         return None
     path, origin = default_config()
     args.config = path
@@ -121,6 +126,8 @@ def main(argv: list[str] | None = None) -> int:
         return _gen_cert(args)
     if args.command == "user":
         return run_user_command(args)
+    if args.command == "token":
+        return run_token_command(args)
     if args.command in COMMANDS:
         return run_console_command(args)
     if args.command == "config-schema":

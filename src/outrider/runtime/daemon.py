@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outrider import __version__
 from outrider.accounting.subscriber import AccountingSubscriber
@@ -44,6 +44,9 @@ from outrider.runtime.route_info import explain_route
 from outrider.runtime.stats import TrafficCounters, overview
 from outrider.spool.disk import DiskSpool
 from outrider.throttle.remote import ThrottleServer
+
+if TYPE_CHECKING:
+    from outrider.http.server import HttpServer
 
 log = logging.getLogger("outrider.daemon")
 
@@ -101,12 +104,12 @@ class Daemon:
         self.manager = manager
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
+        hooks = DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route)
         control = ControlServer(
-            str(config.server.state_dir / "control.sock"),
-            Operator(manager),
-            DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route),
+            str(config.server.state_dir / "control.sock"), Operator(manager), hooks
         )
         await control.start()
+        http = await self._start_http(manager, hooks)
 
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
@@ -159,6 +162,8 @@ class Daemon:
         await notifier.drain(timeout=5)
         manager.bus.flush()
         event_log.flush()
+        if http is not None:
+            await http.stop()
         await control.stop()
         ticker.cancel()
         accounting.close()
@@ -171,6 +176,27 @@ class Daemon:
         else:
             log.info("stopped")
         return self.exit_code
+
+    async def _start_http(self, manager: Scheduler, hooks: DaemonHooks) -> HttpServer | None:
+        """The HTTP API (``[http] address``), in this process, on the same calls as the
+        control socket; its address is read at start only."""
+        if self.config.http.address is None:
+            return None
+        from outrider.http.server import HttpContext, HttpServer
+
+        http = HttpServer(
+            HttpContext(
+                config=lambda: self.config,
+                operator=Operator(manager),
+                hooks=hooks,
+                traffic=self.traffic,
+                bus=manager.bus,
+                clock=manager.ctx.clock,
+                started=self.started,
+            )
+        )
+        await http.start()
+        return http
 
     def overview(self) -> dict[str, Any]:
         """``outrider show status``."""
