@@ -280,7 +280,9 @@ def test_mode_hold_release_and_sources(daemon: DaemonHandle, sink: ScriptedSmtpS
     status, body, _ = api(daemon, "POST", f"/api/v1/queues/{queue}/mode", {"mode": "backoff"})
     assert status == 200 and body["queues"] >= 1, body
     try:
-        assert get(daemon, f"/api/v1/queues/{queue}")["mode"] == "backoff"
+        detail = get(daemon, f"/api/v1/queues/{queue}")
+        assert detail["mode"] == "backoff"
+        assert detail["backoff_since"] is not None  # the queue is found by its name
     finally:
         status, body, _ = api(daemon, "POST", f"/api/v1/queues/{queue}/mode", {"mode": "normal"})
         assert status == 200, body

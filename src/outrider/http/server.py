@@ -219,7 +219,8 @@ class HttpServer:
         for rcpt in listed.get("recipients", []):
             if rcpt.get("last_error"):
                 replies[rcpt["last_error"]] = replies.get(rcpt["last_error"], 0) + 1
-        queue = self.ctx.operator.scheduler.queues.get(name)
+        queues = self.ctx.operator.scheduler.queues.values()
+        queue = next((q for q in queues if q.name == name), None)
         since = queue.backoff.since if queue is not None and queue.backoff.in_backoff else None
         return json_response(200, queue_detail(name, row, shaping, since, replies))
 
