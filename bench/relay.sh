@@ -17,6 +17,8 @@
 #   report each system's median (this VM's speed drifts between runs)
 #   SINK_PORT [2600]  POSTFIX_PORT [2526]  OUTRIDER_PORT [2527]
 #   BENCH_TMPDIR [/var/tmp]  KEEP [0]  OUTRIDER [<repo>/.venv/bin/outrider]
+#   OUTRIDER_EXTRA [""]: TOML appended to Outrider's config, e.g. to measure with the
+#   HTTP listener on: OUTRIDER_EXTRA=$'[http]\naddress = "127.0.0.1:8089"' 
 set -euo pipefail
 
 MESSAGES=${MESSAGES:-20000}
@@ -370,6 +372,7 @@ start_outrider() {
     local dir=$1
     mkdir -p "$dir/spool" "$dir/log"
     render "$BENCH/outrider-relay.toml.template" "$dir/outrider.toml" "$dir"
+    if [ -n "${OUTRIDER_EXTRA:-}" ]; then printf '\n%s\n' "$OUTRIDER_EXTRA" >>"$dir/outrider.toml"; fi
     port_open "$OUTRIDER_PORT" && die "port $OUTRIDER_PORT already in use"
     "$OUTRIDER" run -c "$dir/outrider.toml" >"$dir/outrider.out" 2>&1 &
     OUTRIDER_PID=$!

@@ -124,7 +124,7 @@ def test_check_config_syntax_error_names_line_and_column(tmp_path: Path) -> None
 def test_missing_config_file(tmp_path: Path, command: str) -> None:
     path = tmp_path / "nowhere.toml"
     result = outrider_cli(command, "-c", str(path), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == (78 if command == "run" else 1)  # run: EX_CONFIG
     assert str(path) in result.stderr
     assert "cannot read" in result.stderr and "No such file or directory" in result.stderr
     assert "Traceback" not in result.stderr
@@ -134,7 +134,7 @@ def test_run_refuses_a_bad_config(tmp_path: Path) -> None:
     path = tmp_path / "bad.toml"
     path.write_text(BAD_CONFIG)
     result = outrider_cli("run", "-c", str(path), cwd=tmp_path)
-    assert result.returncode == 1
+    assert result.returncode == 78  # EX_CONFIG: systemd's RestartPreventExitStatus=78
     assert_bad_config_reported(result.stderr, path)
     assert not (tmp_path / "spool").exists(), "nothing may start on a bad config"
 

@@ -9,7 +9,12 @@ from collections.abc import Iterator, Sequence
 
 from outrider.message.envelope import Envelope, Recipient
 from outrider.spool import temps
-from outrider.spool.base import DuplicateMessageError, SpoolError, SpoolFullError
+from outrider.spool.base import (
+    DuplicateMessageError,
+    SpoolError,
+    SpoolFullError,
+    UnknownMessageError,
+)
 from outrider.spool.spill import SpilledBody, SpillFile
 
 
@@ -74,6 +79,8 @@ class MemorySpool:
         return self.bodies[queue_id]
 
     async def open_body(self, queue_id: str) -> bytes:
+        if queue_id not in self.bodies:  # as the disk spool says of a file that is gone
+            raise UnknownMessageError(f"spool read failed: no message {queue_id}")
         return self.bodies[queue_id]
 
     async def record(self, envelope: Envelope, recipients: Sequence[Recipient]) -> None:

@@ -2,6 +2,8 @@
 
 Column names and the one-letter type codes follow PowerMTA's CSV accounting file so
 existing log processors (bounce handlers, billing, dashboards) read Outrider's log as is.
+New columns are only ever appended to ``FIELDS``, so a processor reading by position
+keeps working.
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ class RecordType(enum.Enum):
     # destination: dsnAction names the new state, dsnDiag the remote reply, rule the
     # pattern that matched. rcpt/orig are empty.
     QUEUE = "q"
+    # A recipient accepted into the queue (one row per recipient of a stored message).
+    RECEIVED = "r"
 
     @property
     def dsn_action(self) -> str:
@@ -33,7 +37,15 @@ _ACTIONS: dict[RecordType, str] = {
     RecordType.BOUNCED: "failed",
     RecordType.TRANSIENT: "delayed",
     RecordType.QUEUE: "",
+    RecordType.RECEIVED: "",
 }
+
+# ``srcType`` by ``Envelope.source`` value: PowerMTA's "smtp" and "api", and "local" for
+# mail Outrider made itself (DSNs, list expansion).
+SRC_TYPES: dict[str, str] = {"smtp": "smtp", "api": "api", "dsn": "local", "list": "local"}
+# ``dlvType`` of a row whose outcome came from a delivery attempt: every transport today
+# is SMTP (PowerMTA writes "smtp" here too; "pipe" etc. would be other transports').
+SMTP_DELIVERY = "smtp"
 
 FIELDS: tuple[str, ...] = (
     "type",
@@ -55,6 +67,12 @@ FIELDS: tuple[str, ...] = (
     "msgId",
     "size",
     "rule",
+    # Appended later: after every older column, never in between.
+    "queueId",
+    "dlvSize",
+    "srcType",
+    "dlvType",
+    "bounceCat",
 )
 
 
@@ -81,6 +99,11 @@ class AccountingRecord:
     msg_id: str
     size: int
     rule: str = ""  # for "q" records: the smtp-pattern-list rule that caused the transition
+    queue_id: str = ""  # the id given in "250 queued as ..."
+    dlv_size: int | None = None  # octets handed to the next hop; None: no delivery attempt
+    src_type: str = ""  # "smtp", "api" or "local" (see SRC_TYPES)
+    dlv_type: str = ""  # "smtp" when the outcome came from a delivery attempt
+    bounce_cat: str = ""  # the bounce category (filled by the bulk-sending work)
 
 
 _last_time: tuple[int, str] = (-1, "")
@@ -125,4 +148,9 @@ def to_row(record: AccountingRecord) -> tuple[str, ...]:
         clean(record.msg_id),
         str(record.size),
         clean(record.rule),
+        record.queue_id,
+        "" if record.dlv_size is None else str(record.dlv_size),
+        record.src_type,
+        record.dlv_type,
+        record.bounce_cat,
     )

@@ -10,25 +10,37 @@ on reopen (see ``_repair_suffix``) so later rows stay parseable.
 
 The daemon owns exactly one ``AccountingLog``; it is neither thread- nor multi-process
 safe (two writers appending to one file could interleave partial rows).
+
+Retention (``keep``): files whose every row is older than ``keep`` are deleted by
+:meth:`AccountingLog.remove_expired`, which the daemon calls at start and the writer at
+each daily rotation (see :mod:`retention`). A day's file whose header is not today's
+``FIELDS`` (written by an older release, or a torn header) is moved aside to
+``<prefix>-YYYY-MM-DD.N.csv`` rather than appended to, so each file has one header that
+names every column of its rows.
 """
 
 from __future__ import annotations
 
 import calendar
-import csv
+import logging
 import os
 import re
 import time
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO, Any
+from typing import IO
 
+from outrider.accounting.csvline import csv_lines
 from outrider.accounting.records import FIELDS, AccountingRecord, to_row
+from outrider.accounting.retention import aside_name, expired, file_name
+
+log = logging.getLogger("outrider.accounting")
 
 _DAY = 86_400
 _BUFFER_SIZE = 1 << 16
 _TAIL_SIZE = 1 << 16  # how much of an existing file is examined for a torn last row
 _ROW_START = re.compile(rb"\r\n[a-z]{1,4},\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+0000,")
+_HEADER = (",".join(FIELDS) + "\r\n").encode()
 
 
 class AccountingLog:
@@ -40,16 +52,18 @@ class AccountingLog:
         *,
         prefix: str = "acct",
         clock: Callable[[], float] = time.time,
+        keep: float | None = None,
     ) -> None:
         self._dir = Path(log_dir)
         self._prefix = prefix
         self._clock = clock
         self._file: IO[str] | None = None
-        self._writer: Any = None  # csv writer object; typeshed's type is private
         self._day_start = 0.0
         self._day_end = 0.0  # [start, end) of the UTC day the open file covers
         self._path: Path | None = None
         self._closed = False
+        self.keep = keep  # seconds; None keeps every file
+        self._pruned_until = 0.0  # end of the UTC day expired files were last removed on
 
     @property
     def path(self) -> Path | None:
@@ -57,15 +71,45 @@ class AccountingLog:
         return self._path
 
     def write(self, record: AccountingRecord) -> None:
-        self._current_writer().writerow(to_row(record))
+        self.write_rows((to_row(record),))
 
     def write_many(self, records: Iterable[AccountingRecord]) -> None:
         """Write a batch; the whole batch goes to the file of the day it is written on."""
-        self._current_writer().writerows(to_row(r) for r in records)
+        self.write_rows([to_row(r) for r in records])
 
     def write_rows(self, rows: Iterable[Sequence[str]]) -> None:
         """Write rows already in ``FIELDS`` order (see :func:`records.to_row`)."""
-        self._current_writer().writerows(rows)
+        self._current_file().write(csv_lines(rows))
+
+    def remove_expired(self) -> list[Path]:
+        """Delete the files past ``keep`` (logged at INFO each); returns them.
+
+        An error (a file another process removed, a directory not readable) is logged
+        and leaves the files as they are: retention must never stop the rows."""
+        now = self._clock()
+        self._pruned_until = _day_bounds(now)[1]
+        if self.keep is None:
+            return []
+        try:
+            entries = {e.name: e for e in os.scandir(self._dir) if e.is_file(follow_symlinks=False)}
+        except FileNotFoundError:
+            return []
+        except OSError as exc:
+            log.warning("accounting: cannot list %s for retention: %s", self._dir, exc)
+            return []
+        removed = []
+        for name in expired(entries, prefix=self._prefix, now=now, keep=self.keep):
+            path = Path(entries[name].path)
+            try:
+                path.unlink()
+            except FileNotFoundError:
+                continue
+            except OSError as exc:
+                log.warning("accounting: cannot delete %s: %s", path, exc)
+                continue
+            log.info("accounting: deleted %s (older than keep)", path)
+            removed.append(path)
+        return removed
 
     def flush(self) -> None:
         """Hand buffered rows to the OS (no fsync): call at least once a second."""
@@ -83,44 +127,57 @@ class AccountingLog:
     def __exit__(self, *exc_info: object) -> None:
         self.close()
 
-    def _current_writer(self) -> Any:
+    def _current_file(self) -> IO[str]:
         now = self._clock()
         if self._file is None or not self._day_start <= now < self._day_end:
             if self._closed:
                 raise ValueError("accounting log is closed")
             self._close_file()
             self._open_for(now)
-        return self._writer
+        assert self._file is not None
+        return self._file
 
     def _open_for(self, now: float) -> None:
-        day = time.gmtime(now)
-        self._day_start = float(calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0)))
-        self._day_end = self._day_start + _DAY
+        self._day_start, self._day_end = _day_bounds(now)
         self._dir.mkdir(parents=True, exist_ok=True)
-        path = self._dir / f"{self._prefix}-{time.strftime('%Y-%m-%d', day)}.csv"
-        needs_header, repair = _inspect_existing(path)
+        if self._day_end > self._pruned_until:  # a new day: the daily rotation
+            self.remove_expired()
+        day = time.strftime("%Y-%m-%d", time.gmtime(now))
+        path = self._dir / file_name(self._prefix, day)
+        found = _inspect_existing(path)
+        if found is None:
+            self._move_aside(path, day)
+            found = (True, "")
+        needs_header, repair = found
         handle = open(  # noqa: SIM115 - kept open across calls, closed in _close_file
             path, "a", encoding="utf-8", newline="", buffering=_BUFFER_SIZE
         )
         try:
             if repair:
                 handle.write(repair)
-            writer = csv.writer(handle, lineterminator="\r\n", quoting=csv.QUOTE_MINIMAL)
             if needs_header:
-                writer.writerow(FIELDS)
+                handle.write(csv_lines([FIELDS]))
         except BaseException:
             handle.close()
             raise
         self._file = handle
-        self._writer = writer
         self._path = path
+
+    def _move_aside(self, path: Path, day: str) -> None:
+        """Keep a day's file whose columns are not ours under another name."""
+        aside = self._dir / aside_name(self._prefix, day, os.listdir(self._dir))
+        try:
+            os.rename(path, aside)
+        except OSError as exc:  # append to it after all: a row with extra cells, not none
+            log.warning("accounting: cannot move %s aside: %s", path, exc)
+            return
+        log.info("accounting: %s has other columns; moved to %s", path, aside.name)
 
     def _close_file(self) -> None:
         handle = self._file
         if handle is None:
             return
         self._file = None
-        self._writer = None
         try:
             handle.flush()
             os.fsync(handle.fileno())
@@ -128,13 +185,24 @@ class AccountingLog:
             handle.close()
 
 
-def _inspect_existing(path: Path) -> tuple[bool, str]:
-    """(needs a header row, text that terminates a torn last row) for a file to append to."""
+def _day_bounds(now: float) -> tuple[float, float]:
+    """[start, end) of the UTC day ``now`` falls in."""
+    day = time.gmtime(now)
+    start = float(calendar.timegm((day.tm_year, day.tm_mon, day.tm_mday, 0, 0, 0)))
+    return start, start + _DAY
+
+
+def _inspect_existing(path: Path) -> tuple[bool, str] | None:
+    """(needs a header row, text that terminates a torn last row) for a file to append
+    to; None when the file does not start with this release's header."""
     try:
         with open(path, "rb") as existing:
             size = existing.seek(0, os.SEEK_END)
             if size == 0:
                 return True, ""
+            existing.seek(0)
+            if existing.read(len(_HEADER)) != _HEADER:
+                return None
             start = max(0, size - _TAIL_SIZE)
             existing.seek(start)
             tail = existing.read()

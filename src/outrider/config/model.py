@@ -157,7 +157,9 @@ class ServerSettings:
     """Where queued messages are stored."""
     log_dir: Path = key(PATH, default="var/log")
     """Where the delivery (accounting) and daemon logs are written: the accounting CSV files
-    (`acct-YYYY-MM-DD.csv`) and the daemon log `outrider.log` (also written to stderr)."""
+    (`acct-YYYY-MM-DD.csv`) and the daemon log `outrider.log`, appended to by every process
+    (also written to stderr) and reopened when logrotate moves it (see
+    [docs/operations.md](operations.md#daemon-log))."""
     log_format: str = key(choice(LOG_FORMATS), default="text")
     """Daemon log lines: `"text"` (time, level, process, logger, message) or `"json"` (one JSON
     object per line, for log shippers)."""

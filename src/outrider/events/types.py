@@ -10,7 +10,10 @@ they are built on the delivery path for every recipient, and a frozen dataclass'
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+from outrider.message.envelope import Recipient
 
 
 @dataclass(slots=True)
@@ -24,6 +27,7 @@ class MessageInfo:
     envid: str
     msg_id: str
     size: int
+    source: str = "smtp"  # Envelope.source's value: "smtp", "api", "dsn" or "list"
 
 
 @dataclass(slots=True)
@@ -60,10 +64,15 @@ class Bounced(RecipientEvent):
 
 @dataclass(slots=True)
 class MessageQueued:
+    """A message was stored and scheduled (not a restored one: it was announced before)."""
+
     at: float
     message: MessageInfo
     recipients: int
     vmta: str
+    # The envelope's own recipient list (not a copy: the event is built for every message
+    # received). Subscribers read only the address and ORCPT, which never change.
+    rcpts: Sequence[Recipient] = ()
 
 
 @dataclass(frozen=True, slots=True)

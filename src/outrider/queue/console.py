@@ -26,6 +26,7 @@ from outrider.queue.inventory import (
 from outrider.queue.model import DeliveryQueue, QueuedMessage
 from outrider.queue.scheduler import Scheduler
 from outrider.queue.summary import LiveQueue, QueuedRcpt, iso
+from outrider.spool.base import UnknownMessageError
 from outrider.spool.reader import body_head
 
 log = logging.getLogger("outrider.queue")
@@ -97,8 +98,12 @@ class Console:
 
     def _live(self, queue: DeliveryQueue) -> LiveQueue:
         now = self.ctx.clock()
-        if self.scheduler.holds.queue_paused(queue):
-            mode, reason = "paused", "paused by the operator"
+        paused_by = self.scheduler.holds.paused_by(queue)
+        if paused_by and self.scheduler.holds.queue_paused(queue):
+            mode = "paused"
+            reason = "paused by the operator" + (
+                "" if paused_by == queue.name else f" (pause on {paused_by})"
+            )
         elif queue.backoff.in_backoff:
             mode, reason = "backoff", f"backoff since {iso(queue.backoff.since)}"
         else:
@@ -121,7 +126,10 @@ class Console:
         if msg.body is not None:
             data = msg.body[:limit]
         else:
-            data = await body_head(await self.scheduler.spool.open_body(queue_id), limit)
+            try:
+                data = await body_head(await self.scheduler.spool.open_body(queue_id), limit)
+            except (UnknownMessageError, FileNotFoundError):
+                return None  # removed just now (deleted or delivered): no longer queued
         text = data.decode("utf-8", errors="replace")
         truncated = env.size > len(data)
         if not body:

@@ -21,6 +21,12 @@ class Holds:
         paused = self.control.paused_queues
         return bool(paused) and (queue.name in paused or queue.key in paused)
 
+    def paused_by(self, queue: DeliveryQueue) -> str:
+        """The pause that holds ``queue``: its own name, its destination or its domain
+        ("" when none does)."""
+        paused = self.control.paused_queues
+        return next((n for n in (queue.name, queue.key, queue.domain) if n in paused), "")
+
     def job_paused(self, job_id: str) -> bool:
         return bool(job_id) and job_id in self.control.paused_jobs
 

@@ -45,15 +45,25 @@ class Operator:
         )
 
     def resume_queue(self, name: str) -> bool:
+        """Lift the pause on ``name``; for a queue held by a pause on its destination or
+        domain (``pause queue example.net`` holds ``example.net/default``), lift that one,
+        which resumes the destination's or domain's other queues too."""
         name = queue_name(name)
-        if name not in self.ctx.control.paused_queues:
+        paused = self.ctx.control.paused_queues
+        covering = {name} & paused or {
+            by
+            for queue in self.scheduler.queues.values()
+            if queue.name == name and (by := self.scheduler.holds.paused_by(queue))
+        }
+        if not covering:
             return False
-        self.ctx.control.paused_queues.discard(name)
+        paused.difference_update(covering)
         self._save()
-        log.info("resumed queue %s", name)
+        log.info("resumed queue %s", ", ".join(sorted(covering)))
         scheduler = self.scheduler
-        for item in scheduler.holds.release_domain(name):
-            scheduler.reroute(item)
+        for lifted in covering:
+            for item in scheduler.holds.release_domain(lifted):
+                scheduler.reroute(item)
         for queue in scheduler.queues.values():
             scheduler.slots.maybe_connect(queue)
         return True

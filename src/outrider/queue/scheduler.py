@@ -130,7 +130,11 @@ class Scheduler:
         self._hold_for_queue_run(envelope)
         self.ctx.bus.publish(
             MessageQueued(
-                self.ctx.clock(), message_info(envelope), len(envelope.recipients), envelope.vmta
+                self.ctx.clock(),
+                message_info(envelope),
+                len(envelope.recipients),
+                envelope.vmta,
+                envelope.recipients,
             )
         )
         self._dispatch(msg)

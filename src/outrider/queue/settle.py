@@ -53,6 +53,7 @@ def message_info(env: Envelope) -> MessageInfo:
         envid=env.envid or "",
         msg_id=env.msg_id,
         size=env.size,
+        source=env.source.value,
     )
 
 

@@ -15,7 +15,7 @@ import signal
 import subprocess
 import sys
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outrider import __version__
 from outrider.accounting.subscriber import AccountingSubscriber
@@ -32,16 +32,21 @@ from outrider.intake.sink import HeldSink
 from outrider.queue.control import ControlServer, DaemonHooks
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
+from outrider.runtime import sd_notify
 from outrider.runtime.adoption import OrphanAdopter
 from outrider.runtime.event_log import EventLogSubscriber
 from outrider.runtime.handoff import HandoffServer
 from outrider.runtime.inbound_count import inbound_connections
 from outrider.runtime.listeners import check_addresses_free, open_inbound, reload_listeners
+from outrider.runtime.logs import DELIVERY, reconfigure_logging, settings_for
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.runtime.route_info import explain_route
 from outrider.runtime.stats import TrafficCounters, overview
 from outrider.spool.disk import DiskSpool
 from outrider.throttle.remote import ThrottleServer
+
+if TYPE_CHECKING:
+    from outrider.http.server import HttpServer
 
 log = logging.getLogger("outrider.daemon")
 
@@ -76,7 +81,10 @@ class Daemon:
         resolver = MxResolver(nameserver_specs(config), timeout=timeout, lifetime=timeout)
         self.transport = SmtpTransport(config, resolver)
         manager = Scheduler(config=config, spool=spool, transports=self.transport)
-        manager.bus.subscribe(AccountingSubscriber(accounting))
+        self.accounting = AccountingSubscriber(accounting)
+        self.accounting.configure(config.accounting)
+        accounting.remove_expired()  # [accounting] keep, at start (then at each rotation)
+        manager.bus.subscribe(self.accounting)
         event_log = EventLogSubscriber()
         manager.bus.subscribe(event_log)
         held = HeldSink()
@@ -96,12 +104,12 @@ class Daemon:
         self.manager = manager
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
+        hooks = DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route)
         control = ControlServer(
-            str(config.server.state_dir / "control.sock"),
-            Operator(manager),
-            DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route),
+            str(config.server.state_dir / "control.sock"), Operator(manager), hooks
         )
         await control.start()
+        http = await self._start_http(manager, hooks)
 
         loop = asyncio.get_running_loop()
         loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
@@ -125,6 +133,11 @@ class Daemon:
             processes,
             manager.pending_messages,
         )
+        # Only now: every listener (every receiver process) accepts and the spool is recovered.
+        sd_notify.ready(
+            f"{len(config.listeners)} listener(s), {processes} receiver process(es), "
+            f"{manager.pending_messages} queued at start"
+        )
         ticker = loop.create_task(self._tick(accounting), name="ticker")
         supervisor = None
         if self.receivers is not None:
@@ -133,8 +146,9 @@ class Daemon:
         if supervisor is not None:
             supervisor.cancel()
 
-        log.info("stopping: finishing in-flight work (up to %ss)", config.server.shutdown_timeout)
         timeout = self.config.server.shutdown_timeout
+        sd_notify.stopping(f"stopping: finishing in-flight work (up to {timeout}s)")
+        log.info("stopping: finishing in-flight work (up to %ss)", timeout)
         await asyncio.gather(
             *(listener.stop(timeout) for listener in self.listeners), self._stop_receivers(timeout)
         )
@@ -148,6 +162,8 @@ class Daemon:
         await notifier.drain(timeout=5)
         manager.bus.flush()
         event_log.flush()
+        if http is not None:
+            await http.stop()
         await control.stop()
         ticker.cancel()
         accounting.close()
@@ -160,6 +176,27 @@ class Daemon:
         else:
             log.info("stopped")
         return self.exit_code
+
+    async def _start_http(self, manager: Scheduler, hooks: DaemonHooks) -> HttpServer | None:
+        """The HTTP API (``[http] address``), in this process, on the same calls as the
+        control socket; its address is read at start only."""
+        if self.config.http.address is None:
+            return None
+        from outrider.http.server import HttpContext, HttpServer
+
+        http = HttpServer(
+            HttpContext(
+                config=lambda: self.config,
+                operator=Operator(manager),
+                hooks=hooks,
+                traffic=self.traffic,
+                bus=manager.bus,
+                clock=manager.ctx.clock,
+                started=self.started,
+            )
+        )
+        await http.start()
+        return http
 
     def overview(self) -> dict[str, Any]:
         """``outrider show status``."""
@@ -300,19 +337,24 @@ class Daemon:
     def apply_reload(self) -> dict[str, Any]:
         """Load the config file again and apply it (``outrider reload``, SIGHUP): the
         reply says whether it was accepted, with every problem when it was not, and
-        what needs a restart."""
+        what needs a restart. systemd hears RELOADING=1 and then READY=1 either way."""
+        sd_notify.reloading()
         try:
             new = load_config(self.config_path)
         except ConfigError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
+            sd_notify.ready("reload refused (invalid config); the running config stays")
             problems = "\n".join(str(p) for p in exc.problems)
             return {"ok": False, "error": f"reload refused, the running config stays:\n{problems}"}
         except OSError as exc:
             log.error("reload refused, keeping the running config:\n%s", exc)
+            sd_notify.ready("reload refused (config unreadable); the running config stays")
             return {"ok": False, "error": f"{self.config_path}: cannot read: {exc.strerror}"}
+        reconfigure_logging(settings_for(new.server, DELIVERY))
         warnings: list[str] = []
         self.config = new
         self.manager.update_config(new)
+        self.accounting.configure(new.accounting)
         reconfigure_intake(self.notice_intake, new, None)
         if self.receivers is not None:
             # The receivers hold the listeners: each applies the config and logs what
@@ -323,6 +365,7 @@ class Daemon:
             for warning in warnings:
                 log.warning("reload: %s", warning)
         log.info("configuration reloaded from %s", self.config_path)
+        sd_notify.ready(f"configuration reloaded from {self.config_path}")
         return {"ok": True, "config": self.config_path, "warnings": warnings}
 
     # -- pid file ---------------------------------------------------------------------------
@@ -347,11 +390,13 @@ def nameserver_specs(config: Config) -> list[str] | None:
     return [f"[{host}]:{port}" if ":" in host else f"{host}:{port}" for host, port in servers]
 
 
-def run_daemon(config_path: str | Path) -> int:
-    """Entry point of ``outrider run``: returns the process exit code."""
+def run_daemon(config_path: str | Path, config: Config | None = None) -> int:
+    """Entry point of ``outrider run`` (given the config it loaded to set up logging):
+    returns the process exit code."""
     from outrider.runtime.loop import run
 
-    config = load_config(config_path)
+    if config is None:
+        config = load_config(config_path)
 
     async def main() -> int:
         return await Daemon(config_path, config).run()

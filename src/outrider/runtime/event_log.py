@@ -12,7 +12,8 @@ Deferrals are not logged here (the accounting log has them). This runs for every
 recipient on the delivery path: when INFO is off for ``outrider.mail`` it costs one
 ``isEnabledFor`` call per batch; otherwise an f-string per line (~1 µs), gathered for
 up to 0.1 s into one log record (~15 µs), whose lines the daemon's formatter prefixes
-each (so a line's timestamp may be up to 0.1 s after its event).
+each, or (JSON) makes one object of each with its ``queue_id`` (so a line's timestamp may
+be up to 0.1 s after its event).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import logging
 from collections.abc import Sequence
 
 from outrider.events.types import Bounced, Delivered, Event, MessageQueued, RecipientEvent
+from outrider.runtime.logs import MAIL_LINES
 
 log = logging.getLogger("outrider.mail")
 
@@ -47,8 +49,9 @@ class EventLogSubscriber:
             self._timer = None
         if self._lines:
             lines, self._lines = self._lines, []
-            # One record; the daemon's formatter prefixes every line (runtime/logs.py).
-            self.log.info("%s", "\n".join(lines))
+            # One record; the text formatter prefixes every line, the JSON one makes an
+            # object of each (runtime/logs.py).
+            self.log.info("%s", "\n".join(lines), extra={MAIL_LINES: lines})
 
     def handle(self, events: Sequence[Event]) -> None:
         logger = self.log

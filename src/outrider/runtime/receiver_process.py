@@ -20,9 +20,10 @@ import sys
 import time
 
 from outrider.config.loader import ConfigError, load_config
+from outrider.config.model import Config
 from outrider.runtime.handoff import HandoffClient
 from outrider.runtime.listeners import SharedLimits, open_inbound, reload_listeners
-from outrider.runtime.logs import setup_logging
+from outrider.runtime.logs import reconfigure_logging, settings_for, setup_logging
 from outrider.spool.disk import DiskSpool
 from outrider.throttle.remote import RemoteThrottle
 
@@ -38,8 +39,14 @@ def die_with_parent() -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
 
 
-async def serve(config_path: str, handoff_path: str, throttle_path: str = "") -> int:
-    config = load_config(config_path)
+async def serve(
+    config_path: str,
+    handoff_path: str,
+    throttle_path: str = "",
+    config: Config | None = None,
+    process: str = "receiver-0",
+) -> int:
+    config = config or load_config(config_path)
     spool = DiskSpool(config.server.spool_dir)
     handoff = await HandoffClient.connect(handoff_path)
     shared = None
@@ -65,6 +72,7 @@ async def serve(config_path: str, handoff_path: str, throttle_path: str = "") ->
             log.error("reload refused, keeping the running config:\n%s", exc)
             return
         config = new
+        reconfigure_logging(settings_for(new.server, process))
         for warning in reload_listeners(listeners, new, intake=intake):
             log.warning("reload: %s", warning)
 
@@ -102,12 +110,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--log-level", default="INFO")
     args = parser.parse_args(argv)
     die_with_parent()
-    setup_logging(args.log_level, process_tag=f"receiver-{args.index}")
+    process = f"receiver-{args.index}"
     started = time.monotonic()
     try:
+        # The daemon's log format and file, read from the same config.
+        config = load_config(args.config)
+        setup_logging(args.log_level, settings_for(config.server, process))
         from outrider.runtime.loop import run
 
-        return run(serve(args.config, args.handoff, args.throttle))
+        return run(serve(args.config, args.handoff, args.throttle, config, process))
     except ConfigError as exc:
         print(exc, file=sys.stderr)
         return 1

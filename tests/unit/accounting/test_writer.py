@@ -59,12 +59,43 @@ def read_rows(path: Path) -> list[list[str]]:
         return list(csv.reader(f))
 
 
+# The columns of the first release: processors read them by position, so every later
+# column is appended after them.
+FIRST_FIELDS = [
+    "type",
+    "timeLogged",
+    "timeQueued",
+    "orig",
+    "rcpt",
+    "orcpt",
+    "dsnAction",
+    "dsnStatus",
+    "dsnDiag",
+    "dsnMta",
+    "dlvSourceIp",
+    "dlvDestinationIp",
+    "queue",
+    "vmta",
+    "jobId",
+    "envId",
+    "msgId",
+    "size",
+    "rule",
+]
+
+
 def test_record_type_codes_and_actions() -> None:
-    assert [t.value for t in RecordType] == ["d", "b", "t", "q"]
+    assert [t.value for t in RecordType] == ["d", "b", "t", "q", "r"]
     assert RecordType.DELIVERED.dsn_action == "relayed"
     assert RecordType.BOUNCED.dsn_action == "failed"
     assert RecordType.TRANSIENT.dsn_action == "delayed"
-    assert len(FIELDS) == len(to_row(record())) == 19
+    assert RecordType.RECEIVED.dsn_action == ""
+    assert len(FIELDS) == len(to_row(record())) == 24
+
+
+def test_new_columns_come_after_the_old_ones() -> None:
+    assert list(FIELDS[: len(FIRST_FIELDS)]) == FIRST_FIELDS
+    assert FIELDS[len(FIRST_FIELDS) :] == ("queueId", "dlvSize", "srcType", "dlvType", "bounceCat")
 
 
 def test_time_format_matches_powermta() -> None:
@@ -74,7 +105,7 @@ def test_time_format_matches_powermta() -> None:
 
 def test_header_once_then_rows(tmp_path: Path) -> None:
     log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
-    log.write(record())
+    log.write(record(queue_id="1A2B3C", dlv_size=4096, src_type="smtp", dlv_type="smtp"))
     log.write_many([record(type=RecordType.BOUNCED, dsn_action="failed"), record()])
     log.close()
     path = tmp_path / "acct-2026-11-27.csv"
@@ -105,7 +136,13 @@ def test_header_once_then_rows(tmp_path: Path) -> None:
         "<abc@example.com>",
         "4096",
         "",
+        "1A2B3C",
+        "4096",
+        "smtp",
+        "smtp",
+        "",
     ]
+    assert rows[2][-5:] == ["", "", "", "", ""]  # dlvSize of None is an empty cell
     assert [r[0] for r in rows[1:]] == ["d", "b", "d"]
 
 

@@ -320,3 +320,33 @@ async def test_a_silent_delete_stays_out_of_a_later_failure_notice(make: Any) ->
     [dsn] = [s for s in h.transport.sent if s.sender == ""]
     assert b"b@a.test" in dsn.body  # type: ignore[operator]
     assert b"a@a.test" not in dsn.body  # type: ignore[operator]
+
+
+async def test_resume_by_queue_name_lifts_the_pause_that_holds_it(make: Any) -> None:
+    h: Harness = await make()
+    operator = Operator(h.scheduler)
+    h.submit("a@a.test")  # the queue exists before the pause
+    await idle()
+    operator.pause_queue("a.test")
+    h.transport.replies["b@a.test"] = LATER
+    h.submit("b@a.test")
+    await idle()
+    [view] = [v for v in (await ask(h, cmd="queues"))["queues"] if v["domain"] == "a.test"]
+    assert view["mode"] == "paused"
+    assert view["queue"] == "a.test/default"
+    assert view["reason"] == "paused by the operator (pause on a.test)"
+    assert (await ask(h, cmd="resume", queue=view["queue"]))["ok"] is True
+    assert "a.test" not in h.scheduler.ctx.control.paused_queues
+    assert (await ask(h, cmd="resume", queue=view["queue"]))["ok"] is False  # nothing left
+
+
+async def test_show_message_of_a_message_whose_file_just_went(make: Any) -> None:
+    h = await deferred_harness(make)
+    env = h.submit("a@a.test")
+    await idle()
+    h.scheduler.messages[env.queue_id].body = None  # not cached: read from the spool
+    del h.spool.bodies[env.queue_id]
+    assert await ask(h, cmd="message", id=env.queue_id) == {
+        "ok": False,
+        "error": f"no queued message {env.queue_id}",
+    }

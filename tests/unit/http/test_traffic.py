@@ -1,0 +1,22 @@
+"""``/api/v1/traffic``: 10-second buckets summed per minute, 60 entries, oldest first."""
+
+from __future__ import annotations
+
+from outrider.http.traffic import per_minute
+from outrider.runtime.stats import TrafficCounters
+
+
+def test_per_minute_series() -> None:
+    now = 7200.0 + 59.0  # inside minute 120
+    counters = TrafficCounters(lambda: now)
+    counters.add("received", 7200.0)
+    counters.add("received", 7255.0)  # same minute, another bucket
+    counters.add("delivered", 7199.0)  # the minute before
+    counters.add("bounced", 7200.0 - 3600.0)  # minute 60: just out of the hour
+    out = per_minute(counters.buckets, now)
+    series = out["series"]
+    assert out["bucket_seconds"] == 60 and len(series) == 60
+    assert series[-1]["t"] == "1970-01-01T02:00:00+00:00"
+    assert series[-1]["received"] == 2 and series[-2]["delivered"] == 1
+    assert sum(s["bounced"] for s in series) == 0
+    assert [s["t"] for s in series] == sorted(s["t"] for s in series)
