@@ -59,10 +59,9 @@ class LocalConnection:
 class LocalTransport:
     """A local domain's mailbox transport, with its list posts handled on the side."""
 
-    def __init__(self, inner: Transport, lists: ListExpander, directory: Callable[[], Directory]):
+    def __init__(self, inner: Transport, owner: LocalDelivery):
         self.inner = inner
-        self.lists = lists
-        self.directory = directory
+        self.owner = owner
 
     def destination(
         self, domain: str, policy: DomainPolicy
@@ -71,12 +70,12 @@ class LocalTransport:
 
     async def open(self, route: Route) -> Opened:
         opened = await self.inner.open(route)
-        if opened.connection is None:
+        if opened.connection is None or self.owner.lists is None:
             return opened
-        return Opened(LocalConnection(opened.connection, self.lists, self._is_list))
+        return Opened(LocalConnection(opened.connection, self.owner.lists, self._is_list))
 
     def _is_list(self, address: str) -> bool:
-        return self.directory().lookup(address).kind is Kind.LIST
+        return self.owner.directory().lookup(address).kind is Kind.LIST
 
     def update_config(self, config: Config) -> None:
         self.inner.update_config(config)
@@ -89,9 +88,11 @@ class LocalDelivery:
         self,
         config: Config,
         remote: Transport,
-        lists: ListExpander,
         directory: Callable[[], Directory],
+        lists: ListExpander | None = None,
     ) -> None:
+        """``lists`` may be attached later (it stores through an intake whose sink is
+        the scheduler this selector is given to)."""
         self.remote = remote
         self.lists = lists
         self.directory = directory
@@ -106,7 +107,7 @@ class LocalDelivery:
         """A reload: local domains added, changed or removed take effect for new queues."""
         self.config = config
         self.local = {
-            name: LocalTransport(self._mailboxes(settings, config), self.lists, self.directory)
+            name: LocalTransport(self._mailboxes(settings, config), self)
             for name, settings in config.local_domains.items()
         }
 

@@ -40,9 +40,7 @@ class UserRecords(SenderRights, UserLimits, Protocol):
 def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimiter) -> list[Check]:
     """The checks every message passes, in the order they are asked."""
     postmaster = PostmasterAddress(config.server.hostname, config.server.postmaster)
-    local: list[Check] = []
-    if config.local_domains:
-        local.append(LocalRecipients(LiveDirectory(config)))
+    local = local_checks(config)
     return [
         SenderOwnership(users),
         UserRate(users, rates),
@@ -53,6 +51,12 @@ def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimi
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
     ]
+
+
+def local_checks(config: Config) -> list[Check]:
+    """What mail Outrider makes itself (DSNs, list copies) passes too: addresses of local
+    domains are checked and aliases expanded."""
+    return [LocalRecipients(LiveDirectory(config))] if config.local_domains else []
 
 
 def build_intake(
@@ -75,6 +79,12 @@ def build_intake(
     )
 
 
+def reconfigure_notice_intake(intake: Intake, config: Config) -> None:
+    intake.pipeline = IntakePipeline(local_checks(config))
+    intake.hostname = config.server.hostname
+    intake.vmtas = VmtaTable.from_config(config)
+
+
 def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None) -> None:
     """Apply a reloaded config; the per-user rate state carries over."""
     previous = intake.pipeline.find(UserRate)
@@ -85,10 +95,10 @@ def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None
 
 
 def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:
-    """The intake DSNs take: the same completion, placement and store, no checks
-    (the notices are Outrider's own)."""
+    """The intake DSNs and list copies take: the same completion, placement and store,
+    no checks (the mail is Outrider's own) but the expansion of local aliases."""
     return Intake(
-        pipeline=IntakePipeline([]),
+        pipeline=IntakePipeline(local_checks(config)),
         spool=spool,
         sink=sink,
         hostname=config.server.hostname,

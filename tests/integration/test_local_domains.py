@@ -1,0 +1,91 @@
+"""Mail for local domains through the real daemon, as shipped (a receiver process): unknown
+addresses refused at RCPT, mailboxes in Maildir, aliases, forwarding, a list, and a
+domain whose mailboxes are behind LMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import mailbox
+import smtplib
+from collections.abc import Callable
+from pathlib import Path
+
+from tests.support.daemon import DaemonHandle, wait_until
+from tests.support.lmtp_server import LmtpScript, LmtpServer
+from tests.support.smtp_server import ScriptedSmtpServer
+
+WAIT = 30.0
+
+
+def maildir_count(root: Path, user: str) -> int:
+    path = root / "corp.test" / user / "Maildir"
+    return len(mailbox.Maildir(str(path), create=False)) if path.exists() else 0
+
+
+async def test_local_domains_end_to_end(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer, tmp_path: Path
+) -> None:
+    mail = tmp_path / "mail"
+    script = LmtpScript(rcpt_replies={"nobody@dove.test": "550 5.1.1 <nobody@dove.test> unknown"})
+    async with LmtpServer(script) as lmtp:
+        extra = f"""
+[local-domain."corp.test"]
+maildir = "{mail}/{{domain}}/{{user}}/Maildir"
+mailboxes = ["alice", "bob"]
+[local-domain."corp.test".aliases]
+sales = ["alice", "bob"]
+fwd = "far@example.org"
+loop = "loop"
+[local-domain."dove.test"]
+transport = "lmtp:127.0.0.1:{lmtp.target.port}"
+[list."team@corp.test"]
+members = ["alice@corp.test", "out@example.org"]
+allowed-senders = "anyone"
+"""
+        daemon = make_daemon(extra=extra, receiver_processes=1)
+        await asyncio.to_thread(daemon.start)
+
+        def session() -> None:
+            with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as client:
+                client.ehlo("client.test")
+                assert client.mail("s@sender.test")[0] == 250
+                assert client.rcpt("nobody@corp.test")[:1] == (550,)
+                assert client.rcpt("loop@corp.test")[:1] == (550,)
+                for rcpt in (
+                    "alice+news@corp.test",
+                    "sales@corp.test",
+                    "fwd@corp.test",
+                    "team@corp.test",
+                    "x@dove.test",
+                    "nobody@dove.test",  # the LMTP server decides: accepted here
+                ):
+                    assert client.rcpt(rcpt)[0] == 250, rcpt
+                code, text = client.data(b"Subject: local\r\n\r\nhello\r\n")
+                assert code == 250, text
+
+        await asyncio.to_thread(session)
+        await lmtp.wait_for_messages(1, timeout=WAIT)
+        # alice: alice+news, alice (via sales) and the list's copy; bob: via sales
+        await asyncio.to_thread(
+            wait_until, lambda: maildir_count(mail, "alice") == 3, WAIT, "alice's mail"
+        )
+        assert maildir_count(mail, "bob") == 1
+        await asyncio.to_thread(
+            wait_until, lambda: len(sink.messages) >= 2, WAIT, "forwarded and list mail"
+        )
+        by_rcpt = {tuple(m.rcpts): m for m in sink.messages}
+        assert by_rcpt[("far@example.org",)].mail_from == "s@sender.test"
+        list_copy = by_rcpt[("out@example.org",)]
+        assert list_copy.mail_from == "team-bounces@corp.test"
+        assert b"List-Id: <team.corp.test>" in list_copy.data
+        [delivered] = lmtp.messages
+        assert delivered.recipients == ["x@dove.test"] and delivered.delivered == ["x@dove.test"]
+        box = mailbox.Maildir(str(mail / "corp.test" / "alice" / "Maildir"), create=False)
+        delivered_to = sorted(str(m["Delivered-To"]) for m in box)
+        assert delivered_to == ["alice+news@corp.test", "alice@corp.test", "alice@corp.test"]
+        await asyncio.to_thread(
+            wait_until,
+            lambda: "bounced to=<nobody@dove.test>" in daemon.log_text(),
+            WAIT,
+            "the LMTP server's refusal",
+        )
