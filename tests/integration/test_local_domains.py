@@ -89,3 +89,28 @@ allowed-senders = "anyone"
             WAIT,
             "the LMTP server's refusal",
         )
+
+
+def test_queue_only_holds_mail_until_a_queue_run_or_a_retry(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
+) -> None:
+    from tests.support.daemon import control
+
+    daemon = make_daemon(receiver_processes=1)
+    text = daemon.config_path.read_text()
+    daemon.config_path.write_text(
+        text.replace("[server]\n", '[server]\nqueue-only = true\nqueue-run-interval = "1h"\n', 1)
+    )
+    daemon.start()
+    status = control(daemon, {"cmd": "overview"})["status"]
+    assert status["delivery"] == {"mode": "queue-only", "reason": "queue-only is set"}  # type: ignore[index]
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as client:
+        client.sendmail("s@sender.test", ["held@example.org"], b"Subject: later\r\n\r\nhi\r\n")
+    wait_until(
+        lambda: control(daemon, {"cmd": "list", "rcpt": "held@example.org"}).get("recipients"),
+        WAIT,
+        "the message queued",
+    )
+    assert sink.messages == []  # held for the next queue run, an hour away
+    assert control(daemon, {"cmd": "retry", "all": True})["ok"] is True
+    wait_until(lambda: len(sink.messages) == 1, WAIT, "delivery after retry")

@@ -211,6 +211,7 @@ class Daemon:
     def overview(self) -> dict[str, Any]:
         """``outrider show status``."""
         manager = self.manager
+        mode = manager.delivery_mode()
         if self.receivers is None:
             connections_in: int | None = sum(len(lst.ctx.sessions) for lst in self.listeners)
         else:  # the sessions are in the receiver processes: ask the kernel
@@ -225,6 +226,7 @@ class Daemon:
             spool_messages=len(manager.messages),
             spool_bytes=sum(m.envelope.size for m in manager.messages.values()),
             spool_dir=self.config.server.spool_dir,
+            delivery=(mode.name, mode.reason),
         )
 
     async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
