@@ -514,3 +514,19 @@ async def test_queue_remote_only_delivers_local_mail_at_once(make) -> None:
     assert env.recipients[1].next_attempt == 1_000_200.0
     await h.advance(200)
     assert [s.recipients for s in h.transport.sent] == [["a@l.test"], ["b@r.test"]]
+
+
+async def test_an_expired_temporary_failure_is_reported_as_permanent(make) -> None:
+    """Mailbox full (452 4.2.2) until bounce-after: the bounce and its DSN say 5.2.2."""
+    h: Harness = await make(bounce="100s")
+    h.transport.replies["a@a.test"] = Reply(452, "4.2.2", "mailbox full")
+    h.submit("a@a.test")
+    await idle()
+    [deferred] = h.of(Deferred)
+    assert deferred.status == "4.2.2"  # type: ignore[attr-defined]
+    for _ in range(3):
+        await h.advance(60)
+    [bounced] = h.of(Bounced)
+    assert bounced.status == "5.2.2"  # type: ignore[attr-defined]
+    [dsn] = [s for s in h.transport.sent if s.sender == ""]
+    assert b"Status: 5.2.2" in dsn.body and b"Action: failed" in dsn.body
