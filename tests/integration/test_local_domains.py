@@ -150,3 +150,42 @@ mailboxes = ["alice"]
     assert len(found) - len(set(found)) <= 20  # at most the deliveries in flight (max-smtp-out)
     box = mailbox.Maildir(str(path), create=False)
     assert all(m.get_payload().endswith("end\n") for m in box)  # no partial file in new/
+
+
+def test_forwarding_with_srs_and_bounces_back(
+    make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer, tmp_path: Path
+) -> None:
+    extra = f"""
+[local-domain."corp.test"]
+maildir = "{tmp_path}/srsmail/{{domain}}/{{user}}/Maildir"
+mailboxes = ["alice"]
+[local-domain."corp.test".aliases]
+fwd = ["far@example.org", "alice"]
+[srs]
+enabled = true
+domain = "srs.corp.test"
+"""
+    daemon = make_daemon(extra=extra, receiver_processes=1)
+    daemon.start()
+    assert (daemon.workdir / "var" / "srs-secret").stat().st_mode & 0o777 == 0o600
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as client:
+        client.sendmail(
+            "bob@sender.test", ["fwd@corp.test", "direct@example.org"], b"Subject: f\r\n\r\nhi\r\n"
+        )
+    wait_until(lambda: len(sink.messages) >= 2, WAIT, "the forward and the direct copy")
+    senders = {m.rcpts: m.mail_from for m in sink.messages}
+    assert senders[("direct@example.org",)] == "bob@sender.test"  # not forwarded: unchanged
+    rewritten = senders[("far@example.org",)]
+    assert rewritten.startswith("SRS0=") and rewritten.endswith("=sender.test=bob@srs.corp.test")
+    # The next hop bounces the forward: the bounce to the SRS address reaches bob.
+    with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as stranger:
+        stranger.ehlo("remote.example")
+        assert stranger.mail("")[0] == 250
+        assert stranger.rcpt(rewritten.replace("bob", "eve"))[0] == 550  # forged
+        assert stranger.rcpt(rewritten)[0] == 250
+        assert stranger.data(b"Subject: bounce\r\n\r\nundeliverable\r\n")[0] == 250
+    wait_until(
+        lambda: any(m.rcpts == ("bob@sender.test",) for m in sink.messages),
+        WAIT,
+        "the bounce sent on to the original sender",
+    )

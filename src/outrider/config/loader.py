@@ -95,6 +95,7 @@ class _Loader(Reader):
         mta_sts = self.section(data, "mta-sts", m.MtaStsSettings)
         http = self.section(data, "http", m.HttpSettings)
         accounting = self.section(data, "accounting", m.AccountingSettings)
+        srs = self.section(data, "srs", m.SrsSettings)
         if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
             self.problem(
                 ("auth", "password-hash"),
@@ -140,6 +141,7 @@ class _Loader(Reader):
             accounting=_settings(m.AccountingSettings, accounting),
             local_domains=MappingProxyType(local_domains),
             lists=MappingProxyType(lists),
+            srs=_settings(m.SrsSettings, srs),
         )
 
     def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:

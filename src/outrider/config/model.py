@@ -621,6 +621,22 @@ class ListSettings:
     and unsubscribe requests)."""
 
 
+@table
+class SrsSettings:
+    enabled: bool = key(BOOLEAN, default=False)
+    """Rewrite the envelope sender of mail a local alias forwards to a remote address (SRS),
+    so the next hop's SPF check passes; bounces to the rewritten address are sent on to the
+    original sender. See [local-delivery.md](local-delivery.md#forwarding-and-srs)."""
+    domain: str | None = key(DOMAIN, default=None, shown="none: `[server] hostname`")
+    """The domain of the rewritten senders; its MX must be this server. Mail to its SRS
+    addresses is accepted from anyone (and refused when the address is forged or old)."""
+    secret_file: Path = key(PATH, default="var/srs-secret")
+    """The key the rewritten addresses are signed with, made (mode 0600) at the first start.
+    Keep it across reinstalls: bounces to addresses signed with a lost key are refused."""
+    max_age: float = key(DUR, default="21d")
+    """How long a rewritten address is honoured for bounces."""
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -640,6 +656,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "accounting": (AccountingSettings, "table"),
     "local-domain": (LocalDomainSettings, "named"),
     "list": (ListSettings, "named"),
+    "srs": (SrsSettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -679,6 +696,7 @@ class Config:
     accounting: AccountingSettings = field(default_factory=AccountingSettings)
     local_domains: Mapping[str, LocalDomainSettings] = field(default_factory=empty)
     lists: Mapping[str, ListSettings] = field(default_factory=empty)
+    srs: SrsSettings = field(default_factory=SrsSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

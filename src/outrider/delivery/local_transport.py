@@ -18,6 +18,7 @@ from outrider.delivery.lmtp_client import LmtpTarget
 from outrider.delivery.lmtp_transport import LmtpSettings, LmtpTransport
 from outrider.delivery.mailbox_path import default_mailbox_name
 from outrider.delivery.maildir_transport import MaildirSettings, MaildirTransport
+from outrider.delivery.srs_transport import SrsTransport
 from outrider.delivery.transport import Connection, DeliveryReport, Opened, Route, Transport
 from outrider.local.directory import Directory, Kind
 from outrider.message.envelope import Envelope, Recipient
@@ -98,10 +99,13 @@ class LocalDelivery:
         self.directory = directory
         self.config = config
         self.local: dict[str, Transport] = {}
+        # Remote mail goes through the SRS wrapper: it rewrites the sender of forwarded
+        # recipients when [srs] is on, and passes everything through otherwise.
+        self.outbound = SrsTransport(remote, lambda: self.directory().srs)
         self.update_config(config)
 
     def __call__(self, domain: str, policy: DomainPolicy) -> Transport:
-        return self.local.get(domain, self.remote)
+        return self.local.get(domain, self.outbound)
 
     def update_config(self, config: Config) -> None:
         """A reload: local domains added, changed or removed take effect for new queues."""

@@ -47,16 +47,24 @@ def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimi
         AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
         RecipientDomain(),
         *local,
-        Relay((*config.relay.domains, *config.local_domains), postmaster),
+        Relay((*config.relay.domains, *config.local_domains, *srs_domain(config)), postmaster),
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
     ]
 
 
+def srs_domain(config: Config) -> tuple[str, ...]:
+    """Bounces to rewritten senders come to the SRS domain from anyone."""
+    if not config.srs.enabled:
+        return ()
+    return (config.srs.domain or config.server.hostname,)
+
+
 def local_checks(config: Config) -> list[Check]:
     """What mail Outrider makes itself (DSNs, list copies) passes too: addresses of local
     domains are checked and aliases expanded."""
-    return [LocalRecipients(LiveDirectory(config))] if config.local_domains else []
+    wanted = config.local_domains or config.srs.enabled
+    return [LocalRecipients(LiveDirectory(config))] if wanted else []
 
 
 def build_intake(

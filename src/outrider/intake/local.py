@@ -92,5 +92,9 @@ class LocalRecipients(Check):
                 ", ".join(expansion.unknown),
             )
         orcpt = recipient.orcpt or f"rfc822;{recipient.address}"
-        targets = [t.address for t in expansion.mailboxes] + expansion.remote + expansion.lists
-        return tuple(MailRecipient(t, recipient.notify, orcpt) for t in targets)
+        notify = recipient.notify
+        return (
+            *(MailRecipient(t.address, notify, orcpt) for t in expansion.mailboxes),
+            *(MailRecipient(a, notify, orcpt, forwarded=True) for a in expansion.remote),
+            *(MailRecipient(a, notify, orcpt) for a in expansion.lists),
+        )

@@ -17,14 +17,25 @@ from pathlib import Path
 from outrider.config.model import Config
 from outrider.local.aliases_file import AliasError, read_aliases, read_mailboxes, read_members
 from outrider.local.directory import Directory, LocalDomain, MailingList
+from outrider.local.srs import Srs, load_secret
 
 log = logging.getLogger("outrider.local")
 
 CHECK_EVERY = 1.0  # seconds between looks at the files
 
 
-def build_directory(config: Config) -> Directory:
-    """Raises :class:`AliasError` for a bad file (the loader reports it at load time)."""
+def build_srs(config: Config) -> Srs | None:
+    """The SRS signer when ``[srs]`` is on (its key file is made at the first start)."""
+    settings = config.srs
+    if not settings.enabled:
+        return None
+    domain = settings.domain or config.server.hostname
+    return Srs(load_secret(settings.secret_file), domain, int(settings.max_age // 86400))
+
+
+def build_directory(config: Config, *, srs: bool = True) -> Directory:
+    """Raises :class:`AliasError` for a bad file (the loader reports it at load time);
+    ``srs=False`` leaves SRS out (``outrider aliases check`` makes no key file)."""
     domains: dict[str, LocalDomain] = {}
     for name, settings in config.local_domains.items():
         mailboxes: set[str] | None = None
@@ -59,7 +70,7 @@ def build_directory(config: Config) -> Directory:
             list_settings.description,
             list_settings.owner or (postmaster,),
         )
-    return Directory(domains, lists)
+    return Directory(domains, lists, build_srs(config) if srs else None)
 
 
 def watched_files(config: Config) -> list[Path]:

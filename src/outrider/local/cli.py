@@ -23,7 +23,7 @@ def run_aliases_command(args: argparse.Namespace) -> int:
 
     try:
         config = load_config(args.config)
-        directory = build_directory(config)
+        directory = build_directory(config, srs=False)
     except ConfigError as exc:
         print("\n".join(str(p) for p in exc.problems), file=sys.stderr)
         return 1

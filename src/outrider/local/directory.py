@@ -18,6 +18,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from outrider.local.srs import Srs, SrsError, is_srs
 from outrider.message.domains import InvalidDomainError, normalize_domain
 
 MAX_DEPTH = 20  # alias hops; Postfix's virtual_alias_recursion_limit is 1000, Exim's 20ish
@@ -83,10 +84,14 @@ class Directory:
     """Local domains and lists, built from the configuration; immutable once built."""
 
     def __init__(
-        self, domains: Mapping[str, LocalDomain], lists: Mapping[str, MailingList]
+        self,
+        domains: Mapping[str, LocalDomain],
+        lists: Mapping[str, MailingList],
+        srs: Srs | None = None,
     ) -> None:
         self.domains = dict(domains)
         self.lists = dict(lists)
+        self.srs = srs
         # LIST-bounces@ (or the list's own bounce address) and LIST-request@ reach its owner.
         self.list_admin: dict[str, tuple[str, ...]] = {}
         for mlist in self.lists.values():
@@ -105,6 +110,14 @@ class Directory:
         """One step: what ``address`` is, without following aliases (``aliases=False``:
         what it would be without its own alias, for an alias that names itself)."""
         local, domain = split_address(address)
+        if self.srs is not None and domain == self.srs.domain and is_srs(local):
+            # A bounce to a sender we rewrote: back to the original sender, if genuine.
+            full = f"{local}@{domain}"
+            try:
+                original = self.srs.reverse(full)
+            except SrsError:
+                return Target(Kind.UNKNOWN, full, domain=domain)
+            return Target(Kind.ALIAS, full, domain=domain, targets=(original,))
         where = self.domains.get(domain)
         if where is None:
             return Target(Kind.REMOTE, f"{local}@{domain}" if domain else address, domain=domain)

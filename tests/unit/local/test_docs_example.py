@@ -16,8 +16,9 @@ DOC = Path(__file__).resolve().parents[3] / "docs" / "local-delivery.md"
 
 
 @pytest.fixture(autouse=True)
-def _no_resolver(monkeypatch: pytest.MonkeyPatch) -> None:
+def _no_resolver(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setattr(socket, "getfqdn", lambda name="": "fqdn.example.test")
+    monkeypatch.chdir(tmp_path)  # relative paths (the SRS key file) land here
 
 
 def test_the_worked_example(tmp_path: Path) -> None:
@@ -42,3 +43,6 @@ def test_the_worked_example(tmp_path: Path) -> None:
     assert directory.lookup("anyone@example.net").kind is Kind.ALIAS  # the catch-all
     assert directory.lookup("team-request@example.com").targets == ("alice@example.com",)
     assert directory.lookup("nobody@example.com").kind is Kind.UNKNOWN
+    assert directory.srs is not None and directory.srs.domain == "mx.example.com"
+    bounce = directory.srs.forward("carol@example.org")
+    assert directory.lookup(bounce).targets == ("carol@example.org",)
