@@ -148,6 +148,12 @@ def recipients(rows: Sequence[dict[str, Any]], total: int) -> str:
     return text
 
 
+def _delivery_line(delivery: dict[str, str] | None) -> str:
+    if not delivery or delivery["mode"] == "immediate":
+        return "delivery: on arrival"
+    return f"delivery: {delivery['mode']} ({delivery['reason']})"
+
+
 def status(s: dict[str, Any]) -> str:
     traffic = s["traffic"]
     spool = s["spool"]
@@ -155,6 +161,7 @@ def status(s: dict[str, Any]) -> str:
     lines = [
         f"outrider {s['version']}, up {duration(s['uptime'])} (since {s['started']})",
         f"connections: {cell(conns['in'])} in, {conns['out']} out",
+        _delivery_line(s.get("delivery")),
         f"spool: {spool['messages']} messages, {size(spool['bytes'])}, "
         f"{size(spool['free_bytes'])} free ({spool['path']})",
         "",

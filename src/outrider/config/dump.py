@@ -94,6 +94,7 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "mta-sts": settings(config.mta_sts, effective=effective),
         "http": settings(config.http, effective=effective),
         "accounting": settings(config.accounting, effective=effective),
+        "srs": settings(config.srs, effective=effective),
     }
     assert config.domain_layers is not None  # filled by Config.__post_init__
     out.update(domain_tables(config.domain_layers))
@@ -114,4 +115,8 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         }
     for name, sender in config.sender_domains.items():
         out[f'sender-domain."{name}"'] = settings(sender, effective=effective)
+    for name, local in config.local_domains.items():
+        out[f'local-domain."{name}"'] = settings(local, effective=True)
+    for name, mlist in config.lists.items():
+        out[f'list."{name}"'] = settings(mlist, effective=True)
     return {key: value for key, value in out.items() if value or key == "listener"}

@@ -25,6 +25,13 @@ from outrider.config.locator import KeyLocator, KeyPath, format_key_path
 from outrider.config.model import Config, ConfigError, Problem
 from outrider.config.reader import Reader
 from outrider.config.units import normalize_domain
+from outrider.local.aliases_file import (
+    AliasError,
+    check_name,
+    read_aliases,
+    read_mailboxes,
+    read_members,
+)
 
 __all__ = [
     "Config",
@@ -88,6 +95,7 @@ class _Loader(Reader):
         mta_sts = self.section(data, "mta-sts", m.MtaStsSettings)
         http = self.section(data, "http", m.HttpSettings)
         accounting = self.section(data, "accounting", m.AccountingSettings)
+        srs = self.section(data, "srs", m.SrsSettings)
         if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
             self.problem(
                 ("auth", "password-hash"),
@@ -106,6 +114,8 @@ class _Loader(Reader):
             self.reference(path, server["default_virtual_mta"], selectable, *_VMTA)
         listeners = self.listeners(data.get("listener"), selectable)
         senders = self.sender_domains(data.get("sender-domain"), selectable)
+        local_domains = self.local_domains(data.get("local-domain"))
+        lists = self.lists(data.get("list"), local_domains)
         self.raise_problems()
         macro_of = {domain: name for name, members in macros.items() for domain in members}
         policies = {
@@ -129,6 +139,9 @@ class _Loader(Reader):
             mta_sts=_settings(m.MtaStsSettings, mta_sts),
             http=_settings(m.HttpSettings, http),
             accounting=_settings(m.AccountingSettings, accounting),
+            local_domains=MappingProxyType(local_domains),
+            lists=MappingProxyType(lists),
+            srs=_settings(m.SrsSettings, srs),
         )
 
     def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:
@@ -349,6 +362,73 @@ class _Loader(Reader):
             if "virtual_mta" in fields:
                 self.reference((*path, "virtual-mta"), fields["virtual_mta"], vmtas, *_VMTA)
             out[domain] = m.SenderDomainSettings(**fields)
+        return out
+
+    def local_domains(self, value: object) -> dict[str, m.LocalDomainSettings]:
+        out: dict[str, m.LocalDomainSettings] = {}
+        origin: dict[str, str] = {}
+        for name, path, table in self.entries(("local-domain",), value):
+            try:
+                domain = normalize_domain(name)
+            except ValueError as exc:
+                self.problem(path, str(exc))
+                continue
+            if not self.once(("local-domain",), name, domain, origin):
+                continue
+            fields = self.fields(path, table, m.LocalDomainSettings)
+            settings = _settings(m.LocalDomainSettings, fields)
+            if not settings.maildir.startswith("/"):
+                settings = replace(settings, maildir=str(Path.cwd() / settings.maildir))
+            listed = settings.mailboxes is not None or settings.mailboxes_file is not None
+            if settings.transport.kind == "maildir" and not listed:
+                self.problem(
+                    path,
+                    "a Maildir domain needs 'mailboxes' or 'mailboxes-file' (which addresses"
+                    " exist); only an LMTP domain may leave that to its server",
+                )
+            for key, file, read in (
+                ("mailboxes-file", settings.mailboxes_file, read_mailboxes),
+                ("aliases-file", settings.aliases_file, read_aliases),
+            ):
+                if file is not None:
+                    try:
+                        read(file)
+                    except AliasError as exc:
+                        self.problem((*path, key), str(exc))
+            out[domain] = settings
+        return out
+
+    def lists(
+        self, value: object, local: Mapping[str, m.LocalDomainSettings]
+    ) -> dict[str, m.ListSettings]:
+        out: dict[str, m.ListSettings] = {}
+        for name, path, table in self.entries(("list",), value):
+            local_part, at, domain = name.rpartition("@")
+            try:
+                address = f"{local_part.lower()}@{normalize_domain(domain)}"
+                if not at or check_name(local_part):
+                    raise ValueError(f"a list is named by its address, got {name!r}")
+            except ValueError as exc:
+                self.problem(path, str(exc))
+                continue
+            if address.rpartition("@")[2] not in local:
+                self.problem(
+                    path,
+                    f'{domain} is not a local domain: add a [local-domain."{domain}"] table',
+                )
+            if address in out:
+                self.problem(path, f"{address} is defined twice")
+                continue
+            fields = self.fields(path, table, m.ListSettings)
+            settings = _settings(m.ListSettings, fields)
+            if settings.members_file is not None:
+                try:
+                    read_members(settings.members_file)
+                except AliasError as exc:
+                    self.problem((*path, "members-file"), str(exc))
+            elif not settings.members:
+                self.problem(path, "a list needs 'members' or 'members-file'")
+            out[address] = settings
         return out
 
 

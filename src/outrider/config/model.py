@@ -36,6 +36,7 @@ from outrider.config.kinds import (
     SIZE,
     SOURCE_HOST,
     STRING,
+    Invalid,
     Kind,
     address,
     array,
@@ -53,6 +54,16 @@ from outrider.config.layers import (
     normalize_lookup,
     resolve,
 )
+from outrider.config.local_kinds import (
+    ALIASES,
+    ALLOWED_SENDERS,
+    DELIMITER,
+    LOCAL_PART,
+    LOCAL_TRANSPORT,
+    MAILDIR_TEMPLATE,
+    TARGETS,
+    LocalTransport,
+)
 from outrider.config.units import IPNetwork
 from outrider.config.units import Rate as Rate  # re-exported
 
@@ -63,6 +74,7 @@ TLS_MIN_VERSIONS = ("TLSv1.2", "TLSv1.3")
 TLS_VERIFY_MODES = ("none", "ca", "ca+hostname")
 PASSWORD_HASHES = ("scrypt", "argon2id")
 LOG_FORMATS = ("text", "json")
+LIST_SENDER_WORDS = ("members", "anyone")
 ACCOUNTING_RECORDS = ("r", "d", "b", "t", "q")
 PATTERN_ACTIONS = ("mode=backoff", "mode=normal", "disable-source-ip", "bounce", "defer")
 PATTERN_PHASES = (
@@ -80,6 +92,11 @@ PATTERN_PHASES = (
 Address = tuple[str, int]
 DUR, DUR_0 = duration(positive=True), duration(positive=False)
 INT_0, INT_1 = integer(0), integer(1)
+LOAD = Kind(
+    lambda v: _load(v),
+    "number > 0",
+    {"type": "number", "exclusiveMinimum": 0},
+)
 RULE = Kind(lambda value: value, "rule table", {"$ref": "#/$defs/rule"})  # the loader checks it
 _FQDN = "the machine's FQDN (`socket.getfqdn()`)"
 _POSTMASTER = "none: `postmaster@` `hostname`"
@@ -88,6 +105,13 @@ _TLS_DEFAULT = (
     '`"starttls"` when `tls-cert` is set (`"implicit"` for role `submissions`), else `"none"`'
 )
 _SYSTEM_CAS = "none: the system CAs"
+
+
+def _load(value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+        raise Invalid([((), f"expected a load average above 0, got {value!r}")])
+    return float(value)
+
 
 # policy_for() results kept per (domain, vmta); oldest entries go first when full.
 _POLICY_CACHE_MAX = 65536
@@ -155,6 +179,16 @@ class ServerSettings:
     Postfix's `hopcount_limit`."""
     pid_file: Path | None = key(PATH, default=None)
     """If set, the daemon writes its process id here."""
+    queue_only: bool = key(BOOLEAN, default=False)
+    """Store new mail without delivering it at once; the next queue run (every
+    `queue-run-interval`) delivers it. Off: mail is delivered on arrival (Exim's default)."""
+    queue_only_load: float | None = key(LOAD, default=None, shown="none")
+    """Switch to queue-only while the 1-minute load average is above this, and back once it is
+    below it again (Exim's `queue_only_load`), so a loaded machine first takes mail in."""
+    queue_remote_only: bool = key(BOOLEAN, default=False)
+    """Deliver mail for local domains at once but hold remote mail for the next queue run."""
+    queue_run_interval: float = key(DUR, default="5m")
+    """How often mail held by the queue-only modes is picked up."""
     default_virtual_mta: str = key(NAME, default=DEFAULT_VMTA)
     """Virtual MTA or pool used for mail that nothing else assigns one to (see
     [docs/shaping.md](shaping.md#choosing-a-virtual-mta))."""
@@ -533,6 +567,76 @@ class AccountingSettings:
     rotation)."""
 
 
+@table
+class LocalDomainSettings:
+    """A domain whose mail this server keeps (``[local-domain."example.com"]``)."""
+
+    transport: LocalTransport = key(LOCAL_TRANSPORT, default="maildir")
+    """Where its mailboxes are: `"maildir"` (files under `maildir`), `"lmtp:HOST:PORT"` or
+    `"lmtp:unix:/path"` (a mailbox server such as Dovecot)."""
+    maildir: str = key(MAILDIR_TEMPLATE, default="var/mail/{domain}/{user}/Maildir")
+    """The Maildir of a mailbox, with `{domain}` and `{user}` (the mailbox name, lower case)."""
+    mailboxes: tuple[str, ...] | None = key(
+        array(LOCAL_PART, "local parts"), default=None, shown="none"
+    )
+    """The valid mailboxes (local parts). A Maildir domain needs these or `mailboxes-file`; an
+    LMTP domain without either lets its LMTP server decide per recipient."""
+    mailboxes_file: Path | None = key(FILE, default=None)
+    """The valid mailboxes, one local part per line (`#` comments); re-read when it changes."""
+    aliases: dict[str, tuple[str, ...]] = key(ALIASES, factory=dict, shown="none")
+    """Names that stand for other addresses: `{ postmaster = "alice", sales = ["alice",
+    "bob"], old = "someone@elsewhere.example" }`. A target without `@` is in this domain; it
+    may be a mailbox, another alias, a list or a remote address (forwarding)."""
+    aliases_file: Path | None = key(FILE, default=None)
+    """More aliases in the `name: target, target` format of aliases(5); re-read when it
+    changes. Commands, files and `:include:` are refused."""
+    catch_all: tuple[str, ...] | None = key(TARGETS, default=None)
+    """Where mail for an address that is no mailbox, alias or list goes (targets as for
+    aliases). Without it such mail is refused at RCPT with 550 5.1.1."""
+    recipient_delimiter: str = key(DELIMITER, default="+")
+    """`alice+news@` reaches `alice` (an exact mailbox or alias `alice+news` still wins);
+    `""` turns extensions off."""
+    quota: int | None = key(SIZE, default=None, shown="none")
+    """Largest total size of one Maildir mailbox; a message that does not fit is deferred
+    (452 4.2.2) and bounced (5.2.2) once it expires."""
+
+
+@table
+class ListSettings:
+    """A mailing list (``[list."team@example.com"]``) at a local domain."""
+
+    members: tuple[str, ...] = key(array(MAILBOX, "addresses"), default=[])
+    """The members' addresses (local or remote; a member may be another list)."""
+    members_file: Path | None = key(FILE, default=None)
+    """More members, one address per line (`#` comments); re-read when it changes."""
+    allowed_senders: str | tuple[str, ...] = key(ALLOWED_SENDERS, default="members")
+    """Who may post: `"members"`, `"anyone"`, or an array of addresses and domains. Others get
+    550 5.7.1 at RCPT time."""
+    bounce_address: str | None = key(MAILBOX, default=None, shown="`LIST-bounces@DOMAIN`")
+    """The envelope sender of the list's copies, so members' bounces come back to the list."""
+    description: str = key(STRING, default="")
+    """Shown in the `List-Id` header (RFC 2919) before the list's id."""
+    owner: tuple[str, ...] | None = key(TARGETS, default=None, shown="the postmaster")
+    """Who receives mail for `LIST-request@DOMAIN` and the bounce address (members' bounces
+    and unsubscribe requests)."""
+
+
+@table
+class SrsSettings:
+    enabled: bool = key(BOOLEAN, default=False)
+    """Rewrite the envelope sender of mail a local alias forwards to a remote address (SRS),
+    so the next hop's SPF check passes; bounces to the rewritten address are sent on to the
+    original sender. See [local-delivery.md](local-delivery.md#forwarding-and-srs)."""
+    domain: str | None = key(DOMAIN, default=None, shown="none: `[server] hostname`")
+    """The domain of the rewritten senders; its MX must be this server. Mail to its SRS
+    addresses is accepted from anyone (and refused when the address is forged or old)."""
+    secret_file: Path = key(PATH, default="var/srs-secret")
+    """The key the rewritten addresses are signed with, made (mode 0600) at the first start.
+    Keep it across reinstalls: bounces to addresses signed with a lost key are refused."""
+    max_age: float = key(DUR, default="21d")
+    """How long a rewritten address is honoured for bounces."""
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -550,6 +654,9 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "mta-sts": (MtaStsSettings, "table"),
     "http": (HttpSettings, "table"),
     "accounting": (AccountingSettings, "table"),
+    "local-domain": (LocalDomainSettings, "named"),
+    "list": (ListSettings, "named"),
+    "srs": (SrsSettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -587,6 +694,9 @@ class Config:
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     accounting: AccountingSettings = field(default_factory=AccountingSettings)
+    local_domains: Mapping[str, LocalDomainSettings] = field(default_factory=empty)
+    lists: Mapping[str, ListSettings] = field(default_factory=empty)
+    srs: SrsSettings = field(default_factory=SrsSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

@@ -24,7 +24,7 @@ from outrider.intake.core import Intake, Rejected
 from outrider.intake.sink import HeldSink
 from outrider.intake.submission import MailEnvelope, MailRecipient, Submission
 from outrider.message.envelope import Envelope, Recipient, Source
-from outrider.policy.outcome import status_from_text
+from outrider.policy.outcome import permanent_status, status_from_text
 from outrider.spool.base import DuplicateMessageError, Spool
 from outrider.spool.reader import body_head
 
@@ -32,6 +32,12 @@ log = logging.getLogger("outrider.dsn")
 
 ACTIONS = {FAILED: "failed", DELAYED: "delayed", RELAYED: "relayed"}
 DEFAULT_STATUS = {FAILED: "5.0.0", DELAYED: "4.0.0", RELAYED: "2.0.0"}
+
+
+def status_for(kind: str, status: str) -> str:
+    """A failure notice reports a final status: a temporary failure that expired (the
+    stored reply says 4.2.2) is reported as 5.2.2."""
+    return permanent_status(status) if kind == FAILED else status
 
 
 class NoticeDesk(Protocol):
@@ -167,7 +173,7 @@ class DsnNotifier:
             [
                 FailedRecipient(
                     recipient=r,
-                    status=status_from_text(r.last_reply, DEFAULT_STATUS[kind]),
+                    status=status_for(kind, status_from_text(r.last_reply, DEFAULT_STATUS[kind])),
                     diagnostic=r.last_reply,
                     remote_mta=r.last_mta,
                     will_retry_until=until,

@@ -25,9 +25,11 @@ from outrider.intake.checks import (
     UserRate,
 )
 from outrider.intake.core import Intake, MessageStore
+from outrider.intake.local import LocalRecipients
 from outrider.intake.pipeline import Check, IntakePipeline
 from outrider.intake.sink import Sink
 from outrider.intake.vmta import VmtaTable
+from outrider.local.build import LiveDirectory
 from outrider.message.ids import new_queue_id
 
 
@@ -38,15 +40,31 @@ class UserRecords(SenderRights, UserLimits, Protocol):
 def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimiter) -> list[Check]:
     """The checks every message passes, in the order they are asked."""
     postmaster = PostmasterAddress(config.server.hostname, config.server.postmaster)
+    local = local_checks(config)
     return [
         SenderOwnership(users),
         UserRate(users, rates),
         AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
         RecipientDomain(),
-        Relay(config.relay.domains, postmaster),
+        *local,
+        Relay((*config.relay.domains, *config.local_domains, *srs_domain(config)), postmaster),
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
     ]
+
+
+def srs_domain(config: Config) -> tuple[str, ...]:
+    """Bounces to rewritten senders come to the SRS domain from anyone."""
+    if not config.srs.enabled:
+        return ()
+    return (config.srs.domain or config.server.hostname,)
+
+
+def local_checks(config: Config) -> list[Check]:
+    """What mail Outrider makes itself (DSNs, list copies) passes too: addresses of local
+    domains are checked and aliases expanded."""
+    wanted = config.local_domains or config.srs.enabled
+    return [LocalRecipients(LiveDirectory(config))] if wanted else []
 
 
 def build_intake(
@@ -69,6 +87,12 @@ def build_intake(
     )
 
 
+def reconfigure_notice_intake(intake: Intake, config: Config) -> None:
+    intake.pipeline = IntakePipeline(local_checks(config))
+    intake.hostname = config.server.hostname
+    intake.vmtas = VmtaTable.from_config(config)
+
+
 def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None) -> None:
     """Apply a reloaded config; the per-user rate state carries over."""
     previous = intake.pipeline.find(UserRate)
@@ -79,10 +103,10 @@ def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None
 
 
 def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:
-    """The intake DSNs take: the same completion, placement and store, no checks
-    (the notices are Outrider's own)."""
+    """The intake DSNs and list copies take: the same completion, placement and store,
+    no checks (the mail is Outrider's own) but the expansion of local aliases."""
     return Intake(
-        pipeline=IntakePipeline([]),
+        pipeline=IntakePipeline(local_checks(config)),
         spool=spool,
         sink=sink,
         hostname=config.server.hostname,

@@ -23,7 +23,7 @@ import logging
 
 from outrider.intake.content import Content
 from outrider.intake.submission import MailEnvelope, Submission
-from outrider.message.envelope import Envelope, Recipient
+from outrider.message.envelope import FORWARDED, Envelope, Recipient
 from outrider.message.headers import (
     extract_and_remove_header,
     header_value,
@@ -123,4 +123,7 @@ def finish_message(
         vmta_request=vmta_request,
         listener_vmta=submission.listener_vmta or "",
     )
+    forwarded = [str(i) for i, r in enumerate(recipients) if r.forwarded]
+    if forwarded:
+        envelope.extra[FORWARDED] = ",".join(forwarded)
     return envelope, data

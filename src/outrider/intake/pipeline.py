@@ -54,6 +54,13 @@ class Check:
         check sees the addresses as the client gave them."""
         return recipient
 
+    def expand_recipient(
+        self, submission: Submission, recipient: MailRecipient
+    ) -> tuple[MailRecipient, ...] | None:
+        """The recipients an accepted (and mapped) recipient stands for, e.g. an alias's
+        targets; None when it stands for itself. Asked after :meth:`map_recipient`."""
+        return None
+
 
 C = TypeVar("C", bound=Check)
 Ask = Callable[[Check], VerdictResult]
@@ -72,6 +79,7 @@ class IntakePipeline:
         self._rcpt = tuple(c for c in self.checks if _overrides(c, "at_rcpt"))
         self._message = tuple(c for c in self.checks if _overrides(c, "at_message"))
         self._map = tuple(c for c in self.checks if _overrides(c, "map_recipient"))
+        self._expand = tuple(c for c in self.checks if _overrides(c, "expand_recipient"))
 
     def find(self, kind: type[C]) -> C | None:
         """The first check of type ``kind`` (to carry its state over a reload)."""
@@ -98,8 +106,28 @@ class IntakePipeline:
 
     def map_recipients(self, submission: Submission, mail: MailEnvelope) -> MailEnvelope:
         """``mail`` with each recipient's address as the checks map it (ORCPT and NOTIFY
-        kept as given). A mapped address already in the envelope is not added twice. A
-        check that raises propagates: the caller refuses the message."""
+        kept as given), then expanded. A mapped address already in the envelope is not
+        added twice. A check that raises propagates: the caller refuses the message."""
+        mail = self._mapped(submission, mail)
+        if not self._expand:
+            return mail
+        recipients: list[MailRecipient] = []
+        seen: set[str] = set()
+        changed = False
+        for rcpt in mail.recipients:
+            expanded: tuple[MailRecipient, ...] = (rcpt,)
+            for check in self._expand:
+                more = check.expand_recipient(submission, rcpt)
+                if more is not None:
+                    expanded, changed = more, True
+                    break
+            for one in expanded:
+                if one.address not in seen:
+                    seen.add(one.address)
+                    recipients.append(one)
+        return replace(mail, recipients=tuple(recipients)) if changed else mail
+
+    def _mapped(self, submission: Submission, mail: MailEnvelope) -> MailEnvelope:
         if not self._map:
             return mail
         recipients: list[MailRecipient] = []

@@ -47,6 +47,7 @@ class MailRecipient:
     address: str  # forward-path without angle brackets
     notify: Notify | None = None
     orcpt: str | None = None
+    forwarded: bool = False  # a local alias sends it on to a remote address (SRS applies)
 
 
 @dataclass(frozen=True, slots=True)

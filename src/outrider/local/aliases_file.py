@@ -80,13 +80,7 @@ def parse_aliases(text: str, file: str = "<aliases>") -> dict[str, tuple[str, ..
 
 
 def read_aliases(path: Path) -> dict[str, tuple[str, ...]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as exc:
-        raise AliasError(str(path), 0, f"not UTF-8 text ({exc.reason})") from None
-    except OSError as exc:
-        raise AliasError(str(path), 0, f"cannot read: {exc.strerror}") from None
-    return parse_aliases(text, str(path))
+    return parse_aliases(_read_text(path), str(path))
 
 
 def _logical_lines(text: str) -> list[tuple[int, str]]:
@@ -102,3 +96,41 @@ def _logical_lines(text: str) -> list[tuple[int, str]]:
         else:
             lines.append((number, stripped))
     return lines
+
+
+def parse_lines(text: str, file: str, *, addresses: bool) -> tuple[str, ...]:
+    """A mailboxes file (local parts) or a members file (addresses), one per line."""
+    out: dict[str, None] = {}
+    for number, raw in enumerate(text.splitlines(), start=1):
+        item = raw.strip()
+        if not item or item.startswith("#"):
+            continue
+        if addresses:
+            problem = check_target(item)
+            if problem is None and "@" not in item:
+                problem = f"{item!r} is not an address (local@domain)"
+        else:
+            problem = check_name(item)
+            if problem is None and ("/" in item or item.startswith(".")):
+                problem = f"{item!r} cannot be a mailbox name (no '/', no leading '.')"
+        if problem:
+            raise AliasError(file, number, problem)
+        out[item if addresses else item.lower()] = None
+    return tuple(out)
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise AliasError(str(path), 0, f"not UTF-8 text ({exc.reason})") from None
+    except OSError as exc:
+        raise AliasError(str(path), 0, f"cannot read: {exc.strerror}") from None
+
+
+def read_mailboxes(path: Path) -> tuple[str, ...]:
+    return parse_lines(_read_text(path), str(path), addresses=False)
+
+
+def read_members(path: Path) -> tuple[str, ...]:
+    return parse_lines(_read_text(path), str(path), addresses=True)

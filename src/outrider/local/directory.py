@@ -18,6 +18,7 @@ import enum
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from outrider.local.srs import Srs, SrsError, is_srs
 from outrider.message.domains import InvalidDomainError, normalize_domain
 
 MAX_DEPTH = 20  # alias hops; Postfix's virtual_alias_recursion_limit is 1000, Exim's 20ish
@@ -45,6 +46,9 @@ class MailingList:
     address: str  # normalised full address
     members: tuple[str, ...]
     allowed_senders: str | frozenset[str] = "members"  # "members", "anyone" or addresses/domains
+    bounce_address: str = ""  # "": LIST-bounces@DOMAIN
+    description: str = ""
+    owner: tuple[str, ...] = ()  # who gets mail for LIST-bounces@ and LIST-request@
 
 
 @dataclass(frozen=True, slots=True)
@@ -80,10 +84,24 @@ class Directory:
     """Local domains and lists, built from the configuration; immutable once built."""
 
     def __init__(
-        self, domains: Mapping[str, LocalDomain], lists: Mapping[str, MailingList]
+        self,
+        domains: Mapping[str, LocalDomain],
+        lists: Mapping[str, MailingList],
+        srs: Srs | None = None,
     ) -> None:
         self.domains = dict(domains)
         self.lists = dict(lists)
+        self.srs = srs
+        # LIST-bounces@ (or the list's own bounce address) and LIST-request@ reach its owner.
+        self.list_admin: dict[str, tuple[str, ...]] = {}
+        for mlist in self.lists.values():
+            if not mlist.owner:
+                continue
+            local, domain = split_address(mlist.address)
+            bounces = mlist.bounce_address or f"{local}-bounces@{domain}"
+            for admin in (bounces, f"{local}-request@{domain}"):
+                admin_local, admin_domain = split_address(admin)
+                self.list_admin[f"{admin_local.lower()}@{admin_domain}"] = mlist.owner
 
     def is_local(self, domain: str) -> bool:
         return domain in self.domains
@@ -92,6 +110,14 @@ class Directory:
         """One step: what ``address`` is, without following aliases (``aliases=False``:
         what it would be without its own alias, for an alias that names itself)."""
         local, domain = split_address(address)
+        if self.srs is not None and domain == self.srs.domain and is_srs(local):
+            # A bounce to a sender we rewrote: back to the original sender, if genuine.
+            full = f"{local}@{domain}"
+            try:
+                original = self.srs.reverse(full)
+            except SrsError:
+                return Target(Kind.UNKNOWN, full, domain=domain)
+            return Target(Kind.ALIAS, full, domain=domain, targets=(original,))
         where = self.domains.get(domain)
         if where is None:
             return Target(Kind.REMOTE, f"{local}@{domain}" if domain else address, domain=domain)
@@ -106,6 +132,9 @@ class Directory:
             return found
         if full in self.lists:
             return Target(Kind.LIST, full, domain=where.name)
+        owner = self.list_admin.get(full)
+        if owner is not None and aliases:
+            return Target(Kind.ALIAS, full, domain=where.name, targets=owner)
         if where.catch_all and aliases:
             targets = tuple(_qualify(t, where.name) for t in where.catch_all)
             return Target(Kind.ALIAS, full, domain=where.name, targets=targets)

@@ -21,6 +21,11 @@ class Source(enum.Enum):
     LIST = "list"  # list or alias expansion
 
 
+# Envelope.extra key: indexes (comma-separated) of the recipients a local alias forwards
+# to a remote address; their envelope sender is rewritten (SRS) when they are sent.
+FORWARDED = "forwarded"
+
+
 class RcptStatus(enum.Enum):
     PENDING = "pending"  # not final: will be (re)tried
     DELIVERED = "delivered"  # final: accepted by the next hop
@@ -114,3 +119,9 @@ class Envelope:
     @property
     def is_done(self) -> bool:
         return all(r.is_final for r in self.recipients)
+
+
+def forwarded_recipients(env: Envelope) -> frozenset[int]:
+    """Indexes of the recipients a local alias forwards (see :data:`FORWARDED`)."""
+    value = env.extra.get(FORWARDED, "")
+    return frozenset(int(i) for i in value.split(",") if i.isdigit())

@@ -59,6 +59,13 @@ def status_of(reply: Reply) -> str:
     return {"2": "2.0.0", "4": "4.0.0", "5": "5.0.0"}.get(first, "4.0.0")
 
 
+def permanent_status(status: str) -> str:
+    """The status of a temporary failure that has become final (expired): ``4.2.2`` (mailbox
+    full) is reported as ``5.2.2``, the same condition as a permanent failure (RFC 3463:
+    the class says whether it is final, the subject and detail what went wrong)."""
+    return "5" + status[1:] if status.startswith("4.") else status
+
+
 def status_from_text(text: str, default: str) -> str:
     """Find an enhanced status code in a stored diagnostic such as ``"550 5.1.1 no such user"``."""
     match = _STATUS_RE.search(text)

@@ -34,6 +34,13 @@ from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.policy.outcome import Outcome, local_outcome
 from outrider.queue.context import Context
 from outrider.queue.control_state import ControlState
+from outrider.queue.delivery_mode import (
+    IMMEDIATE,
+    DeliveryMode,
+    LoadReading,
+    delivery_mode,
+    next_queue_run,
+)
 from outrider.queue.finisher import Finisher
 from outrider.queue.holds import Holds
 from outrider.queue.lease import Lease, apply_failure, fail_item
@@ -62,6 +69,7 @@ class Scheduler:
         transports: TransportSelector | Transport,
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
+        load: LoadReading | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         control = ControlState.load(config.server.state_dir)
@@ -90,6 +98,7 @@ class Scheduler:
         self.slots = Slots(self.ctx, self.holds, self._work, self._fail_dead)
         self.shaper = Shaper(self.ctx, self.router.destination, self.router.to_queue, self._kick)
         self.finisher = Finisher(self.ctx, spool, self._dispatch, self._forget)
+        self.load = load or LoadReading()
 
     @property
     def config(self) -> Config:
@@ -118,6 +127,7 @@ class Scheduler:
         if body is not None:
             self.cached_bytes += len(body)
         self.messages[envelope.queue_id] = msg
+        self._hold_for_queue_run(envelope)
         self.ctx.bus.publish(
             MessageQueued(
                 self.ctx.clock(),
@@ -128,6 +138,28 @@ class Scheduler:
             )
         )
         self._dispatch(msg)
+
+    def delivery_mode(self) -> DeliveryMode:
+        """Whether new mail is delivered on arrival now (``show status`` says it)."""
+        server = self.config.server
+        if not (server.queue_only or server.queue_remote_only or server.queue_only_load):
+            return IMMEDIATE
+        return delivery_mode(
+            queue_only=server.queue_only,
+            queue_only_load=server.queue_only_load,
+            queue_remote_only=server.queue_remote_only,
+            load=self.load.current(),
+        )
+
+    def _hold_for_queue_run(self, envelope: Envelope) -> None:
+        mode = self.delivery_mode()
+        if mode is IMMEDIATE:
+            return
+        run = next_queue_run(self.ctx.clock(), self.config.server.queue_run_interval)
+        local = self.config.local_domains
+        for rcpt in envelope.recipients:
+            if not (mode.local_now if rcpt.domain in local else mode.remote_now):
+                rcpt.next_attempt = max(rcpt.next_attempt, run)
 
     def restore(self, envelope: Envelope) -> None:
         """A message found by spool recovery: resume its schedule. Notices it still owes

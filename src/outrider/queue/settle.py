@@ -15,7 +15,7 @@ from outrider.dsn.builder import should_bounce, wants_dsn
 from outrider.dsn.notices import DELAYED
 from outrider.events.types import Bounced, Deferred, Delivered, MessageInfo, RecipientEvent
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
-from outrider.policy.outcome import Outcome, Verdict, local_outcome
+from outrider.policy.outcome import Outcome, Verdict, local_outcome, permanent_status
 from outrider.policy.retry import decide_retry
 
 NO_RESULT = local_outcome(451, "4.3.0", "No result for recipient")
@@ -94,7 +94,8 @@ def settle(
             if decision.expired:
                 rcpt.status = RcptStatus.BOUNCED
                 rcpt.last_reply = f"{outcome.diagnostic} (expired after {rcpt.attempts} attempts)"
-                event = Bounced(*common, rcpt.last_reply, *where, expired=True)
+                final = (*common[:4], permanent_status(outcome.status))
+                event = Bounced(*final, rcpt.last_reply, *where, expired=True)
                 result.bounced += 1
             else:
                 rcpt.next_attempt = decision.next_attempt

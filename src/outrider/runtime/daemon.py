@@ -23,12 +23,16 @@ from outrider.accounting.writer import AccountingLog
 from outrider.config.loader import ConfigError, load_config
 from outrider.config.model import Config
 from outrider.delivery.dns import MxResolver
+from outrider.delivery.list_transport import ListExpander
+from outrider.delivery.local_transport import LocalDelivery
 from outrider.delivery.smtp_transport import SmtpTransport
 from outrider.dsn.notifier import DsnNotifier
 from outrider.inbound.receiver import Listener
 from outrider.intake import Intake, SchedulerSink
-from outrider.intake.build import build_notice_intake, reconfigure_intake
+from outrider.intake.build import build_notice_intake, reconfigure_notice_intake
 from outrider.intake.sink import HeldSink
+from outrider.local.aliases_file import AliasError
+from outrider.local.build import LiveDirectory
 from outrider.queue.control import ControlServer, DaemonHooks
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
@@ -80,7 +84,9 @@ class Daemon:
         timeout = config.dns.timeout
         resolver = MxResolver(nameserver_specs(config), timeout=timeout, lifetime=timeout)
         self.transport = SmtpTransport(config, resolver)
-        manager = Scheduler(config=config, spool=spool, transports=self.transport)
+        self.directory = LiveDirectory(config)
+        self.delivery = LocalDelivery(config, self.transport, self.directory.current)
+        manager = Scheduler(config=config, spool=spool, transports=self.delivery)
         self.accounting = AccountingSubscriber(accounting)
         self.accounting.configure(config.accounting)
         accounting.remove_expired()  # [accounting] keep, at start (then at each rotation)
@@ -98,6 +104,10 @@ class Daemon:
             clock=manager.ctx.clock,
         )
         manager.bus.subscribe(notifier)
+        self.list_intake = build_notice_intake(
+            config, spool=spool, sink=SchedulerSink(manager.submit)
+        )
+        self.delivery.lists = ListExpander(self.list_intake, self.directory.current)
         self.traffic = TrafficCounters(manager.ctx.clock)
         manager.bus.subscribe(self.traffic)
         self.started = manager.ctx.clock()
@@ -201,6 +211,7 @@ class Daemon:
     def overview(self) -> dict[str, Any]:
         """``outrider show status``."""
         manager = self.manager
+        mode = manager.delivery_mode()
         if self.receivers is None:
             connections_in: int | None = sum(len(lst.ctx.sessions) for lst in self.listeners)
         else:  # the sessions are in the receiver processes: ask the kernel
@@ -215,6 +226,7 @@ class Daemon:
             spool_messages=len(manager.messages),
             spool_bytes=sum(m.envelope.size for m in manager.messages.values()),
             spool_dir=self.config.server.spool_dir,
+            delivery=(mode.name, mode.reason),
         )
 
     async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
@@ -353,9 +365,18 @@ class Daemon:
         reconfigure_logging(settings_for(new.server, DELIVERY))
         warnings: list[str] = []
         self.config = new
+        try:
+            self.directory = LiveDirectory(new)
+        except AliasError as exc:  # changed since the config was checked: keep the old
+            log.error("reload: local domains: %s; the previous ones stay in force", exc)
+        self.delivery.directory = self.directory.current
+        if self.delivery.lists is not None:
+            self.delivery.lists.directory = self.directory.current
+        self.delivery.update_config(new)
         self.manager.update_config(new)
         self.accounting.configure(new.accounting)
-        reconfigure_intake(self.notice_intake, new, None)
+        reconfigure_notice_intake(self.notice_intake, new)
+        reconfigure_notice_intake(self.list_intake, new)
         if self.receivers is not None:
             # The receivers hold the listeners: each applies the config and logs what
             # needs a restart. (This process has none, so it would call all of them new.)

@@ -97,14 +97,17 @@ def overview(
     spool_messages: int,
     spool_bytes: int,
     spool_dir: Path,
+    delivery: tuple[str, str] = ("immediate", ""),
 ) -> dict[str, Any]:
     """``show status``: what the daemon is doing and how fast. ``connections_in`` is
-    None when the listeners run in receiver processes (they count their own)."""
+    None when the listeners run in receiver processes (they count their own);
+    ``delivery`` is whether new mail goes at once or waits for a queue run, and why."""
     return {
         "version": __version__,
         "started": iso(started),
         "uptime": max(0, int(now - started)),
         "connections": {"in": connections_in, "out": connections_out},
+        "delivery": {"mode": delivery[0], "reason": delivery[1]},
         "traffic": counters.snapshot(),
         "spool": {
             "path": str(spool_dir),

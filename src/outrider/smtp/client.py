@@ -18,6 +18,11 @@ Typical use::
     ...                                             # feed replies until tx.done
     tx.replies                                      # one final Reply per recipient
 
+LMTP (RFC 2033) is the same dialogue with ``SmtpClientConnection(name, lmtp=True)``:
+LHLO instead of EHLO (no HELO fallback), and after the end of the data one reply per
+recipient accepted at RCPT, in RCPT order, each settling its own recipient
+(:attr:`Transaction.accepted` says which recipients those were).
+
 A body too big to hold in memory is streamed: start the transaction with
 ``StreamedContent(size)``; once ``tx.wants_content`` is set (after the 354, or the RCPT
 replies under CHUNKING, where the whole body goes as one ``BDAT <size> LAST``), feed it
@@ -323,7 +328,8 @@ class Transaction:
     """One message on the wire. ``replies[i]`` is the final reply for ``recipients[i]``.
 
     A recipient accepted at RCPT is not final until the reply to the data, which then
-    applies to every accepted recipient.
+    applies to every accepted recipient (under LMTP each gets its own; ``data_reply`` is
+    the last one received).
     """
 
     recipients: list[Recipient]
@@ -347,6 +353,7 @@ class Transaction:
     wants_content: bool = False  # streamed: the driver is to feed it now (send_content)
     content_sent: int = 0  # streamed octets fed so far
     stuffer: DotStuffer | None = None  # streamed under DATA
+    data_answered: int = 0  # LMTP: per-recipient replies received after the data
 
     def final_replies(self) -> list[Reply]:
         """Per-recipient replies; only valid once ``done``."""
@@ -377,10 +384,11 @@ class SmtpClientConnection:
     wrong state is a local bug and raises :class:`RuntimeError`.
     """
 
-    def __init__(self, helo_name: str) -> None:
+    def __init__(self, helo_name: str, *, lmtp: bool = False) -> None:
         if not helo_name or _FORBIDDEN_IN_LINE.search(helo_name) or " " in helo_name:
             raise ValueError(f"invalid HELO name {helo_name!r}")
         self.helo_name = helo_name
+        self.lmtp = lmtp  # RFC 2033: LHLO, and one reply per accepted recipient after DATA
         self.state = State.GREETING
         self.greeting: Reply | None = None
         self.ehlo_reply: Reply | None = None  # the last 250 answer to EHLO (or HELO)
@@ -396,6 +404,7 @@ class SmtpClientConnection:
         self._pending: deque[Phase] = deque([Phase.GREETING])
         self._tx: Transaction | None = None
         self._needs_reset = False
+        self.last_transaction: Transaction | None = None  # the latest start_transaction's
 
     # -- I/O surface ---------------------------------------------------------
 
@@ -479,6 +488,7 @@ class SmtpClientConnection:
             size = body.size
             tx = Transaction(recipients=rcpts, replies=[None] * len(rcpts), streamed=True)
         tx.size = size
+        self.last_transaction = tx
         everyone = range(len(rcpts))
 
         utf8 = envelope.smtputf8 or not envelope.sender.isascii()
@@ -594,7 +604,8 @@ class SmtpClientConnection:
         self._pending.append(phase)
 
     def _send_ehlo(self) -> None:
-        self._send(f"EHLO {self.helo_name}\r\n".encode("ascii", "replace"), Phase.EHLO)
+        verb = "LHLO" if self.lmtp else "EHLO"
+        self._send(f"{verb} {self.helo_name}\r\n".encode("ascii", "replace"), Phase.EHLO)
         self.state = State.HANDSHAKE
 
     def _require(self, state: State) -> None:
@@ -649,7 +660,7 @@ class SmtpClientConnection:
             self.extensions = Extensions.from_ehlo(reply)
             self.esmtp = True
             self.state = State.READY
-        elif reply.is_permanent:
+        elif reply.is_permanent and not self.lmtp:
             self._send(f"HELO {self.helo_name}\r\n".encode("ascii", "replace"), Phase.HELO)
         else:
             self._refuse(reply)
@@ -726,6 +737,7 @@ class SmtpClientConnection:
                 self._want_content(tx)
             else:
                 self._send(tx.body, Phase.DATA_DONE)
+                self._expect_more_data_replies(tx)
             tx.body_sent = True
         else:
             self._send(b"DATA\r\n", Phase.DATA_INIT)
@@ -741,6 +753,7 @@ class SmtpClientConnection:
                     chunks = dot_stuff(tx.body)
                     self._out.extend(chunks[:-1])
                     self._send(chunks[-1], Phase.DATA_DONE)
+                    self._expect_more_data_replies(tx)
                 tx.body_sent = True
             else:
                 # Server accepted DATA with nobody to deliver to: end it empty, ignore the result.
@@ -758,6 +771,13 @@ class SmtpClientConnection:
         """The driver streams the body now; its end is answered as DATA_DONE."""
         tx.wants_content = True
         self._pending.append(Phase.DATA_DONE)
+        self._expect_more_data_replies(tx)
+
+    def _expect_more_data_replies(self, tx: Transaction) -> None:
+        """LMTP answers the end of data once per accepted recipient: one DATA_DONE is
+        queued already, the others follow it."""
+        if self.lmtp:
+            self._pending.extend([Phase.DATA_DONE] * (len(tx.accepted) - 1))
 
     def _on_data_done(self, reply: Reply) -> None:
         tx = self._current()
@@ -771,10 +791,20 @@ class SmtpClientConnection:
                 tx._settle(tx.accepted, reply)
                 self._fail(reply)
             return
-        if not tx.discard_data:
+        if tx.discard_data:
+            self._finish(tx)
+        elif self.lmtp:
+            # RFC 2033 4.2: one reply per accepted recipient, in RCPT order.
+            index = tx.accepted[tx.data_answered]
+            tx.data_answered += 1
+            tx.data_reply = reply
+            tx._settle([index], reply)
+            if tx.data_answered == len(tx.accepted):
+                self._finish(tx)
+        else:
             tx.data_reply = reply
             tx._settle(tx.accepted, reply)
-        self._finish(tx)
+            self._finish(tx)
 
     def _current(self) -> Transaction:
         if self._tx is None:  # pragma: no cover - guarded by the pending queue

@@ -241,6 +241,9 @@ def test_known_keys_match_the_dataclasses() -> None:
         "mta-sts",
         "http",
         "accounting",
+        "local-domain",
+        "list",
+        "srs",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")

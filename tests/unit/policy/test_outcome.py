@@ -51,3 +51,12 @@ def test_local_outcome_has_no_remote_mta() -> None:
 )
 def test_status_from_text(text: str, status: str) -> None:
     assert status_from_text(text, "9.9.9") == status
+
+
+def test_permanent_status_keeps_subject_and_detail() -> None:
+    from outrider.policy.outcome import permanent_status
+
+    assert permanent_status("4.2.2") == "5.2.2"
+    assert permanent_status("4.4.7") == "5.4.7"
+    assert permanent_status("5.1.1") == "5.1.1"
+    assert permanent_status("2.0.0") == "2.0.0"

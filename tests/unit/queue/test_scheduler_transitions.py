@@ -30,6 +30,7 @@ from outrider.intake.build import build_notice_intake
 from outrider.intake.sink import HeldSink
 from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient
 from outrider.policy.outcome import Scope, local_outcome
+from outrider.queue.delivery_mode import LoadReading
 from outrider.queue.finisher import RETRY_AFTER_ERROR
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
@@ -47,6 +48,7 @@ CONFIG = """
 [server]
 hostname = "mta.outrider.test"
 state-dir = "{state}"
+{server}
 [dns]
 nameservers = ["127.0.0.1:9"]
 [[listener]]
@@ -60,6 +62,7 @@ smtp-pattern-list = "throttle"
 backoff-to-normal-after = "30s"
 [smtp-pattern-list.throttle]
 rules = [{{ reply = "4\\\\.7\\\\.28", action = "mode=backoff" }}]
+{tables}
 """
 
 
@@ -117,16 +120,32 @@ async def make(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator
         spool: MemorySpool | None = None,
         transport: FakeTransport | None = None,
         notifier: bool = True,
+        server: str = "",
+        tables: str = "",
+        load: float = 0.0,
     ) -> Harness:
         clock = FakeClock()
         loop = asyncio.get_running_loop()
         monkeypatch.setattr(loop, "time", clock)
         config = parse_config(
-            CONFIG.format(state=tmp_path / "state", bounce=bounce, delay=delay, out=out)
+            CONFIG.format(
+                state=tmp_path / "state",
+                bounce=bounce,
+                delay=delay,
+                out=out,
+                server=server,
+                tables=tables,
+            )
         )
         spool = spool or MemorySpool()
         transport = transport or FakeTransport()
-        scheduler = Scheduler(config=config, spool=spool, transports=transport, clock=clock)
+        scheduler = Scheduler(
+            config=config,
+            spool=spool,
+            transports=transport,
+            clock=clock,
+            load=LoadReading(read=lambda: load, clock=clock),
+        )
         h = Harness(scheduler, transport, spool, clock)
         scheduler.bus.subscribe(h)
         if notifier:
@@ -459,3 +478,55 @@ async def test_an_idn_domain_is_paused_whatever_its_spelling(make) -> None:
     assert operator.resume_queue("xn--strae-oqa.test")
     await idle()
     assert len(h.transport.sent) == 2
+
+
+async def test_queue_only_holds_new_mail_for_the_next_queue_run(make) -> None:
+    h: Harness = await make(server='queue-only = true\nqueue-run-interval = "5m"')
+    assert h.scheduler.delivery_mode().reason == "queue-only is set"
+    env = h.submit("a@a.test")
+    await idle()
+    assert h.transport.sent == []
+    assert env.recipients[0].next_attempt == 1_000_200.0  # the next 5-minute tick
+    await h.advance(199)
+    assert h.transport.sent == []
+    await h.advance(1)
+    assert [s.recipients for s in h.transport.sent] == [["a@a.test"]]
+
+
+async def test_queue_only_load_switches_on_the_load_average(make) -> None:
+    busy: Harness = await make(server="queue-only-load = 2.5", load=3.0)
+    busy.submit("a@a.test")
+    await idle()
+    assert busy.transport.sent == []
+    assert busy.scheduler.delivery_mode().name == "queue-only"
+    calm: Harness = await make(server="queue-only-load = 2.5", load=1.0)
+    calm.submit("a@a.test")
+    await idle()
+    assert len(calm.transport.sent) == 1
+
+
+async def test_queue_remote_only_delivers_local_mail_at_once(make) -> None:
+    local = '[local-domain."l.test"]\nmailboxes = ["a"]'
+    h: Harness = await make(server="queue-remote-only = true", tables=local)
+    env = h.submit("a@l.test", "b@r.test")
+    await idle()
+    assert [s.recipients for s in h.transport.sent] == [["a@l.test"]]
+    assert env.recipients[1].next_attempt == 1_000_200.0
+    await h.advance(200)
+    assert [s.recipients for s in h.transport.sent] == [["a@l.test"], ["b@r.test"]]
+
+
+async def test_an_expired_temporary_failure_is_reported_as_permanent(make) -> None:
+    """Mailbox full (452 4.2.2) until bounce-after: the bounce and its DSN say 5.2.2."""
+    h: Harness = await make(bounce="100s")
+    h.transport.replies["a@a.test"] = Reply(452, "4.2.2", "mailbox full")
+    h.submit("a@a.test")
+    await idle()
+    [deferred] = h.of(Deferred)
+    assert deferred.status == "4.2.2"  # type: ignore[attr-defined]
+    for _ in range(3):
+        await h.advance(60)
+    [bounced] = h.of(Bounced)
+    assert bounced.status == "5.2.2"  # type: ignore[attr-defined]
+    [dsn] = [s for s in h.transport.sent if s.sender == ""]
+    assert b"Status: 5.2.2" in dsn.body and b"Action: failed" in dsn.body
