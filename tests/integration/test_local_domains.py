@@ -10,7 +10,7 @@ import smtplib
 from collections.abc import Callable
 from pathlib import Path
 
-from tests.support.daemon import DaemonHandle, wait_until
+from tests.support.daemon import DaemonHandle, control, wait_until
 from tests.support.lmtp_server import LmtpScript, LmtpServer
 from tests.support.smtp_server import ScriptedSmtpServer
 
@@ -44,6 +44,19 @@ allowed-senders = "anyone"
 """
         daemon = make_daemon(extra=extra, receiver_processes=1)
         await asyncio.to_thread(daemon.start)
+        route = await asyncio.to_thread(
+            control, daemon, {"cmd": "route", "address": "sales@corp.test"}
+        )
+        local = route["route"]["local"]  # type: ignore[index]
+        assert (local["kind"], local["mailboxes"], local["transport"]) == (
+            "alias",
+            ["alice@corp.test", "bob@corp.test"],
+            "maildir",
+        )
+        unknown = await asyncio.to_thread(
+            control, daemon, {"cmd": "route", "address": "nobody@corp.test"}
+        )
+        assert "550 5.1.1" in unknown["route"]["local"]["refused"]  # type: ignore[index]
 
         def session() -> None:
             with smtplib.SMTP(daemon.host, daemon.port, timeout=10) as client:
@@ -94,8 +107,6 @@ allowed-senders = "anyone"
 def test_queue_only_holds_mail_until_a_queue_run_or_a_retry(
     make_daemon: Callable[..., DaemonHandle], sink: ScriptedSmtpServer
 ) -> None:
-    from tests.support.daemon import control
-
     daemon = make_daemon(receiver_processes=1)
     text = daemon.config_path.read_text()
     daemon.config_path.write_text(

@@ -205,7 +205,32 @@ def message(m: dict[str, Any]) -> str:
     return "\n".join([*lines, "", table(m["recipients"], columns), "", content.rstrip()]) + tail
 
 
+def local_route(r: dict[str, Any]) -> str:
+    local = r["local"]
+    lines = [f"address: {r['address']}", f"local: {local['kind']} {local['address']}"]
+    if "refused" in local:
+        return "\n".join([*lines, f"refused: {local['refused']}"])
+    if local.get("transport"):
+        lines.append(f"transport: {local['transport']}")
+    if local.get("maildir"):
+        lines.append(f"maildir: {local['maildir']}")
+    for key, label in (
+        ("mailboxes", "mailboxes"),
+        ("forwarded", "forwarded to"),
+        ("lists", "lists"),
+    ):
+        if local.get(key):
+            lines.append(f"{label}: {', '.join(local[key])}")
+    if local.get("members"):
+        lines.append(f"members: {', '.join(local['members'])}")
+    if local.get("loop"):
+        lines.append(f"loop at: {local['loop']} (refused with 550 5.4.6)")
+    return "\n".join(lines)
+
+
 def route(r: dict[str, Any]) -> str:
+    if r.get("delivery") == "local":
+        return local_route(r)
     lines = [f"address: {r['address']}"]
     if r.get("postmaster_mapped_to"):
         lines.append(f"postmaster: delivered to {r['postmaster_mapped_to']}")

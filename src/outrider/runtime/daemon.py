@@ -231,7 +231,8 @@ class Daemon:
 
     async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
         """``outrider route``: asks this daemon's resolver and its running config."""
-        return await explain_route(self.config, self.transport, address, vmta)
+        directory = self.directory.current()
+        return await explain_route(self.config, self.transport, address, vmta, directory)
 
     async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
         count = 0

@@ -15,6 +15,8 @@ from outrider.config.provenance import explained_policy
 from outrider.delivery.dns import DnsError
 from outrider.delivery.smtp_transport import SmtpTransport
 from outrider.intake.checks import PostmasterAddress
+from outrider.local.directory import Directory, Kind
+from outrider.local.lists import members_of
 from outrider.message.domains import domain_key
 from outrider.message.envelope import Recipient
 from outrider.policy.outcome import Outcome
@@ -27,10 +29,43 @@ def _vmtas(config: Config, vmta: str | None) -> tuple[str, list[str]]:
     return name, list(pool.members) if pool is not None else [name]
 
 
+def explain_local(config: Config, directory: Directory, address: str) -> dict[str, Any] | None:
+    """For an address of a local domain (or a bounce to an SRS address): what it is and
+    where its mail goes; None for any other address."""
+    found = directory.lookup(address)
+    if found.kind is Kind.REMOTE:
+        return None
+    answer: dict[str, Any] = {"kind": found.kind.value, "address": found.address}
+    if found.kind is Kind.UNKNOWN:
+        answer["refused"] = "550 5.1.1 at RCPT: no such mailbox, alias or list"
+        return answer
+    expansion = directory.expand(address)
+    answer["mailboxes"] = [t.address for t in expansion.mailboxes]
+    answer["forwarded"] = expansion.remote
+    answer["lists"] = expansion.lists
+    answer["loop"] = expansion.loop or None
+    if found.kind is Kind.LIST:
+        answer["members"] = list(members_of(directory, found.address))
+    settings = config.local_domains.get(found.domain)
+    if settings is not None:
+        answer["transport"] = str(settings.transport)
+        if settings.transport.kind == "maildir" and found.kind is Kind.MAILBOX:
+            answer["maildir"] = settings.maildir.format(domain=found.domain, user=found.mailbox)
+    return answer
+
+
 async def explain_route(
-    config: Config, transport: SmtpTransport, address: str, vmta: str | None
+    config: Config,
+    transport: SmtpTransport,
+    address: str,
+    vmta: str | None,
+    directory: Directory | None = None,
 ) -> dict[str, Any]:
     """The answer (raises ValueError for an address or virtual MTA that cannot be)."""
+    if directory is not None:
+        local = explain_local(config, directory, address)
+        if local is not None:
+            return {"address": address, "delivery": "local", "local": local}
     name, members = _vmtas(config, vmta)
     if name not in config.virtual_mtas and name not in config.vmta_pools:
         raise ValueError(f"no virtual MTA or pool named {name}")
