@@ -19,22 +19,25 @@ from outrider.delivery.lmtp_transport import LmtpSettings, LmtpTransport
 from outrider.delivery.mailbox_path import default_mailbox_name
 from outrider.delivery.maildir_transport import MaildirSettings, MaildirTransport
 from outrider.delivery.srs_transport import SrsTransport
-from outrider.delivery.transport import Connection, DeliveryReport, Opened, Route, Transport
+from outrider.delivery.transport import (
+    Connection,
+    ConnectionWrapper,
+    DeliveryReport,
+    Opened,
+    Route,
+    Transport,
+)
 from outrider.local.directory import Directory, Kind
 from outrider.message.envelope import Envelope, Recipient
 from outrider.policy.outcome import Outcome
 from outrider.spool.reader import Body
 
 
-class LocalConnection:
+class LocalConnection(ConnectionWrapper):
     def __init__(self, inner: Connection, lists: ListExpander, is_list: Callable[[str], bool]):
-        self.inner = inner
+        super().__init__(inner)
         self.lists = lists
         self.is_list = is_list
-
-    @property
-    def usable(self) -> bool:
-        return self.inner.usable
 
     async def deliver(
         self, envelope: Envelope, recipients: list[Recipient], body: Body
@@ -49,12 +52,6 @@ class LocalConnection:
             return listed
         report.replies.extend(listed.replies)
         return report
-
-    async def can_carry(self, domain: str) -> bool:
-        return await self.inner.can_carry(domain)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class LocalTransport:

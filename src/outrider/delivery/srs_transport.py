@@ -11,21 +11,24 @@ import dataclasses
 from collections.abc import Awaitable, Callable
 
 from outrider.config.model import Config, DomainPolicy
-from outrider.delivery.transport import Connection, DeliveryReport, Opened, Route, Transport
+from outrider.delivery.transport import (
+    Connection,
+    ConnectionWrapper,
+    DeliveryReport,
+    Opened,
+    Route,
+    Transport,
+)
 from outrider.local.srs import Srs
 from outrider.message.envelope import Envelope, Recipient, forwarded_recipients
 from outrider.policy.outcome import Outcome
 from outrider.spool.reader import Body
 
 
-class SrsConnection:
+class SrsConnection(ConnectionWrapper):
     def __init__(self, inner: Connection, srs: Srs) -> None:
-        self.inner = inner
+        super().__init__(inner)
         self.srs = srs
-
-    @property
-    def usable(self) -> bool:
-        return self.inner.usable
 
     async def deliver(
         self, envelope: Envelope, recipients: list[Recipient], body: Body
@@ -48,12 +51,6 @@ class SrsConnection:
         report.replies.extend(forwarded.replies)
         report.connection_lost = report.connection_lost or forwarded.connection_lost
         return report
-
-    async def can_carry(self, domain: str) -> bool:
-        return await self.inner.can_carry(domain)
-
-    async def close(self) -> None:
-        await self.inner.close()
 
 
 class SrsTransport:

@@ -78,6 +78,24 @@ class Connection(Protocol):
     async def close(self) -> None: ...
 
 
+class ConnectionWrapper:
+    """A connection that adds to another's ``deliver`` (list posts, SRS) and hands the
+    rest of the contract to it unchanged."""
+
+    def __init__(self, inner: Connection) -> None:
+        self.inner = inner
+
+    @property
+    def usable(self) -> bool:
+        return self.inner.usable
+
+    async def can_carry(self, domain: str) -> bool:
+        return await self.inner.can_carry(domain)
+
+    async def close(self) -> None:
+        await self.inner.close()
+
+
 @dataclass(slots=True)
 class Opened:
     connection: Connection | None

@@ -16,9 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from outrider.events.types import (
-    Bounced,
     Deferred,
-    Delivered,
     Event,
     MessageDone,
     MessageQueued,
@@ -26,6 +24,7 @@ from outrider.events.types import (
     RecipientEvent,
 )
 from outrider.queue.summary import iso
+from outrider.runtime.stats import kind_of
 
 TYPES = ("received", "delivered", "bounced", "deferred", "queue", "done")
 CLIENT_BUFFER = 1000
@@ -33,14 +32,9 @@ KEEPALIVE = 15.0  # seconds between comments on an idle stream
 
 
 def event_type(event: Event) -> str | None:
-    if isinstance(event, MessageQueued):
-        return "received"
-    if isinstance(event, Delivered):
-        return "delivered"
-    if isinstance(event, Bounced):
-        return "bounced"
-    if isinstance(event, Deferred):
-        return "deferred"
+    kind = kind_of(event)  # received, delivered, bounced, deferred: as the traffic counters
+    if kind is not None:
+        return kind
     if isinstance(event, QueueEvent):
         return "queue"
     if isinstance(event, MessageDone):
