@@ -94,6 +94,7 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "mta-sts": settings(config.mta_sts, effective=effective),
         "http": settings(config.http, effective=effective),
         "accounting": settings(config.accounting, effective=effective),
+        "suppression": settings(config.suppression, effective=effective),
         "srs": settings(config.srs, effective=effective),
     }
     assert config.domain_layers is not None  # filled by Config.__post_init__

@@ -95,6 +95,7 @@ class _Loader(Reader):
         mta_sts = self.section(data, "mta-sts", m.MtaStsSettings)
         http = self.section(data, "http", m.HttpSettings)
         accounting = self.section(data, "accounting", m.AccountingSettings)
+        suppression = self.section(data, "suppression", m.SuppressionSettings)
         srs = self.section(data, "srs", m.SrsSettings)
         if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
             self.problem(
@@ -139,6 +140,7 @@ class _Loader(Reader):
             mta_sts=_settings(m.MtaStsSettings, mta_sts),
             http=_settings(m.HttpSettings, http),
             accounting=_settings(m.AccountingSettings, accounting),
+            suppression=_settings(m.SuppressionSettings, suppression),
             local_domains=MappingProxyType(local_domains),
             lists=MappingProxyType(lists),
             srs=_settings(m.SrsSettings, srs),

@@ -568,6 +568,17 @@ class AccountingSettings:
 
 
 @table
+class SuppressionSettings:
+    file: Path = key(PATH, default="var/suppression.db")
+    """The suppression list (SQLite, WAL mode): addresses never attempted, per sender domain
+    and global. `outrider suppression` and the HTTP API write it; the daemon sees changes at
+    once. See docs/suppression.md."""
+    auto_add: bool = key(BOOLEAN, default=True)
+    """Add a recipient to its sender domain's list when it hard-bounces with category
+    `bad-mailbox` or `bad-domain` (not when it expired after retries)."""
+
+
+@table
 class LocalDomainSettings:
     """A domain whose mail this server keeps (``[local-domain."example.com"]``)."""
 
@@ -654,6 +665,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "mta-sts": (MtaStsSettings, "table"),
     "http": (HttpSettings, "table"),
     "accounting": (AccountingSettings, "table"),
+    "suppression": (SuppressionSettings, "table"),
     "local-domain": (LocalDomainSettings, "named"),
     "list": (ListSettings, "named"),
     "srs": (SrsSettings, "table"),
@@ -694,6 +706,7 @@ class Config:
     mta_sts: MtaStsSettings = field(default_factory=MtaStsSettings)
     http: HttpSettings = field(default_factory=HttpSettings)
     accounting: AccountingSettings = field(default_factory=AccountingSettings)
+    suppression: SuppressionSettings = field(default_factory=SuppressionSettings)
     local_domains: Mapping[str, LocalDomainSettings] = field(default_factory=empty)
     lists: Mapping[str, ListSettings] = field(default_factory=empty)
     srs: SrsSettings = field(default_factory=SrsSettings)

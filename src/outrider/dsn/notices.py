@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from outrider.dsn.builder import should_bounce, wants_dsn
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.suppression.enforce import was_suppressed
 
 FAILED, DELAYED, RELAYED = "F", "D", "S"
 
@@ -23,6 +24,7 @@ def reports_failure(rcpt: Recipient) -> bool:
         rcpt.status is RcptStatus.BOUNCED
         and wants_dsn(rcpt, "failed")
         and rcpt.last_reply != REMOVED_WITHOUT_DSN
+        and not was_suppressed(rcpt)
     )
 
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import sqlite3
 import time
 from collections.abc import Callable, Iterable
 
@@ -52,6 +53,8 @@ from outrider.queue.slots import Slots
 from outrider.queue.worker import run_worker
 from outrider.spool.base import IN_MEMORY_LIMIT, Spool
 from outrider.spool.reader import Body
+from outrider.suppression import enforce
+from outrider.suppression.store import SuppressionStore, scope_of_sender
 
 log = logging.getLogger("outrider.queue")
 
@@ -70,6 +73,7 @@ class Scheduler:
         bus: EventBus | None = None,
         clock: Callable[[], float] = time.time,
         load: LoadReading | None = None,
+        suppression: SuppressionStore | None = None,
     ) -> None:
         loop = asyncio.get_running_loop()
         control = ControlState.load(config.server.state_dir)
@@ -99,6 +103,7 @@ class Scheduler:
         self.shaper = Shaper(self.ctx, self.router.destination, self.router.to_queue, self._kick)
         self.finisher = Finisher(self.ctx, spool, self._dispatch, self._forget)
         self.load = load or LoadReading()
+        self.suppression = suppression
 
     @property
     def config(self) -> Config:
@@ -137,7 +142,63 @@ class Scheduler:
                 envelope.recipients,
             )
         )
+        if self.suppression is not None and self._suppress(msg):
+            return
         self._dispatch(msg)
+
+    def _suppress(self, msg: QueuedMessage) -> bool:
+        """Settle the recipients on the suppression list (global or the sender domain's)
+        as bounces at once: no attempt, no DSN, category ``suppressed``. Only new mail is
+        checked (restored mail was checked when it arrived). True when nothing is left to
+        deliver. An empty list costs one cached count; a broken file is logged and mail
+        goes out (failing open: the list is a courtesy, the mail was accepted)."""
+        store = self.suppression
+        env = msg.envelope
+        try:
+            if store is None or store.is_empty():
+                return False
+            pending = [r for r in env.recipients if r.status is RcptStatus.PENDING]
+            found = store.check([r.address for r in pending], scope_of_sender(env.sender))
+        except sqlite3.Error as exc:
+            log.error("%s: suppression list not checked: %s", env.queue_id, exc)
+            return False
+        if not found:
+            return False
+        by_domain: dict[str, list[Recipient]] = {}
+        for rcpt in pending:
+            if rcpt.address in found:
+                by_domain.setdefault(rcpt.domain, []).append(rcpt)
+        changed: list[Recipient] = []
+        now = self.ctx.clock()
+        for domain, rcpts in by_domain.items():
+            policy = self.ctx.config.policy_for(domain)
+            attempt = Attempt(
+                now=now,
+                retry_after=(),
+                bounce_after=policy.bounce_after,
+                delay_warning_after=None,
+                queue=domain,
+                vmta=env.vmta,
+            )
+            outcomes = {
+                id(r): local_outcome(
+                    550, enforce.STATUS, enforce.reply_text(r.address, found[r.address])
+                )
+                for r in rcpts
+            }
+            result = settle(env, rcpts, outcomes, attempt)
+            for event in result.events:
+                event.category = enforce.CATEGORY
+            for rcpt in rcpts:
+                rcpt.attempts = 0  # never attempted
+            self.ctx.bus.publish_many(result.events)
+            changed.extend(rcpts)
+        done = env.is_done
+        if done:
+            self._drop_body(msg)
+            env.notices += "".join(k for k in final_notices(env) if k not in env.notices)
+        self.finisher.persist(msg, changed, done)
+        return done
 
     def delivery_mode(self) -> DeliveryMode:
         """Whether new mail is delivered on arrival now (``show status`` says it)."""

@@ -38,6 +38,7 @@ _CHECKABLE = {
     "mta-sts",
     "http",
     "accounting",
+    "suppression",
     "srs",
 }
 

@@ -241,6 +241,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "mta-sts",
         "http",
         "accounting",
+        "suppression",
         "local-domain",
         "list",
         "srs",

@@ -1,0 +1,1 @@
+"""Suppression lists: addresses never attempted, per sender domain and global."""

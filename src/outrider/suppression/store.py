@@ -1,0 +1,319 @@
+"""The suppression list: one SQLite file (WAL), shared by the daemon and the CLI.
+
+One table keyed by (scope, address), ``WITHOUT ROWID`` so the primary key is the table:
+a look-up is one B-tree descent and 10 million entries stay a few hundred MB. The scope
+is a sender domain (normalised like ``[sender-domain."X"]``) or :data:`GLOBAL`.
+Addresses are kept lower-cased with their domain in IDNA A-label form, so ``Ann@Straße.test``
+and ``ann@xn--strae-oqa.test`` are one entry.
+
+Writers (the CLI, the API, the auto-add subscriber) commit at once; WAL lets the daemon's
+long-lived connection see them on its next query without reopening anything. The count
+of entries is cached and re-read only when SQLite's ``data_version`` says another
+connection changed the file, so a daemon with an empty list pays one pragma per message.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from outrider.message.domains import InvalidDomainError, normalize_domain
+
+GLOBAL = "*"
+REASONS = ("bad-mailbox", "bad-domain", "unsubscribe", "complaint", "manual", "import")
+MAX_ADDRESS = 320  # octets: 64 local part + @ + 255 domain (RFC 5321 4.5.3.1)
+_BATCH = 500  # bound parameters per IN (...) query (SQLite allows 32766)
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppression (
+    scope TEXT NOT NULL,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    added REAL NOT NULL,
+    source TEXT NOT NULL DEFAULT '',
+    PRIMARY KEY (scope, address)
+) WITHOUT ROWID
+"""
+
+
+class SuppressionError(ValueError):
+    """Bad input (an address, a scope, a reason): the message says which and why."""
+
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    scope: str
+    address: str
+    reason: str
+    added: float
+    source: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "address": self.address,
+            "scope": self.scope,
+            "reason": self.reason,
+            "added": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self.added)),
+            "source": self.source,
+        }
+
+
+def normalize_address(address: str) -> str:
+    """``Local@Domain`` -> ``local@a-label-domain``; raises :class:`SuppressionError`."""
+    text = address.strip().removeprefix("<").removesuffix(">").strip()
+    local, at, domain = text.rpartition("@")
+    if (
+        not at
+        or not local
+        or not domain
+        or len(text) > MAX_ADDRESS
+        or any(c.isspace() or ord(c) < 32 for c in text)
+    ):
+        raise SuppressionError(f"not an address: {address!r}")
+    try:
+        domain = normalize_domain(domain)
+    except InvalidDomainError as exc:
+        raise SuppressionError(f"not an address: {address!r} ({exc.reason})") from None
+    return f"{local.lower()}@{domain}"
+
+
+def normalize_scope(scope: str | None) -> str:
+    """A sender domain in its normal form, or :data:`GLOBAL` for ``None``/``""``/``*``."""
+    if scope is None or scope.strip() in ("", GLOBAL):
+        return GLOBAL
+    try:
+        return normalize_domain(scope.strip())
+    except InvalidDomainError as exc:
+        raise SuppressionError(f"not a sender domain: {scope!r} ({exc.reason})") from None
+
+
+def scope_of_sender(sender: str) -> str:
+    """The sender-domain scope of a MAIL FROM address ("" for the null sender)."""
+    domain = sender.rpartition("@")[2]
+    if not domain:
+        return ""
+    try:
+        return normalize_domain(domain)
+    except InvalidDomainError:
+        return ""
+
+
+def check_reason(reason: str) -> str:
+    if reason not in REASONS:
+        raise SuppressionError(f"unknown reason {reason!r}: one of {', '.join(REASONS)}")
+    return reason
+
+
+@dataclass(frozen=True, slots=True)
+class ImportResult:
+    added: int
+    errors: list[str]  # "line N: why"
+
+
+class SuppressionStore:
+    """One connection to the suppression file. Not thread-safe: one owner (the daemon's
+    event loop, or one CLI command)."""
+
+    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.execute(_SCHEMA)
+        self._clock = clock
+        self._version = -1
+        self._count = 0
+
+    def close(self) -> None:
+        self._db.close()
+
+    def _now(self) -> float:
+        return self._clock()
+
+    # -- counting (the empty-list fast path) -----------------------------------------------
+    def count(self, scope: str | None = None) -> int:
+        if scope is not None:
+            row = self._db.execute(
+                "SELECT count(*) FROM suppression WHERE scope = ?", (normalize_scope(scope),)
+            ).fetchone()
+            return int(row[0])
+        return self._cached_count()
+
+    def _cached_count(self) -> int:
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        if version != self._version:
+            self._version = int(version)
+            self._count = int(self._db.execute("SELECT count(*) FROM suppression").fetchone()[0])
+        return self._count
+
+    def _changed(self) -> None:
+        """Our own writes do not move our data_version: force a re-count next time."""
+        self._version = -1
+
+    def is_empty(self) -> bool:
+        return self._cached_count() == 0
+
+    # -- reading ---------------------------------------------------------------------------
+    def check(self, addresses: Iterable[str], scope: str | None) -> dict[str, Entry]:
+        """The entries suppressing any of ``addresses`` for sender scope ``scope`` (its
+        own list and the global one), keyed by the address as given. One query per 500
+        addresses; the sender scope's entry wins over the global one. Addresses that are
+        not valid are simply not suppressed."""
+        keys: dict[str, list[str]] = {}
+        for given in addresses:
+            try:
+                keys.setdefault(normalize_address(given), []).append(given)
+            except SuppressionError:
+                continue
+        if not keys or self.is_empty():
+            return {}
+        scopes = [GLOBAL] if not scope or scope == GLOBAL else [scope, GLOBAL]
+        found: dict[str, Entry] = {}
+        norm = list(keys)
+        for start in range(0, len(norm), _BATCH):
+            chunk = norm[start : start + _BATCH]
+            marks = ",".join("?" * len(chunk))
+            smarks = ",".join("?" * len(scopes))
+            rows = self._db.execute(
+                f"SELECT scope, address, reason, added, source FROM suppression "
+                f"WHERE scope IN ({smarks}) AND address IN ({marks})",
+                (*scopes, *chunk),
+            ).fetchall()
+            for row in rows:
+                entry = Entry(*row)
+                for given in keys[entry.address]:
+                    if given not in found or entry.scope != GLOBAL:
+                        found[given] = entry
+        return found
+
+    def get(self, address: str) -> list[Entry]:
+        """Every scope's entry for one address."""
+        rows = self._db.execute(
+            "SELECT scope, address, reason, added, source FROM suppression WHERE address = ? "
+            "ORDER BY scope",
+            (normalize_address(address),),
+        ).fetchall()
+        return [Entry(*row) for row in rows]
+
+    def iter(self, scope: str | None = None, *, after: str = "", limit: int = 0) -> Iterator[Entry]:
+        """Entries in (scope, address) order; ``after`` is the last address seen (paging
+        within one scope), ``limit`` 0 means all."""
+        sql = "SELECT scope, address, reason, added, source FROM suppression"
+        args: list[object] = []
+        if scope is not None:
+            sql += " WHERE scope = ? AND address > ?"
+            args += [normalize_scope(scope), after]
+        sql += " ORDER BY scope, address"
+        if limit:
+            sql += " LIMIT ?"
+            args.append(limit)
+        for row in self._db.execute(sql, args):
+            yield Entry(*row)
+
+    # -- writing ---------------------------------------------------------------------------
+    def add(
+        self, address: str, scope: str | None = None, reason: str = "manual", source: str = ""
+    ) -> Entry:
+        """Add or replace an entry; returns it as stored."""
+        entry = Entry(
+            normalize_scope(scope),
+            normalize_address(address),
+            check_reason(reason),
+            self._now(),
+            source,
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)",
+            (entry.scope, entry.address, entry.reason, entry.added, entry.source),
+        )
+        self._changed()
+        return entry
+
+    def add_many(self, entries: Sequence[tuple[str, str, str]], source: str = "") -> int:
+        """Add (address, scope, reason) triples, already checked, in one transaction."""
+        now = self._now()
+        rows = [
+            (normalize_scope(scope), normalize_address(address), check_reason(reason), now, source)
+            for address, scope, reason in entries
+        ]
+        with self._transaction():
+            self._db.executemany("INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)", rows)
+        self._changed()
+        return len(rows)
+
+    def remove(self, address: str, scope: str | None = None) -> bool:
+        cur = self._db.execute(
+            "DELETE FROM suppression WHERE scope = ? AND address = ?",
+            (normalize_scope(scope), normalize_address(address)),
+        )
+        self._changed()
+        return cur.rowcount > 0
+
+    def _transaction(self) -> _Transaction:
+        return _Transaction(self._db)
+
+    # -- CSV -------------------------------------------------------------------------------
+    def import_csv(
+        self, stream: TextIO, scope: str | None = None, reason: str = "import", source: str = ""
+    ) -> ImportResult:
+        """Columns ``address[,scope,reason]``; a first line naming ``address`` is a header.
+        A bad line is reported (``line N: why``) and skipped; the good ones are added."""
+        default_scope = normalize_scope(scope)
+        check_reason(reason)
+        good: list[tuple[str, str, str]] = []
+        errors: list[str] = []
+        for number, row in enumerate(csv.reader(stream), start=1):
+            cells = [c.strip() for c in row]
+            if not cells or not any(cells) or cells[0].startswith("#"):
+                continue
+            if number == 1 and cells[0].lower() == "address":
+                continue
+            if len(cells) > 3:
+                errors.append(f"line {number}: too many columns (address[,scope,reason])")
+                continue
+            try:
+                address = normalize_address(cells[0])
+                line_scope = normalize_scope(cells[1]) if len(cells) > 1 and cells[1] else None
+                line_reason = check_reason(cells[2]) if len(cells) > 2 and cells[2] else reason
+            except SuppressionError as exc:
+                errors.append(f"line {number}: {exc}")
+                continue
+            good.append((address, line_scope or default_scope, line_reason))
+        added = self.add_many(good, source) if good else 0
+        return ImportResult(added, errors)
+
+    def export_csv(self, out: TextIO, scope: str | None = None) -> int:
+        writer = csv.writer(out, lineterminator="\n")
+        writer.writerow(["address", "scope", "reason", "added", "source"])
+        n = 0
+        for entry in self.iter(scope):
+            row = entry.as_json()
+            writer.writerow(
+                [row["address"], row["scope"], row["reason"], row["added"], row["source"]]
+            )
+            n += 1
+        return n
+
+
+class _Transaction:
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __enter__(self) -> None:
+        self._db.execute("BEGIN IMMEDIATE")
+
+    def __exit__(self, kind: object, value: object, tb: object) -> None:
+        self._db.execute("COMMIT" if kind is None else "ROLLBACK")
+
+
+def export_text(store: SuppressionStore, scope: str | None = None) -> str:
+    buf = io.StringIO()
+    store.export_csv(buf, scope)
+    return buf.getvalue()

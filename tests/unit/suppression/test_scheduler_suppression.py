@@ -1,0 +1,84 @@
+"""Suppressed recipients at the scheduler: settled at once, never attempted, no DSN."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from outrider.accounting.subscriber import row_of
+from outrider.events.types import Bounced, Delivered, MessageDone, NoticeDue
+from outrider.message.envelope import Envelope, RcptStatus
+from outrider.suppression.store import SuppressionStore
+from tests.unit.queue.test_scheduler_transitions import Harness, idle, make  # noqa: F401
+
+NO_USER_SENDER = "bounces@news.test"
+
+
+def _store(tmp_path: Path, h: Harness) -> SuppressionStore:
+    store = SuppressionStore(tmp_path / "suppression.db", clock=h.clock)
+    h.scheduler.suppression = store
+    return store
+
+
+async def test_suppressed_recipient_is_settled_without_attempt_or_dsn(make, tmp_path) -> None:  # noqa: F811
+    h: Harness = await make()
+    store = _store(tmp_path, h)
+    store.add("gone@a.test", "news.test", "bad-mailbox")
+    store.add("Global@b.test", None, "complaint")
+    env = h.submit("gone@a.test", "ok@a.test", "global@b.test", sender=NO_USER_SENDER)
+    await idle()
+    assert [s.recipients for s in h.transport.sent] == [["ok@a.test"]]
+    bounced = h.of(Bounced)
+    assert [(e.recipient, e.status, e.category) for e in bounced] == [  # type: ignore[attr-defined]
+        ("gone@a.test", "5.7.1", "suppressed"),
+        ("global@b.test", "5.7.1", "suppressed"),
+    ]
+    assert bounced[0].diagnostic.startswith(  # type: ignore[attr-defined]
+        "550 5.7.1 <gone@a.test> is suppressed (bad-mailbox, "
+    )
+    rows = [row_of(e) for e in bounced]
+    assert [(r[0], r[-1]) for r in rows if r is not None] == [
+        ("b", "suppressed"),
+        ("b", "suppressed"),
+    ]
+    assert [e.recipient for e in h.of(Delivered)] == ["ok@a.test"]  # type: ignore[attr-defined]
+    assert h.of(NoticeDue) == []
+    assert [s for s in h.transport.sent if s.sender == ""] == []
+    assert env.recipients[0].attempts == 0
+    assert env.queue_id in h.spool.removed
+    store.close()
+
+
+async def test_all_suppressed_message_is_removed_at_once(make, tmp_path) -> None:  # noqa: F811
+    h: Harness = await make()
+    store = _store(tmp_path, h)
+    store.add("a@a.test", "x.test", "unsubscribe")
+    env = h.submit("a@a.test", sender="s@x.test")
+    await idle()
+    assert h.transport.sent == []
+    assert env.recipients[0].status is RcptStatus.BOUNCED
+    assert [e.queue_id for e in h.of(MessageDone)] == [env.queue_id]  # type: ignore[attr-defined]
+    assert h.of(NoticeDue) == []
+    assert h.scheduler.pending_messages == 0
+    # another sender domain's mail to the same address goes out
+    h.submit("a@a.test", sender="s@other.test")
+    await idle()
+    assert [s.recipients for s in h.transport.sent] == [["a@a.test"]]
+    store.close()
+
+
+async def test_empty_list_and_restored_mail_are_not_checked(make, tmp_path) -> None:  # noqa: F811
+    h: Harness = await make()
+    store = _store(tmp_path, h)
+    h.submit("a@a.test")
+    await idle()
+    assert len(h.transport.sent) == 1
+    store.add("b@a.test")
+    env = Envelope("R0001", "s@x.test", [], h.clock.now)
+    from outrider.message.envelope import Recipient
+
+    env.recipients.append(Recipient("b@a.test"))
+    h.spool.bodies[env.queue_id] = b"Subject: r\r\n\r\nx\r\n"
+    h.scheduler.restore(env)
+    await idle()
+    assert [s.recipients for s in h.transport.sent][-1] == ["b@a.test"]
+    store.close()
