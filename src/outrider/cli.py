@@ -19,6 +19,7 @@ from outrider.admin.client import DEFAULT_CONFIG
 from outrider.auth.cli import add_user_parser, run_user_command
 from outrider.http.token_cli import add_token_parser, run_token_command
 from outrider.local.cli import add_aliases_parser, run_aliases_command
+from outrider.suppression.cli import add_suppression_parser, run_suppression_command
 
 EX_CONFIG = 78
 CONFIG_ENV = "OUTRIDER_CONFIG"
@@ -42,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     add_user_parser(sub)
     add_token_parser(sub)
     add_aliases_parser(sub)
+    add_suppression_parser(sub)
     add_console_parsers(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
@@ -132,6 +134,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_token_command(args)
     if args.command == "aliases":
         return run_aliases_command(args)
+    if args.command == "suppression":
+        return run_suppression_command(args)
     if args.command in COMMANDS:
         return run_console_command(args)
     if args.command == "config-schema":

@@ -20,7 +20,7 @@ from urllib.parse import unquote
 Need = Literal["admin", "monitor", "public"]
 
 Where = Literal["path", "query", "body"]
-Kind = Literal["string", "integer", "boolean"]
+Kind = Literal["string", "integer", "boolean", "array"]  # array: of strings
 Method = Literal["GET", "POST", "DELETE"]
 
 
@@ -76,6 +76,7 @@ def _queue(
 ID = Param("id", "path", "queue id (from '250 queued as ...')", required=True)
 JOB = Param("job", "path", "job name (X-Job)", required=True)
 IP = Param("ip", "path", "a virtual MTA's source address", required=True)
+SUPPRESSED = Param("address", "path", "a suppressed address (URL-encoded)", required=True)
 BOUNCE = Param("bounce", "query", "send the sender a failure DSN", "boolean", default=False)
 
 _QUEUE_ACTIONS: tuple[tuple[str, str, str], ...] = (
@@ -268,6 +269,61 @@ OPERATIONS: tuple[Operation, ...] = (
         ),
         handler="events",
         reply="text/event-stream",
+    ),
+    Operation(
+        "GET",
+        "/api/v1/suppressions",
+        "suppression list entries, in (scope, address) order",
+        params=(
+            Param("scope", "query", "only this sender domain's list ('*': the global one)"),
+            Param("limit", "query", "at most this many (0: all)", "integer", default=1000),
+            Param("after", "query", "the last address of the previous page (with scope)"),
+        ),
+        handler="suppressions_list",
+    ),
+    Operation(
+        "GET",
+        "/api/v1/suppressions/{address}",
+        "an address's suppression entries (every list)",
+        params=(SUPPRESSED,),
+        handler="suppression_get",
+    ),
+    Operation(
+        "POST",
+        "/api/v1/suppressions",
+        "suppress one address or many",
+        role="admin",
+        params=(
+            Param("address", "body", "an address to suppress"),
+            Param("addresses", "body", "addresses to suppress", "array"),
+            Param("scope", "body", "the sender domain's list (default '*': the global one)"),
+            Param(
+                "reason",
+                "body",
+                "why",
+                choices=(
+                    "bad-mailbox",
+                    "bad-domain",
+                    "unsubscribe",
+                    "complaint",
+                    "manual",
+                    "import",
+                ),
+                default="manual",
+            ),
+        ),
+        handler="suppressions_add",
+    ),
+    Operation(
+        "DELETE",
+        "/api/v1/suppressions/{address}",
+        "stop suppressing an address",
+        role="admin",
+        params=(
+            SUPPRESSED,
+            Param("scope", "query", "only this sender domain's list ('*': the global one)"),
+        ),
+        handler="suppression_delete",
     ),
     Operation(
         "GET", "/api/v1/openapi.json", "this API as an OpenAPI 3 document", handler="openapi"

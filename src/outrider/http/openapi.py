@@ -12,6 +12,8 @@ ERROR = {"$ref": "#/components/schemas/Error"}
 
 def _schema(param: Param) -> dict[str, Any]:
     schema: dict[str, Any] = {"type": param.kind}
+    if param.kind == "array":
+        schema["items"] = {"type": "string"}
     if param.kind == "integer":
         schema["minimum"] = 0
     if param.choices:

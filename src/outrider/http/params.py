@@ -70,6 +70,8 @@ def convert(param: Param, raw: Any) -> Any:
         value = _integer(name, raw)
     elif param.kind == "boolean":
         value = _boolean(name, raw)
+    elif param.kind == "array":
+        return _strings(name, raw)
     else:
         if not isinstance(raw, str):
             raise FieldError(f"'{name}' must be a string", name)
@@ -93,6 +95,14 @@ def _integer(name: str, raw: Any) -> int:
     if not 0 <= value <= MAX_INTEGER:
         raise FieldError(f"'{name}' must be between 0 and {MAX_INTEGER}", name)
     return value
+
+
+def _strings(name: str, raw: Any) -> list[str]:
+    if isinstance(raw, str):
+        raw = [raw]
+    if not isinstance(raw, list) or not all(isinstance(v, str) for v in raw):
+        raise FieldError(f"'{name}' must be an array of strings", name)
+    return [v.strip() for v in raw]
 
 
 def _boolean(name: str, raw: Any) -> bool:

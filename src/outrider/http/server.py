@@ -22,7 +22,7 @@ from aiohttp import web
 from outrider import __version__
 from outrider.config.model import Config
 from outrider.events.bus import EventBus
-from outrider.http import access, openapi, params, sse, static_files
+from outrider.http import access, openapi, params, sse, static_files, suppressions
 from outrider.http.api import Match, Operation, match
 from outrider.http.metrics import LatencyHistogram, Snapshot, render
 from outrider.http.replies import Answer, answer, error_body
@@ -32,6 +32,7 @@ from outrider.queue.control import DaemonHooks, handle_request
 from outrider.queue.operator import Operator
 from outrider.queue.summary import iso
 from outrider.runtime.stats import TrafficCounters
+from outrider.suppression.store import SuppressionStore
 
 log = logging.getLogger("outrider.http")
 
@@ -52,6 +53,7 @@ class HttpContext:
     bus: EventBus
     clock: Callable[[], float]
     started: float
+    suppression: SuppressionStore | None = None  # the daemon's connection to the list
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -82,6 +84,10 @@ class HttpServer:
             "openapi": self._openapi_doc,
             "metrics": self._metrics,
             "static": self._static,
+            "suppressions_list": self._suppressions,
+            "suppression_get": self._suppressions,
+            "suppressions_add": self._suppressions,
+            "suppression_delete": self._suppressions,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -260,6 +266,23 @@ class HttpServer:
         finally:
             self.stream.remove(client)
         return response
+
+    async def _suppressions(
+        self, request: web.Request, op: Operation, values: dict[str, Any]
+    ) -> web.StreamResponse:
+        """The suppression list, on the daemon's own connection (SQLite, a few ms at most
+        for a page; an add of many addresses is one transaction)."""
+        store = self.ctx.suppression
+        if store is None:
+            return json_response(503, error_body("the suppression list is not open"))
+        call = {
+            "suppressions_list": suppressions.list_entries,
+            "suppression_get": suppressions.get_entries,
+            "suppressions_add": suppressions.add_entries,
+            "suppression_delete": suppressions.delete_entry,
+        }[op.handler]
+        status, body = call(store, values)
+        return json_response(status, body)
 
     async def _openapi_doc(
         self, request: web.Request, op: Operation, values: dict[str, Any]

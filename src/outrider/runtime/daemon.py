@@ -12,6 +12,7 @@ import fcntl
 import logging
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,8 @@ from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.runtime.route_info import explain_route
 from outrider.runtime.stats import TrafficCounters, overview
 from outrider.spool.disk import DiskSpool
+from outrider.suppression.store import SuppressionStore
+from outrider.suppression.subscriber import AutoSuppress
 from outrider.throttle.remote import ThrottleServer
 
 if TYPE_CHECKING:
@@ -86,7 +89,13 @@ class Daemon:
         self.transport = SmtpTransport(config, resolver)
         self.directory = LiveDirectory(config)
         self.delivery = LocalDelivery(config, self.transport, self.directory.current)
-        manager = Scheduler(config=config, spool=spool, transports=self.delivery)
+        try:
+            self.suppression = SuppressionStore(config.suppression.file)
+        except (OSError, sqlite3.Error) as exc:
+            raise RuntimeError(f"[suppression] file {config.suppression.file}: {exc}") from None
+        manager = Scheduler(
+            config=config, spool=spool, transports=self.delivery, suppression=self.suppression
+        )
         self.accounting = AccountingSubscriber(accounting)
         self.accounting.configure(config.accounting)
         accounting.remove_expired()  # [accounting] keep, at start (then at each rotation)
@@ -110,6 +119,9 @@ class Daemon:
         self.delivery.lists = ListExpander(self.list_intake, self.directory.current)
         self.traffic = TrafficCounters(manager.ctx.clock)
         manager.bus.subscribe(self.traffic)
+        self.auto_suppress = AutoSuppress(self.suppression)
+        self.auto_suppress.enabled = config.suppression.auto_add
+        manager.bus.subscribe(self.auto_suppress)
         self.started = manager.ctx.clock()
         self.manager = manager
         await self._recover(spool, manager)
@@ -177,6 +189,7 @@ class Daemon:
         await control.stop()
         ticker.cancel()
         accounting.close()
+        self.suppression.close()
         await spool.close()
         self._remove_pid_file()
         with contextlib.suppress(FileNotFoundError):  # still locked: nobody else can hold it
@@ -203,6 +216,7 @@ class Daemon:
                 bus=manager.bus,
                 clock=manager.ctx.clock,
                 started=self.started,
+                suppression=self.suppression,
             )
         )
         await http.start()
@@ -376,6 +390,7 @@ class Daemon:
         self.delivery.update_config(new)
         self.manager.update_config(new)
         self.accounting.configure(new.accounting)
+        self.auto_suppress.enabled = new.suppression.auto_add
         reconfigure_notice_intake(self.notice_intake, new)
         reconfigure_notice_intake(self.list_intake, new)
         if self.receivers is not None:
@@ -386,6 +401,9 @@ class Daemon:
             warnings = reload_listeners(self.listeners, new, intake=self.intake)
             for warning in warnings:
                 log.warning("reload: %s", warning)
+        if new.suppression.file != self.suppression.path:
+            warnings.append("[suppression] file: changed; takes effect at the next restart")
+            log.warning("reload: %s", warnings[-1])
         log.info("configuration reloaded from %s", self.config_path)
         sd_notify.ready(f"configuration reloaded from {self.config_path}")
         return {"ok": True, "config": self.config_path, "warnings": warnings}

@@ -248,13 +248,20 @@ class SuppressionStore:
         self._changed()
         return len(rows)
 
-    def remove(self, address: str, scope: str | None = None) -> bool:
-        cur = self._db.execute(
-            "DELETE FROM suppression WHERE scope = ? AND address = ?",
-            (normalize_scope(scope), normalize_address(address)),
-        )
+    def remove(self, address: str, scope: str | None = None) -> int:
+        """Remove the address from ``scope``'s list (``"*"``: the global one), or from
+        every list when ``scope`` is None; the number of entries removed."""
+        if scope is None:
+            cur = self._db.execute(
+                "DELETE FROM suppression WHERE address = ?", (normalize_address(address),)
+            )
+        else:
+            cur = self._db.execute(
+                "DELETE FROM suppression WHERE scope = ? AND address = ?",
+                (normalize_scope(scope), normalize_address(address)),
+            )
         self._changed()
-        return cur.rowcount > 0
+        return cur.rowcount
 
     def _transaction(self) -> _Transaction:
         return _Transaction(self._db)
