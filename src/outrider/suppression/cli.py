@@ -60,6 +60,12 @@ def _scope(args: argparse.Namespace) -> str | None:
     return scope
 
 
+def _list_name(scope: str | None) -> str:
+    if scope is None:
+        return "any list"
+    return "the global list" if scope == GLOBAL else f"the {scope} list"
+
+
 def run_suppression_command(args: argparse.Namespace) -> int:
     from outrider.config.loader import ConfigError, load_config
 
@@ -109,7 +115,7 @@ def _run(store: SuppressionStore, args: argparse.Namespace) -> int:
             print(f"removed {args.address} from {removed} list(s)")
             return 0
         print(
-            f"outrider suppression: {args.address} is not on the {scope or 'any'} list",
+            f"outrider suppression: {args.address} is not on {_list_name(scope)}",
             file=sys.stderr,
         )
         return 1
