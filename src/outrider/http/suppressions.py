@@ -18,7 +18,7 @@ from outrider.suppression.store import (
 )
 
 Reply = tuple[int, dict[str, Any]]
-MAX_ADD = 100_000  # addresses per POST; bigger lists go through `outrider suppression import`
+MAX_ADD = 10_000  # addresses per POST; bigger lists go through `outrider suppression import`
 
 
 def _guard(call: Any, *args: Any) -> Reply:
