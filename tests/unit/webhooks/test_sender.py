@@ -74,9 +74,10 @@ async def test_batches_are_signed_kinds_filtered_and_retried_with_the_same_id(
     assert queue.pending == 4
     task = asyncio.create_task(hook.run())
     try:
-        await wait_for(lambda: len(receiver.batches) == 2)
+        await wait_for(lambda: hook.stats.sent == 4 and queue.pending == 0)
     finally:
         task.cancel()
+    assert len(receiver.batches) == 2
     assert receiver.attempts[:3] == [receiver.attempts[0]] * 3  # 500, 401, then accepted
     first, second = receiver.batches
     assert first.signed and second.signed and first.batch_id == receiver.attempts[0]
@@ -101,7 +102,7 @@ async def test_events_older_than_max_age_are_dropped(
     await sub.flush()
     task = asyncio.create_task(hook.run())
     try:
-        await wait_for(lambda: len(receiver.batches) == 1)
+        await wait_for(lambda: hook.stats.sent == 1)
     finally:
         task.cancel()
     assert [e["rcpt"] for e in receiver.events()] == ["new@x.test"]
