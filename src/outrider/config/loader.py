@@ -162,17 +162,16 @@ class _Loader(Reader):
             path: KeyPath = ("webhook", index)
             table = self.table(path, entry)
             fields = {} if table is None else self.fields(path, table, m.WebhookSettings)
-            if table is None or not {"name", "url", "secret_file"} <= fields.keys():
-                continue
-            name = fields["name"]
-            if not name or "/" in name or name.startswith("."):
+            name = fields.get("name")
+            if name is not None and (not name or "/" in name or name.startswith(".")):
                 self.problem((*path, "name"), f"must be a non-empty file name, got {name!r}")
                 continue
-            if (first := seen.setdefault(name, index)) != index:
+            if name is not None and (first := seen.setdefault(name, index)) != index:
                 where = f"(also webhook[{first}])"
                 self.problem((*path, "name"), f"duplicate webhook name {name!r} {where}")
                 continue
-            out.append(fields)
+            if table is not None and {"name", "url", "secret_file"} <= fields.keys():
+                out.append(fields)
         return out
 
     def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:
