@@ -48,7 +48,7 @@ class Webhooks:
         whose secret file cannot be read is logged and left out."""
         wanted = {s.name: s for s in config.webhooks}
         for name in list(self.running):
-            if wanted.get(name) != self.running[name].settings:
+            if wanted.get(name) != self.running[name].settings or self._new_secret(name):
                 self._stop_one(name)
         base = config.server.state_dir / "webhooks"
         for name, settings in wanted.items():
@@ -64,6 +64,16 @@ class Webhooks:
                 self.subscriber.run(), name="webhook-flusher"
             )
         self._configure_event_log(config.event_log.file)
+
+    def _new_secret(self, name: str) -> bool:
+        """The secret file was changed (a key rotation): the sender restarts with it."""
+        running = self.running[name]
+        try:
+            return (
+                load_secret(running.settings.secret_file, "webhook secret") != running.sender.secret
+            )
+        except (OSError, ValueError):
+            return False  # reported when the webhook is started again; keep the old key
 
     def _configure_event_log(self, path: Path | None) -> None:
         current = self.event_log
