@@ -95,7 +95,10 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "http": settings(config.http, effective=effective),
         "accounting": settings(config.accounting, effective=effective),
         "srs": settings(config.srs, effective=effective),
+        "event-log": settings(config.event_log, effective=effective),
     }
+    if config.webhooks:
+        out["webhook"] = [settings(s, effective=effective) for s in config.webhooks]
     assert config.domain_layers is not None  # filled by Config.__post_init__
     out.update(domain_tables(config.domain_layers))
     if effective:  # every key of the policy other domain tables start from

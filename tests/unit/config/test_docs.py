@@ -39,6 +39,7 @@ _CHECKABLE = {
     "http",
     "accounting",
     "srs",
+    "event-log",
 }
 
 
