@@ -96,7 +96,10 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "accounting": settings(config.accounting, effective=effective),
         "suppression": settings(config.suppression, effective=effective),
         "srs": settings(config.srs, effective=effective),
+        "event-log": settings(config.event_log, effective=effective),
     }
+    if config.webhooks:
+        out["webhook"] = [settings(s, effective=effective) for s in config.webhooks]
     assert config.domain_layers is not None  # filled by Config.__post_init__
     out.update(domain_tables(config.domain_layers))
     if effective:  # every key of the policy other domain tables start from

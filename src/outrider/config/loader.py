@@ -97,6 +97,8 @@ class _Loader(Reader):
         accounting = self.section(data, "accounting", m.AccountingSettings)
         suppression = self.section(data, "suppression", m.SuppressionSettings)
         srs = self.section(data, "srs", m.SrsSettings)
+        event_log = self.section(data, "event-log", m.EventLogSettings)
+        webhooks = self.webhooks(data.get("webhook"))
         if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
             self.problem(
                 ("auth", "password-hash"),
@@ -144,7 +146,35 @@ class _Loader(Reader):
             local_domains=MappingProxyType(local_domains),
             lists=MappingProxyType(lists),
             srs=_settings(m.SrsSettings, srs),
+            webhooks=tuple(_settings(m.WebhookSettings, fields) for fields in webhooks),
+            event_log=_settings(m.EventLogSettings, event_log),
         )
+
+    def webhooks(self, value: object) -> list[dict[str, Any]]:
+        """The ``[[webhook]]`` tables (none is fine), each name once."""
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            wrong = f"expected an array of tables ([[webhook]]), got {type_name(value)}"
+            self.problem(("webhook",), wrong)
+            return []
+        out: list[dict[str, Any]] = []
+        seen: dict[str, int] = {}
+        for index, entry in enumerate(value):
+            path: KeyPath = ("webhook", index)
+            table = self.table(path, entry)
+            fields = {} if table is None else self.fields(path, table, m.WebhookSettings)
+            name = fields.get("name")
+            if name is not None and (not name or "/" in name or name.startswith(".")):
+                self.problem((*path, "name"), f"must be a non-empty file name, got {name!r}")
+                continue
+            if name is not None and (first := seen.setdefault(name, index)) != index:
+                where = f"(also webhook[{first}])"
+                self.problem((*path, "name"), f"duplicate webhook name {name!r} {where}")
+                continue
+            if table is not None and {"name", "url", "secret_file"} <= fields.keys():
+                out.append(fields)
+        return out
 
     def listeners(self, value: object, vmtas: Collection[str]) -> list[dict[str, Any]]:
         if not isinstance(value, list) or not value:

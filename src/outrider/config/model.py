@@ -66,6 +66,7 @@ from outrider.config.local_kinds import (
 )
 from outrider.config.units import IPNetwork
 from outrider.config.units import Rate as Rate  # re-exported
+from outrider.config.webhook_kinds import EVENTS, HEADERS, URL, WEBHOOK_EVENTS
 
 DEFAULT_VMTA = "default"
 LISTENER_ROLES = ("mx", "submission", "submissions")
@@ -648,6 +649,43 @@ class SrsSettings:
     """How long a rewritten address is honoured for bounces."""
 
 
+@table
+class WebhookSettings:
+    """A URL the delivery events are POSTed to (``[[webhook]]``); see
+    [webhooks.md](webhooks.md)."""
+
+    name: str = key(NAME)
+    """The webhook's name, unique: its queue is kept in `[server] state-dir`/webhooks/NAME/."""
+    url: str = key(URL)
+    """Where the batches are POSTed (a JSON array of events)."""
+    secret_file: Path = key(PATH)
+    """The HMAC-SHA256 key of the `X-Outrider-Signature` header, made (32 random bytes in
+    hex, mode 0600) at the first start if missing; give the receiver the same file."""
+    events: tuple[str, ...] = key(EVENTS, default=list(WEBHOOK_EVENTS), shown="every kind")
+    """The event kinds sent: `delivered`, `bounced`, `deferred`, `expired`, `suppressed`,
+    `complained`, `unsubscribed`, `backoff`, `backoff-end`."""
+    batch_size: int = key(integer(1, 10000), default=100)
+    """Most events in one POST."""
+    batch_interval: float = key(DUR_0, default="1s")
+    """How long a batch waits to fill before it is sent anyway."""
+    timeout: float = key(DUR, default="10s")
+    """A POST not answered within this is failed and retried."""
+    max_age: float = key(DUR, default="3d")
+    """Queued events older than this are dropped (logged) rather than sent."""
+    max_queue_size: int = key(SIZE, default="1G")
+    """The on-disk queue's cap; past it the oldest events are dropped (logged)."""
+    headers: tuple[tuple[str, str], ...] = key(HEADERS, default={}, shown="none")
+    """Extra HTTP headers sent with each POST, e.g. `{ Authorization = "Bearer …" }`."""
+
+
+@table
+class EventLogSettings:
+    file: Path | None = key(PATH, default=None, shown="none: no event log")
+    """Append every event (those of webhooks and more: received, queue, done) as one JSON
+    object per line to this file; flushed within a second, reopened on reload (SIGHUP) so
+    logrotate can move it. See [webhooks.md](webhooks.md#the-event-log)."""
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -669,6 +707,8 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "local-domain": (LocalDomainSettings, "named"),
     "list": (ListSettings, "named"),
     "srs": (SrsSettings, "table"),
+    "webhook": (WebhookSettings, "array"),
+    "event-log": (EventLogSettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -710,6 +750,8 @@ class Config:
     local_domains: Mapping[str, LocalDomainSettings] = field(default_factory=empty)
     lists: Mapping[str, ListSettings] = field(default_factory=empty)
     srs: SrsSettings = field(default_factory=SrsSettings)
+    webhooks: tuple[WebhookSettings, ...] = ()
+    event_log: EventLogSettings = field(default_factory=EventLogSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

@@ -113,5 +113,18 @@ class NoticeDue:
     kind: str
 
 
+@dataclass(frozen=True, slots=True)
+class Feedback:
+    """A recipient complained (ARF report) or unsubscribed (one-click or mailto)."""
+
+    at: float
+    kind: str  # "complained" or "unsubscribed"
+    recipient: str
+    sender_domain: str
+    job_id: str = ""
+    queue_id: str = ""
+    detail: str = ""  # e.g. the feedback type, the user agent, the list
+
+
 # Delivered, Deferred and Bounced are the RecipientEvent kinds.
-Event = RecipientEvent | MessageQueued | MessageDone | QueueEvent | NoticeDue
+Event = RecipientEvent | MessageQueued | MessageDone | QueueEvent | NoticeDue | Feedback

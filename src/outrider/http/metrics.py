@@ -79,6 +79,7 @@ class Snapshot:
     uptime: float
     latency: LatencyHistogram
     bounce_categories: dict[str, int] = field(default_factory=dict)
+    webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)  # overview["webhooks"]
 
 
 def escape(value: str) -> str:
@@ -182,6 +183,25 @@ def render(snap: Snapshot) -> str:
         w.sample(f"{name}_bucket", cumulative, {"le": _number(bound)})
     w.sample(f"{name}_sum", h.total)
     w.sample(f"{name}_count", h.count)
+    _webhooks(w, snap.webhooks)
     w.family("outrider_uptime_seconds", "gauge", "Seconds since the daemon started.")
     w.sample("outrider_uptime_seconds", snap.uptime)
     return w.text()
+
+
+WEBHOOK_METRICS = (
+    ("queued", "outrider_webhook_queued_events", "gauge", "Events waiting in the webhook's queue."),
+    ("sent", "outrider_webhook_sent_total", "counter", "Events the receiver accepted (2xx)."),
+    ("failures", "outrider_webhook_failures_total", "counter", "POSTs that failed (retried)."),
+    ("dropped", "outrider_webhook_dropped_total", "counter", "Events dropped (max-age, cap)."),
+)
+
+
+def _webhooks(w: _Writer, hooks: dict[str, dict[str, Any]]) -> None:
+    """Per ``[[webhook]]``, since start; nothing when none is configured."""
+    if not hooks:
+        return
+    for key, name, kind, help_text in WEBHOOK_METRICS:
+        w.family(name, kind, help_text)
+        for hook, numbers in sorted(hooks.items()):
+            w.sample(name, int(numbers.get(key, 0)), {"webhook": hook})

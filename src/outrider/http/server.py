@@ -306,6 +306,7 @@ class HttpServer:
             spool_bytes=overview["spool"]["bytes"],
             uptime=max(0.0, self.ctx.clock() - self.ctx.started),
             latency=self.latency,
+            webhooks=overview.get("webhooks", {}),
         )
         return web.Response(
             text=render(snap),

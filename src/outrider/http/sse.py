@@ -18,6 +18,7 @@ from typing import Any
 from outrider.events.types import (
     Deferred,
     Event,
+    Feedback,
     MessageDone,
     MessageQueued,
     QueueEvent,
@@ -26,7 +27,16 @@ from outrider.events.types import (
 from outrider.queue.summary import iso
 from outrider.runtime.stats import kind_of
 
-TYPES = ("received", "delivered", "bounced", "deferred", "queue", "done")
+TYPES = (
+    "received",
+    "delivered",
+    "bounced",
+    "deferred",
+    "queue",
+    "done",
+    "complained",
+    "unsubscribed",
+)
 CLIENT_BUFFER = 1000
 KEEPALIVE = 15.0  # seconds between comments on an idle stream
 
@@ -39,6 +49,8 @@ def event_type(event: Event) -> str | None:
         return "queue"
     if isinstance(event, MessageDone):
         return "done"
+    if isinstance(event, Feedback):
+        return event.kind  # "complained" or "unsubscribed"
     return None  # NoticeDue: internal
 
 
@@ -56,6 +68,7 @@ def event_json(event: Event) -> dict[str, Any] | None:
             "vmta": event.vmta,
             "status": event.status,
             "diagnostic": event.diagnostic,
+            "category": event.category,
         }
         if isinstance(event, Deferred):
             out["next_attempt"] = iso(event.next_attempt)
@@ -76,6 +89,14 @@ def event_json(event: Event) -> dict[str, Any] | None:
         }
     elif isinstance(event, MessageDone):
         out["id"] = event.queue_id
+    elif isinstance(event, Feedback):
+        out |= {
+            "id": event.queue_id,
+            "rcpt": event.recipient,
+            "sender_domain": event.sender_domain,
+            "job_id": event.job_id,
+            "detail": event.detail,
+        }
     return out
 
 

@@ -110,9 +110,9 @@ def is_srs(local_part: str) -> bool:
     return local_part[:5].upper() in ("SRS0=", "SRS1=")
 
 
-def load_secret(path: Path) -> bytes:
-    """The SRS key, made (32 random bytes, mode 0600) the first time; every process of
-    the daemon reads the same file, whichever creates it."""
+def load_secret(path: Path, what: str = "SRS secret") -> bytes:
+    """The SRS key (or another HMAC key: a webhook's), made (32 random bytes, mode 0600)
+    the first time; every process of the daemon reads the same file, whichever creates it."""
     path.parent.mkdir(parents=True, exist_ok=True)
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
@@ -125,5 +125,5 @@ def load_secret(path: Path) -> bytes:
             os.fsync(out.fileno())
     text = path.read_text().strip()
     if len(text) < 32:
-        raise ValueError(f"{path}: the SRS secret is too short (at least 32 characters)")
+        raise ValueError(f"{path}: the {what} is too short (at least 32 characters)")
     return text.encode()

@@ -47,6 +47,7 @@ from outrider.runtime.logs import DELIVERY, reconfigure_logging, settings_for
 from outrider.runtime.receivers import ReceiverPool, ReceiversFailed
 from outrider.runtime.route_info import explain_route
 from outrider.runtime.stats import TrafficCounters, overview
+from outrider.runtime.webhooks import Webhooks
 from outrider.spool.disk import DiskSpool
 from outrider.suppression.store import SuppressionStore
 from outrider.suppression.subscriber import AutoSuppress
@@ -124,6 +125,8 @@ class Daemon:
         manager.bus.subscribe(self.auto_suppress)
         self.started = manager.ctx.clock()
         self.manager = manager
+        self.webhooks = Webhooks(manager.bus)
+        self.webhooks.configure(config)  # before recovery: its events are queued too
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
         hooks = DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route)
@@ -184,6 +187,7 @@ class Daemon:
         await notifier.drain(timeout=5)
         manager.bus.flush()
         event_log.flush()
+        await self.webhooks.stop()
         if http is not None:
             await http.stop()
         await control.stop()
@@ -231,7 +235,7 @@ class Daemon:
         else:  # the sessions are in the receiver processes: ask the kernel
             ports = {settings.address[1] for settings in self.config.listeners}
             connections_in = inbound_connections(ports)
-        return overview(
+        status = overview(
             started=self.started,
             now=manager.ctx.clock(),
             counters=self.traffic,
@@ -242,6 +246,9 @@ class Daemon:
             spool_dir=self.config.server.spool_dir,
             delivery=(mode.name, mode.reason),
         )
+        if self.webhooks.running:
+            status["webhooks"] = self.webhooks.status()
+        return status
 
     async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
         """``outrider route``: asks this daemon's resolver and its running config."""
@@ -263,6 +270,7 @@ class Daemon:
         while True:
             await asyncio.sleep(1.0)
             accounting.flush()
+            self.webhooks.tick()
             for listener in self.listeners:
                 listener.sweep_timeouts()
 
@@ -391,6 +399,7 @@ class Daemon:
         self.manager.update_config(new)
         self.accounting.configure(new.accounting)
         self.auto_suppress.enabled = new.suppression.auto_add
+        self.webhooks.configure(new)
         reconfigure_notice_intake(self.notice_intake, new)
         reconfigure_notice_intake(self.list_intake, new)
         if self.receivers is not None:

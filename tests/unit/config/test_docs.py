@@ -40,6 +40,7 @@ _CHECKABLE = {
     "accounting",
     "suppression",
     "srs",
+    "event-log",
 }
 
 

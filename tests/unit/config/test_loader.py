@@ -245,6 +245,8 @@ def test_known_keys_match_the_dataclasses() -> None:
         "local-domain",
         "list",
         "srs",
+        "webhook",
+        "event-log",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")

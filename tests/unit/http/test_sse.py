@@ -11,6 +11,7 @@ from outrider.events.types import (
     Bounced,
     Deferred,
     Delivered,
+    Feedback,
     MessageDone,
     MessageInfo,
     MessageQueued,
@@ -52,6 +53,8 @@ def test_every_event_kind_has_a_type() -> None:
             rcpt(Deferred),
             QueueEvent(1.0, "q", "v", "backoff", reply="421 slow"),
             MessageDone(1.0, "Q1"),
+            Feedback(1.0, "complained", "r@x.test", "x.test"),
+            Feedback(1.0, "unsubscribed", "r@x.test", "x.test", detail="list"),
         )
     ]
     assert [k["type"] for k in kinds if k] == list(sse.TYPES)
