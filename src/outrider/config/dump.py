@@ -95,6 +95,7 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "http": settings(config.http, effective=effective),
         "accounting": settings(config.accounting, effective=effective),
         "srs": settings(config.srs, effective=effective),
+        "bounce-categories": settings(config.bounce_categories, effective=effective),
     }
     assert config.domain_layers is not None  # filled by Config.__post_init__
     out.update(domain_tables(config.domain_layers))

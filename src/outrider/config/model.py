@@ -637,6 +637,14 @@ class SrsSettings:
     """How long a rewritten address is honoured for bounces."""
 
 
+@table
+class BounceCategorySettings:
+    rules_file: Path | None = key(FILE, default=None, shown="none: the shipped rules only")
+    """More reply-text rules for the bounce categories, one `/regex/ category` per line (`#`
+    comments), asked before the shipped ones; read at start and on reload. See
+    [bounces.md](bounces.md#bounce-categories)."""
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -657,6 +665,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "local-domain": (LocalDomainSettings, "named"),
     "list": (ListSettings, "named"),
     "srs": (SrsSettings, "table"),
+    "bounce-categories": (BounceCategorySettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -697,6 +706,7 @@ class Config:
     local_domains: Mapping[str, LocalDomainSettings] = field(default_factory=empty)
     lists: Mapping[str, ListSettings] = field(default_factory=empty)
     srs: SrsSettings = field(default_factory=SrsSettings)
+    bounce_categories: BounceCategorySettings = field(default_factory=BounceCategorySettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

@@ -45,6 +45,9 @@ class RecipientEvent:
     vmta: str
     source_ip: str = ""
     destination_ip: str = ""
+    category: str = (
+        ""  # bounce category (PowerMTA's names) for bounces and deferrals; "" if delivered
+    )
 
 
 @dataclass(slots=True)

@@ -283,6 +283,7 @@ class HttpServer:
             spool_bytes=overview["spool"]["bytes"],
             uptime=max(0.0, self.ctx.clock() - self.ctx.started),
             latency=self.latency,
+            bounce_categories=dict(self.ctx.traffic.bounce_categories),
         )
         return web.Response(
             text=render(snap),

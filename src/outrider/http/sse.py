@@ -57,6 +57,8 @@ def event_json(event: Event) -> dict[str, Any] | None:
             "status": event.status,
             "diagnostic": event.diagnostic,
         }
+        if event.category:  # bounces and deferrals
+            out["category"] = event.category
         if isinstance(event, Deferred):
             out["next_attempt"] = iso(event.next_attempt)
     elif isinstance(event, MessageQueued):

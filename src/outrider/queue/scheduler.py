@@ -31,6 +31,7 @@ from outrider.events.bus import EventBus
 from outrider.events.types import Delivered, MessageQueued
 from outrider.intake.vmta import VmtaTable, envelope_vmta
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.policy.bounce_category import BounceClassifier, RulesFileError
 from outrider.policy.outcome import Outcome, local_outcome
 from outrider.queue.context import Context
 from outrider.queue.control_state import ControlState
@@ -58,6 +59,17 @@ log = logging.getLogger("outrider.queue")
 # Bodies of fresh mail kept in memory for the first attempt, in total; past this,
 # new mail is read back from the spool when it is delivered.
 BODY_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def bounce_classifier(config: Config, previous: BounceClassifier | None = None) -> BounceClassifier:
+    """The bounce categories' rules for ``config`` (its rules file, then the shipped rules).
+    The loader has checked the file; one that broke since keeps the previous rules."""
+    path = config.bounce_categories.rules_file
+    try:
+        return BounceClassifier.from_file(path)
+    except (OSError, RulesFileError) as exc:
+        log.error("bounce-categories rules-file: %s; the previous rules stay in force", exc)
+        return previous or BounceClassifier.with_extra()
 
 
 class Scheduler:
@@ -99,6 +111,7 @@ class Scheduler:
         self.shaper = Shaper(self.ctx, self.router.destination, self.router.to_queue, self._kick)
         self.finisher = Finisher(self.ctx, spool, self._dispatch, self._forget)
         self.load = load or LoadReading()
+        self.bounce_categories = bounce_classifier(config)
 
     @property
     def config(self) -> Config:
@@ -217,6 +230,7 @@ class Scheduler:
     def update_config(self, config: Config) -> None:
         self.ctx.config = config
         self._vmtas = VmtaTable.from_config(config)
+        self.bounce_categories = bounce_classifier(config, self.bounce_categories)
         for transport in {id(t): t for t in self.router.transports.values()}.values():
             transport.update_config(config)
         self.router.update_config()
@@ -333,6 +347,7 @@ class Scheduler:
             source_ip=report.source_ip if report is not None else "",
             destination_ip=report.destination_ip if report is not None else "",
             peer_dsn=report.peer_dsn if report is not None else False,
+            categories=self.bounce_categories,
         )
         result = settle(env, item.recipients, outcomes, attempt)
         self.ctx.bus.publish_many(result.events)
