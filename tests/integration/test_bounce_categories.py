@@ -82,12 +82,14 @@ def test_accounting_log_metrics_and_log_line_carry_the_category(
     assert control(d, {"cmd": "reload"})["ok"] is True
     send(d, ["moved@example.org"])
     wait_until(
-        lambda: sum(
-            r["bounceCat"] == "spam-related"
-            for r in d.accounting_rows()
-            if r["rcpt"] == "moved@example.org"
-        )
-        == 1,
+        lambda: (
+            sum(
+                r["bounceCat"] == "spam-related"
+                for r in d.accounting_rows()
+                if r["rcpt"] == "moved@example.org"
+            )
+            == 1
+        ),
         timeout=WAIT,
         what="the second bounce under the new rules",
     )
