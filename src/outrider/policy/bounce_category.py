@@ -11,7 +11,9 @@ Text comes first because the providers' enhanced codes are coarse: a ``5.7.1`` m
 a blocklist, an SPF failure or a relay refusal, and only the text tells them apart.
 
 Replies repeat (every recipient queued for a dead host defers with the same text), so
-:class:`BounceClassifier` keeps a bounded cache of ``(status, text) -> category``.
+:class:`BounceClassifier` keeps a bounded cache of ``(status, text) -> category``. Many
+do not (Gmail appends a unique id): for those, each rule's regex runs only when one of
+its literal needles (:mod:`~outrider.policy.needles`) is in the text.
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from pathlib import Path
+
+from outrider.policy.needles import needles
 
 __all__ = [
     "CATEGORIES",
@@ -125,6 +129,7 @@ _BY_SUBJECT: dict[str, str] = {
     "6": "content-related",
     "7": "policy-related",
 }
+_FLAGS = re.IGNORECASE
 _RULE_LINE = re.compile(r"^/(?P<regex>.+)/\s+(?P<category>\S+)$")
 
 
@@ -147,6 +152,11 @@ class Rule:
     regex: re.Pattern[str]
     category: str
     origin: str  # "FILE:LINE"
+
+    @property
+    def needles(self) -> tuple[str, ...] | None:
+        """Lower-case strings one of which every match contains (None: unknown)."""
+        return needles(self.regex.pattern, self.regex.flags)
 
 
 @dataclass
@@ -181,7 +191,7 @@ def parse_rules(text: str, filename: str) -> tuple[Rule, ...]:
             problems.append((number, f"unknown category {category!r} (known: {known})"))
             continue
         try:
-            regex = re.compile(match["regex"], re.IGNORECASE)
+            regex = re.compile(match["regex"], _FLAGS)
         except re.error as exc:
             problems.append((number, f"bad regular expression: {exc}"))
             continue
@@ -210,10 +220,12 @@ def shipped_rules() -> tuple[Rule, ...]:
 class BounceClassifier:
     """Compiled rules and the cache in front of them; build a new one when the rules change."""
 
-    __slots__ = ("_cache", "_cache_size", "rules")
+    __slots__ = ("_cache", "_cache_size", "_filtered", "rules")
 
     def __init__(self, rules: Iterable[Rule], *, cache_size: int = CACHE_SIZE) -> None:
         self.rules: tuple[Rule, ...] = tuple(rules)
+        # (needles or (), rule): an empty tuple means "always run the regex".
+        self._filtered = tuple((rule.needles or (), rule) for rule in self.rules)
         self._cache: dict[tuple[str, str], str] = {}
         self._cache_size = cache_size
 
@@ -242,7 +254,19 @@ class BounceClassifier:
 
     def rule_for(self, diagnostic: str) -> Rule | None:
         """The first rule matching ``diagnostic`` (for ``why`` questions and tests)."""
-        for rule in self.rules:
+        if not diagnostic.isascii():  # lower() is not re's case folding beyond ASCII
+            for rule in self.rules:
+                if rule.regex.search(diagnostic):
+                    return rule
+            return None
+        low = diagnostic.lower()
+        for wanted, rule in self._filtered:
+            if wanted:
+                for needle in wanted:
+                    if needle in low:
+                        break
+                else:
+                    continue  # none of its needles: the regex cannot match
             if rule.regex.search(diagnostic):
                 return rule
         return None
