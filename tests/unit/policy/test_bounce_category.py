@@ -130,6 +130,23 @@ REPLIES = [
     ("5.7.1", "554 5.7.1 Helo command rejected: Host not found", "bad-configuration"),
     ("5.7.0", "530 5.7.0 Must issue a STARTTLS command first", "bad-configuration"),
     ("5.5.2", "500 5.5.2 Syntax error, command unrecognized", "protocol-errors"),
+    # Yandex, Trend Micro, Symantec, Cisco, T-Online
+    ("5.2.2", "552 5.2.2 Mailbox size limit exceeded", "quota-issues"),
+    ("5.7.1", "554 5.7.1 Message rejected under suspicion of SPAM; https://ya.cc/1IrBc",
+     "spam-related"),
+    ("5.7.1", "550 5.7.1 Message rejected by Trend Micro Email Reputation Services (ERS)",
+     "spam-related"),
+    ("5.0.0", "553-you are trying to use me [server-3.tower-1.messagelabs.com] as a relay, "
+     "but I have not been configured to let you (192.0.2.1, mx.example.com) do this.",
+     "relaying-issues"),
+    ("5.1.0", "550 #5.1.0 Address rejected.", "bad-mailbox"),
+    ("5.0.0", "554 IP=192.0.2.1 - A problem occurred. (Ask your postmaster for help or to "
+     "contact tosa@rx.t-online.de to clarify.) (BL)", "spam-related"),
+    ("5.7.27", "550-5.7.27 The sender domain has a null MX record", "invalid-sender"),
+    ("4.0.0", "451 Message temporarily deferred due to unresolvable RFC.5321 from domain",
+     "invalid-sender"),
+    ("4.7.652", "451 4.7.652 The mail server [192.0.2.1] has exceeded the maximum number of "
+     "connections.", "policy-related"),
     # Outrider's own texts
     ("4.4.1", "451 4.4.1 Connection to mx.example.org (192.0.2.1) failed: [Errno 111] Connect "
      "call failed ('192.0.2.1', 25)", "no-answer-from-host"),
