@@ -108,7 +108,7 @@ def test_received_delivered_bounced_and_dsn_rows(
         "smtp",
         "smtp",
     )
-    assert "no such user" in bounced["dsnDiag"] and bounced["bounceCat"] == ""
+    assert "no such user" in bounced["dsnDiag"] and bounced["bounceCat"] == "bad-mailbox"
 
     # The DSN is Outrider's own message: srcType local, on its r row and its d row.
     dsn_received = row(rows, "r", dsn, SENDER)

@@ -52,7 +52,7 @@ def test_log_has_a_line_per_message_received_and_recipient_delivered_or_bounced(
     )
     bounced = (
         re.escape(qid) + r": bounced to=<gone@example\.org> relay=mx1\.example\.org "
-        r"\[127\.0\.0\.2\] status=5\.1\.1 \(.*no such user\)$"
+        r"\[127\.0\.0\.2\] status=5\.1\.1 category=bad-mailbox \(.*no such user\)$"
     )
     wait_until(
         lambda: all(

@@ -118,7 +118,7 @@ def recipient_row(event: RecipientEvent, kind: Kind) -> Row:
         SRC_TYPES.get(msg.source, msg.source),  # srcType (src_type, inlined)
         # A next hop was connected to: the outcome came from an SMTP exchange.
         SMTP_DELIVERY if event.destination_ip else "",
-        event.category,  # bounceCat
+        event.category,  # bounceCat: "" for a delivery
     )
 
 

@@ -97,6 +97,7 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "suppression": settings(config.suppression, effective=effective),
         "srs": settings(config.srs, effective=effective),
         "event-log": settings(config.event_log, effective=effective),
+        "bounce-categories": settings(config.bounce_categories, effective=effective),
     }
     if config.webhooks:
         out["webhook"] = [settings(s, effective=effective) for s in config.webhooks]

@@ -32,6 +32,7 @@ from outrider.local.aliases_file import (
     read_mailboxes,
     read_members,
 )
+from outrider.policy.bounce_category import RulesFileError, read_rules
 
 __all__ = [
     "Config",
@@ -99,6 +100,8 @@ class _Loader(Reader):
         srs = self.section(data, "srs", m.SrsSettings)
         event_log = self.section(data, "event-log", m.EventLogSettings)
         webhooks = self.webhooks(data.get("webhook"))
+        bounce_categories = self.section(data, "bounce-categories", m.BounceCategorySettings)
+        self.bounce_rules(bounce_categories.get("rules_file"))
         if auth.get("password_hash") == "argon2id" and importlib.util.find_spec("argon2") is None:
             self.problem(
                 ("auth", "password-hash"),
@@ -148,6 +151,7 @@ class _Loader(Reader):
             srs=_settings(m.SrsSettings, srs),
             webhooks=tuple(_settings(m.WebhookSettings, fields) for fields in webhooks),
             event_log=_settings(m.EventLogSettings, event_log),
+            bounce_categories=_settings(m.BounceCategorySettings, bounce_categories),
         )
 
     def webhooks(self, value: object) -> list[dict[str, Any]]:
@@ -395,6 +399,19 @@ class _Loader(Reader):
                 self.reference((*path, "virtual-mta"), fields["virtual_mta"], vmtas, *_VMTA)
             out[domain] = m.SenderDomainSettings(**fields)
         return out
+
+    def bounce_rules(self, path: Path | None) -> None:
+        """The administrator's bounce-category rules must parse: each bad line is a problem
+        naming the rules file and its line."""
+        if path is None:
+            return
+        try:
+            read_rules(path)
+        except RulesFileError as exc:
+            for line, message in exc.problems:
+                self.problem(("bounce-categories", "rules-file"), f"{exc.file}:{line}: {message}")
+        except OSError as exc:
+            self.problem(("bounce-categories", "rules-file"), f"cannot read {path}: {exc.strerror}")
 
     def local_domains(self, value: object) -> dict[str, m.LocalDomainSettings]:
         out: dict[str, m.LocalDomainSettings] = {}

@@ -686,6 +686,14 @@ class EventLogSettings:
     logrotate can move it. See [webhooks.md](webhooks.md#the-event-log)."""
 
 
+@table
+class BounceCategorySettings:
+    rules_file: Path | None = key(FILE, default=None, shown="none: the shipped rules only")
+    """More reply-text rules for the bounce categories, one `/regex/ category` per line (`#`
+    comments), asked before the shipped ones; read at start and on reload. See
+    [bounces.md](bounces.md#bounce-categories)."""
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -709,6 +717,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "srs": (SrsSettings, "table"),
     "webhook": (WebhookSettings, "array"),
     "event-log": (EventLogSettings, "table"),
+    "bounce-categories": (BounceCategorySettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -752,6 +761,7 @@ class Config:
     srs: SrsSettings = field(default_factory=SrsSettings)
     webhooks: tuple[WebhookSettings, ...] = ()
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
+    bounce_categories: BounceCategorySettings = field(default_factory=BounceCategorySettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

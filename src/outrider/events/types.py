@@ -45,9 +45,7 @@ class RecipientEvent:
     vmta: str
     source_ip: str = ""
     destination_ip: str = ""
-    category: str = (
-        ""  # bounce category (PowerMTA's names) for bounces and deferrals; "" if delivered
-    )
+    category: str = ""  # bounce category (PowerMTA's names); "" for a delivery
 
 
 @dataclass(slots=True)

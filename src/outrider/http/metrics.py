@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from outrider.events.types import Delivered, Event
+from outrider.policy.bounce_category import CATEGORIES
 
 # seconds from received to delivered
 LATENCY_BUCKETS = (
@@ -78,8 +79,8 @@ class Snapshot:
     spool_bytes: int
     uptime: float
     latency: LatencyHistogram
-    bounce_categories: dict[str, int] = field(default_factory=dict)
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)  # overview["webhooks"]
+    bounce_categories: dict[str, int] = field(default_factory=dict)  # TrafficCounters'
 
 
 def escape(value: str) -> str:
@@ -140,8 +141,10 @@ def render(snap: Snapshot) -> str:
     for result in ("delivered", "bounced", "deferred"):
         w.sample("outrider_recipients_total", snap.totals.get(result, 0), {"result": result})
     w.family("outrider_bounces_total", "counter", "Bounced recipients by bounce category.")
-    categories = snap.bounce_categories or {"unknown": snap.totals.get("bounced", 0)}
-    for category, n in sorted(categories.items()):
+    # Every category, from the start at 0: a closed set (docs/bounces.md), so a rate()
+    # over a category that bounced for the first time starts from a known 0.
+    categories = dict.fromkeys(CATEGORIES, 0) | snap.bounce_categories
+    for category, n in categories.items():
         w.sample("outrider_bounces_total", n, {"bounce_category": category})
 
     rows = fold_queues(snap.queues, snap.top)

@@ -307,6 +307,7 @@ class HttpServer:
             uptime=max(0.0, self.ctx.clock() - self.ctx.started),
             latency=self.latency,
             webhooks=overview.get("webhooks", {}),
+            bounce_categories=dict(self.ctx.traffic.bounce_categories),
         )
         return web.Response(
             text=render(snap),

@@ -68,7 +68,7 @@ def event_json(event: Event) -> dict[str, Any] | None:
             "vmta": event.vmta,
             "status": event.status,
             "diagnostic": event.diagnostic,
-            "category": event.category,
+            "category": event.category,  # "" for a delivery
         }
         if isinstance(event, Deferred):
             out["next_attempt"] = iso(event.next_attempt)

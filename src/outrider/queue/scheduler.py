@@ -32,6 +32,7 @@ from outrider.events.bus import EventBus
 from outrider.events.types import Delivered, MessageQueued
 from outrider.intake.vmta import VmtaTable, envelope_vmta
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.policy.bounce_category import BounceClassifier, RulesFileError
 from outrider.policy.outcome import Outcome, local_outcome
 from outrider.queue.context import Context
 from outrider.queue.control_state import ControlState
@@ -61,6 +62,17 @@ log = logging.getLogger("outrider.queue")
 # Bodies of fresh mail kept in memory for the first attempt, in total; past this,
 # new mail is read back from the spool when it is delivered.
 BODY_CACHE_BYTES = 256 * 1024 * 1024
+
+
+def bounce_classifier(config: Config, previous: BounceClassifier | None = None) -> BounceClassifier:
+    """The bounce categories' rules for ``config`` (its rules file, then the shipped rules).
+    The loader has checked the file; one that broke since keeps the previous rules."""
+    path = config.bounce_categories.rules_file
+    try:
+        return BounceClassifier.from_file(path)
+    except (OSError, RulesFileError) as exc:
+        log.error("bounce-categories rules-file: %s; the previous rules stay in force", exc)
+        return previous or BounceClassifier.with_extra()
 
 
 class Scheduler:
@@ -104,6 +116,7 @@ class Scheduler:
         self.finisher = Finisher(self.ctx, spool, self._dispatch, self._forget)
         self.load = load or LoadReading()
         self.suppression = suppression
+        self.bounce_categories = bounce_classifier(config)
 
     @property
     def config(self) -> Config:
@@ -278,6 +291,7 @@ class Scheduler:
     def update_config(self, config: Config) -> None:
         self.ctx.config = config
         self._vmtas = VmtaTable.from_config(config)
+        self.bounce_categories = bounce_classifier(config, self.bounce_categories)
         for transport in {id(t): t for t in self.router.transports.values()}.values():
             transport.update_config(config)
         self.router.update_config()
@@ -394,6 +408,7 @@ class Scheduler:
             source_ip=report.source_ip if report is not None else "",
             destination_ip=report.destination_ip if report is not None else "",
             peer_dsn=report.peer_dsn if report is not None else False,
+            categories=self.bounce_categories,
         )
         result = settle(env, item.recipients, outcomes, attempt)
         self.ctx.bus.publish_many(result.events)

@@ -3,7 +3,8 @@
 Given the outcome per recipient, the retry schedule and the clock, it sets each
 recipient's new state, decides whether a delay warning or final notices are owed
 (marking them on the envelope, so they are persisted with the states), and returns
-the events to publish.
+the events to publish. Bounces and deferrals carry their bounce category
+(:mod:`~outrider.policy.bounce_category`); a delivery costs nothing more.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from outrider.dsn.builder import should_bounce, wants_dsn
 from outrider.dsn.notices import DELAYED
 from outrider.events.types import Bounced, Deferred, Delivered, MessageInfo, RecipientEvent
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.policy.bounce_category import BounceClassifier, default_classifier
 from outrider.policy.outcome import Outcome, Verdict, local_outcome, permanent_status
 from outrider.policy.retry import decide_retry
 
@@ -34,6 +36,8 @@ class Attempt:
     source_ip: str = ""
     destination_ip: str = ""
     peer_dsn: bool = False
+    # The scheduler's, built from [bounce-categories]; None: the shipped rules alone.
+    categories: BounceClassifier | None = None
 
 
 @dataclass(slots=True)
@@ -64,6 +68,7 @@ def settle(
     result = Settlement()
     info = message_info(env)
     now = at.now
+    categorize = (at.categories or default_classifier()).classify
     delay_owed = False
     for rcpt in recipients:
         outcome = outcomes.get(id(rcpt)) or NO_RESULT
@@ -81,7 +86,8 @@ def settle(
             result.delivered += 1
         elif outcome.verdict is Verdict.PERMANENT:
             rcpt.status = RcptStatus.BOUNCED
-            event = Bounced(*common, rcpt.last_reply, *where)
+            category = categorize(outcome.status, outcome.diagnostic)
+            event = Bounced(*common, rcpt.last_reply, *where, category=category)
             result.bounced += 1
         else:
             decision = decide_retry(
@@ -95,12 +101,20 @@ def settle(
                 rcpt.status = RcptStatus.BOUNCED
                 rcpt.last_reply = f"{outcome.diagnostic} (expired after {rcpt.attempts} attempts)"
                 final = (*common[:4], permanent_status(outcome.status))
-                event = Bounced(*final, rcpt.last_reply, *where, expired=True)
+                category = categorize(final[4], outcome.diagnostic, expired=True)
+                event = Bounced(*final, rcpt.last_reply, *where, category=category, expired=True)
                 result.bounced += 1
             else:
                 rcpt.next_attempt = decision.next_attempt
                 delay_owed = delay_owed or owes_delay_warning(env, rcpt, at)
-                event = Deferred(*common, rcpt.last_reply, *where, next_attempt=rcpt.next_attempt)
+                category = categorize(outcome.status, outcome.diagnostic)
+                event = Deferred(
+                    *common,
+                    rcpt.last_reply,
+                    *where,
+                    category=category,
+                    next_attempt=rcpt.next_attempt,
+                )
                 result.deferred += 1
         result.events.append(event)
     if delay_owed:

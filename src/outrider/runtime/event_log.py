@@ -6,14 +6,14 @@ follows a message::
 
     1A2B3C: received from=<a@example.com> size=1234 nrcpt=2 vmta=default
     1A2B3C: delivered to=<b@example.org> relay=mx.example.org [192.0.2.1] status=2.0.0 (250 ok)
-    1A2B3C: bounced to=<c@example.org> relay=mx.example.org status=5.1.1 (550 no such user)
+    1A2B3C: bounced to=<c@x.org> relay=mx.x.org status=5.1.1 category=bad-mailbox (550 no)
 
-Deferrals are not logged here (the accounting log has them). This runs for every
-recipient on the delivery path: when INFO is off for ``outrider.mail`` it costs one
-``isEnabledFor`` call per batch; otherwise an f-string per line (~1 µs), gathered for
-up to 0.1 s into one log record (~15 µs), whose lines the daemon's formatter prefixes
-each, or (JSON) makes one object of each with its ``queue_id`` (so a line's timestamp may
-be up to 0.1 s after its event).
+(the bounce category is PowerMTA's, see docs/bounces.md). Deferrals are not logged here
+(the accounting log has them). This runs for every recipient on the delivery path: when
+INFO is off for ``outrider.mail`` it costs one ``isEnabledFor`` call per batch; otherwise
+an f-string per line (~1 µs), gathered for up to 0.1 s into one log record (~15 µs),
+whose lines the daemon's formatter prefixes each, or (JSON) makes one object of each
+with its ``queue_id`` (so a line's timestamp may be up to 0.1 s after its event).
 """
 
 from __future__ import annotations
@@ -60,9 +60,10 @@ class EventLogSubscriber:
         lines = self._lines
         for event in events:
             if isinstance(event, (Delivered, Bounced)):
+                category = f" category={event.category}" if event.category else ""
                 lines.append(
                     f"{event.message.queue_id}: {_outcome(event)} to=<{event.recipient}> "
-                    f"relay={_relay(event)} status={event.status} "
+                    f"relay={_relay(event)} status={event.status}{category} "
                     f"({_printable(event.diagnostic)})"
                 )
             elif isinstance(event, MessageQueued):

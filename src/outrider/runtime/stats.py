@@ -2,7 +2,8 @@
 
 Counts messages received and recipients delivered, bounced and deferred since start,
 and in 10-second buckets over the last hour, so the last minute and the last hour are
-read without keeping one entry per event.
+read without keeping one entry per event; and bounces by bounce category since start
+(for ``/metrics``: the categories are a closed set, so the labels stay bounded).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from outrider import __version__
 from outrider.events.types import Bounced, Deferred, Delivered, Event, MessageQueued
+from outrider.policy.bounce_category import OTHER
 from outrider.queue.summary import iso
 
 BUCKET = 10.0  # seconds per bucket
@@ -41,12 +43,18 @@ class TrafficCounters:
     total: dict[str, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     # bucket index (time // BUCKET) -> counts; at most BUCKETS + 1 kept
     buckets: dict[int, dict[str, int]] = field(default_factory=dict)
+    bounce_categories: dict[str, int] = field(default_factory=dict)  # since start
 
     def handle(self, events: Sequence[Event]) -> None:
         for event in events:
             kind = kind_of(event)
             if kind is not None:
                 self.add(kind, event.at)
+                if kind == "bounced":
+                    assert isinstance(event, Bounced)
+                    category = event.category or OTHER
+                    counts = self.bounce_categories
+                    counts[category] = counts.get(category, 0) + 1
 
     def add(self, kind: str, at: float) -> None:
         self.total[kind] += 1

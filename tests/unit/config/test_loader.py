@@ -247,6 +247,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "srs",
         "webhook",
         "event-log",
+        "bounce-categories",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")

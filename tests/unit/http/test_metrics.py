@@ -8,6 +8,7 @@ from typing import Any
 
 from outrider.events.types import Delivered, MessageInfo
 from outrider.http.metrics import LatencyHistogram, Snapshot, fold_queues, render
+from outrider.policy.bounce_category import CATEGORIES
 
 SAMPLE = re.compile(
     r"^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(?:[a-zA-Z_][a-zA-Z0-9_]*=\"(?:[^\"\\\n]|\\[\\n\"])*\",?)*\})?"
@@ -82,13 +83,22 @@ def value(families: dict[str, Any], name: str, **labels: str) -> float:
 
 
 def test_counters_and_gauges() -> None:
-    f = parse(render(snapshot()))
+    counts = {"bad-mailbox": 1, "quota-issues": 1}
+    f = parse(render(snapshot(bounce_categories=counts)))
     assert value(f, "outrider_messages_received_total") == 7
     assert value(f, "outrider_recipients_total", result="deferred") == 3
-    assert value(f, "outrider_bounces_total", bounce_category="unknown") == 2
+    assert value(f, "outrider_bounces_total", bounce_category="bad-mailbox") == 1
+    assert value(f, "outrider_bounces_total", bounce_category="quota-issues") == 1
     assert value(f, "outrider_connections", direction="in") == 4
     assert value(f, "outrider_spool_bytes") == 3000
     assert value(f, "outrider_uptime_seconds") == 12.5
+
+
+def test_every_bounce_category_is_a_series_from_the_start() -> None:
+    """A closed label set: each category is reported, at 0 until it bounces."""
+    samples = parse(render(snapshot()))["outrider_bounces_total"]
+    assert {labels["bounce_category"] for labels, _ in samples} == set(CATEGORIES)
+    assert all(float(v) == 0 for _, v in samples)
 
 
 def test_connections_in_may_be_unknown() -> None:

@@ -92,3 +92,12 @@ def test_a_slow_client_is_dropped_not_waited_for() -> None:
     stream.handle([rcpt(Delivered, at=float(i)) for i in range(5)])
     assert slow.dropped and slow.wakeup.is_set() and slow not in stream.clients
     assert len(fast.take()) == 5 and fast in stream.clients
+
+
+def test_bounces_and_deferrals_carry_their_category() -> None:
+    bounced = rcpt(Bounced)
+    bounced.category = "bad-mailbox"
+    data = sse.event_json(bounced)
+    assert data is not None and data["category"] == "bad-mailbox"
+    delivered = sse.event_json(rcpt(Delivered))
+    assert delivered is not None and "category" not in delivered

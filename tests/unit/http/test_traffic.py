@@ -20,3 +20,25 @@ def test_per_minute_series() -> None:
     assert series[-1]["received"] == 2 and series[-2]["delivered"] == 1
     assert sum(s["bounced"] for s in series) == 0
     assert [s["t"] for s in series] == sorted(s["t"] for s in series)
+
+
+def test_bounces_are_counted_by_category() -> None:
+    from outrider.events.types import Bounced, Deferred, MessageInfo
+
+    info = MessageInfo("Q1", "s@x.test", 1.0, "", "", "", 10)
+    where = ("mx", "x.test/default", "default")
+
+    def event(cls: type[Bounced] | type[Deferred], category: str) -> Bounced | Deferred:
+        return cls(2.0, info, "r@x.test", "", "5.1.1", "550 no", *where, category=category)
+
+    counters = TrafficCounters(lambda: 2.0)
+    counters.handle(
+        [
+            event(Bounced, "bad-mailbox"),
+            event(Bounced, "bad-mailbox"),
+            event(Bounced, ""),  # built without a category: counted as other
+            event(Deferred, "quota-issues"),  # deferrals are not bounces
+        ]
+    )
+    assert counters.bounce_categories == {"bad-mailbox": 2, "other": 1}
+    assert counters.total["bounced"] == 3

@@ -530,3 +530,53 @@ async def test_an_expired_temporary_failure_is_reported_as_permanent(make) -> No
     assert bounced.status == "5.2.2"  # type: ignore[attr-defined]
     [dsn] = [s for s in h.transport.sent if s.sender == ""]
     assert b"Status: 5.2.2" in dsn.body and b"Action: failed" in dsn.body
+
+
+async def test_bounces_and_deferrals_carry_their_bounce_category(make) -> None:
+    """The category is on the event and in the accounting row's bounceCat; a delivery has
+    none. Text rules first (the quota text), the enhanced code otherwise."""
+    h: Harness = await make(bounce="100s")
+    h.transport.replies["gone@a.test"] = NO_USER
+    h.transport.replies["full@a.test"] = Reply(452, "4.2.2", "mailbox full")
+    h.transport.replies["odd@a.test"] = Reply(550, "5.7.1", "zzz")
+    h.submit("ok@a.test", "gone@a.test", "full@a.test", "odd@a.test")
+    await idle()
+    got = {e.recipient: (type(e).__name__, e.category) for e in h.events if hasattr(e, "category")}  # type: ignore[attr-defined]
+    assert got == {
+        "ok@a.test": ("Delivered", ""),
+        "gone@a.test": ("Bounced", "bad-mailbox"),
+        "full@a.test": ("Deferred", "quota-issues"),
+        "odd@a.test": ("Bounced", "policy-related"),
+    }
+    rows = {r[4]: r for r in map(row_of, h.events) if r is not None and r[0] in "dbt"}
+    assert {rcpt: r[-1] for rcpt, r in rows.items()} == {
+        "ok@a.test": "",
+        "gone@a.test": "bad-mailbox",
+        "full@a.test": "quota-issues",
+        "odd@a.test": "policy-related",
+    }
+    for _ in range(3):
+        await h.advance(60)
+    [expired] = [e for e in h.of(Bounced) if e.recipient == "full@a.test"]  # type: ignore[attr-defined]
+    assert expired.expired and expired.category == "message-expired"  # type: ignore[attr-defined]
+
+
+async def test_reload_rebuilds_the_bounce_rules(make, tmp_path: Path) -> None:
+    rules = tmp_path / "bounce-rules.txt"
+    rules.write_text("/no such user/ inactive-mailbox\n")
+    h: Harness = await make(tables=f'[bounce-categories]\nrules-file = "{rules}"\n')
+    h.transport.replies["a@a.test"] = NO_USER
+    h.submit("a@a.test")
+    await idle()
+    rules.write_text("/no such user/ quota-issues\n")
+    h.scheduler.update_config(h.scheduler.config)  # a reload re-reads the file
+    h.transport.replies["b@a.test"] = NO_USER
+    h.submit("b@a.test")
+    await idle()
+    assert [e.category for e in h.of(Bounced)] == ["inactive-mailbox", "quota-issues"]  # type: ignore[attr-defined]
+    rules.write_text("/broken/ nonsense\n")  # broken since the config was checked
+    h.scheduler.update_config(h.scheduler.config)
+    h.transport.replies["c@a.test"] = NO_USER
+    h.submit("c@a.test")
+    await idle()
+    assert h.of(Bounced)[-1].category == "quota-issues"  # type: ignore[attr-defined]
