@@ -244,6 +244,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "local-domain",
         "list",
         "srs",
+        "dkim",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")
