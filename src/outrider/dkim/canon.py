@@ -8,17 +8,25 @@ lines that may turn out to be trailing ones.
 from __future__ import annotations
 
 import hashlib
-import re
 
-_WSP_RUN = re.compile(rb"[ \t]+")
 _CRLF = b"\r\n"
+
+
+def collapse_wsp(data: bytes) -> bytes:
+    """Every run of spaces and tabs as one space. Plain ``bytes.replace`` passes (C speed,
+    a few per run length doubling): a regular expression costs ~20 µs per KiB."""
+    if b"\t" in data:
+        data = data.replace(b"\t", b" ")
+    while b"  " in data:
+        data = data.replace(b"  ", b" ")
+    return data
 
 
 def relaxed_header(field: bytes) -> bytes:
     """One raw header field (name, colon, value, continuation lines, with or without its
     final CRLF) in relaxed form, ``name:value\\r\\n``."""
     name, _, value = field.partition(b":")
-    value = _WSP_RUN.sub(b" ", value.replace(_CRLF, b"")).strip(b" ")
+    value = collapse_wsp(value.replace(_CRLF, b"")).strip(b" ")
     return name.strip(b" \t").lower() + b":" + value + _CRLF
 
 
@@ -43,8 +51,8 @@ class RelaxedBodyHash:
 
     def _lines(self, complete: bytes) -> None:
         """Canonicalise whole lines (``complete`` ends with CRLF)."""
-        text = _WSP_RUN.sub(b" ", complete).replace(b" \r\n", _CRLF)
-        if text == _CRLF * (len(text) // 2):
+        text = collapse_wsp(complete).replace(b" \r\n", _CRLF)
+        if text.count(_CRLF) * 2 == len(text):  # empty lines only
             self._pending += len(text) // 2
             return
         end = len(text)
@@ -58,7 +66,7 @@ class RelaxedBodyHash:
     def digest(self) -> bytes:
         """The hash; call once, after the last piece."""
         if self._partial:
-            line = _WSP_RUN.sub(b" ", self._partial).rstrip(b" ")
+            line = collapse_wsp(self._partial).rstrip(b" ")
             self._partial = b""
             if line:
                 self._lines(line + _CRLF)
