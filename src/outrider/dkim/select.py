@@ -16,7 +16,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from outrider.dkim.signer import SigningKey
+from outrider.dkim.signer import SigningKey, header_fields
 
 _TAG = re.compile(rb"(?:^|;)\s*([ds])\s*=\s*([^;\s]+)", re.IGNORECASE)
 
@@ -41,6 +41,10 @@ class SigningTable:
             MappingProxyType({d: tuple(k) for d, k in exact.items()}),
             MappingProxyType({d: tuple(k) for d, k in parents.items()}),
         )
+
+    def keys_for_from(self, from_value: str | None) -> tuple[SigningKey, ...]:
+        domain = from_domain(from_value)
+        return () if domain is None else self.keys_for(domain)
 
     def keys_for(self, domain: str) -> tuple[SigningKey, ...]:
         keys = self.exact.get(domain)
@@ -69,18 +73,38 @@ def from_domain(value: str | None) -> str | None:
         return None
 
 
+def signature_id(raw: bytes) -> tuple[str, str] | None:
+    """(d, s) of one DKIM-Signature field, lower case; None when it lacks either."""
+    value = raw.partition(b":")[2].replace(b"\r\n", b"")
+    tags = {m.group(1).lower(): m.group(2) for m in _TAG.finditer(value)}
+    if b"d" not in tags or b"s" not in tags:
+        return None
+    d = tags[b"d"].decode("ascii", "replace").rstrip(".").lower()
+    return d, tags[b"s"].decode("ascii", "replace").lower()
+
+
 def existing_signatures(fields: Sequence[tuple[bytes, bytes]]) -> set[tuple[str, str]]:
     """(d, s) of every DKIM-Signature field already in the header section."""
     found: set[tuple[str, str]] = set()
     for name, raw in fields:
-        if name != b"dkim-signature":
-            continue
-        value = raw.partition(b":")[2].replace(b"\r\n", b"")
-        tags = {m.group(1).lower(): m.group(2) for m in _TAG.finditer(value)}
-        if b"d" in tags and b"s" in tags:
-            d = tags[b"d"].decode("ascii", "replace").rstrip(".").lower()
-            found.add((d, tags[b"s"].decode("ascii", "replace").lower()))
+        if name == b"dkim-signature" and (pair := signature_id(raw)) is not None:
+            found.add(pair)
     return found
+
+
+def drop_signatures(head: bytes, pairs: set[tuple[str, str]]) -> bytes:
+    """``head`` without the DKIM-Signature fields whose (d, s) is in ``pairs``; the same
+    object when there are none."""
+    if b"dkim-signature" not in head.lower():
+        return head
+    kept: list[bytes] = []
+    dropped = False
+    for name, raw in header_fields(head, keep_all=True):
+        if name == b"dkim-signature" and signature_id(raw) in pairs:
+            dropped = True
+        else:
+            kept.append(raw)
+    return b"".join(kept) if dropped else head
 
 
 def keys_to_sign(

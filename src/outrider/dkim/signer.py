@@ -51,8 +51,10 @@ class SigningKey:
     headers: tuple[str, ...] = DEFAULT_HEADERS  # lower case
 
 
-def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
-    """(lower-case name, raw field with its CRLF) for each field of a header section."""
+def header_fields(head: bytes, *, keep_all: bool = False) -> list[tuple[bytes, bytes]]:
+    """(lower-case name, raw field with its CRLF) for each field of a header section;
+    with ``keep_all`` a line that is no field is kept too (name ``b""``), so the pieces
+    join back into ``head``."""
     fields: list[tuple[bytes, bytes]] = []
     start = 0
     size = len(head)
@@ -65,6 +67,8 @@ def header_fields(head: bytes) -> list[tuple[bytes, bytes]]:
         colon = raw.find(b":")
         if colon > 0:
             fields.append((raw[:colon].strip(b" \t").lower(), raw))
+        elif keep_all:
+            fields.append((b"", raw))
         start = end
     return fields
 

@@ -16,7 +16,7 @@ from dataclasses import dataclass
 
 from outrider.config.model import DkimSettings
 from outrider.dkim.canon import RelaxedBodyHash
-from outrider.dkim.select import SigningTable, keys_to_sign
+from outrider.dkim.select import SigningTable, drop_signatures, keys_to_sign
 from outrider.dkim.signer import DEFAULT_HEADERS, SigningKey, header_fields, sign
 from outrider.intake.content import Content, header_section_end
 from outrider.spool.spill import SpilledBody, SpillFile
@@ -31,6 +31,9 @@ class DkimSigner:
     when no ``[[dkim]]`` is configured)."""
 
     table: SigningTable
+    # Mail Outrider makes from a stored message (list copies) changes signed fields: its
+    # own old signatures are dropped and made afresh instead of kept.
+    resign: bool = False
 
     async def apply(self, content: Content, now: float) -> Content:
         """``content`` with the signatures prepended (unchanged when no key signs it)."""
@@ -42,6 +45,16 @@ class DkimSigner:
             head = content.head
         fields = header_fields(head)
         from_value = _first(fields, b"from")
+        if self.resign:
+            own = {(k.domain, k.selector.lower()) for k in self.table.keys_for_from(from_value)}
+            kept = drop_signatures(head, own) if own else head
+            if kept is not head:
+                if isinstance(content, bytes):
+                    content = kept + content[len(head) :]
+                    end = None if end is None else end - (len(head) - len(kept))
+                else:
+                    content = SpilledBody(kept, content.tail)
+                head, fields = kept, header_fields(kept)
         keys = keys_to_sign(self.table, from_value, fields)
         if not keys:
             return content
@@ -60,7 +73,9 @@ class DkimSigner:
         return SpilledBody(signatures + content.head, content.tail)
 
 
-def signer_from_config(entries: Sequence[DkimSettings]) -> DkimSigner | None:
+def signer_from_config(
+    entries: Sequence[DkimSettings], *, resign: bool = False
+) -> DkimSigner | None:
     """The signer for the loaded ``[[dkim]]`` entries (keys loaded by the config loader);
     None when there are none."""
     if not entries:
@@ -78,7 +93,7 @@ def signer_from_config(entries: Sequence[DkimSettings]) -> DkimSigner | None:
         )
         for entry in entries
     ]
-    return DkimSigner(SigningTable.build(keys))
+    return DkimSigner(SigningTable.build(keys), resign=resign)
 
 
 def _first(fields: list[tuple[bytes, bytes]], name: bytes) -> str | None:

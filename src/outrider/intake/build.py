@@ -89,16 +89,18 @@ def build_intake(
     )
 
 
-def dkim_signer(config: Config) -> DkimSigner | None:
-    """The signing step, or None (no cost at all) without ``[[dkim]]`` entries."""
-    return signer_from_config(config.dkim)
+def dkim_signer(config: Config, *, resign: bool = False) -> DkimSigner | None:
+    """The signing step, or None (no cost at all) without ``[[dkim]]`` entries. The
+    notice intake's ``resign``s: a list copy changes the List-* fields its post was
+    signed over, so Outrider's own signatures on it are replaced."""
+    return signer_from_config(config.dkim, resign=resign)
 
 
 def reconfigure_notice_intake(intake: Intake, config: Config) -> None:
     intake.pipeline = IntakePipeline(local_checks(config))
     intake.hostname = config.server.hostname
     intake.vmtas = VmtaTable.from_config(config)
-    intake.dkim = dkim_signer(config)
+    intake.dkim = dkim_signer(config, resign=True)
 
 
 def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None) -> None:
@@ -121,5 +123,5 @@ def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> I
         sink=sink,
         hostname=config.server.hostname,
         vmtas=VmtaTable.from_config(config),
-        dkim=dkim_signer(config),
+        dkim=dkim_signer(config, resign=True),
     )

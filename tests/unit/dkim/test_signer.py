@@ -165,3 +165,29 @@ def test_wrong_key_for_the_algorithm_is_refused(key_files: dict[str, Path]) -> N
         load_private_key(key_files["rsa-sha256"], "ed25519-sha256")
     with pytest.raises(DkimKeyError, match="needs an RSA key"):
         load_private_key(key_files["ed25519-sha256"], "rsa-sha256")
+
+
+async def test_the_notice_intake_replaces_its_own_stale_signatures(
+    key_files: dict[str, Path],
+) -> None:
+    """A list copy changes List-Unsubscribe: the post's signatures of ours are made afresh,
+    a third party's is kept."""
+    signing = keys(key_files)
+    table = SigningTable.build((k, False) for k in signing)
+    foreign = b"DKIM-Signature: v=1; d=other.test; s=x; b=abc\r\n"
+    once = await DkimSigner(table).apply(foreign + MESSAGE, 1)
+    assert isinstance(once, bytes)
+    copy = once.replace(b"<https://example.com/u/1>", b"<mailto:list-request@example.com>")
+    dns = dns_for(signing)
+    assert [ok for _, ok in verify_all(copy, dns)[:2]] == [False, False]
+    fresh = await DkimSigner(table, resign=True).apply(copy, 2)
+    assert isinstance(fresh, bytes)
+    assert [(t[b"s"], t.get(b"t")) for t in signature_tags(fresh)] == [
+        (b"rsa1", b"2"),
+        (b"ed1", b"2"),
+        (b"x", None),
+    ]
+    assert [ok for _, ok in verify_all(fresh, dns)[:2]] == [True, True]
+    assert fresh.endswith(
+        MESSAGE.replace(b"<https://example.com/u/1>", b"<mailto:list-request@example.com>")
+    )
