@@ -5,6 +5,7 @@ against the TXT records keygen printed."""
 from __future__ import annotations
 
 import os
+import signal
 import smtplib
 import stat
 import subprocess
@@ -14,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.daemon import DaemonHandle
+from tests.support.daemon import DaemonHandle, wait_until
 from tests.support.dkim_keys import Dns, signature_tags, verify_all
 from tests.support.smtp_server import ScriptedSmtpServer
 
@@ -153,3 +154,31 @@ def test_a_bad_key_file_stops_the_start_with_a_config_error(
     )
     assert done.returncode == 1
     assert "dkim[0].key-file" in done.stderr and str(junk) in done.stderr
+
+
+def test_key_rotation_to_a_new_selector_on_reload(
+    make_daemon: Callable[..., DaemonHandle],
+    sink: ScriptedSmtpServer,
+    keys: tuple[Dns, str],
+    tmp_path: Path,
+) -> None:
+    dns, tables = keys
+    path = tmp_path / "r2.pem"
+    done = keygen("--domain", "sender.test", "--selector", "r2", "--key-file", str(path))
+    assert done.returncode == 0, done.stderr
+    dns.publish("sender.test", "r2", txt_text(done.stdout.strip())[1])
+    d = make_daemon(extra=tables)
+    d.start()
+    with smtplib.SMTP(d.host, d.port, timeout=30) as client:
+        client.sendmail("news@sender.test", ["b@example.org"], MESSAGE)
+    sink.wait_for_messages_sync(1, timeout=30)
+    d.edit_config('selector = "r1"', 'selector = "r2"')
+    d.edit_config(str(tmp_path / "r1.pem"), str(path))
+    d.signal(signal.SIGHUP)
+    wait_until(lambda: "configuration reloaded" in d.log_text(), what="the reload")
+    with smtplib.SMTP(d.host, d.port, timeout=30) as client:
+        client.sendmail("news@sender.test", ["b@example.org"], MESSAGE)
+    second = sink.wait_for_messages_sync(2, timeout=30)[1]
+    assert [t[b"s"] for t in signature_tags(second.data)] == [b"r2", b"e1"]
+    assert [ok for _, ok in verify_all(second.data, dns)] == [True, True]
+    assert d.stop() == 0
