@@ -17,6 +17,7 @@ from outrider import __version__
 from outrider.admin.cli import COMMANDS, add_console_parsers, run_console_command
 from outrider.admin.client import DEFAULT_CONFIG
 from outrider.auth.cli import add_user_parser, run_user_command
+from outrider.dkim.cli import add_dkim_parser, run_dkim_command
 from outrider.http.token_cli import add_token_parser, run_token_command
 from outrider.local.cli import add_aliases_parser, run_aliases_command
 from outrider.suppression.cli import add_suppression_parser, run_suppression_command
@@ -44,6 +45,7 @@ def _parser() -> argparse.ArgumentParser:
     add_token_parser(sub)
     add_aliases_parser(sub)
     add_suppression_parser(sub)
+    add_dkim_parser(sub)
     add_console_parsers(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
@@ -136,6 +138,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_aliases_command(args)
     if args.command == "suppression":
         return run_suppression_command(args)
+    if args.command == "dkim":
+        return run_dkim_command(args)
     if args.command in COMMANDS:
         return run_console_command(args)
     if args.command == "config-schema":

@@ -124,4 +124,6 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         out[f'local-domain."{name}"'] = settings(local, effective=True)
     for name, mlist in config.lists.items():
         out[f'list."{name}"'] = settings(mlist, effective=True)
+    if config.dkim:
+        out["dkim"] = [settings(entry, effective=effective) for entry in config.dkim]
     return {key: value for key, value in out.items() if value or key == "listener"}

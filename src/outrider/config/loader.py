@@ -122,6 +122,7 @@ class _Loader(Reader):
         senders = self.sender_domains(data.get("sender-domain"), selectable)
         local_domains = self.local_domains(data.get("local-domain"))
         lists = self.lists(data.get("list"), local_domains)
+        dkim = self.dkim(data.get("dkim"))
         self.raise_problems()
         macro_of = {domain: name for name, members in macros.items() for domain in members}
         policies = {
@@ -152,6 +153,7 @@ class _Loader(Reader):
             webhooks=tuple(_settings(m.WebhookSettings, fields) for fields in webhooks),
             event_log=_settings(m.EventLogSettings, event_log),
             bounce_categories=_settings(m.BounceCategorySettings, bounce_categories),
+            dkim=tuple(dkim),
         )
 
     def webhooks(self, value: object) -> list[dict[str, Any]]:
@@ -479,6 +481,54 @@ class _Loader(Reader):
                 self.problem(path, "a list needs 'members' or 'members-file'")
             out[address] = settings
         return out
+
+    def dkim(self, value: object) -> list[m.DkimSettings]:
+        """The ``[[dkim]]`` entries, each with its private key loaded and checked."""
+        from outrider.dkim.keys import DkimKeyError, load_private_key
+
+        if value is None:
+            return []
+        if not isinstance(value, list):
+            self.problem(
+                ("dkim",), f"expected an array of tables ([[dkim]]), got {type_name(value)}"
+            )
+            return []
+        out: list[m.DkimSettings] = []
+        seen: dict[tuple[str, str], int] = {}
+        for index, entry in enumerate(value):
+            path: KeyPath = ("dkim", index)
+            table = self.table(path, entry)
+            fields = {} if table is None else self.fields(path, table, m.DkimSettings)
+            needed = ("domain", "selector", "key_file")
+            if table is None or any(name not in fields for name in needed):
+                continue
+            settings = _settings(m.DkimSettings, fields)
+            if not _SELECTOR.fullmatch(settings.selector):
+                self.problem((*path, "selector"), f"not a valid selector: {settings.selector!r}")
+            pair = (settings.domain, settings.selector.lower())
+            if (first := seen.setdefault(pair, index)) != index:
+                self.problem(
+                    (*path, "selector"),
+                    f"selector {settings.selector!r} of {settings.domain} is also dkim[{first}]'s",
+                )
+            if settings.headers is not None and "from" not in settings.headers:
+                self.problem((*path, "headers"), "the signed headers must include 'From'")
+            try:
+                key = load_private_key(settings.key_file, settings.algorithm)
+            except DkimKeyError as exc:
+                self.problem((*path, "key-file"), f"{settings.key_file}: {exc}")
+                continue
+            except OSError as exc:
+                reason = exc.strerror or str(exc)
+                self.problem((*path, "key-file"), f"{settings.key_file}: cannot read: {reason}")
+                continue
+            out.append(replace(settings, private_key=key))
+        return out
+
+
+_SELECTOR = re.compile(
+    r"[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]*[A-Za-z0-9])?)*"
+)
 
 
 def _syntax_problem(exc: tomllib.TOMLDecodeError, text: str, filename: str) -> Problem:

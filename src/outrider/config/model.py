@@ -694,6 +694,46 @@ class BounceCategorySettings:
     [bounces.md](bounces.md#bounce-categories)."""
 
 
+DKIM_ALGORITHMS = ("rsa-sha256", "ed25519-sha256")
+HEADER_NAME = Kind(
+    lambda v: _header_name(v), "header field name", {"type": "string", "pattern": "^[!-9;-~]+$"}
+)
+
+
+def _header_name(value: object) -> str:
+    if not isinstance(value, str) or not re.fullmatch(r"[!-9;-~]+", value):
+        raise Invalid([((), f"expected a header field name, got {value!r}")])
+    return value.lower()
+
+
+@table
+class DkimSettings:
+    """One DKIM signing key (``[[dkim]]``); several per domain sign together (RSA and
+    Ed25519, RFC 8463). See [dkim.md](dkim.md)."""
+
+    domain: str = key(DOMAIN)
+    """The signing domain (`d=`): mail whose From address is at this domain is signed."""
+    selector: str = key(NAME)
+    """The selector (`s=`): the public key is published at `SELECTOR._domainkey.DOMAIN`."""
+    key_file: Path = key(FILE)
+    """The private key, PEM (PKCS#8 or traditional, unencrypted), as written by `outrider dkim
+    keygen`. Read when the config is loaded."""
+    algorithm: str = key(choice(DKIM_ALGORITHMS), default="rsa-sha256")
+    """The key's algorithm; an Ed25519 key needs `"ed25519-sha256"`."""
+    headers: tuple[str, ...] | None = key(
+        array(HEADER_NAME, "header field names", non_empty=True),
+        default=None,
+        shown="From, To, Cc, Subject, Date, Message-ID, Reply-To, MIME and list headers",
+    )
+    """The header fields to sign when present (must include `From`). From, Subject,
+    List-Unsubscribe and List-Unsubscribe-Post are always listed once more than they occur,
+    so nobody can add one later."""
+    subdomains: bool = key(BOOLEAN, default=False)
+    """Also sign mail From any subdomain of `domain` that has no `[[dkim]]` entry of its own,
+    with `d=` this domain (DMARC's relaxed alignment accepts it)."""
+    private_key: Any = field(default=None, repr=False, compare=False)  # loaded by the loader
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -718,6 +758,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "webhook": (WebhookSettings, "array"),
     "event-log": (EventLogSettings, "table"),
     "bounce-categories": (BounceCategorySettings, "table"),
+    "dkim": (DkimSettings, "array"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -762,6 +803,7 @@ class Config:
     webhooks: tuple[WebhookSettings, ...] = ()
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
     bounce_categories: BounceCategorySettings = field(default_factory=BounceCategorySettings)
+    dkim: tuple[DkimSettings, ...] = ()
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

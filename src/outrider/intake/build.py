@@ -12,6 +12,7 @@ from typing import Protocol
 
 from outrider.auth.rates import UserRateLimiter
 from outrider.config.model import Config
+from outrider.dkim.step import DkimSigner, signer_from_config
 from outrider.intake.checks import (
     AddressLiterals,
     HopLimit,
@@ -84,13 +85,22 @@ def build_intake(
         hostname=config.server.hostname,
         vmtas=VmtaTable.from_config(config),
         new_queue_id=new_queue_id,
+        dkim=dkim_signer(config),
     )
+
+
+def dkim_signer(config: Config, *, resign: bool = False) -> DkimSigner | None:
+    """The signing step, or None (no cost at all) without ``[[dkim]]`` entries. The
+    notice intake's ``resign``s: a list copy changes the List-* fields its post was
+    signed over, so Outrider's own signatures on it are replaced."""
+    return signer_from_config(config.dkim, resign=resign)
 
 
 def reconfigure_notice_intake(intake: Intake, config: Config) -> None:
     intake.pipeline = IntakePipeline(local_checks(config))
     intake.hostname = config.server.hostname
     intake.vmtas = VmtaTable.from_config(config)
+    intake.dkim = dkim_signer(config, resign=True)
 
 
 def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None) -> None:
@@ -100,15 +110,18 @@ def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None
     intake.pipeline = IntakePipeline(intake_checks(config, users, rates))
     intake.hostname = config.server.hostname
     intake.vmtas = VmtaTable.from_config(config)
+    intake.dkim = dkim_signer(config)
 
 
 def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:
     """The intake DSNs and list copies take: the same completion, placement and store,
-    no checks (the mail is Outrider's own) but the expansion of local aliases."""
+    no checks (the mail is Outrider's own) but the expansion of local aliases. DSNs
+    and list copies are signed like any mail when their From domain has a key."""
     return Intake(
         pipeline=IntakePipeline(local_checks(config)),
         spool=spool,
         sink=sink,
         hostname=config.server.hostname,
         vmtas=VmtaTable.from_config(config),
+        dkim=dkim_signer(config, resign=True),
     )

@@ -1,7 +1,8 @@
 """The intake: the one way in for every message, whatever its source.
 
 ``submit`` runs, in order: the message checks, the checks' recipient mapping
-(``Postmaster``), header completion, the choice of virtual MTA, the durable store
+(``Postmaster``), header completion, DKIM signing (:mod:`outrider.dkim.step`, when
+``[[dkim]]`` keys are configured), the choice of virtual MTA, the durable store
 (fsynced before it returns) and the hand-off to the sink (the scheduler). The caller
 answers its client from the result: only an :class:`Accepted` message may be
 acknowledged, and only an accepted message ever reaches the sink. A stored message is
@@ -15,7 +16,7 @@ import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 from outrider.intake.content import Content
 from outrider.intake.finish import finish_message
@@ -29,6 +30,9 @@ from outrider.message.ids import new_queue_id
 from outrider.smtp.replies import LOCAL_ERROR, Reply
 from outrider.spool.base import DuplicateMessageError, SpoolError
 from outrider.spool.spill import SpilledBody, SpillFile
+
+if TYPE_CHECKING:
+    from outrider.dkim.step import DkimSigner
 
 log = logging.getLogger("outrider.intake")
 
@@ -62,8 +66,8 @@ class Rejected:
 
 @dataclass
 class Intake:
-    """One per process, shared by its listeners. ``pipeline``, ``hostname`` and
-    ``vmtas`` follow the config (:func:`outrider.intake.build.reconfigure_intake`)."""
+    """One per process, shared by its listeners. ``pipeline``, ``hostname``, ``vmtas``
+    and ``dkim`` follow the config (:func:`outrider.intake.build.reconfigure_intake`)."""
 
     pipeline: IntakePipeline
     spool: MessageStore
@@ -72,6 +76,7 @@ class Intake:
     vmtas: VmtaTable
     new_queue_id: Callable[[], str] = new_queue_id
     clock: Callable[[], float] = time.time
+    dkim: DkimSigner | None = None  # None: no [[dkim]] configured, nothing signed
 
     def check_mail(self, submission: Submission, sender: str) -> VerdictResult:
         return self.pipeline.at_mail(submission, sender)
@@ -116,14 +121,17 @@ class Intake:
                 log.exception("intake: cannot map the recipients")
                 return Rejected(LOCAL_ERROR)
             queue_id = queue_id or self.new_queue_id()
+            now = self.clock()
             envelope, data = finish_message(
-                submission,
-                mail,
-                content,
-                queue_id=queue_id,
-                hostname=self.hostname,
-                now=self.clock(),
+                submission, mail, content, queue_id=queue_id, hostname=self.hostname, now=now
             )
+            if self.dkim is not None:
+                try:
+                    data = await self.dkim.apply(data, now)
+                except Exception:
+                    log.exception("%s: DKIM signing failed", queue_id)
+                    return Rejected(LOCAL_ERROR)
+                envelope.size = len(data) if isinstance(data, bytes) else data.size
             envelope.vmta = choose_vmta(
                 self.vmtas,
                 sender=envelope.sender,

@@ -248,6 +248,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "webhook",
         "event-log",
         "bounce-categories",
+        "dkim",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")
