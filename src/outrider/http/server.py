@@ -220,7 +220,9 @@ class HttpServer:
         if intake is None:
             return json_response(503, error_body("message injection is not available"))
         try:
-            prepared = await asyncio.to_thread(prepare_body, request["raw_body"])
+            prepared = await asyncio.to_thread(
+                prepare_body, request["raw_body"], intake.vmtas.known
+            )
         except InjectError as exc:
             return json_response(400, {"errors": [p.as_dict() for p in exc.problems]})
         result = await submit_all(

@@ -19,7 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -67,19 +67,24 @@ class InjectResult:
         }
 
 
-def prepare_body(raw: bytes) -> Prepared:
+def prepare_body(raw: bytes, known_vmtas: Collection[str] | None = None) -> Prepared:
     """:func:`prepare` on a request body (JSON); :class:`InjectError` when it is not JSON."""
     try:
         data = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as exc:
         raise InjectError([FieldProblem("", f"the request body is not JSON: {exc}")]) from None
-    return prepare(data)
+    return prepare(data, known_vmtas)
 
 
-def prepare(data: Any) -> Prepared:
+def prepare(data: Any, known_vmtas: Collection[str] | None = None) -> Prepared:
     """Parse, compile and render-check the request; :class:`InjectError` on any problem.
+    ``known_vmtas``: the virtual MTAs and pools ``virtual_mta`` may name (an unknown one
+    is an error here, where SMTP's X-Virtual-MTA would be ignored: the caller asked).
     CPU-bound (renders every recipient once): run it off the event loop."""
     request = parse_request(data)
+    vmta = request.virtual_mta
+    if vmta is not None and known_vmtas is not None and vmta not in known_vmtas:
+        raise InjectError([FieldProblem("virtual_mta", "no such virtual MTA or pool")])
     compiled = compile_content(request)
     check_renders(compiled, request.recipients)
     return Prepared(request, compiled)
