@@ -91,7 +91,7 @@ def test_attachments_make_a_mixed_message() -> None:
     assert attachment.get_filename() == "offer.pdf"
     assert attachment["Content-Transfer-Encoding"] == "base64"
     assert attachment.get_content() == pdf
-    text, related = alternative.iter_parts()
+    _text, related = alternative.iter_parts()
     assert related.get_content_type() == "multipart/related"
     html, image = related.iter_parts()
     assert html.get_content_type() == "text/html"

@@ -103,7 +103,7 @@ def test_attachment_data_is_decoded() -> None:
                 "from": "news@news.example.com",
                 "text_body": "x",
                 "attachments": [
-                    {"file_name": "a.bin", "content_type": "application/octet-stream", "data": data},
+                    {"file_name": "a.bin", "content_type": "application/x-bin", "data": data},
                     {"content_type": "text/csv", "data": "a,b\n", "base64": False},
                 ],
             }
