@@ -23,9 +23,10 @@ from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from outrider.inject.build import build_message
+from outrider.inject.build import Skeleton, build_message
 from outrider.inject.render import CompiledContent, check_renders, compile_content
 from outrider.inject.request import (
+    Builder,
     FieldProblem,
     InjectError,
     InjectRequest,
@@ -47,6 +48,7 @@ CHUNK = 256
 class Prepared:
     request: InjectRequest
     compiled: CompiledContent
+    skeleton: Skeleton | None  # built content's constant parts (None: raw content)
 
 
 @dataclass
@@ -87,7 +89,8 @@ def prepare(data: Any, known_vmtas: Collection[str] | None = None) -> Prepared:
         raise InjectError([FieldProblem("virtual_mta", "no such virtual MTA or pool")])
     compiled = compile_content(request)
     check_renders(compiled, request.recipients)
-    return Prepared(request, compiled)
+    skeleton = Skeleton(request) if isinstance(request.content, Builder) else None
+    return Prepared(request, compiled, skeleton)
 
 
 def submission_for(request: InjectRequest, *, auth_user: str, client_ip: str) -> Submission:
@@ -119,15 +122,16 @@ def build_chunk(
     for index, recipient, queue_id in batch:
         try:
             rendered = prepared.compiled.render(recipient, index)
-            out.append(
-                build_message(
-                    prepared.request,
-                    recipient,
-                    rendered,
-                    message_id=f"<{queue_id}@{hostname}>",
-                    now=now,
+            message_id = f"<{queue_id}@{hostname}>"
+            if prepared.skeleton is not None:
+                data = prepared.skeleton.message(
+                    recipient, rendered, message_id=message_id, now=now
                 )
-            )
+            else:
+                data = build_message(
+                    prepared.request, recipient, rendered, message_id=message_id, now=now
+                )
+            out.append(data)
         except Exception as exc:  # validated already: only a surprise gets here
             log.exception("inject: cannot build the message for %s", recipient.email)
             out.append(exc)

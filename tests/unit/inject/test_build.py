@@ -1,16 +1,32 @@
-"""MIME structure of built messages: alternative, attachments, encodings, headers."""
+"""MIME structure of built messages: alternative, attachments, encodings, headers.
+
+Every test runs against both builders: the email package's (:func:`build_message`) and
+the per-request skeleton the injection uses (:class:`Skeleton`), which must make the
+same messages."""
 
 from __future__ import annotations
 
 import base64
 import email
 import email.policy
+from collections.abc import Iterator
 from email.message import EmailMessage
 from typing import Any
 
-from outrider.inject.build import build_message, raw_message
+import pytest
+
+from outrider.inject.build import Skeleton, build_message, raw_message
 from outrider.inject.render import compile_content
 from outrider.inject.request import parse_request
+
+FAST = {"on": False}
+
+
+@pytest.fixture(autouse=True, params=["email-package", "skeleton"])
+def builder(request: pytest.FixtureRequest) -> Iterator[None]:
+    FAST["on"] = request.param == "skeleton"
+    yield
+    FAST["on"] = False
 
 
 def built(content: Any, recipient: dict[str, Any] | None = None, **extra: Any) -> bytes:
@@ -23,9 +39,18 @@ def built(content: Any, recipient: dict[str, Any] | None = None, **extra: Any) -
         }
     )
     rendered = compile_content(req).render(req.recipients[0], 0)
-    return build_message(
-        req, req.recipients[0], rendered, message_id="<Q1@mx.test>", now=1_700_000_000
-    )
+    if FAST["on"]:
+        data = Skeleton(req).message(
+            req.recipients[0], rendered, message_id="<Q1@mx.test>", now=1_700_000_000
+        )
+    else:
+        data = build_message(
+            req, req.recipients[0], rendered, message_id="<Q1@mx.test>", now=1_700_000_000
+        )
+    assert b"\n" not in data.replace(b"\r\n", b"") and data.endswith(b"\r\n")
+    assert max(len(line) for line in data.split(b"\r\n")) <= 998
+    assert not parsed(data).defects and all(not p.defects for p in parsed(data).walk())
+    return data
 
 
 def parsed(data: bytes) -> EmailMessage:
@@ -49,7 +74,7 @@ def test_text_only() -> None:
     assert msg["To"] == "Ann <ann@example.org>"
     assert msg["Subject"] == "Hi Ann"
     assert msg["Message-ID"] == "<Q1@mx.test>"
-    assert msg["Date"] == "Tue, 14 Nov 2023 22:13:20 +0000"
+    assert msg["Date"].datetime.timestamp() == 1_700_000_000
     assert msg.get_content_type() == "text/plain"
     assert msg.get_content().replace("\r\n", "\n") == "Hello\n"
 
@@ -148,3 +173,34 @@ def test_reply_to() -> None:
 def test_raw_content_gets_crlf() -> None:
     assert raw_message("Subject: x\n\nbody") == b"Subject: x\r\n\r\nbody\r\n"
     assert raw_message("Subject: x\r\n\r\nbody\r\n") == b"Subject: x\r\n\r\nbody\r\n"
+
+
+def test_long_lines_are_quoted_printable() -> None:
+    html = "<p>" + "word " * 400 + "</p>"
+    msg = parsed(built({"from": FROM, "html_body": html}))
+    assert msg["Content-Transfer-Encoding"] == "quoted-printable"
+    assert msg.get_content().rstrip("\r\n") == html
+
+
+def test_names_that_need_quoting() -> None:
+    msg = parsed(
+        built({"from": FROM, "text_body": "x"}, {"email": "j@example.org", "name": "Doe, J."})
+    )
+    assert msg["To"].addresses[0].display_name == "Doe, J."
+    assert msg["To"].addresses[0].addr_spec == "j@example.org"
+
+
+def test_a_body_holding_the_boundary_falls_back() -> None:
+    req = parse_request(
+        {
+            "envelope_sender": "",
+            "recipients": [{"email": "a@example.org"}],
+            "content": {"from": FROM, "text_body": "t", "html_body": "h"},
+        }
+    )
+    skeleton = Skeleton(req)
+    rendered = compile_content(req).render(req.recipients[0], 0)
+    tricky = type(rendered)(text_body=f"--{skeleton.alternative}\n", html_body="h")
+    data = skeleton.message(req.recipients[0], tricky, message_id="<a@b>", now=0)
+    assert skeleton.alternative.encode() not in data.split(b"\r\n\r\n", 1)[0]
+    assert [p.get_content_type() for p in parsed(data).iter_parts()] == ["text/plain", "text/html"]
