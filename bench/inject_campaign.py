@@ -127,8 +127,12 @@ def run_sink(port: int) -> None:
 
 
 def campaign(first: int, count: int, html_kb: int) -> dict[str, Any]:
-    html = "<p>Dear {{ first }},</p>" + "<p>{{ offer }} on everything you like.</p>" * (
-        html_kb * 1024 // 45
+    # a newsletter: mostly fixed markup, a few merged fields
+    paragraph = "<p>Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do.</p>\n"
+    html = (
+        "<html><body><h1>Hello {{ first }}</h1>\n<p>{{ offer }}: use code {{ code }}.</p>\n"
+        + paragraph * (html_kb * 1024 // len(paragraph))
+        + '<p><a href="https://news.sender.test/u/{{ code }}">unsubscribe</a></p></body></html>'
     )
     return {
         "envelope_sender": "bounces@news.sender.test",

@@ -27,7 +27,7 @@ from jinja2.sandbox import SandboxedEnvironment
 
 from outrider.inject.request import Builder, FieldProblem, InjectError, InjectRequest, Recipient
 
-MAX_RENDERED = 10 * 1024 * 1024  # characters per rendered template: a runaway loop stops here
+MAX_RENDERED = 10 * 1024 * 1024  # characters per rendered template
 MAX_PROBLEMS = 100  # render errors reported per request (the rest are alike)
 _SYNTAX = ("{{", "{%", "{#")
 
@@ -81,24 +81,17 @@ class _Piece:
             assert self.literal is not None
             return self.literal
         try:
-            out: list[str] = []
-            size = 0
-            for chunk in self.template.generate(context):
-                size += len(chunk)
-                if size > MAX_RENDERED:
-                    raise RenderError(
-                        FieldProblem(self.field, f"{where}: renders to more than {MAX_RENDERED}")
-                    )
-                out.append(chunk)
-        except RenderError:
-            raise
+            text = self.template.render(context)
         except jinja2.TemplateError as exc:
             raise RenderError(FieldProblem(self.field, f"{where}: template error: {exc}")) from None
         except Exception as exc:  # a template is user code: any error refuses, never crashes
             raise RenderError(
                 FieldProblem(self.field, f"{where}: template error: {type(exc).__name__}: {exc}")
             ) from None
-        text = "".join(out)
+        if len(text) > MAX_RENDERED:
+            raise RenderError(
+                FieldProblem(self.field, f"{where}: renders to more than {MAX_RENDERED} characters")
+            )
         if self.one_line and ("\r" in text or "\n" in text):
             raise RenderError(FieldProblem(self.field, f"{where}: renders to more than one line"))
         return text
