@@ -1,6 +1,8 @@
 """Who may do what over HTTP: pure decisions on the client address, token and headers.
 
-Roles: ``admin`` (read and act) and ``monitor`` (read only). Rules, in order:
+Roles: ``admin`` (read and act), ``monitor`` (read only) and ``inject`` (only submit
+mail, ``POST /api/v1/messages``; neither read nor act, so a campaign tool's token cannot
+look at or change the queues). Rules, in order:
 
 * A request that presents a bearer token is judged by the token alone: an unknown
   token is refused (401) even from an admin network, so a mistyped or revoked token
@@ -29,7 +31,8 @@ from urllib.parse import urlsplit
 
 from outrider.config.units import IPNetwork
 
-Role = Literal["admin", "monitor"]
+Role = Literal["admin", "monitor", "inject"]
+Need = Literal["admin", "monitor", "inject"]
 READ_METHODS = frozenset({"GET", "HEAD"})
 CUSTOM_HEADER = "X-Outrider-Request"
 
@@ -120,7 +123,7 @@ def decide(
     method: str,
     client_ip: str,
     headers: Mapping[str, str],
-    needs: Role,
+    needs: Need,
     admin_networks: Iterable[IPNetwork],
     monitor_networks: Iterable[IPNetwork],
     token_role: Callable[[str], Role | None],
@@ -152,6 +155,21 @@ def decide(
                 403,
                 f"send Content-Type: application/json or an {CUSTOM_HEADER} header",
             )
-    if needs == "admin" and role != "admin":
-        return Verdict(role, 403, "this needs admin rights (the monitor role reads only)")
+    refusal = role_refusal(role, needs)
+    if refusal:
+        return Verdict(role, 403, refusal)
     return Verdict(role)
+
+
+def role_refusal(role: Role, needs: Need) -> str:
+    """Why ``role`` may not run an operation that needs ``needs`` ("" when it may):
+    admin may do anything; monitor only reads; inject only injects."""
+    if role == "admin" or role == needs:
+        return ""
+    if role == "inject":
+        return "an inject token may only submit messages (POST /api/v1/messages)"
+    if needs == "inject":
+        return "this needs admin rights or an inject token"
+    if needs == "admin":
+        return "this needs admin rights (the monitor role reads only)"
+    return ""

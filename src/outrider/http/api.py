@@ -17,7 +17,8 @@ from urllib.parse import unquote
 
 # "public": no rights needed (the monitor's page and assets, which hold no data: a browser
 # cannot send a bearer token when it navigates, so the page must load before it asks for one)
-Need = Literal["admin", "monitor", "public"]
+# "inject": admin, or a token whose role is inject (which may do nothing else)
+Need = Literal["admin", "monitor", "public", "inject"]
 
 Where = Literal["path", "query", "body"]
 Kind = Literal["string", "integer", "boolean", "array"]  # array: of strings
@@ -51,6 +52,7 @@ class Operation:
     fixed: tuple[tuple[str, object], ...] = ()  # constant fields of the control request
     handler: str = ""  # name of the HTTP layer's own handler
     reply: str = "application/json"
+    body_schema: str = ""  # a JSON body the handler parses itself: its OpenAPI schema's name
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -153,6 +155,15 @@ OPERATIONS: tuple[Operation, ...] = (
             Param("id", "query", "only this queue id"),
             Param("limit", "query", "at most this many (0: all)", "integer", default=1000),
         ),
+    ),
+    Operation(
+        "POST",
+        "/api/v1/messages",
+        "inject messages: one per recipient, templates rendered per recipient "
+        "(KumoMTA's injection format; see docs/injection.md)",
+        role="inject",
+        handler="inject",
+        body_schema="InjectRequest",
     ),
     Operation(
         "GET",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from outrider.http.api import OPERATIONS, Operation, Param
+from outrider.inject.schema import SCHEMAS
 
 ERROR = {"$ref": "#/components/schemas/Error"}
 
@@ -65,10 +66,28 @@ def operation(op: Operation) -> dict[str, Any]:
     if op.role == "public":
         out["security"] = []
         del out["responses"]["401"], out["responses"]["403"]
-    if op.role == "admin":
+    if op.role in ("admin", "inject"):
         out["responses"]["413"] = _error("request body larger than [http] max-request-size")
     if op.cmd == "reload":
         out["responses"]["409"] = _error("the config file was refused; the running one stays")
+    if op.body_schema:
+        out["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/json": {"schema": {"$ref": f"#/components/schemas/{op.body_schema}"}}
+            },
+        }
+        if op.body_schema == "InjectRequest":
+            ok["content"] = {
+                "application/json": {"schema": {"$ref": "#/components/schemas/InjectReply"}}
+            }
+            out["responses"]["400"] = {
+                "description": "invalid request, nothing queued; every bad field listed",
+                "content": {
+                    "application/json": {"schema": {"$ref": "#/components/schemas/InjectErrors"}}
+                },
+            }
+            del out["responses"]["404"]
     if body:
         out["requestBody"] = {
             "required": any(p.required for p in body),
@@ -106,7 +125,8 @@ def document(version: str) -> dict[str, Any]:
                     "type": "object",
                     "properties": {"error": {"type": "string"}, "field": {"type": "string"}},
                     "required": ["error"],
-                }
+                },
+                **SCHEMAS,
             },
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },

@@ -4,7 +4,8 @@ Every request is routed by :func:`outrider.http.api.match`, checked by
 :func:`outrider.http.access.decide`, parsed by :mod:`outrider.http.params` and answered
 by the control socket's own :func:`outrider.queue.control.handle_request` (or one of the
 few handlers below for what has no control verb: whoami, traffic, queue detail, events,
-OpenAPI, metrics, the monitor's files).
+OpenAPI, metrics, the monitor's files, and message injection, which goes to the intake
+(:mod:`outrider.inject`)).
 """
 
 from __future__ import annotations
@@ -28,6 +29,9 @@ from outrider.http.metrics import LatencyHistogram, Snapshot, render
 from outrider.http.replies import Answer, answer, error_body
 from outrider.http.tokens import TokenCache
 from outrider.http.traffic import per_minute
+from outrider.inject.request import InjectError
+from outrider.inject.submit import prepare_body, submit_all
+from outrider.intake.core import Intake
 from outrider.queue.control import DaemonHooks, handle_request
 from outrider.queue.operator import Operator
 from outrider.queue.summary import iso
@@ -54,6 +58,8 @@ class HttpContext:
     clock: Callable[[], float]
     started: float
     suppression: SuppressionStore | None = None  # the daemon's connection to the list
+    # where POST /api/v1/messages submits (the delivery process's API intake); None: 503
+    intake: Intake | None = None
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -88,6 +94,7 @@ class HttpServer:
             "suppression_get": self._suppressions,
             "suppressions_add": self._suppressions,
             "suppression_delete": self._suppressions,
+            "inject": self._inject,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -152,6 +159,8 @@ class HttpServer:
                 )
                 return json_response(verdict.status, error_body(verdict.error), extra)
             request["role"] = verdict.role
+        if op.body_schema:  # the handler parses its own (large) body
+            return await self._with_raw_body(request, op, config.http.max_request_size)
         try:
             body = await self._body(request, config.http.max_request_size)
             values = params.values(op, found.path_params, request.query, body)
@@ -178,6 +187,18 @@ class HttpServer:
         except (ValueError, UnicodeDecodeError) as exc:
             raise params.FieldError(f"the request body is not JSON: {exc}") from None
 
+    async def _with_raw_body(
+        self, request: web.Request, op: Operation, limit: int
+    ) -> web.StreamResponse:
+        if request.content_length is not None and request.content_length > limit:
+            return self._too_large(limit)
+        try:
+            data = await request.read()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(limit)
+        request["raw_body"] = data
+        return await self.handlers[op.handler](request, op, {})
+
     def _too_large(self, limit: int) -> web.Response:
         return json_response(413, error_body(f"request body larger than {limit} octets"))
 
@@ -196,6 +217,41 @@ class HttpServer:
         return json_response(result.status, result.body)
 
     # -- handlers without a control verb -------------------------------------------------------
+    async def _inject(
+        self, request: web.Request, op: Operation, values: dict[str, Any]
+    ) -> web.StreamResponse:
+        """``POST /api/v1/messages``: validate everything (off the event loop), then one
+        message per recipient through the intake; 200 once every message is durable."""
+        intake = self.ctx.intake
+        if intake is None:
+            return json_response(503, error_body("message injection is not available"))
+        try:
+            prepared = await asyncio.to_thread(
+                prepare_body, request["raw_body"], intake.vmtas.known
+            )
+        except InjectError as exc:
+            return json_response(400, {"errors": [p.as_dict() for p in exc.problems]})
+        result = await submit_all(
+            intake,
+            prepared,
+            auth_user=self._submitter(request),
+            client_ip=request.remote or "",
+        )
+        log.info(
+            "HTTP injection from %s: %d accepted, %d refused",
+            request.remote,
+            result.accepted,
+            len(result.failed),
+        )
+        return json_response(200, result.as_json())
+
+    def _submitter(self, request: web.Request) -> str:
+        """The message's auth user: the token's name, or "admin" for an admin network."""
+        scheme, _, token = request.headers.get("Authorization", "").strip().partition(" ")
+        if scheme.lower() == "bearer" and token.strip():
+            return self.tokens.name(token.strip()) or "token"
+        return "admin"
+
     async def _whoami(
         self, request: web.Request, op: Operation, values: dict[str, Any]
     ) -> web.StreamResponse:

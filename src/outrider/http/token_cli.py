@@ -31,7 +31,12 @@ def add_token_parser(subparsers: Any) -> None:
     actions = token.add_subparsers(dest="token_command", required=True)
     new = actions.add_parser("add", parents=[common], help="add a token; prints it once")
     new.add_argument("name", help="what the token is for, e.g. grafana")
-    new.add_argument("--role", required=True, choices=ROLES, help="admin acts, monitor reads")
+    new.add_argument(
+        "--role",
+        required=True,
+        choices=ROLES,
+        help="admin acts, monitor reads, inject only submits mail (POST /api/v1/messages)",
+    )
     actions.add_parser("list", parents=[common], help="list tokens (never the tokens)")
     gone = actions.add_parser("del", parents=[common], help="delete a token")
     gone.add_argument("name")

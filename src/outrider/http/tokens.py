@@ -27,7 +27,7 @@ from typing import Any, cast
 
 from outrider.http.access import Role
 
-ROLES: tuple[Role, ...] = ("admin", "monitor")
+ROLES: tuple[Role, ...] = ("admin", "monitor", "inject")
 PREFIX = "otk_"
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._@-]{0,63}")
 
@@ -70,7 +70,7 @@ def parse(text: str, where: str = "tokens file") -> list[TokenEntry]:
         if not all(isinstance(v, str) for v in fields.values()):
             raise TokenError(f"{where}: tokens[{i}] needs name, role, created and sha256 strings")
         if fields["role"] not in ROLES:
-            raise TokenError(f"{where}: tokens[{i}]: role must be admin or monitor")
+            raise TokenError(f"{where}: tokens[{i}]: role must be one of {', '.join(ROLES)}")
         entries.append(TokenEntry(**cast(dict[str, Any], fields)))
     return entries
 
@@ -108,13 +108,9 @@ def add(path: Path, name: str, role: str, now: float | None = None) -> str:
     """Add a token named ``name``; returns the token (shown once, never stored)."""
     if not NAME.fullmatch(name):
         raise TokenError(f"bad token name {name!r}: letters, digits, '.', '_', '@', '-'")
-    checked: Role
-    if role == "admin":
-        checked = "admin"
-    elif role == "monitor":
-        checked = "monitor"
-    else:
-        raise TokenError("role must be admin or monitor")
+    checked = next((r for r in ROLES if r == role), None)
+    if checked is None:
+        raise TokenError(f"role must be one of {', '.join(ROLES)}")
     entries = load(path)
     if any(e.name == name for e in entries):
         raise TokenError(f"a token named {name!r} exists: delete it first")
@@ -135,11 +131,17 @@ def delete(path: Path, name: str) -> None:
 
 def role_of(entries: list[TokenEntry], token: str) -> Role | None:
     """The role of ``token``, comparing hashes in constant time (every entry is compared)."""
+    entry = entry_of(entries, token)
+    return entry.role if entry is not None else None
+
+
+def entry_of(entries: list[TokenEntry], token: str) -> TokenEntry | None:
+    """The entry of ``token`` (every entry is compared, in constant time each)."""
     wanted = digest(token)
-    found: Role | None = None
+    found: TokenEntry | None = None
     for entry in entries:
         if hmac.compare_digest(entry.sha256, wanted):
-            found = entry.role
+            found = entry
     return found
 
 
@@ -160,6 +162,12 @@ class TokenCache:
     def role(self, token: str) -> Role | None:
         self._refresh()
         return role_of(self._entries, token)
+
+    def name(self, token: str) -> str | None:
+        """The token's name (the API submitter recorded as a message's auth user)."""
+        self._refresh()
+        entry = entry_of(self._entries, token)
+        return entry.name if entry is not None else None
 
     def _refresh(self) -> None:
         try:

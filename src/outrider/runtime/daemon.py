@@ -30,7 +30,12 @@ from outrider.delivery.smtp_transport import SmtpTransport
 from outrider.dsn.notifier import DsnNotifier
 from outrider.inbound.receiver import Listener
 from outrider.intake import Intake, SchedulerSink
-from outrider.intake.build import build_notice_intake, reconfigure_notice_intake
+from outrider.intake.build import (
+    build_intake,
+    build_notice_intake,
+    reconfigure_intake,
+    reconfigure_notice_intake,
+)
 from outrider.intake.sink import HeldSink
 from outrider.local.aliases_file import AliasError
 from outrider.local.build import LiveDirectory
@@ -118,6 +123,11 @@ class Daemon:
             config, spool=spool, sink=SchedulerSink(manager.submit)
         )
         self.delivery.lists = ListExpander(self.list_intake, self.directory.current)
+        # HTTP injection's intake: the listeners' checks and completion, straight to
+        # this process's scheduler (with receiver processes too: the API runs here)
+        self.api_intake = build_intake(
+            config, spool=spool, sink=SchedulerSink(manager.submit), users=None
+        )
         self.traffic = TrafficCounters(manager.ctx.clock)
         manager.bus.subscribe(self.traffic)
         self.auto_suppress = AutoSuppress(self.suppression)
@@ -221,6 +231,7 @@ class Daemon:
                 clock=manager.ctx.clock,
                 started=self.started,
                 suppression=self.suppression,
+                intake=self.api_intake,
             )
         )
         await http.start()
@@ -402,6 +413,7 @@ class Daemon:
         self.webhooks.configure(new)
         reconfigure_notice_intake(self.notice_intake, new)
         reconfigure_notice_intake(self.list_intake, new)
+        reconfigure_intake(self.api_intake, new, None)
         if self.receivers is not None:
             # The receivers hold the listeners: each applies the config and logs what
             # needs a restart. (This process has none, so it would call all of them new.)

@@ -4,15 +4,23 @@ from __future__ import annotations
 
 import ipaddress
 
-from outrider.http.access import Role, Verdict, decide, host_names_server, same_origin
+from outrider.http.access import (
+    Need,
+    Role,
+    Verdict,
+    decide,
+    host_names_server,
+    role_refusal,
+    same_origin,
+)
 
 ADMIN_NETS = (ipaddress.ip_network("127.0.0.0/8"),)
 MONITOR_NETS = (ipaddress.ip_network("192.0.2.0/24"),)
-TOKENS: dict[str, Role] = {"adm": "admin", "mon": "monitor"}
+TOKENS: dict[str, Role] = {"adm": "admin", "mon": "monitor", "inj": "inject"}
 JSON_POST = {"Host": "127.0.0.1:8080", "Content-Type": "application/json"}
 
 
-def run(method: str, ip: str, headers: dict[str, str], needs: Role = "monitor") -> Verdict:
+def run(method: str, ip: str, headers: dict[str, str], needs: Need = "monitor") -> Verdict:
     return decide(
         method=method,
         client_ip=ip,
@@ -102,3 +110,18 @@ def test_host_and_origin_helpers() -> None:
     assert same_origin("http://[::1]:8080", "[::1]:8080")
     assert not same_origin("http://127.0.0.1:8081", "127.0.0.1:8080")
     assert not same_origin("garbage", "127.0.0.1")
+
+
+def test_the_inject_role_only_injects() -> None:
+    def bearer(token: str) -> dict[str, str]:
+        return JSON_POST | {"Authorization": f"Bearer {token}"}
+
+    assert run("POST", "198.51.100.1", bearer("inj"), needs="inject").status == 200
+    assert run("POST", "127.0.0.1", JSON_POST, needs="inject").status == 200  # admin network
+    assert run("POST", "198.51.100.1", bearer("adm"), needs="inject").status == 200
+    refused = run("POST", "198.51.100.1", bearer("mon"), needs="inject")
+    assert refused.status == 403 and "inject" in refused.error
+    for needs in ("monitor", "admin"):
+        verdict = run("GET", "198.51.100.1", bearer("inj"), needs=needs)  # type: ignore[arg-type]
+        assert verdict.status == 403 and "only submit" in verdict.error
+    assert role_refusal("monitor", "monitor") == "" and role_refusal("admin", "inject") == ""

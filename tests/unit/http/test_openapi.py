@@ -17,6 +17,12 @@ def check_schema(schema: dict[str, object], where: str) -> None:
     if "$ref" in schema:
         assert str(schema["$ref"]).startswith("#/components/schemas/"), where
         return
+    if "oneOf" in schema:  # e.g. injection content: raw text or a builder object
+        alternatives = schema["oneOf"]
+        assert isinstance(alternatives, list) and alternatives, where
+        for i, sub in enumerate(alternatives):
+            check_schema(sub, f"{where}|{i}")
+        return
     assert schema.get("type") in TYPES, where
     if "enum" in schema:
         assert isinstance(schema["enum"], list) and schema["enum"], where
@@ -24,6 +30,9 @@ def check_schema(schema: dict[str, object], where: str) -> None:
     assert isinstance(props, dict)
     for name, sub in props.items():
         check_schema(sub, f"{where}.{name}")
+    items = schema.get("items")
+    if isinstance(items, dict):
+        check_schema(items, f"{where}[]")
 
 
 def test_document_is_a_valid_openapi_3_structure() -> None:

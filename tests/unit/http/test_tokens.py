@@ -98,3 +98,13 @@ def test_cli_reads_the_tokens_file_from_the_config(tmp_path: Path) -> None:
     )
     code, _ = run_cli("add", "x", "--role", "monitor", "-c", str(config))
     assert code == 0 and (tmp_path / "t.json").exists()
+
+
+def test_inject_tokens_and_their_names(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    token = tokens.add(path, "campaigns", "inject")
+    cache = tokens.TokenCache(path)
+    assert cache.role(token) == "inject" and cache.name(token) == "campaigns"
+    assert cache.name("otk_unknown") is None
+    with pytest.raises(tokens.TokenError, match="admin, monitor, inject"):
+        tokens.add(path, "x", "root")
