@@ -123,6 +123,8 @@ class _Loader(Reader):
         local_domains = self.local_domains(data.get("local-domain"))
         lists = self.lists(data.get("list"), local_domains)
         dkim = self.dkim(data.get("dkim"))
+        unsubscribe = self.section(data, "unsubscribe", m.UnsubscribeSettings)
+        self.unsubscribe(unsubscribe, data)
         self.raise_problems()
         macro_of = {domain: name for name, members in macros.items() for domain in members}
         policies = {
@@ -154,7 +156,32 @@ class _Loader(Reader):
             event_log=_settings(m.EventLogSettings, event_log),
             bounce_categories=_settings(m.BounceCategorySettings, bounce_categories),
             dkim=tuple(dkim),
+            unsubscribe=_settings(m.UnsubscribeSettings, unsubscribe),
         )
+
+    def unsubscribe(self, fields: Mapping[str, Any], data: Mapping[str, Any]) -> None:
+        """``mailto`` must reach a bounce domain, whose consumer reads the unsubscribe
+        mails (checked only when ``[bounce-domain]`` tables exist in this version);
+        ``sender-domains`` without ``url`` or ``mailto`` would promise headers never added."""
+        mailto = fields.get("mailto")
+        if mailto is not None and "bounce-domain" in m.TABLES:
+            tables = data.get("bounce-domain")
+            known = {
+                str(name).lower().rstrip(".")
+                for name in (tables if isinstance(tables, Mapping) else {})
+            }
+            if mailto.rpartition("@")[2].lower().rstrip(".") not in known:
+                listed = ", ".join(sorted(known)) or "none is configured"
+                self.problem(
+                    ("unsubscribe", "mailto"),
+                    f"must be an address at a [bounce-domain] ({listed}), whose consumer "
+                    "reads the unsubscribe mails",
+                )
+        if fields.get("sender_domains") and "url" not in fields and mailto is None:
+            self.problem(
+                ("unsubscribe", "sender-domains"),
+                "needs url or mailto: without them no List-Unsubscribe header can be added",
+            )
 
     def webhooks(self, value: object) -> list[dict[str, Any]]:
         """The ``[[webhook]]`` tables (none is fine), each name once."""

@@ -734,6 +734,35 @@ class DkimSettings:
     private_key: Any = field(default=None, repr=False, compare=False)  # loaded by the loader
 
 
+@table
+class UnsubscribeSettings:
+    """One-click unsubscribe (RFC 8058); see [unsubscribe.md](unsubscribe.md). Set `url`
+    or `mailto` (or both) to turn it on."""
+
+    url: str | None = key(URL, default=None, shown="none")
+    """The public base URL that reaches the HTTP listener's `/unsubscribe/` path, usually
+    through a reverse proxy, e.g. `"https://news.example.com/unsubscribe"`; the token is
+    appended as one more path segment."""
+    mailto: str | None = key(MAILBOX, default=None, shown="none")
+    """An address at a bounce domain (`[bounce-domain."…"]`) for `mailto:` unsubscribes: the
+    header then also carries `<mailto:ADDRESS?subject=unsubscribe:TOKEN>`."""
+    secret_file: Path = key(PATH, default="var/unsubscribe-secret")
+    """The key the tokens are signed with, made (mode 0600) at the first start. Keep it:
+    links signed with a lost key stop working."""
+    sender_domains: tuple[str, ...] = key(array(DOMAIN, "domains"), default=[])
+    """Envelope-sender (MAIL FROM) domains whose single-recipient mail always gets the
+    List-Unsubscribe headers; the injection API's `"unsubscribe"` and the SMTP header
+    `X-Outrider-Unsubscribe` decide per message."""
+    max_age: float | None = key(DUR, default=None, shown="none: links never expire")
+    """How long an unsubscribe link is honoured after the mail was sent."""
+    page_text: str = key(STRING, default="")
+    """A line shown on the unsubscribe page (e.g. who sends the mail)."""
+
+    @property
+    def enabled(self) -> bool:
+        return self.url is not None or self.mailto is not None
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -759,6 +788,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "event-log": (EventLogSettings, "table"),
     "bounce-categories": (BounceCategorySettings, "table"),
     "dkim": (DkimSettings, "array"),
+    "unsubscribe": (UnsubscribeSettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -804,6 +834,7 @@ class Config:
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
     bounce_categories: BounceCategorySettings = field(default_factory=BounceCategorySettings)
     dkim: tuple[DkimSettings, ...] = ()
+    unsubscribe: UnsubscribeSettings = field(default_factory=UnsubscribeSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

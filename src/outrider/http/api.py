@@ -53,6 +53,7 @@ class Operation:
     handler: str = ""  # name of the HTTP layer's own handler
     reply: str = "application/json"
     body_schema: str = ""  # a JSON body the handler parses itself: its OpenAPI schema's name
+    form_body: bool = False  # the handler reads its own (form) body; path parameters only
 
     @property
     def segments(self) -> tuple[str, ...]:
@@ -78,6 +79,7 @@ def _queue(
 ID = Param("id", "path", "queue id (from '250 queued as ...')", required=True)
 JOB = Param("job", "path", "job name (X-Job)", required=True)
 IP = Param("ip", "path", "a virtual MTA's source address", required=True)
+TOKEN = Param("token", "path", "the token of a List-Unsubscribe URL", required=True)
 SUPPRESSED = Param("address", "path", "a suppressed address (URL-encoded)", required=True)
 BOUNCE = Param("bounce", "query", "send the sender a failure DSN", "boolean", default=False)
 
@@ -345,6 +347,25 @@ OPERATIONS: tuple[Operation, ...] = (
         "Prometheus metrics (text format 0.0.4)",
         handler="metrics",
         reply="text/plain",
+    ),
+    Operation(
+        "GET",
+        "/unsubscribe/{token}",
+        "an unsubscribe link's page: a button that POSTs (a GET never unsubscribes)",
+        params=(TOKEN,),
+        role="public",
+        handler="unsubscribe_page",
+        reply="text/html",
+    ),
+    Operation(
+        "POST",
+        "/unsubscribe/{token}",
+        "one-click unsubscribe (RFC 8058): body List-Unsubscribe=One-Click, form-encoded",
+        params=(TOKEN,),
+        role="public",
+        handler="unsubscribe",
+        reply="text/html",
+        form_body=True,
     ),
     Operation("GET", "/", "the web monitor", role="public", handler="static", reply="text/html"),
     Operation(

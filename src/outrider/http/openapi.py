@@ -88,6 +88,20 @@ def operation(op: Operation) -> dict[str, Any]:
                 },
             }
             del out["responses"]["404"]
+    if op.form_body:
+        form = {
+            "type": "object",
+            "properties": {"List-Unsubscribe": {"type": "string", "enum": ["One-Click"]}},
+            "required": ["List-Unsubscribe"],
+        }
+        out["requestBody"] = {
+            "required": True,
+            "content": {
+                "application/x-www-form-urlencoded": {"schema": form},
+                "multipart/form-data": {"schema": form},
+            },
+        }
+        out["responses"]["503"] = _error("the suppression list cannot be written; retry")
     if body:
         out["requestBody"] = {
             "required": any(p.required for p in body),

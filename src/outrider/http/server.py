@@ -36,7 +36,11 @@ from outrider.queue.control import DaemonHooks, handle_request
 from outrider.queue.operator import Operator
 from outrider.queue.summary import iso
 from outrider.runtime.stats import TrafficCounters
-from outrider.suppression.store import SuppressionStore
+from outrider.suppression.store import SuppressionError, SuppressionStore
+from outrider.unsubscribe import page as unsubscribe_page
+from outrider.unsubscribe.apply import apply_unsubscribe
+from outrider.unsubscribe.step import UnsubscribeStep
+from outrider.unsubscribe.token import TokenError, read_token
 
 log = logging.getLogger("outrider.http")
 
@@ -60,6 +64,8 @@ class HttpContext:
     suppression: SuppressionStore | None = None  # the daemon's connection to the list
     # where POST /api/v1/messages submits (the delivery process's API intake); None: 503
     intake: Intake | None = None
+    # the running [unsubscribe] step (its secret); None: /unsubscribe/... answers 404
+    unsubscribe: Callable[[], UnsubscribeStep | None] = lambda: None
 
 
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> web.Response:
@@ -95,6 +101,8 @@ class HttpServer:
             "suppressions_add": self._suppressions,
             "suppression_delete": self._suppressions,
             "inject": self._inject,
+            "unsubscribe_page": self._unsubscribe,
+            "unsubscribe": self._unsubscribe,
         }
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -159,6 +167,8 @@ class HttpServer:
                 )
                 return json_response(verdict.status, error_body(verdict.error), extra)
             request["role"] = verdict.role
+        if op.form_body:
+            return await self.handlers[op.handler](request, op, dict(found.path_params))
         if op.body_schema:  # the handler parses its own (large) body
             return await self._with_raw_body(request, op, config.http.max_request_size)
         try:
@@ -231,6 +241,12 @@ class HttpServer:
             )
         except InjectError as exc:
             return json_response(400, {"errors": [p.as_dict() for p in exc.problems]})
+        if prepared.request.unsubscribe and intake.unsubscribe is None:
+            problem = {
+                "field": "unsubscribe",
+                "error": "one-click unsubscribe is not configured ([unsubscribe] url or mailto)",
+            }
+            return json_response(400, {"errors": [problem]})
         result = await submit_all(
             intake,
             prepared,
@@ -244,6 +260,55 @@ class HttpServer:
             len(result.failed),
         )
         return json_response(200, result.as_json())
+
+    async def _unsubscribe(
+        self, request: web.Request, op: Operation, values: dict[str, Any]
+    ) -> web.StreamResponse:
+        """``GET /unsubscribe/{token}``: the page with the button; ``POST``: one-click
+        (RFC 8058). A bad token gets 400 and no detail; nothing is done on GET."""
+        step = self.ctx.unsubscribe()
+        if step is None:
+            return _html(404, unsubscribe_page.error_page("Unsubscribe links are not enabled."))
+        token = values.get("token", "")
+        now = self.ctx.clock()
+        if request.method != "POST":
+            try:
+                what = read_token(step.secret, token, now=now, max_age=step.max_age)
+            except TokenError:
+                return _html(400, unsubscribe_page.invalid_page())
+            return _html(200, unsubscribe_page.confirm_page(what, step.page_text))
+        try:
+            form = await request.post()
+        except web.HTTPRequestEntityTooLarge:
+            return self._too_large(self.ctx.config().http.max_request_size)
+        except Exception:  # a malformed multipart body
+            form = None
+        fields = {k: v for k, v in (form or {}).items() if isinstance(v, str)}
+        if not unsubscribe_page.is_one_click(fields):
+            return _html(
+                400,
+                unsubscribe_page.error_page("Expected the form field List-Unsubscribe=One-Click."),
+            )
+        store = self.ctx.suppression
+        if store is None:
+            return _html(503, unsubscribe_page.error_page("Please try again later."))
+        try:
+            what = apply_unsubscribe(
+                token,
+                secret=step.secret,
+                store=store,
+                publish=self.ctx.bus.publish,
+                now=now,
+                source="one-click",
+                max_age=step.max_age,
+            )
+        except (TokenError, SuppressionError):
+            return _html(400, unsubscribe_page.invalid_page())
+        except Exception:  # the list cannot be written (a full disk): ask for a retry
+            log.exception("unsubscribe: cannot update the suppression list")
+            return _html(503, unsubscribe_page.error_page("Please try again later."))
+        log.info("unsubscribed %s from %s (one-click)", what.recipient, what.scope or "*")
+        return _html(200, unsubscribe_page.done_page(what, step.page_text))
 
     def _submitter(self, request: web.Request) -> str:
         """The message's auth user: the token's name, or "admin" for an admin network."""
@@ -384,6 +449,12 @@ class HttpServer:
                 **static_files.SECURITY_HEADERS,
             },
         )
+
+
+def _html(status: int, text: str) -> web.Response:
+    return web.Response(
+        status=status, text=text, content_type="text/html", headers=unsubscribe_page.HEADERS
+    )
 
 
 class _TooLarge(Exception):

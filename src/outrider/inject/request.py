@@ -35,6 +35,7 @@ TOP_FIELDS = frozenset(
         "virtual_mta",
         "envid",
         "template_engine",
+        "unsubscribe",
     }
 )
 RECIPIENT_FIELDS = frozenset({"email", "name", "substitutions"})
@@ -110,6 +111,8 @@ class InjectRequest:
     job_id: str | None = None
     virtual_mta: str | None = None
     envid: str | None = None
+    # List-Unsubscribe for these messages: True adds it, False never; None: [unsubscribe]
+    unsubscribe: bool | None = None
 
     @property
     def smtputf8(self) -> bool:
@@ -219,6 +222,10 @@ def parse_request(data: Any) -> InjectRequest:
         not envid or len(envid) > MAX_ENVID or not all(0x21 <= ord(c) <= 0x7E for c in envid)
     ):
         p.add("envid", f"1 to {MAX_ENVID} printable ASCII characters")
+    unsubscribe = data.get("unsubscribe")
+    if unsubscribe is not None and not isinstance(unsubscribe, bool):
+        p.add("unsubscribe", "must be true or false")
+        unsubscribe = None
     if p.items or sender is None or content is None:
         raise InjectError(p.items or [FieldProblem("", "invalid request")])
     return InjectRequest(
@@ -229,6 +236,7 @@ def parse_request(data: Any) -> InjectRequest:
         job_id=job_id,
         virtual_mta=vmta,
         envid=envid,
+        unsubscribe=unsubscribe,
     )
 
 

@@ -90,6 +90,11 @@ INJECT_REQUEST: dict[str, Any] = {
         "virtual_mta": _STRING,
         "envid": _STRING,
         "template_engine": {"type": "string", "enum": ["jinja"]},
+        "unsubscribe": {
+            "type": "boolean",
+            "description": "add List-Unsubscribe (one-click) to these messages, or never; "
+            "default: [unsubscribe] sender-domains",
+        },
     },
 }
 

@@ -107,6 +107,7 @@ def submission_for(request: InjectRequest, *, auth_user: str, client_ip: str) ->
         envid=request.envid,
         smtputf8=request.smtputf8,
         add_missing_headers=True,
+        unsubscribe=request.unsubscribe,
     )
 
 

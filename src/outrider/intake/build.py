@@ -7,6 +7,7 @@ process. A new check is added to :func:`intake_checks`.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from typing import Protocol
 
@@ -32,6 +33,9 @@ from outrider.intake.sink import Sink
 from outrider.intake.vmta import VmtaTable
 from outrider.local.build import LiveDirectory
 from outrider.message.ids import new_queue_id
+from outrider.unsubscribe.step import UnsubscribeStep, step_from_config
+
+log = logging.getLogger("outrider.intake")
 
 
 class UserRecords(SenderRights, UserLimits, Protocol):
@@ -86,6 +90,7 @@ def build_intake(
         vmtas=VmtaTable.from_config(config),
         new_queue_id=new_queue_id,
         dkim=dkim_signer(config),
+        unsubscribe=unsubscribe_step(config),
     )
 
 
@@ -94,6 +99,16 @@ def dkim_signer(config: Config, *, resign: bool = False) -> DkimSigner | None:
     notice intake's ``resign``s: a list copy changes the List-* fields its post was
     signed over, so Outrider's own signatures on it are replaced."""
     return signer_from_config(config.dkim, resign=resign)
+
+
+def unsubscribe_step(config: Config) -> UnsubscribeStep | None:
+    """The List-Unsubscribe step, or None without ``[unsubscribe]`` url or mailto; a
+    secret file that cannot be made or read is a start-up error naming the key."""
+    try:
+        return step_from_config(config.unsubscribe)
+    except (OSError, ValueError) as exc:
+        path = config.unsubscribe.secret_file
+        raise RuntimeError(f"[unsubscribe] secret-file {path}: {exc}") from None
 
 
 def reconfigure_notice_intake(intake: Intake, config: Config) -> None:
@@ -111,6 +126,10 @@ def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None
     intake.hostname = config.server.hostname
     intake.vmtas = VmtaTable.from_config(config)
     intake.dkim = dkim_signer(config)
+    try:
+        intake.unsubscribe = unsubscribe_step(config)
+    except RuntimeError as exc:
+        log.error("%s; the previous [unsubscribe] settings stay", exc)
 
 
 def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:

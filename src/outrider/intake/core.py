@@ -1,9 +1,11 @@
 """The intake: the one way in for every message, whatever its source.
 
 ``submit`` runs, in order: the message checks, the checks' recipient mapping
-(``Postmaster``), header completion, DKIM signing (:mod:`outrider.dkim.step`, when
-``[[dkim]]`` keys are configured), the choice of virtual MTA, the durable store
-(fsynced before it returns) and the hand-off to the sink (the scheduler). The caller
+(``Postmaster``), header completion, the List-Unsubscribe fields
+(:mod:`outrider.unsubscribe.step`, when ``[unsubscribe]`` is on), DKIM signing
+(:mod:`outrider.dkim.step`, when ``[[dkim]]`` keys are configured), the choice of virtual
+MTA, the durable store (fsynced before it returns) and the hand-off to the sink (the
+scheduler). The caller
 answers its client from the result: only an :class:`Accepted` message may be
 acknowledged, and only an accepted message ever reaches the sink. A stored message is
 accepted even when the sink cannot take it (it is scheduled from the spool instead).
@@ -30,9 +32,11 @@ from outrider.message.ids import new_queue_id
 from outrider.smtp.replies import LOCAL_ERROR, Reply
 from outrider.spool.base import DuplicateMessageError, SpoolError
 from outrider.spool.spill import SpilledBody, SpillFile
+from outrider.unsubscribe.step import take_request
 
 if TYPE_CHECKING:
     from outrider.dkim.step import DkimSigner
+    from outrider.unsubscribe.step import UnsubscribeStep
 
 log = logging.getLogger("outrider.intake")
 
@@ -77,6 +81,8 @@ class Intake:
     new_queue_id: Callable[[], str] = new_queue_id
     clock: Callable[[], float] = time.time
     dkim: DkimSigner | None = None  # None: no [[dkim]] configured, nothing signed
+    # None: no [unsubscribe] url or mailto; X-Outrider-Unsubscribe is still removed
+    unsubscribe: UnsubscribeStep | None = None
 
     def check_mail(self, submission: Submission, sender: str) -> VerdictResult:
         return self.pipeline.at_mail(submission, sender)
@@ -125,6 +131,7 @@ class Intake:
             envelope, data = finish_message(
                 submission, mail, content, queue_id=queue_id, hostname=self.hostname, now=now
             )
+            data = self._list_unsubscribe(submission, envelope, data, now)
             if self.dkim is not None:
                 try:
                     data = await self.dkim.apply(data, now)
@@ -154,6 +161,18 @@ class Intake:
             envelope.vmta,
         )
         return Accepted(envelope)
+
+    def _list_unsubscribe(
+        self, submission: Submission, envelope: Envelope, data: Content, now: float
+    ) -> Content:
+        """The unsubscribe step (:mod:`outrider.unsubscribe.step`), before signing so the
+        signature covers its fields."""
+        changed, asked = take_request(submission, data)
+        if self.unsubscribe is not None:
+            changed = self.unsubscribe.apply(changed, envelope, asked, now)
+        if changed is not data:
+            envelope.size = len(changed) if isinstance(changed, bytes) else changed.size
+        return changed
 
     async def _store(self, envelope: Envelope, data: Content) -> Reply | None:
         """Store, then hand to the sink; the reply to refuse with if either fails."""

@@ -35,6 +35,9 @@ class Submission:
     smtputf8: bool = False
     body_8bit: bool = False  # BODY=8BITMIME or BINARYMIME
     add_missing_headers: bool = False  # add Date and Message-ID when absent (RFC 6409 8)
+    # List-Unsubscribe asked for (True) or refused (False) by the source itself (the API's
+    # "unsubscribe"); None: the trusted client's X-Outrider-Unsubscribe, else [unsubscribe]
+    unsubscribe: bool | None = None
 
     @property
     def may_relay(self) -> bool:

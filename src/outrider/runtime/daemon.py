@@ -232,6 +232,7 @@ class Daemon:
                 started=self.started,
                 suppression=self.suppression,
                 intake=self.api_intake,
+                unsubscribe=lambda: self.api_intake.unsubscribe,
             )
         )
         await http.start()

@@ -249,6 +249,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "event-log",
         "bounce-categories",
         "dkim",
+        "unsubscribe",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")

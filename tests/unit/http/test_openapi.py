@@ -58,8 +58,8 @@ def test_document_is_a_valid_openapi_3_structure() -> None:
                     declared.add(param["name"])
             assert declared == templated, path
             if "requestBody" in op:
-                schema = op["requestBody"]["content"]["application/json"]["schema"]
-                check_schema(schema, path)
+                for content in op["requestBody"]["content"].values():  # JSON, or a form
+                    check_schema(content["schema"], path)
     for name, schema in doc["components"]["schemas"].items():
         check_schema(schema, name)
 
