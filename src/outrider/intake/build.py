@@ -13,6 +13,7 @@ from typing import Protocol
 from outrider.auth.rates import UserRateLimiter
 from outrider.config.model import Config
 from outrider.dkim.step import DkimSigner, signer_from_config
+from outrider.feedback.step import verp_from_config
 from outrider.intake.checks import (
     AddressLiterals,
     HopLimit,
@@ -48,7 +49,15 @@ def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimi
         AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
         RecipientDomain(),
         *local,
-        Relay((*config.relay.domains, *config.local_domains, *srs_domain(config)), postmaster),
+        Relay(
+            (
+                *config.relay.domains,
+                *config.local_domains,
+                *srs_domain(config),
+                *config.bounce_domains,
+            ),
+            postmaster,
+        ),
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
     ]
@@ -86,6 +95,7 @@ def build_intake(
         vmtas=VmtaTable.from_config(config),
         new_queue_id=new_queue_id,
         dkim=dkim_signer(config),
+        verp=verp_from_config(config),
     )
 
 
@@ -111,6 +121,7 @@ def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None
     intake.hostname = config.server.hostname
     intake.vmtas = VmtaTable.from_config(config)
     intake.dkim = dkim_signer(config)
+    intake.verp = verp_from_config(config)
 
 
 def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:

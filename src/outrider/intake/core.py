@@ -2,7 +2,8 @@
 
 ``submit`` runs, in order: the message checks, the checks' recipient mapping
 (``Postmaster``), header completion, DKIM signing (:mod:`outrider.dkim.step`, when
-``[[dkim]]`` keys are configured), the choice of virtual MTA, the durable store
+``[[dkim]]`` keys are configured), the VERP return path (:mod:`outrider.feedback.step`,
+for a ``[bounce-domain]`` with ``verp = true``), the choice of virtual MTA, the durable store
 (fsynced before it returns) and the hand-off to the sink (the scheduler). The caller
 answers its client from the result: only an :class:`Accepted` message may be
 acknowledged, and only an accepted message ever reaches the sink. A stored message is
@@ -33,6 +34,7 @@ from outrider.spool.spill import SpilledBody, SpillFile
 
 if TYPE_CHECKING:
     from outrider.dkim.step import DkimSigner
+    from outrider.feedback.step import VerpRewriter
 
 log = logging.getLogger("outrider.intake")
 
@@ -77,6 +79,7 @@ class Intake:
     new_queue_id: Callable[[], str] = new_queue_id
     clock: Callable[[], float] = time.time
     dkim: DkimSigner | None = None  # None: no [[dkim]] configured, nothing signed
+    verp: VerpRewriter | None = None  # None: no [bounce-domain] with verp = true
 
     def check_mail(self, submission: Submission, sender: str) -> VerdictResult:
         return self.pipeline.at_mail(submission, sender)
@@ -132,6 +135,8 @@ class Intake:
                     log.exception("%s: DKIM signing failed", queue_id)
                     return Rejected(LOCAL_ERROR)
                 envelope.size = len(data) if isinstance(data, bytes) else data.size
+            if self.verp is not None:
+                self.verp.rewrite(envelope)  # the envelope only: signatures are unaffected
             envelope.vmta = choose_vmta(
                 self.vmtas,
                 sender=envelope.sender,
