@@ -9,9 +9,12 @@ Message-ID, To, Return-Path and X-Job when the reporter kept them.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import contextlib
 import email
 import email.message
+import quopri
 import re
 from dataclasses import dataclass, field
 from email.header import decode_header, make_header
@@ -158,15 +161,29 @@ def _blocks(part: Message) -> list[Message]:
     (a part it kept as text, e.g. base64-encoded) parsed here."""
     payload = part.get_payload()
     if isinstance(payload, list) and all(isinstance(p, Message) for p in payload):
-        return list(payload)
-    raw = part.get_payload(decode=True)
-    text = raw.decode("utf-8", "replace") if isinstance(raw, bytes) else str(payload)
+        if any(p.keys() for p in payload):
+            return list(payload)
+        # An encoded part (base64, quoted-printable) was read as a header-less message.
+        payload = "".join(str(p.get_payload()) for p in payload)
+    raw = _decoded(str(payload), part.get("Content-Transfer-Encoding", ""))
+    text = raw.decode("utf-8", "replace")
     text = text.replace("\r\n", "\n")
     return [
         email.message_from_string(block.strip() + "\n")
         for block in re.split(r"\n\s*\n", text)
         if block.strip()
     ]
+
+
+def _decoded(text: str, encoding: object) -> bytes:
+    kind = str(encoding).strip().lower()
+    data = text.encode("ascii", "replace")
+    with contextlib.suppress(ValueError, binascii.Error):
+        if kind == "base64":
+            return base64.b64decode(data)
+        if kind == "quoted-printable":
+            return quopri.decodestring(data)
+    return data
 
 
 def _dsn(part: Message, returned: Returned) -> DsnReport:
