@@ -160,11 +160,12 @@ def _blocks(part: Message) -> list[Message]:
     """A report part's header blocks: parsed by the email package as sub-messages, or
     (a part it kept as text, e.g. base64-encoded) parsed here."""
     payload = part.get_payload()
-    if isinstance(payload, list) and all(isinstance(p, Message) for p in payload):
-        if any(p.keys() for p in payload):
-            return list(payload)
+    if isinstance(payload, list):
+        subs = [p for p in payload if isinstance(p, Message)]
+        if any(p.keys() for p in subs):
+            return subs
         # An encoded part (base64, quoted-printable) was read as a header-less message.
-        payload = "".join(str(p.get_payload()) for p in payload)
+        payload = "".join(str(p.get_payload()) for p in subs)
     raw = _decoded(str(payload), part.get("Content-Transfer-Encoding", ""))
     text = raw.decode("utf-8", "replace")
     text = text.replace("\r\n", "\n")
