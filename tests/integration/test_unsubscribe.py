@@ -86,6 +86,7 @@ def test_one_click_unsubscribe_end_to_end(
             f'[http]\naddress = "127.0.0.1:{port}"\n'
             f'[unsubscribe]\nurl = "{PUBLIC}/"\nmailto = "unsubscribe@bounce.sender.test"\n'
             'page-text = "Sender Test News"\n'
+            '[bounce-domain."bounce.sender.test"]\n'
             '[event-log]\nfile = "log/events.jsonl"\n'
             '[[dkim]]\ndomain = "sender.test"\nselector = "r1"\n'
             f'key-file = "{keys["rsa-sha256"]}"\n'

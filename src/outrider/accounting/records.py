@@ -25,6 +25,12 @@ class RecordType(enum.Enum):
     QUEUE = "q"
     # A recipient accepted into the queue (one row per recipient of a stored message).
     RECEIVED = "r"
+    # A bounce that came back later (a DSN, or a failure reply to a VERP address, consumed
+    # at a bounce domain): PowerMTA's remote-bounce record.
+    REMOTE_BOUNCE = "rb"
+    # A feedback-loop complaint (ARF report): dsnDiag is the feedback type, dsnMta the
+    # reporter (User-Agent), dlvSourceIp the Source-IP the report names.
+    FEEDBACK = "f"
 
     @property
     def dsn_action(self) -> str:
@@ -38,6 +44,8 @@ _ACTIONS: dict[RecordType, str] = {
     RecordType.TRANSIENT: "delayed",
     RecordType.QUEUE: "",
     RecordType.RECEIVED: "",
+    RecordType.REMOTE_BOUNCE: "failed",
+    RecordType.FEEDBACK: "",
 }
 
 # ``srcType`` by ``Envelope.source`` value: PowerMTA's "smtp" and "api", and "local" for

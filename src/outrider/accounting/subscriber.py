@@ -25,10 +25,12 @@ from outrider.events.types import (
     Deferred,
     Delivered,
     Event,
+    Feedback,
     MessageInfo,
     MessageQueued,
     QueueEvent,
     RecipientEvent,
+    RemoteBounce,
 )
 
 Row = tuple[str, ...]
@@ -42,8 +44,10 @@ _KINDS: dict[type, RecordType] = {
     Deferred: RecordType.TRANSIENT,
     QueueEvent: RecordType.QUEUE,
     MessageQueued: RecordType.RECEIVED,
+    RemoteBounce: RecordType.REMOTE_BOUNCE,
+    Feedback: RecordType.FEEDBACK,  # complaints only: an unsubscribe is no row
 }
-DEFAULT_RECORDS = ("d", "b", "t", "q")
+DEFAULT_RECORDS = ("d", "b", "t", "q", "rb", "f")
 
 
 def wanted_kinds(records: Iterable[str]) -> dict[type, Kind]:
@@ -71,6 +75,10 @@ def row_of(event: Event) -> Row | None:
         return recipient_row(event, _ALL_KINDS[type(event)])
     if isinstance(event, QueueEvent):
         return queue_row(event)
+    if isinstance(event, RemoteBounce):
+        return remote_bounce_row(event)
+    if isinstance(event, Feedback) and event.kind == "complained":
+        return feedback_row(event)
     return None
 
 
@@ -148,6 +156,62 @@ def queue_row(event: QueueEvent) -> Row:
     )
 
 
+def remote_bounce_row(event: RemoteBounce) -> Row:
+    """An ``rb`` row: the DSN's fields, the recipient and job it is about (the queue and
+    sizes are not known: the original may have left the spool long ago)."""
+    return to_row(
+        AccountingRecord(
+            type=RecordType.REMOTE_BOUNCE,
+            time_logged=event.at,
+            time_queued=event.at,
+            orig=event.sender,
+            rcpt=event.recipient,
+            orcpt=event.orcpt,
+            dsn_action=event.action,
+            dsn_status=event.status,
+            dsn_diag=event.diagnostic,
+            dsn_mta=event.remote_mta,
+            dlv_source_ip="",
+            dlv_destination_ip="",
+            queue="",
+            vmta="",
+            job_id=event.job_id,
+            env_id="",
+            msg_id=event.msg_id,
+            size=0,
+            queue_id=event.queue_id,
+            bounce_cat=event.category,
+        )
+    )
+
+
+def feedback_row(event: Feedback) -> Row:
+    """An ``f`` row: a complaint (dsnDiag the feedback type, dsnMta who reported it)."""
+    return to_row(
+        AccountingRecord(
+            type=RecordType.FEEDBACK,
+            time_logged=event.at,
+            time_queued=event.at,
+            orig=event.sender,
+            rcpt=event.recipient,
+            orcpt="",
+            dsn_action="",
+            dsn_status="",
+            dsn_diag=event.detail,
+            dsn_mta=event.reporter,
+            dlv_source_ip=event.source_ip,
+            dlv_destination_ip="",
+            queue="",
+            vmta="",
+            job_id=event.job_id,
+            env_id="",
+            msg_id=event.msg_id,
+            size=0,
+            queue_id=event.queue_id,
+        )
+    )
+
+
 def received_rows(event: MessageQueued) -> list[Row]:
     """One ``r`` row per recipient of a message just queued, stamped with its receipt
     time. The queue is not known yet (it may need an MX look-up), so that cell is empty."""
@@ -209,6 +273,10 @@ class AccountingSubscriber:
                 rows.extend(received_rows(event))
             elif isinstance(event, QueueEvent):
                 rows.append(queue_row(event))
+            elif isinstance(event, RemoteBounce):
+                rows.append(remote_bounce_row(event))
+            elif isinstance(event, Feedback) and event.kind == "complained":
+                rows.append(feedback_row(event))
         if rows:
             self.log.write_rows(rows)
             self.log.flush()

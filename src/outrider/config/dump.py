@@ -123,6 +123,8 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         out[f'sender-domain."{name}"'] = settings(sender, effective=effective)
     for name, local in config.local_domains.items():
         out[f'local-domain."{name}"'] = settings(local, effective=True)
+    for name, bounce in config.bounce_domains.items():
+        out[f'bounce-domain."{name}"'] = settings(bounce, effective=effective)
     for name, mlist in config.lists.items():
         out[f'list."{name}"'] = settings(mlist, effective=True)
     if config.dkim:

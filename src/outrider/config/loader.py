@@ -121,6 +121,7 @@ class _Loader(Reader):
         listeners = self.listeners(data.get("listener"), selectable)
         senders = self.sender_domains(data.get("sender-domain"), selectable)
         local_domains = self.local_domains(data.get("local-domain"))
+        bounce_domains = self.bounce_domains(data.get("bounce-domain"), local_domains)
         lists = self.lists(data.get("list"), local_domains)
         dkim = self.dkim(data.get("dkim"))
         unsubscribe = self.section(data, "unsubscribe", m.UnsubscribeSettings)
@@ -152,6 +153,7 @@ class _Loader(Reader):
             local_domains=MappingProxyType(local_domains),
             lists=MappingProxyType(lists),
             srs=_settings(m.SrsSettings, srs),
+            bounce_domains=MappingProxyType(bounce_domains),
             webhooks=tuple(_settings(m.WebhookSettings, fields) for fields in webhooks),
             event_log=_settings(m.EventLogSettings, event_log),
             bounce_categories=_settings(m.BounceCategorySettings, bounce_categories),
@@ -161,10 +163,10 @@ class _Loader(Reader):
 
     def unsubscribe(self, fields: Mapping[str, Any], data: Mapping[str, Any]) -> None:
         """``mailto`` must reach a bounce domain, whose consumer reads the unsubscribe
-        mails (checked only when ``[bounce-domain]`` tables exist in this version);
+        mails;
         ``sender-domains`` without ``url`` or ``mailto`` would promise headers never added."""
         mailto = fields.get("mailto")
-        if mailto is not None and "bounce-domain" in m.TABLES:
+        if mailto is not None:
             tables = data.get("bounce-domain")
             known = {
                 str(name).lower().rstrip(".")
@@ -427,6 +429,28 @@ class _Loader(Reader):
             if "virtual_mta" in fields:
                 self.reference((*path, "virtual-mta"), fields["virtual_mta"], vmtas, *_VMTA)
             out[domain] = m.SenderDomainSettings(**fields)
+        return out
+
+    def bounce_domains(
+        self, value: object, local_domains: Collection[str]
+    ) -> dict[str, m.BounceDomainSettings]:
+        """``[bounce-domain."D"]``: a bounce domain's mail is consumed, so it cannot also
+        be a local domain whose mail goes to mailboxes."""
+        out: dict[str, m.BounceDomainSettings] = {}
+        origin: dict[str, str] = {}
+        for name, path, table in self.entries(("bounce-domain",), value):
+            try:
+                domain = normalize_domain(name)
+            except ValueError as exc:
+                self.problem(path, str(exc))
+                continue
+            if not self.once(("bounce-domain",), name, domain, origin):
+                continue
+            if domain in local_domains:
+                self.problem(path, f"{domain} is also a [local-domain]: choose one")
+                continue
+            fields = self.fields(path, table, m.BounceDomainSettings)
+            out[domain] = _settings(m.BounceDomainSettings, fields)
         return out
 
     def bounce_rules(self, path: Path | None) -> None:

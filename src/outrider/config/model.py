@@ -76,7 +76,7 @@ TLS_VERIFY_MODES = ("none", "ca", "ca+hostname")
 PASSWORD_HASHES = ("scrypt", "argon2id")
 LOG_FORMATS = ("text", "json")
 LIST_SENDER_WORDS = ("members", "anyone")
-ACCOUNTING_RECORDS = ("r", "d", "b", "t", "q")
+ACCOUNTING_RECORDS = ("r", "d", "b", "t", "q", "rb", "f")
 PATTERN_ACTIONS = ("mode=backoff", "mode=normal", "disable-source-ip", "bounce", "defer")
 PATTERN_PHASES = (
     "any",
@@ -558,11 +558,12 @@ class HttpSettings:
 @table
 class AccountingSettings:
     records: tuple[str, ...] = key(
-        array(choice(ACCOUNTING_RECORDS), "record types"), default=["d", "b", "t", "q"]
+        array(choice(ACCOUNTING_RECORDS), "record types"), default=["d", "b", "t", "q", "rb", "f"]
     )
     """Which record types the accounting log writes: `r` received (one row per accepted
     recipient), `d` delivered, `b` bounced, `t` transient failure (deferred), `q` queue mode
-    change."""
+    change, `rb` remote (asynchronous) bounce and `f` feedback-loop complaint, both from mail
+    to a `[bounce-domain]` (see [feedback.md](feedback.md))."""
     keep: float = key(DUR, default="30d")
     """Accounting files older than this are deleted (checked at start and at each daily
     rotation)."""
@@ -647,6 +648,20 @@ class SrsSettings:
     Keep it across reinstalls: bounces to addresses signed with a lost key are refused."""
     max_age: float = key(DUR, default="21d")
     """How long a rewritten address is honoured for bounces."""
+
+
+@table
+class BounceDomainSettings:
+    """A domain whose mail is bounces and complaints for this server to consume
+    (``[bounce-domain."bounce.example.com"]``); see [feedback.md](feedback.md)."""
+
+    verp: bool = key(BOOLEAN, default=False)
+    """Rewrite the envelope sender `local@DOMAIN` of single-recipient mail to
+    `local+TOKEN@DOMAIN`, where the signed TOKEN names the recipient (and the job), so any
+    bounce to it is tied to its recipient, even one that is not a standard DSN."""
+    secret_file: Path = key(PATH, default="var/verp-secret")
+    """The key VERP tokens are signed with, made (mode 0600) at the first start. Keep it:
+    bounces to tokens signed with a lost key are not attributed."""
 
 
 @table
@@ -784,6 +799,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "local-domain": (LocalDomainSettings, "named"),
     "list": (ListSettings, "named"),
     "srs": (SrsSettings, "table"),
+    "bounce-domain": (BounceDomainSettings, "named"),
     "webhook": (WebhookSettings, "array"),
     "event-log": (EventLogSettings, "table"),
     "bounce-categories": (BounceCategorySettings, "table"),
@@ -830,6 +846,7 @@ class Config:
     local_domains: Mapping[str, LocalDomainSettings] = field(default_factory=empty)
     lists: Mapping[str, ListSettings] = field(default_factory=empty)
     srs: SrsSettings = field(default_factory=SrsSettings)
+    bounce_domains: Mapping[str, BounceDomainSettings] = field(default_factory=empty)
     webhooks: tuple[WebhookSettings, ...] = ()
     event_log: EventLogSettings = field(default_factory=EventLogSettings)
     bounce_categories: BounceCategorySettings = field(default_factory=BounceCategorySettings)

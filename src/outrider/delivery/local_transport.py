@@ -2,10 +2,11 @@
 
 :class:`LocalDelivery` is the scheduler's transport selector: a local domain gets its
 own transport (Maildir or LMTP, as its ``transport`` key says), every other domain the
-remote (SMTP) one, so mail for a local domain is never relayed. Within a local domain a
-list's address is a recipient like any other; its connection hands list posts to the
-:class:`~outrider.delivery.list_transport.ListExpander` and the rest to the mailbox
-transport, and reports them together.
+remote (SMTP) one, so mail for a local domain is never relayed. A ``[bounce-domain]``
+goes to the ``feedback`` transport (:mod:`outrider.feedback.transport`), which consumes
+it. Within a local domain a list's address is a recipient like any other; its connection
+hands list posts to the :class:`~outrider.delivery.list_transport.ListExpander` and the
+rest to the mailbox transport, and reports them together.
 """
 
 from __future__ import annotations
@@ -96,13 +97,20 @@ class LocalDelivery:
         self.directory = directory
         self.config = config
         self.local: dict[str, Transport] = {}
+        # Attached by the daemon (it needs the suppression list and the event bus).
+        self.feedback: Transport | None = None
         # Remote mail goes through the SRS wrapper: it rewrites the sender of forwarded
         # recipients when [srs] is on, and passes everything through otherwise.
         self.outbound = SrsTransport(remote, lambda: self.directory().srs)
         self.update_config(config)
 
     def __call__(self, domain: str, policy: DomainPolicy) -> Transport:
-        return self.local.get(domain, self.outbound)
+        found = self.local.get(domain)
+        if found is not None:
+            return found
+        if self.feedback is not None and domain in self.config.bounce_domains:
+            return self.feedback
+        return self.outbound
 
     def update_config(self, config: Config) -> None:
         """A reload: local domains added, changed or removed take effect for new queues."""

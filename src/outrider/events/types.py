@@ -122,7 +122,39 @@ class Feedback:
     job_id: str = ""
     queue_id: str = ""
     detail: str = ""  # e.g. the feedback type, the user agent, the list
+    # Filled for complaints (ARF reports to a bounce domain): the original envelope
+    # sender, who reported (User-Agent) and the IP the original left from (Source-IP).
+    sender: str = ""
+    reporter: str = ""
+    source_ip: str = ""
+    msg_id: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RemoteBounce:
+    """A bounce that came back after the next hop had accepted the message: a DSN (or,
+    to a VERP address, any failure reply) consumed at a bounce domain. Not a
+    :class:`RecipientEvent`: no delivery attempt of ours is behind it, so the traffic
+    counters, the DSN notifier and the bounce auto-add (which checks ``type is Bounced``)
+    leave it alone; accounting writes it as ``rb``, webhooks send it as ``bounced``
+    with ``"async": true``."""
+
+    at: float
+    recipient: str
+    sender: str  # the original envelope sender (the VERP base address)
+    status: str  # enhanced status code from the DSN (or the text), e.g. "5.1.1"
+    diagnostic: str  # Diagnostic-Code, or the reply text found
+    remote_mta: str  # Remote-MTA, else Reporting-MTA
+    category: str  # bounce category
+    action: str = "failed"
+    orcpt: str = ""  # Original-Recipient as given ("rfc822;ann@example.org")
+    job_id: str = ""
+    queue_id: str = ""
+    msg_id: str = ""
+    verp: bool = False  # the recipient came from a VERP token
 
 
 # Delivered, Deferred and Bounced are the RecipientEvent kinds.
-Event = RecipientEvent | MessageQueued | MessageDone | QueueEvent | NoticeDue | Feedback
+Event = (
+    RecipientEvent | MessageQueued | MessageDone | QueueEvent | NoticeDue | Feedback | RemoteBounce
+)

@@ -23,6 +23,7 @@ from outrider.events.types import (
     MessageQueued,
     QueueEvent,
     RecipientEvent,
+    RemoteBounce,
 )
 from outrider.queue.summary import iso
 from outrider.runtime.stats import kind_of
@@ -51,6 +52,8 @@ def event_type(event: Event) -> str | None:
         return "done"
     if isinstance(event, Feedback):
         return event.kind  # "complained" or "unsubscribed"
+    if isinstance(event, RemoteBounce):
+        return "bounced"  # with "async": true
     return None  # NoticeDue: internal
 
 
@@ -96,6 +99,15 @@ def event_json(event: Event) -> dict[str, Any] | None:
             "sender_domain": event.sender_domain,
             "job_id": event.job_id,
             "detail": event.detail,
+        }
+    elif isinstance(event, RemoteBounce):
+        out |= {
+            "id": event.queue_id,
+            "rcpt": event.recipient,
+            "status": event.status,
+            "diagnostic": event.diagnostic,
+            "category": event.category,
+            "async": True,
         }
     return out
 

@@ -14,6 +14,7 @@ from typing import Protocol
 from outrider.auth.rates import UserRateLimiter
 from outrider.config.model import Config
 from outrider.dkim.step import DkimSigner, signer_from_config
+from outrider.feedback.step import verp_from_config
 from outrider.intake.checks import (
     AddressLiterals,
     HopLimit,
@@ -52,7 +53,15 @@ def intake_checks(config: Config, users: UserRecords | None, rates: UserRateLimi
         AddressLiterals(li.name for li in config.listeners if li.allow_address_literals),
         RecipientDomain(),
         *local,
-        Relay((*config.relay.domains, *config.local_domains, *srs_domain(config)), postmaster),
+        Relay(
+            (
+                *config.relay.domains,
+                *config.local_domains,
+                *srs_domain(config),
+                *config.bounce_domains,
+            ),
+            postmaster,
+        ),
         HopLimit(config.server.max_received_headers),
         Postmaster(postmaster),
     ]
@@ -91,6 +100,7 @@ def build_intake(
         new_queue_id=new_queue_id,
         dkim=dkim_signer(config),
         unsubscribe=unsubscribe_step(config),
+        verp=verp_from_config(config),
     )
 
 
@@ -130,6 +140,7 @@ def reconfigure_intake(intake: Intake, config: Config, users: UserRecords | None
         intake.unsubscribe = unsubscribe_step(config)
     except RuntimeError as exc:
         log.error("%s; the previous [unsubscribe] settings stay", exc)
+    intake.verp = verp_from_config(config)
 
 
 def build_notice_intake(config: Config, *, spool: MessageStore, sink: Sink) -> Intake:

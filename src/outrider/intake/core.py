@@ -3,9 +3,10 @@
 ``submit`` runs, in order: the message checks, the checks' recipient mapping
 (``Postmaster``), header completion, the List-Unsubscribe fields
 (:mod:`outrider.unsubscribe.step`, when ``[unsubscribe]`` is on), DKIM signing
-(:mod:`outrider.dkim.step`, when ``[[dkim]]`` keys are configured), the choice of virtual
-MTA, the durable store (fsynced before it returns) and the hand-off to the sink (the
-scheduler). The caller
+(:mod:`outrider.dkim.step`, when ``[[dkim]]`` keys are configured), the VERP return path
+(:mod:`outrider.feedback.step`, for a ``[bounce-domain]`` with ``verp = true``), the choice
+of virtual MTA, the durable store (fsynced before it returns) and the hand-off to the sink
+(the scheduler). The caller
 answers its client from the result: only an :class:`Accepted` message may be
 acknowledged, and only an accepted message ever reaches the sink. A stored message is
 accepted even when the sink cannot take it (it is scheduled from the spool instead).
@@ -36,6 +37,7 @@ from outrider.unsubscribe.step import take_request
 
 if TYPE_CHECKING:
     from outrider.dkim.step import DkimSigner
+    from outrider.feedback.step import VerpRewriter
     from outrider.unsubscribe.step import UnsubscribeStep
 
 log = logging.getLogger("outrider.intake")
@@ -83,6 +85,7 @@ class Intake:
     dkim: DkimSigner | None = None  # None: no [[dkim]] configured, nothing signed
     # None: no [unsubscribe] url or mailto; X-Outrider-Unsubscribe is still removed
     unsubscribe: UnsubscribeStep | None = None
+    verp: VerpRewriter | None = None  # None: no [bounce-domain] with verp = true
 
     def check_mail(self, submission: Submission, sender: str) -> VerdictResult:
         return self.pipeline.at_mail(submission, sender)
@@ -139,6 +142,8 @@ class Intake:
                     log.exception("%s: DKIM signing failed", queue_id)
                     return Rejected(LOCAL_ERROR)
                 envelope.size = len(data) if isinstance(data, bytes) else data.size
+            if self.verp is not None:
+                self.verp.rewrite(envelope)  # the envelope only: signatures are unaffected
             envelope.vmta = choose_vmta(
                 self.vmtas,
                 sender=envelope.sender,

@@ -28,6 +28,9 @@ from outrider.delivery.list_transport import ListExpander
 from outrider.delivery.local_transport import LocalDelivery
 from outrider.delivery.smtp_transport import SmtpTransport
 from outrider.dsn.notifier import DsnNotifier
+from outrider.feedback.consumer import FeedbackConsumer
+from outrider.feedback.keys import unsubscribe_secret, verp_secrets
+from outrider.feedback.transport import BounceTransport
 from outrider.inbound.receiver import Listener
 from outrider.intake import Intake, SchedulerSink
 from outrider.intake.build import (
@@ -102,6 +105,19 @@ class Daemon:
         manager = Scheduler(
             config=config, spool=spool, transports=self.delivery, suppression=self.suppression
         )
+        # Mail for a [bounce-domain] is consumed here (DSNs, ARF reports, VERP replies).
+        self.feedback = FeedbackConsumer(
+            secrets=verp_secrets(config),
+            store=self.suppression,
+            publish=manager.bus.publish,
+            hostname=config.server.hostname,
+            classify=lambda status, diag: manager.bounce_categories.classify(status, diag),
+            auto_add=lambda: self.config.suppression.auto_add,
+            unsubscribe_secret=lambda: unsubscribe_secret(self.config),
+            unsubscribe_max_age=lambda: self.config.unsubscribe.max_age,
+            clock=manager.ctx.clock,
+        )
+        self.delivery.feedback = BounceTransport(self.feedback)
         self.accounting = AccountingSubscriber(accounting)
         self.accounting.configure(config.accounting)
         accounting.remove_expired()  # [accounting] keep, at start (then at each rotation)
@@ -408,6 +424,8 @@ class Daemon:
         if self.delivery.lists is not None:
             self.delivery.lists.directory = self.directory.current
         self.delivery.update_config(new)
+        self.feedback.secrets = verp_secrets(new)
+        self.feedback.hostname = new.server.hostname
         self.manager.update_config(new)
         self.accounting.configure(new.accounting)
         self.auto_suppress.enabled = new.suppression.auto_add

@@ -18,6 +18,7 @@ from outrider.events.types import (
     Feedback,
     QueueEvent,
     RecipientEvent,
+    RemoteBounce,
 )
 from outrider.http.sse import event_json, event_type
 
@@ -36,6 +37,8 @@ def webhook_kind(event: Event) -> str | None:
         return "expired" if event.expired else "bounced"
     if cls is Deferred:
         return "deferred"
+    if cls is RemoteBounce:
+        return "bounced"  # an asynchronous one: its JSON has "async": true
     if cls is Feedback:
         assert isinstance(event, Feedback)
         return event.kind if event.kind in ("complained", "unsubscribed") else None
@@ -72,4 +75,14 @@ def event_record(event: Event, kind: str) -> dict[str, Any]:
         }
     elif isinstance(event, QueueEvent):
         out |= {"host": event.host, "rule": event.rule}
+    elif isinstance(event, RemoteBounce):
+        out |= {
+            "sender": event.sender,
+            "orcpt": event.orcpt,
+            "job_id": event.job_id,
+            "msg_id": event.msg_id,
+            "remote_mta": event.remote_mta,
+        }
+    elif isinstance(event, Feedback) and event.sender:
+        out |= {"sender": event.sender, "reporter": event.reporter, "msg_id": event.msg_id}
     return out

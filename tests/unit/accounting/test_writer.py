@@ -85,7 +85,7 @@ FIRST_FIELDS = [
 
 
 def test_record_type_codes_and_actions() -> None:
-    assert [t.value for t in RecordType] == ["d", "b", "t", "q", "r"]
+    assert [t.value for t in RecordType] == ["d", "b", "t", "q", "r", "rb", "f"]
     assert RecordType.DELIVERED.dsn_action == "relayed"
     assert RecordType.BOUNCED.dsn_action == "failed"
     assert RecordType.TRANSIENT.dsn_action == "delayed"

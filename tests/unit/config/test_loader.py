@@ -245,6 +245,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "local-domain",
         "list",
         "srs",
+        "bounce-domain",
         "webhook",
         "event-log",
         "bounce-categories",

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from outrider.config.loader import parse_config
-from outrider.config.model import TABLES, ConfigError
+from outrider.config.model import ConfigError
 
 LISTENER = '[[listener]]\naddress = "127.0.0.1:2525"\n'
 
@@ -33,9 +33,11 @@ def test_keys() -> None:
     assert u.max_age == 90 * 86400.0 and u.page_text == "Example News"
 
 
-@pytest.mark.skipif("bounce-domain" in TABLES, reason="[bounce-domain] checks mailto")
-def test_mailto_is_an_address_while_there_are_no_bounce_domains() -> None:
-    config = parse_config(LISTENER + '[unsubscribe]\nmailto = "u@bounce.example.com"\n')
+def test_mailto_must_be_at_a_bounce_domain() -> None:
+    table = '[unsubscribe]\nmailto = "u@bounce.example.com"\n'
+    with pytest.raises(ConfigError, match=r"unsubscribe\.mailto: must be an address at a"):
+        parse_config(LISTENER + table, "t.toml")
+    config = parse_config(LISTENER + table + '[bounce-domain."bounce.example.com"]\n')
     assert config.unsubscribe.enabled and config.unsubscribe.mailto == "u@bounce.example.com"
 
 
