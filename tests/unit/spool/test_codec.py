@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
+import zlib
 
 import pytest
 from hypothesis import given
@@ -176,6 +178,18 @@ def test_every_intact_record_is_yielded_with_its_end() -> None:
     assert [end for end, _ in iter_records(one * 2 + one[:9])] == [len(one), 2 * len(one)]
 
 
+def test_envelope_row_is_read_wherever_it_stands_in_the_record() -> None:
+    """The envelope row reads its own two fields, and rows after it still apply."""
+    env = make_envelope(1)
+    rows = b'[["e",0,"SF"],[0,"delivered",2,0.0,"250 ok","mx.example.net"]]'
+    head = struct.pack("<cI", b"S", len(rows))
+    record = head + struct.pack("<I", zlib.crc32(rows, zlib.crc32(head))) + rows
+    assert apply_records(env, record) == len(record)
+    assert (env.delay_warned, env.notices) == (False, "SF")  # not warned, though notices owed
+    assert env.recipients[0].status is RcptStatus.DELIVERED
+    assert env.recipients[0].attempts == 2
+
+
 def test_record_with_bad_index_is_an_error() -> None:
     env = make_envelope(1)
     with pytest.raises(CodecError):
@@ -207,9 +221,6 @@ def test_notice_state_rides_in_the_record_and_old_rows_still_read() -> None:
     old = encode_record([(1, r1)])
     assert b',"S"' not in old
     legacy = b'[[1,"bounced",3,0.0,"550 5.1.1 no such user","mx.example.net"]]'
-    import struct
-    import zlib
-
     framed = struct.pack("<cII", b"R", len(legacy), zlib.crc32(legacy)) + legacy
     again = decode_envelope(encode_envelope(make_envelope(2)))
     assert apply_records(again, framed) == len(framed)
