@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 CONFIG ?= examples/outrider.toml
 
-.PHONY: run test lint typecheck unit bench clean system-deps soak fuzz install
+.PHONY: run test lint typecheck unit bench clean system-deps soak fuzz install mutate
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
@@ -49,6 +49,15 @@ unit: $(STAMP)
 FUZZ_JOBS ?= 2
 fuzz: $(STAMP)
 	HYPOTHESIS_PROFILE=fuzz $(BIN)/python -m tests.fuzz.run --jobs $(FUZZ_JOBS)
+
+# Mutation testing (docs/testing.md): mutmut, module by module against its own unit tests,
+# then a score table; not part of `make test`. Long: pick modules, or cap each one:
+#   make mutate MODULES="spool/codec.py policy/rate.py" MUTATE_MINUTES=5
+MODULES ?=
+MUTATE_MINUTES ?= 0
+mutate: $(STAMP)
+	@$(BIN)/python -c 'import mutmut' 2>/dev/null || $(BIN)/pip install -q -e '.[test,mutate]'
+	nice -n 10 $(BIN)/python -m tests.mutation.run --minutes $(MUTATE_MINUTES) $(MODULES)
 
 test: $(STAMP) system-deps lint typecheck
 	$(BIN)/pytest -q -p no:cacheprovider
@@ -120,4 +129,4 @@ install:
 	@echo "  systemctl enable --now outrider"
 
 clean:
-	rm -rf $(VENV) var build dist src/*.egg-info .mypy_cache .ruff_cache .pytest_cache
+	rm -rf $(VENV) var build dist .mutmut src/*.egg-info .mypy_cache .ruff_cache .pytest_cache

@@ -6,12 +6,18 @@ A spool file is::
     envelope = env_len bytes of compact UTF-8 JSON (versioned, see FORMAT_VERSION);
                may end with spaces (a spilled body's file is padded to fit)
     body     = body_len bytes, the message as received
-    tail     = zero or more records: b"R" len:u32 crc:u32 payload
+    tail     = zero or more records: tag:u8 len:u32 crc:u32 payload
 
 ``prefix_crc`` covers the fixed fields and the envelope, so a file cut anywhere inside its
 header is detected. Each tail record holds the full state of some recipients (by index),
-so replaying records in order gives the latest state; a record whose length or CRC does
-not check out marks the end of the valid tail (a write torn by a crash).
+so replaying records in order gives the latest state; a record whose tag, length or CRC
+does not check out marks the end of the valid tail (a write torn by a crash).
+
+Record tags: ``b"S"`` (written since issue 15): ``crc`` is the CRC-32 of the tag, the
+length and the payload, so a damaged tag or length byte is caught by the checksum and not
+only by the tag comparison. ``b"R"`` (older releases; still read, never written): ``crc``
+covers the payload only. A file may hold both kinds (old records, then new ones appended
+after an upgrade). ``tests/unit/spool/test_codec_golden.py`` pins the exact bytes.
 
 JSON via the C accelerator is faster here than pickle/marshal on dict-shaped data, safe to
 parse, and readable with standard tools when an operator inspects a spool file.
@@ -34,8 +40,11 @@ FORMAT_VERSION = 1
 _PREFIX = struct.Struct("<4sBIQI")  # magic, version, env_len, body_len, body_crc
 _PREFIX_CRC = struct.Struct("<I")
 PREFIX_SIZE = _PREFIX.size + _PREFIX_CRC.size
-_RECORD = struct.Struct("<cII")  # b"R", payload length, payload crc
-_RECORD_TAG = b"R"
+_RECORD = struct.Struct("<cII")  # tag, payload length, crc
+_RECORD_HEAD = struct.Struct("<cI")  # the part of the header the crc covers
+_RECORD_CRC = struct.Struct("<I")
+_RECORD_TAG = b"S"  # crc over tag + length + payload
+_RECORD_TAG_V1 = b"R"  # crc over the payload only: read, never written
 MAX_RECORD_PAYLOAD = 64 * 1024 * 1024  # larger lengths can only be garbage
 
 _NOTIFY_LETTERS = ((Notify.SUCCESS, "S"), (Notify.FAILURE, "F"), (Notify.DELAY, "D"))
@@ -299,7 +308,8 @@ def encode_record(
     if envelope is not None:
         rows.append([ENVELOPE_ROW, int(envelope.delay_warned), envelope.notices])
     payload = _encoder.encode(rows).encode("utf-8")
-    return _RECORD.pack(_RECORD_TAG, len(payload), zlib.crc32(payload)) + payload
+    head = _RECORD_HEAD.pack(_RECORD_TAG, len(payload))
+    return head + _RECORD_CRC.pack(zlib.crc32(payload, zlib.crc32(head))) + payload
 
 
 def iter_records(tail: bytes) -> Iterator[tuple[int, list[list[Any]]]]:
@@ -310,10 +320,16 @@ def iter_records(tail: bytes) -> Iterator[tuple[int, list[list[Any]]]]:
     while pos + header <= size:
         tag, length, crc = _RECORD.unpack_from(tail, pos)
         end = pos + header + length
-        if tag != _RECORD_TAG or length == 0 or length > MAX_RECORD_PAYLOAD or end > size:
+        if length == 0 or length > MAX_RECORD_PAYLOAD or end > size:
             return
         payload = tail[pos + header : end]
-        if zlib.crc32(payload) != crc:
+        if tag == _RECORD_TAG:
+            start = zlib.crc32(tail[pos : pos + _RECORD_HEAD.size])
+        elif tag == _RECORD_TAG_V1:
+            start = 0
+        else:
+            return
+        if zlib.crc32(payload, start) != crc:
             return
         try:
             rows = _decode(payload.decode("utf-8"))

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import struct
+import zlib
 
 import pytest
 from hypothesis import given
@@ -147,10 +149,61 @@ def test_records_replay_in_order_and_stop_at_a_torn_one() -> None:
     assert list(iter_records(b"\0" * 64)) == []  # zero-filled tail after a crash
 
 
+def test_torn_first_record_leaves_no_valid_octet() -> None:
+    """Recovery cuts the tail to the returned length: a torn *first* record must give 0,
+    or a garbage octet stays in front of every later append and hides it."""
+    env = make_envelope(2)
+    r0 = env.recipients[0]
+    r0.status, r0.attempts = RcptStatus.DELIVERED, 3
+    first = encode_record([(0, r0)])
+    for cut in range(1, len(first)):
+        fresh = decode_envelope(encode_envelope(make_envelope(2)))
+        assert apply_records(fresh, first[:cut]) == 0
+        assert fresh.recipients[0].status is RcptStatus.PENDING
+        assert fresh.recipients[0].attempts == 0
+    assert apply_records(make_envelope(2), b"") == 0
+
+    # What recovery then does: cut to the valid length and append the next record.
+    fresh = decode_envelope(encode_envelope(make_envelope(2)))
+    torn = first[: len(first) // 2]
+    tail = torn[: apply_records(fresh, torn)] + first
+    assert apply_records(fresh, tail) == len(first)
+    assert fresh.recipients[0].status is RcptStatus.DELIVERED
+
+
+def test_every_intact_record_is_yielded_with_its_end() -> None:
+    env = make_envelope(1)
+    one = encode_record([(0, env.recipients[0])])
+    assert [end for end, _ in iter_records(one * 3)] == [len(one), 2 * len(one), 3 * len(one)]
+    assert [end for end, _ in iter_records(one * 2 + one[:9])] == [len(one), 2 * len(one)]
+
+
+def test_envelope_row_is_read_wherever_it_stands_in_the_record() -> None:
+    """The envelope row reads its own two fields, and rows after it still apply."""
+    env = make_envelope(1)
+    rows = b'[["e",0,"SF"],[0,"delivered",2,0.0,"250 ok","mx.example.net"]]'
+    head = struct.pack("<cI", b"S", len(rows))
+    record = head + struct.pack("<I", zlib.crc32(rows, zlib.crc32(head))) + rows
+    assert apply_records(env, record) == len(record)
+    assert (env.delay_warned, env.notices) == (False, "SF")  # not warned, though notices owed
+    assert env.recipients[0].status is RcptStatus.DELIVERED
+    assert env.recipients[0].attempts == 2
+
+
 def test_record_with_bad_index_is_an_error() -> None:
     env = make_envelope(1)
     with pytest.raises(CodecError):
         apply_records(env, encode_record([(5, env.recipients[0])]))
+
+
+@pytest.mark.parametrize("index", [-1, -2])
+def test_negative_index_is_refused_not_counted_from_the_end(index: int) -> None:
+    env = make_envelope(2)
+    update = dataclasses.replace(env.recipients[1], status=RcptStatus.DELIVERED, attempts=4)
+    with pytest.raises(CodecError, match="bad status record"):
+        apply_records(env, encode_record([(index, update)]))
+    assert env.recipients[1].status is RcptStatus.PENDING
+    assert env.recipients[1].attempts == 0
 
 
 def test_notice_state_rides_in_the_record_and_old_rows_still_read() -> None:
@@ -168,9 +221,6 @@ def test_notice_state_rides_in_the_record_and_old_rows_still_read() -> None:
     old = encode_record([(1, r1)])
     assert b',"S"' not in old
     legacy = b'[[1,"bounced",3,0.0,"550 5.1.1 no such user","mx.example.net"]]'
-    import struct
-    import zlib
-
     framed = struct.pack("<cII", b"R", len(legacy), zlib.crc32(legacy)) + legacy
     again = decode_envelope(encode_envelope(make_envelope(2)))
     assert apply_records(again, framed) == len(framed)

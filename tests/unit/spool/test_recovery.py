@@ -77,6 +77,26 @@ async def test_torn_final_status_record_is_ignored_and_cut(spool: DiskSpool) -> 
     assert again.recipients[1].status is RcptStatus.DELIVERED
 
 
+@pytest.mark.parametrize("keep", [1, 8, 20])
+async def test_torn_first_status_record_is_cut_to_the_body_end(spool: DiskSpool, keep: int) -> None:
+    env = make_envelope(2)
+    await spool.store(env, BODY)
+    path = spool.directory / env.queue_id
+    stored_size = path.stat().st_size
+    env.recipients[0].status = RcptStatus.DELIVERED
+    with path.open("ab") as f:
+        f.write(encode_record([(0, env.recipients[0])])[:keep])
+
+    (back,) = list(spool.recover())
+    assert back.recipients[0].status is RcptStatus.PENDING
+    assert path.stat().st_size == stored_size  # no garbage octet left before the next append
+
+    back.recipients[1].status = RcptStatus.BOUNCED
+    await spool.record(back, back.recipients[1:])
+    (again,) = list(spool.recover())
+    assert again.recipients[1].status is RcptStatus.BOUNCED
+
+
 @pytest.mark.parametrize("keep", [0, 10, PREFIX_SIZE, PREFIX_SIZE + 7])
 async def test_file_truncated_in_its_header_is_quarantined(
     spool: DiskSpool, caplog: pytest.LogCaptureFixture, keep: int
