@@ -20,6 +20,7 @@ from outrider.events.types import (
     RecipientEvent,
     RemoteBounce,
 )
+from outrider.feedback.transport import HOST as CONSUMED
 from outrider.http.sse import event_json, event_type
 
 SUPPRESSED = "suppressed"  # the bounce category of a recipient on a suppression list
@@ -29,7 +30,10 @@ def webhook_kind(event: Event) -> str | None:
     """The webhook kind of ``event``; None for the events webhooks are not sent."""
     cls = type(event)
     if cls is Delivered:
-        return "delivered"
+        assert isinstance(event, Delivered)
+        # mail consumed by a bounce domain is reported by what it held (async bounces,
+        # complaints, unsubscribes), not as a delivery the sender never made
+        return None if event.remote_mta == CONSUMED else "delivered"
     if cls is Bounced:
         assert isinstance(event, Bounced)
         if event.category == SUPPRESSED:

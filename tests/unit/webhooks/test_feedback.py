@@ -79,6 +79,14 @@ def test_webhook_kinds() -> None:
     assert webhook_kind(MessageDone(1.0, "Q1")) is None
 
 
+def test_mail_consumed_by_a_bounce_domain_is_no_delivery_for_webhooks() -> None:
+    consumed = Delivered(
+        2.0, INFO, "b+t@bounce.x.test", "", "2.0.0", "250", "bounce-domain", "q", "v"
+    )
+    assert webhook_kind(consumed) is None
+    assert sse.event_type(consumed) == "delivered"  # the event log and stream keep it
+
+
 def test_webhook_config() -> None:
     config = parse_config(
         BASE + '[[webhook]]\nname = "a"\nurl = "https://h.test/x"\nsecret-file = "s"\n'
