@@ -127,9 +127,19 @@ class Prefilter:
 
     def _work(self) -> None:
         try:
-            self._result = scan(self._path, self._stop)
+            built = scan(self._path, self._stop)
         except sqlite3.Error as exc:
             log.warning("suppression list %s: filter not built: %s", self._path, exc)
+            return
+        if built is not None:
+            log.info(
+                "suppression list %s: filter of %d entries built in %.1f s (%.1f MB)",
+                self._path,
+                built.bloom.count,
+                built.seconds,
+                built.bloom.nbytes / 1e6,
+            )
+        self._result = built  # handed over at the owner's next look-up
 
     def _collect(self) -> None:
         thread = self._thread
@@ -143,13 +153,6 @@ class Prefilter:
         self._bloom, self._position, self._stale = built.bloom, built.position, True
         self._seconds = built.seconds
         self._builds += 1
-        log.info(
-            "suppression list %s: filter of %d entries built in %.1f s (%.1f MB)",
-            self._path,
-            built.bloom.count,
-            built.seconds,
-            built.bloom.nbytes / 1e6,
-        )
 
     def rebuild(self) -> None:
         """Drop the filter (look-ups go to SQLite) and build a new one."""
