@@ -10,6 +10,11 @@ Writers (the CLI, the API, the auto-add subscriber) commit at once; WAL lets the
 long-lived connection see them on its next query without reopening anything. The count
 of entries is cached and re-read only when SQLite's ``data_version`` says another
 connection changed the file, so a daemon with an empty list pays one pragma per message.
+
+In front of SQLite sits an in-memory filter (:mod:`outrider.suppression.prefilter`): built
+by a worker thread at the first look-up, it answers "not suppressed" for almost every
+address without a query; its hits are confirmed by SQLite. Every add also appends to the
+``suppression_log`` table so the daemon's filter learns of the CLI's adds.
 """
 
 from __future__ import annotations
@@ -25,12 +30,21 @@ from pathlib import Path
 from typing import TextIO
 
 from outrider.message.domains import InvalidDomainError, normalize_domain
+from outrider.suppression.prefilter import (
+    KEEP,
+    LOG_LIMIT,
+    LOG_SCHEMA,
+    FilterStats,
+    Prefilter,
+    log_position,
+)
 
 GLOBAL = "*"
 REASONS = ("bad-mailbox", "bad-domain", "unsubscribe", "complaint", "manual", "import")
 MAX_ADDRESS = 320  # octets: 64 local part + @ + 255 domain (RFC 5321 4.5.3.1)
 _BAD = re.compile(r"[\s\x00-\x1f\x7f]")  # spaces and controls: never in an address
 _BATCH = 500  # bound parameters per IN (...) query (SQLite allows 32766)
+_FRESH = 0.0005  # s: check() right after is_empty() reuses its data_version poll
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS suppression (
@@ -114,20 +128,33 @@ class ImportResult:
 
 class SuppressionStore:
     """One connection to the suppression file. Not thread-safe: one owner (the daemon's
-    event loop, or one CLI command)."""
+    event loop, or one CLI command). ``prefilter=False`` keeps every look-up in SQLite
+    (the filter's worker thread only starts at the first :meth:`check` anyway)."""
 
-    def __init__(self, path: Path | str, *, clock: Callable[[], float] = time.time) -> None:
+    def __init__(
+        self,
+        path: Path | str,
+        *,
+        clock: Callable[[], float] = time.time,
+        prefilter: bool = True,
+    ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(str(self.path), isolation_level=None, timeout=10.0)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
+        self._db.execute(LOG_SCHEMA)
         self._clock = clock
         self._version = -1
-        self._count = 0
+        self._count: int | None = None
+        self._empty = True
+        self._fresh_until = 0.0
+        self._filter = Prefilter(self.path, self._db) if prefilter else None
 
     def close(self) -> None:
+        if self._filter is not None:
+            self._filter.close()
         self._db.close()
 
     def _now(self) -> float:
@@ -140,21 +167,47 @@ class SuppressionStore:
                 "SELECT count(*) FROM suppression WHERE scope = ?", (normalize_scope(scope),)
             ).fetchone()
             return int(row[0])
-        return self._cached_count()
-
-    def _cached_count(self) -> int:
-        (version,) = self._db.execute("PRAGMA data_version").fetchone()
-        if version != self._version:
-            self._version = int(version)
+        self._poll()
+        if self._count is None:
             self._count = int(self._db.execute("SELECT count(*) FROM suppression").fetchone()[0])
         return self._count
 
+    def _poll(self) -> None:
+        """One pragma; when the file changed, re-check emptiness (O(1), unlike a count of
+        10 million rows), forget the count and tell the filter to catch up."""
+        (version,) = self._db.execute("PRAGMA data_version").fetchone()
+        if version != self._version:
+            self._version = int(version)
+            self._count = None
+            row = self._db.execute("SELECT EXISTS (SELECT 1 FROM suppression)").fetchone()
+            self._empty = not row[0]
+            if self._filter is not None:
+                self._filter.changed()
+
     def _changed(self) -> None:
-        """Our own writes do not move our data_version: force a re-count next time."""
+        """Our own writes do not move our data_version: force a re-check next time."""
         self._version = -1
+        self._fresh_until = 0.0
 
     def is_empty(self) -> bool:
-        return self._cached_count() == 0
+        self._poll()
+        self._fresh_until = time.monotonic() + _FRESH
+        return self._empty
+
+    # -- the in-memory filter --------------------------------------------------------------
+    def start_filter(self, wait: float = 0.0) -> bool:
+        """Start building the filter now (else the first :meth:`check` does); with
+        ``wait``, block up to that many seconds for it. True when it is in use."""
+        if self._filter is None:
+            return False
+        self._filter.start()
+        return self._filter.wait(wait) if wait else self._filter.current() is not None
+
+    def filter_stats(self) -> FilterStats:
+        """The filter's state, size and memory, and how many look-ups it saved."""
+        if self._filter is None:
+            return FilterStats("off", 0, 0, 0.0, 0, 0, 0)
+        return self._filter.stats()
 
     # -- reading ---------------------------------------------------------------------------
     def check(self, addresses: Iterable[str], scope: str | None) -> dict[str, Entry]:
@@ -168,11 +221,29 @@ class SuppressionStore:
                 keys.setdefault(normalize_address(given), []).append(given)
             except SuppressionError:
                 continue
-        if not keys or self.is_empty():
+        if not keys:
+            return {}
+        # The scheduler asks is_empty() then check() for each message: one pragma will do.
+        if time.monotonic() >= self._fresh_until:
+            self._poll()
+        self._fresh_until = 0.0
+        if self._empty:
             return {}
         scopes = [GLOBAL] if not scope or scope == GLOBAL else [scope, GLOBAL]
         found: dict[str, Entry] = {}
         norm = list(keys)
+        filt = self._filter
+        if filt is not None:
+            bloom = filt.current()
+            if bloom is None:
+                filt.start()  # until it is built, SQLite answers everything
+            else:
+                maybe = bloom.might_contain_any
+                norm = [a for a in norm if maybe(scopes, a)]
+                filt.skipped += len(keys) - len(norm)
+                if not norm:
+                    return found
+            filt.queries += (len(norm) + _BATCH - 1) // _BATCH
         for start in range(0, len(norm), _BATCH):
             chunk = norm[start : start + _BATCH]
             marks = ",".join("?" * len(chunk))
@@ -225,11 +296,13 @@ class SuppressionStore:
             self._now(),
             source,
         )
-        self._db.execute(
-            "INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)",
-            (entry.scope, entry.address, entry.reason, entry.added, entry.source),
-        )
-        self._changed()
+        with self._transaction():
+            self._db.execute(
+                "INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)",
+                (entry.scope, entry.address, entry.reason, entry.added, entry.source),
+            )
+            logged = self._log([(entry.scope, entry.address)])
+        self._wrote([(entry.scope, entry.address)], logged)
         return entry
 
     def add_many(self, entries: Sequence[tuple[str, str, str]], source: str = "") -> int:
@@ -239,10 +312,29 @@ class SuppressionStore:
             (normalize_scope(scope), normalize_address(address), check_reason(reason), now, source)
             for address, scope, reason in entries
         ]
+        keys = [(row[0], row[1]) for row in rows]
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)", rows)
-        self._changed()
+            logged = self._log(keys)
+        self._wrote(keys, logged)
         return len(rows)
+
+    def _log(self, keys: list[tuple[str, str]]) -> tuple[int, int]:
+        """Inside the add's transaction: append the keys to the change log (one bulk
+        marker beyond LOG_LIMIT), trim it to its last KEEP rows; the positions written."""
+        if len(keys) > LOG_LIMIT:
+            self._db.execute("INSERT INTO suppression_log (scope, address) VALUES ('', '')")
+        else:
+            self._db.executemany("INSERT INTO suppression_log (scope, address) VALUES (?, ?)", keys)
+        written = 1 if len(keys) > LOG_LIMIT else len(keys)
+        last = log_position(self._db)
+        self._db.execute("DELETE FROM suppression_log WHERE seq <= ?", (last - KEEP,))
+        return last - written + 1, last
+
+    def _wrote(self, keys: list[tuple[str, str]], logged: tuple[int, int]) -> None:
+        self._changed()
+        if self._filter is not None and keys:
+            self._filter.wrote(keys, *logged)
 
     def remove(self, address: str, scope: str | None = None) -> int:
         """Remove the address from ``scope``'s list (``"*"``: the global one), or from
