@@ -462,7 +462,6 @@ class Translator:
             seconds = postfix_seconds(self.get(name), "s") if param else None
             if param is not None and seconds:
                 star.set(key, duration(seconds), f"{param.where} {name}")
-        self.setting("bounce_queue_lifetime")
 
     def outbound_tls(self, star: TomlTable) -> None:
         param = self.setting("smtp_tls_security_level")
