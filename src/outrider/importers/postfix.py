@@ -85,6 +85,7 @@ REASONS: tuple[tuple[str, str], ...] = (
     ("alias_", "local(8) aliases of Unix users: put aliases in [local-domain] aliases"),
     ("mydestination", "local(8) delivery to Unix accounts is not supported; use [local-domain]"),
     ("home_mailbox", "local(8) delivery to Unix accounts is not supported"),
+    ("virtual_mailbox_limit", "no per-message mailbox limit: use the local domain's quota"),
     ("mailbox_", "local(8) delivery to Unix accounts is not supported"),
     ("myorigin", "Outrider does not qualify bare addresses"),
     ("relay_recipient_maps", "Outrider does not check relay recipients"),
@@ -237,7 +238,7 @@ class Translator:
     def addresses(self, service: Service) -> list[str]:
         host, colon, port_text = service.service.rpartition(":")
         port = PORTS.get(port_text) or (int(port_text) if port_text.isdigit() else 0)
-        if not port:
+        if not 0 < port < 65536:
             self.note(service.where, service.service, "unknown service port")
             return []
         hosts = [host.strip("[]")] if colon else self.interfaces(service)
