@@ -195,3 +195,26 @@ def test_small_helpers() -> None:
     assert tls_min_version(">=TLSv1.2") == "TLSv1.2"
     assert tls_min_version("!SSLv2, !SSLv3, !TLSv1, !TLSv1.1, !TLSv1.2") == "TLSv1.3"
     assert tls_min_version("!SSLv2") is None
+
+
+DATA = Path(__file__).parents[2] / "data" / "postfix"
+
+
+def test_relay_dataset_loads(tmp_path: Path) -> None:
+    from outrider.config.loader import load_config
+
+    result = import_postfix(DATA / "relay")
+    (tmp_path / "out.toml").write_text(result.toml)
+    config = load_config(str(tmp_path / "out.toml"))
+    assert config.server.hostname == "relay.example.com"
+    assert "smtp_sasl_password_maps" in " ".join(n.what for n in result.unsupported)
+
+
+def test_mailserver_dataset_local_domains() -> None:
+    result = import_postfix(DATA / "mailserver")
+    local = tomllib.loads(result.toml)["local-domain"]
+    assert sorted(local) == ["alias.example", "example.info", "example.net"]
+    assert local["example.net"]["transport"] == "lmtp:unix:/var/spool/postfix/private/dovecot-lmtp"
+    assert local["example.net"]["aliases"]["abuse"] == "postmaster"  # from inline:{…}
+    assert local["alias.example"]["catch-all"] == ["bob@example.net"]
+    assert any(n.what.startswith("root ") for n in result.unsupported)
