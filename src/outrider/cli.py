@@ -19,6 +19,7 @@ from outrider.admin.client import DEFAULT_CONFIG
 from outrider.auth.cli import add_user_parser, run_user_command
 from outrider.dkim.cli import add_dkim_parser, run_dkim_command
 from outrider.http.token_cli import add_token_parser, run_token_command
+from outrider.importers.postfix_cli import add_import_postfix_parser, run_import_postfix
 from outrider.local.cli import add_aliases_parser, run_aliases_command
 from outrider.suppression.cli import add_suppression_parser, run_suppression_command
 
@@ -46,6 +47,7 @@ def _parser() -> argparse.ArgumentParser:
     add_aliases_parser(sub)
     add_suppression_parser(sub)
     add_dkim_parser(sub)
+    add_import_postfix_parser(sub)
     add_console_parsers(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
@@ -140,6 +142,8 @@ def main(argv: list[str] | None = None) -> int:
         return run_suppression_command(args)
     if args.command == "dkim":
         return run_dkim_command(args)
+    if args.command == "import-postfix":
+        return run_import_postfix(args)
     if args.command in COMMANDS:
         return run_console_command(args)
     if args.command == "config-schema":

@@ -1,0 +1,1 @@
+"""Importers translating other MTAs' configurations into Outrider TOML."""
