@@ -102,6 +102,9 @@ class Daemon:
             self.suppression = SuppressionStore(config.suppression.file)
         except (OSError, sqlite3.Error) as exc:
             raise RuntimeError(f"[suppression] file {config.suppression.file}: {exc}") from None
+        # The in-memory filter is built in a worker thread from now on, so the first
+        # messages after a start do not wait for it (SQLite answers until it is ready).
+        self.suppression.start_filter()
         manager = Scheduler(
             config=config, spool=spool, transports=self.delivery, suppression=self.suppression
         )
