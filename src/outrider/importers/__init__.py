@@ -1,0 +1,1 @@
+"""Importers: other MTAs' configuration translated into Outrider TOML."""
