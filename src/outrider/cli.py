@@ -19,7 +19,7 @@ from outrider.admin.client import DEFAULT_CONFIG
 from outrider.auth.cli import add_user_parser, run_user_command
 from outrider.dkim.cli import add_dkim_parser, run_dkim_command
 from outrider.http.token_cli import add_token_parser, run_token_command
-from outrider.importers.postfix_cli import add_import_postfix_parser, run_import_postfix
+from outrider.importers.cli import add_import_parsers, run_import_pmta, run_import_postfix
 from outrider.local.cli import add_aliases_parser, run_aliases_command
 from outrider.suppression.cli import add_suppression_parser, run_suppression_command
 
@@ -47,8 +47,8 @@ def _parser() -> argparse.ArgumentParser:
     add_aliases_parser(sub)
     add_suppression_parser(sub)
     add_dkim_parser(sub)
-    add_import_postfix_parser(sub)
     add_console_parsers(sub)
+    add_import_parsers(sub)
     gen = sub.add_parser(
         "gen-cert", help="write a self-signed TLS certificate and key (for testing only)"
     )
@@ -132,6 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         return EX_CONFIG if args.command == "run" else 1
     if args.command == "gen-cert":
         return _gen_cert(args)
+    if args.command == "import-pmta":
+        return run_import_pmta(args)
     if args.command == "user":
         return run_user_command(args)
     if args.command == "token":

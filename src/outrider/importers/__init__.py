@@ -1,1 +1,1 @@
-"""Importers translating other MTAs' configurations into Outrider TOML."""
+"""Importers: other MTAs' configurations translated into Outrider TOML."""

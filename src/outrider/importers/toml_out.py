@@ -1,8 +1,10 @@
-"""A small ordered TOML document for importers: tables of keys with trailing comments,
-and comment blocks, rendered in the order they were made.
+"""Writing TOML text by hand for the importers: the output is read by people migrating,
+so values carry comments saying where in the old configuration they came from (and
+stand in for what could not be translated), which a TOML library would drop.
 
-Importers build their output here rather than with a TOML library because the output is
-read by people migrating: every key says where in the old configuration it came from.
+Two shapes share the scalar forms below: :class:`Section` (a header and its lines, as the
+PowerMTA importer writes them in order) and :class:`TomlDoc` (tables of keys that may be
+set again and replace earlier settings, as the Postfix importer needs).
 """
 
 from __future__ import annotations
@@ -16,23 +18,66 @@ Value = str | int | bool | list[str] | dict[str, list[str]]
 _BARE = re.compile(r"[A-Za-z0-9_-]+")
 
 
-def toml_key(name: str) -> str:
-    """A key as written in TOML: bare when it can be, else a quoted string."""
-    return name if _BARE.fullmatch(name) else json.dumps(name, ensure_ascii=False)
+def string(value: str) -> str:
+    """A TOML basic string (JSON's escapes are valid TOML)."""
+    return json.dumps(value, ensure_ascii=False)
 
 
-def toml_value(value: Value) -> str:
-    """A value in TOML syntax (JSON strings are valid TOML basic strings)."""
-    if isinstance(value, bool):
-        return "true" if value else "false"
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, str):
-        return json.dumps(value, ensure_ascii=False)
-    if isinstance(value, list):
-        return "[" + ", ".join(toml_value(item) for item in value) + "]"
-    items = (f"{toml_key(k)} = {toml_value(v[0] if len(v) == 1 else v)}" for k, v in value.items())
-    return "{ " + ", ".join(items) + " }"
+def literal(value: str) -> str:
+    """A TOML literal string when it can be one (regular expressions read better without
+    doubled backslashes), else a basic string."""
+    if "'" in value or any(ord(c) < 32 or c == "\x7f" for c in value):
+        return string(value)
+    return f"'{value}'"
+
+
+def key(name: str) -> str:
+    """A key, quoted unless it is a bare TOML key."""
+    return name if _BARE.fullmatch(name) else string(name)
+
+
+def value(item: object) -> str:
+    """A TOML value for a bool, int, str, a list of them, or a table of lists."""
+    if isinstance(item, bool):
+        return "true" if item else "false"
+    if isinstance(item, int | float):
+        return str(item)
+    if isinstance(item, str):
+        return string(item)
+    if isinstance(item, list | tuple):
+        return "[" + ", ".join(value(v) for v in item) + "]"
+    if isinstance(item, dict):  # an inline table; a one-element list is written as its element
+        pairs = (f"{key(k)} = {value(v[0] if len(v) == 1 else v)}" for k, v in item.items())
+        return "{ " + ", ".join(pairs) + " }"
+    raise TypeError(f"no TOML form for {item!r}")
+
+
+def comment(text: str) -> str:
+    """One comment line; a line break in ``text`` cannot end the comment early."""
+    return "# " + text.replace("\r", " ").replace("\n", " ")
+
+
+@dataclass
+class Section:
+    """One table: its header (``None`` for the top of the file) and its lines."""
+
+    header: str | None
+    lines: list[str] = field(default_factory=list)
+
+    def set(self, name: str, item: object) -> None:
+        self.lines.append(f"{key(name)} = {value(item)}")
+
+    def note(self, text: str) -> None:
+        self.lines.append(comment(text))
+
+    def render(self) -> str:
+        head = [self.header] if self.header is not None else []
+        return "\n".join(head + self.lines)
+
+
+def render(sections: list[Section]) -> str:
+    """The sections, one blank line apart, ending with a newline."""
+    return "\n\n".join(s.render() for s in sections if s.lines) + "\n"
 
 
 @dataclass
@@ -53,14 +98,14 @@ class TomlTable:
     comments: list[str] = field(default_factory=list)
     commented_out: bool = False
 
-    def set(self, key: str, value: Value, note: str = "") -> None:
-        """Set ``key`` (replacing an earlier setting of it)."""
-        self.settings = [s for s in self.settings if s.key != key]
-        self.settings.append(Setting(key, value, note))
+    def set(self, name: str, item: Value, note: str = "") -> None:
+        """Set ``name`` (replacing an earlier setting of it)."""
+        self.settings = [s for s in self.settings if s.key != name]
+        self.settings.append(Setting(name, item, note))
 
-    def get(self, key: str) -> Value | None:
+    def get(self, name: str) -> Value | None:
         for setting in self.settings:
-            if setting.key == key:
+            if setting.key == name:
                 return setting.value
         return None
 
@@ -69,7 +114,7 @@ class TomlTable:
         head = f"[[{self.header}]]" if self.array else f"[{self.header}]"
         body = [head]
         for setting in self.settings:
-            line = f"{toml_key(setting.key)} = {toml_value(setting.value)}"
+            line = f"{key(setting.key)} = {value(setting.value)}"
             body.append(f"{line}  # {setting.note}" if setting.note else line)
         if self.commented_out:
             body = [f"# {line}" for line in body]
@@ -119,7 +164,7 @@ class TomlDoc:
 
 def domain_header(name: str) -> str:
     """``domain."NAME"`` and the like: the quoted table name for a domain."""
-    return json.dumps(name, ensure_ascii=False)
+    return string(name)
 
 
 def duration(seconds: int) -> str:
