@@ -60,7 +60,7 @@ def test_misses_run_no_query_once_built(daemon: SuppressionStore) -> None:
     for one in misses:
         assert not daemon.is_empty()
         assert daemon.check([one], "news.test") == {}
-    assert len([s for s in trace.seen if "PRAGMA" in s]) == 200  # one per message
+    assert len([s for s in trace.seen if "PRAGMA" in s]) <= 2  # once per poll interval
     assert len(trace.lookups()) <= 10  # ~1% false positives, confirmed by SQLite
     assert daemon.filter_stats().skipped >= 190
     # hits still come from SQLite, with their entry

@@ -78,7 +78,7 @@ def test_check_batches_many_addresses(store: SuppressionStore) -> None:
 
 def test_empty_list_fast_path_sees_other_connections(tmp_path: Path) -> None:
     path = tmp_path / "s.db"
-    daemon = SuppressionStore(path)
+    daemon = SuppressionStore(path, poll_every=0.0)
     cli = SuppressionStore(path)
     assert daemon.is_empty()
     assert daemon.check(["a@x.test"], "s.test") == {}
@@ -88,6 +88,22 @@ def test_empty_list_fast_path_sees_other_connections(tmp_path: Path) -> None:
     cli.remove("a@x.test")
     assert daemon.is_empty()
     daemon.close()
+
+
+def test_other_connections_are_polled_at_most_every_poll_every(tmp_path: Path) -> None:
+    """data_version is asked once per interval, not per message: each SQLite call hands
+    the GIL to the spool's committer thread. Own writes are seen at once."""
+    path = tmp_path / "s.db"
+    daemon = SuppressionStore(path, poll_every=3600.0)
+    cli = SuppressionStore(path)
+    assert daemon.is_empty()
+    cli.add("a@x.test")
+    assert daemon.is_empty()  # not asked again within the interval
+    daemon.add("b@x.test")
+    assert not daemon.is_empty()  # our own write forces the next poll
+    assert set(daemon.check(["a@x.test", "b@x.test"], None)) == {"a@x.test", "b@x.test"}
+    daemon.close()
+    cli.close()
     cli.close()
 
 
