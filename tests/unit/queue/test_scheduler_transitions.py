@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from outrider.accounting.records import FIELDS
 from outrider.accounting.subscriber import AccountingSubscriber, row_of
 from outrider.config.loader import parse_config
 from outrider.dsn.notifier import DsnNotifier
@@ -549,7 +550,8 @@ async def test_bounces_and_deferrals_carry_their_bounce_category(make) -> None:
         "odd@a.test": ("Bounced", "policy-related"),
     }
     rows = {r[4]: r for r in map(row_of, h.events) if r is not None and r[0] in "dbt"}
-    assert {rcpt: r[-1] for rcpt, r in rows.items()} == {
+    cat = FIELDS.index("bounceCat")
+    assert {rcpt: r[cat] for rcpt, r in rows.items()} == {
         "ok@a.test": "",
         "gone@a.test": "bad-mailbox",
         "full@a.test": "quota-issues",
