@@ -18,7 +18,7 @@ from outrider.dsn.notices import DELAYED
 from outrider.events.types import Bounced, Deferred, Delivered, MessageInfo, RecipientEvent
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.policy.bounce_category import BounceClassifier, default_classifier
-from outrider.policy.outcome import Outcome, Verdict, local_outcome, permanent_status
+from outrider.policy.outcome import Outcome, Verdict, expired_status, local_outcome
 from outrider.policy.retry import decide_retry
 
 NO_RESULT = local_outcome(451, "4.3.0", "No result for recipient")
@@ -104,7 +104,7 @@ def settle(
             if decision.expired:
                 rcpt.status = RcptStatus.BOUNCED
                 rcpt.last_reply = f"{outcome.diagnostic} (expired after {rcpt.attempts} attempts)"
-                final = (*common[:4], permanent_status(outcome.status))
+                final = (*common[:4], expired_status(outcome.status))
                 category = categorize(final[4], outcome.diagnostic, expired=True)
                 event = Bounced(*final, rcpt.last_reply, *where, category=category, expired=True)
                 result.bounced += 1

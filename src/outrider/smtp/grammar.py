@@ -82,7 +82,9 @@ _KEYWORD = re.compile("[A-Za-z0-9][A-Za-z0-9-]*")
 _DIGITS = re.compile(f"[0-9]{{1,{_MAX_SIZE_DIGITS}}}")
 # RFC 6533 utf-8-addr-xtext / utf-8-addr-unitext: QCHAR, EmbeddedUnicodeChar, and (unitext)
 # any non-ASCII character; no controls, spaces, "+", "=" or a bare backslash.
-_UTF8_ADDR = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]|\\x\{[0-9A-Fa-f]{2,6}\}|[^\x00-\x7f])+")
+_UTF8_ADDR = re.compile(
+    r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]|\\x\{[0-9A-Fa-f]{2,6}\}|[^\x00-\x7f])+"
+)
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-Fa-f]{2})*")
 _XTEXT_HEX = re.compile(rb"\+([0-9A-Fa-f]{2})")
 _ADDR_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*/?^_`{|}~.-]+")

@@ -439,7 +439,6 @@ class TestSmtputf8:
         assert per_rcpt["Final-Recipient"] == expected
         assert per_rcpt["Original-Recipient"] == expected.replace("; ", ";")
 
-
     def test_xtext_decoded_rfc822_orcpt_becomes_utf8_type(self) -> None:
         """ORCPT=rfc822;+C3+BCn+C3+AF@... decodes to a non-ASCII address, which the rfc822
         type cannot hold: RFC 6533 wants the utf-8 type (unitext in the global part)."""
