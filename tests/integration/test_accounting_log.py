@@ -14,7 +14,7 @@ import smtplib
 from collections.abc import Callable
 from pathlib import Path
 
-from outrider.accounting.records import FIELDS
+from outrider.accounting.records import DEFAULT_FIELDS as FIELDS
 from tests.support.daemon import DaemonHandle, wait_until
 from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
 

@@ -78,6 +78,7 @@ class ServerScript:
     hang_at: ServerPhase | None = None
     drop_at: ServerPhase | None = None
     omit_extensions: frozenset[str] = frozenset()  # e.g. {"PIPELINING", "CHUNKING"}
+    extra_extensions: tuple[str, ...] = ()  # offered after the others, e.g. ("BINARYMIME",)
     max_size: int = 50 * 1024 * 1024
 
 
@@ -336,6 +337,7 @@ class _Connection(asyncio.Protocol):
             if ext not in script.omit_extensions
             and (ext != "STARTTLS" or (self.server.tls_context is not None and not self._tls))
         ]
+        offered += list(script.extra_extensions)
         lines = [f"250 mx.test Hello {self._peer_host}"]
         lines += [
             f"250 SIZE {script.max_size}" if ext == "SIZE" else f"250 {ext}" for ext in offered

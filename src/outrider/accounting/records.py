@@ -2,14 +2,17 @@
 
 Column names and the one-letter type codes follow PowerMTA's CSV accounting file so
 existing log processors (bounce handlers, billing, dashboards) read Outrider's log as is.
-New columns are only ever appended to ``FIELDS``, so a processor reading by position
-keeps working.
+``FIELDS`` is the order rows are built in (new cells are only appended to it); the
+file's columns are ``[accounting] fields`` (default ``DEFAULT_FIELDS``: PowerMTA's order),
+picked from each row by :func:`projection`.
 """
 
 from __future__ import annotations
 
 import enum
+import operator
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 
@@ -81,7 +84,41 @@ FIELDS: tuple[str, ...] = (
     "srcType",
     "dlvType",
     "bounceCat",
+    "srcMta",
+    "dlvEsmtpAvailable",
+    "vmtaPool",
 )
+
+# PowerMTA's own columns, in the order of its default accounting file.
+POWERMTA_FIELDS: tuple[str, ...] = (
+    "type",
+    "timeLogged",
+    "timeQueued",
+    "orig",
+    "rcpt",
+    "orcpt",
+    "dsnAction",
+    "dsnStatus",
+    "dsnDiag",
+    "dsnMta",
+    "bounceCat",
+    "srcType",
+    "srcMta",
+    "dlvType",
+    "dlvSourceIp",
+    "dlvDestinationIp",
+    "dlvEsmtpAvailable",
+    "dlvSize",
+    "vmta",
+    "jobId",
+    "envId",
+    "queue",
+    "vmtaPool",
+)
+# The columns written when ``[accounting] fields`` is not set: PowerMTA's, then Outrider's
+# own (the queue id, and the Message-ID, size and rule earlier releases already wrote).
+DEFAULT_FIELDS: tuple[str, ...] = (*POWERMTA_FIELDS, "queueId", "msgId", "size", "rule")
+assert set(DEFAULT_FIELDS) == set(FIELDS) and len(DEFAULT_FIELDS) == len(FIELDS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,6 +149,9 @@ class AccountingRecord:
     src_type: str = ""  # "smtp", "api" or "local" (see SRC_TYPES)
     dlv_type: str = ""  # "smtp" when the outcome came from a delivery attempt
     bounce_cat: str = ""  # the bounce category (filled by the bulk-sending work)
+    src_mta: str = ""  # the submitting client: "HELO (IP)"
+    dlv_esmtp: str = ""  # the EHLO keywords the next hop offered, space-separated
+    vmta_pool: str = ""  # the pool the virtual MTA was chosen from
 
 
 _last_time: tuple[int, str] = (-1, "")
@@ -161,4 +201,37 @@ def to_row(record: AccountingRecord) -> tuple[str, ...]:
         record.src_type,
         record.dlv_type,
         record.bounce_cat,
+        clean(record.src_mta),
+        record.dlv_esmtp,
+        record.vmta_pool,
     )
+
+
+Projection = Callable[[Sequence[str]], tuple[str, ...]]
+
+
+def projection(fields: Sequence[str]) -> Projection | None:
+    """Picks ``fields`` (names from ``FIELDS``) out of a row built in ``FIELDS`` order;
+    None when ``fields`` is ``FIELDS`` itself (nothing to pick). ``KeyError`` for a name
+    that is not a column (the configuration rejects those first)."""
+    if tuple(fields) == FIELDS:
+        return None
+    index = {name: i for i, name in enumerate(FIELDS)}
+    picks = [index[name] for name in fields]
+    if len(picks) == 1:
+        only = picks[0]
+        return lambda row: (row[only],)
+    getter = operator.itemgetter(*picks)
+
+    def pick(row: Sequence[str]) -> tuple[str, ...]:
+        return getter(row)  # type: ignore[no-any-return]
+
+    return pick
+
+
+def src_mta(helo: str, address: str) -> str:
+    """``srcMta``: the submitting client as PowerMTA names it, ``HELO (IP)`` (the IP alone
+    without a HELO; "" for mail Outrider made itself)."""
+    if helo and address:
+        return f"{helo} ({address})"
+    return helo or address

@@ -127,6 +127,9 @@ def recipient_row(event: RecipientEvent, kind: Kind) -> Row:
         # A next hop was connected to: the outcome came from an SMTP exchange.
         SMTP_DELIVERY if event.destination_ip else "",
         event.category,  # bounceCat: "" for a delivery
+        msg.src_mta if "\x00" not in msg.src_mta else clean(msg.src_mta),
+        event.esmtp,  # dlvEsmtpAvailable
+        event.pool,  # vmtaPool
     )
 
 
@@ -237,6 +240,9 @@ def received_rows(event: MessageQueued) -> list[Row]:
         src_type(msg),
         "",  # dlvType
         "",  # bounceCat
+        clean(msg.src_mta),
+        "",  # dlvEsmtpAvailable
+        event.pool,  # vmtaPool
     )
     return [
         ("r", received, received, sender, clean(r.address), clean(r.orcpt or ""), *tail)
@@ -250,9 +256,11 @@ class AccountingSubscriber:
         self._kinds = wanted_kinds(records)
 
     def configure(self, settings: AccountingSettings) -> None:
-        """Apply ``[accounting]`` (at start and on reload): the record types and ``keep``."""
+        """Apply ``[accounting]`` (at start and on reload): the record types, the columns
+        and ``keep``."""
         self._kinds = wanted_kinds(settings.records)
         self.log.keep = settings.keep
+        self.log.fields = settings.fields
 
     def handle(self, events: Sequence[Event]) -> None:
         """Write the batch's rows and hand them to the OS at once (a write, no fsync).

@@ -14,7 +14,8 @@ safe (two writers appending to one file could interleave partial rows).
 Retention (``keep``): files whose every row is older than ``keep`` are deleted by
 :meth:`AccountingLog.remove_expired`, which the daemon calls at start and the writer at
 each daily rotation (see :mod:`retention`). A day's file whose header is not today's
-``FIELDS`` (written by an older release, or a torn header) is moved aside to
+columns (written by an older release or with other ``[accounting] fields``, or a torn
+header) is moved aside to
 ``<prefix>-YYYY-MM-DD.N.csv`` rather than appended to, so each file has one header that
 names every column of its rows.
 """
@@ -31,7 +32,13 @@ from pathlib import Path
 from typing import IO
 
 from outrider.accounting.csvline import csv_lines
-from outrider.accounting.records import FIELDS, AccountingRecord, to_row
+from outrider.accounting.records import (
+    DEFAULT_FIELDS,
+    AccountingRecord,
+    Projection,
+    projection,
+    to_row,
+)
 from outrider.accounting.retention import aside_name, expired, file_name
 
 log = logging.getLogger("outrider.accounting")
@@ -40,7 +47,8 @@ _DAY = 86_400
 _BUFFER_SIZE = 1 << 16
 _TAIL_SIZE = 1 << 16  # how much of an existing file is examined for a torn last row
 _ROW_START = re.compile(rb"\r\n[a-z]{1,4},\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\+0000,")
-_HEADER = (",".join(FIELDS) + "\r\n").encode()
+# Without type and timeLogged first, any line end may start a row.
+_ANY_ROW_START = re.compile(rb"\r\n")
 
 
 class AccountingLog:
@@ -53,6 +61,7 @@ class AccountingLog:
         prefix: str = "acct",
         clock: Callable[[], float] = time.time,
         keep: float | None = None,
+        fields: Sequence[str] = DEFAULT_FIELDS,
     ) -> None:
         self._dir = Path(log_dir)
         self._prefix = prefix
@@ -64,6 +73,27 @@ class AccountingLog:
         self._closed = False
         self.keep = keep  # seconds; None keeps every file
         self._pruned_until = 0.0  # end of the UTC day expired files were last removed on
+        self._fields: tuple[str, ...] = ()
+        self._pick: Projection | None = None
+        self._header = b""
+        self.fields = fields
+
+    @property
+    def fields(self) -> tuple[str, ...]:
+        """The file's columns (``[accounting] fields``), a selection of ``FIELDS``."""
+        return self._fields
+
+    @fields.setter
+    def fields(self, fields: Sequence[str]) -> None:
+        """Other columns start a new file: the open one is closed, and the day's file is
+        moved aside at the next row because its header is not the new one."""
+        chosen = tuple(fields)
+        if chosen == self._fields:
+            return
+        self._pick = projection(chosen)
+        self._fields = chosen
+        self._header = (",".join(chosen) + "\r\n").encode()
+        self._close_file()
 
     @property
     def path(self) -> Path | None:
@@ -78,8 +108,10 @@ class AccountingLog:
         self.write_rows([to_row(r) for r in records])
 
     def write_rows(self, rows: Iterable[Sequence[str]]) -> None:
-        """Write rows already in ``FIELDS`` order (see :func:`records.to_row`)."""
-        self._current_file().write(csv_lines(rows))
+        """Write rows built in ``FIELDS`` order (see :func:`records.to_row`); the file
+        gets the configured columns of each."""
+        pick = self._pick
+        self._current_file().write(csv_lines(rows if pick is None else map(pick, rows)))
 
     def remove_expired(self) -> list[Path]:
         """Delete the files past ``keep`` (logged at INFO each); returns them.
@@ -144,7 +176,7 @@ class AccountingLog:
             self.remove_expired()
         day = time.strftime("%Y-%m-%d", time.gmtime(now))
         path = self._dir / file_name(self._prefix, day)
-        found = _inspect_existing(path)
+        found = _inspect_existing(path, self._header)
         if found is None:
             self._move_aside(path, day)
             found = (True, "")
@@ -156,7 +188,7 @@ class AccountingLog:
             if repair:
                 handle.write(repair)
             if needs_header:
-                handle.write(csv_lines([FIELDS]))
+                handle.write(csv_lines([self._fields]))
         except BaseException:
             handle.close()
             raise
@@ -192,7 +224,7 @@ def _day_bounds(now: float) -> tuple[float, float]:
     return start, start + _DAY
 
 
-def _inspect_existing(path: Path) -> tuple[bool, str] | None:
+def _inspect_existing(path: Path, header: bytes) -> tuple[bool, str] | None:
     """(needs a header row, text that terminates a torn last row) for a file to append
     to; None when the file does not start with this release's header."""
     try:
@@ -201,26 +233,28 @@ def _inspect_existing(path: Path) -> tuple[bool, str] | None:
             if size == 0:
                 return True, ""
             existing.seek(0)
-            if existing.read(len(_HEADER)) != _HEADER:
+            if existing.read(len(header)) != header:
                 return None
             start = max(0, size - _TAIL_SIZE)
             existing.seek(start)
             tail = existing.read()
     except FileNotFoundError:
         return True, ""
-    return False, _repair_suffix(b"\r\n" + tail if start == 0 else tail)
+    typed = header.startswith(b"type,timeLogged,")
+    return False, _repair_suffix(b"\r\n" + tail if start == 0 else tail, typed)
 
 
-def _repair_suffix(tail: bytes) -> str:
+def _repair_suffix(tail: bytes, typed: bool = True) -> str:
     """What to append so the next row starts on a record boundary after a torn write.
 
     A crash can cut the last row anywhere, including inside a quoted field (which may
-    itself contain CRLF). Rows written by this class always start with a type code and a
-    timestamp, so the last such start in the tail delimits the last row; an odd number of
+    itself contain CRLF). Rows whose first columns are ``type`` and ``timeLogged`` (the
+    default) start with a type code and a timestamp, so the last such start in the tail
+    delimits the last row (with other columns, the last line end does); an odd number of
     quotes after it means the cut fell inside a quoted field, which must be closed first.
     """
     last_row = 0
-    for match in _ROW_START.finditer(tail):
+    for match in (_ROW_START if typed else _ANY_ROW_START).finditer(tail):
         last_row = match.start()
     if tail.count(b'"', last_row) % 2:
         return '"\r\n'

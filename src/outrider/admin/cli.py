@@ -14,6 +14,8 @@ from collections.abc import Callable
 from typing import Any
 
 from outrider.admin import tables
+from outrider.admin.acct_find import add_parser as add_acct_parser
+from outrider.admin.acct_find import run_acct
 from outrider.admin.client import DEFAULT_CONFIG, ConsoleError, request, socket_path
 from outrider.admin.tail import run_tail
 
@@ -32,6 +34,7 @@ COMMANDS = (
     "reload",
     "tail",
     "route",
+    "acct",
 )
 
 
@@ -120,6 +123,7 @@ def add_console_parsers(sub: Any) -> None:
     tail.add_argument("--rcpt", default="", help="only this recipient")
     tail.add_argument("--job", default="", help="only this job")
     tail.add_argument("-n", "--lines", type=int, default=10, help="rows shown first (10)")
+    add_acct_parser(sub, common)
     set_ = sub.add_parser("set", parents=[common], help="set a queue's mode")
     set_.add_argument("kind", choices=["queue"])
     set_.add_argument("name", help="queue, destination or domain")
@@ -235,6 +239,8 @@ def _human(args: argparse.Namespace, reply: dict[str, Any]) -> str:
 def run_console_command(args: argparse.Namespace) -> int:
     if args.command == "tail":
         return run_tail(args)
+    if args.command == "acct":
+        return run_acct(args)
     try:
         reply = request(socket_path(args.config), build_request(args))
     except ConsoleError as exc:

@@ -12,11 +12,11 @@ import csv
 import json
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from outrider.accounting.records import FIELDS
+from outrider.accounting.records import DEFAULT_FIELDS
 from outrider.admin.client import ConsoleError, load
 
 BACKLOG_BYTES = 1 << 20  # how far back the first rows shown are looked for
@@ -37,15 +37,26 @@ class RowFilter:
         return not self.job or row.get("jobId") == self.job
 
 
-def parse_row(line: str) -> dict[str, str] | None:
-    """One CSV line as a record (None for the header or a malformed line)."""
+def parse_row(line: str, fields: Sequence[str] = DEFAULT_FIELDS) -> dict[str, str] | None:
+    """One CSV line as a record with ``fields`` (the file's header) as its keys (None for
+    the header or a malformed line)."""
     try:
         [values] = list(csv.reader([line]))
     except (csv.Error, ValueError):
         return None
-    if len(values) != len(FIELDS) or values[0] == "type":
+    if len(values) != len(fields) or values == list(fields):
         return None
-    return dict(zip(FIELDS, values, strict=True))
+    return dict(zip(fields, values, strict=True))
+
+
+def header_of(path: Path) -> tuple[str, ...]:
+    """The columns a file's header names (``[accounting] fields`` when it was written)."""
+    try:
+        with open(path, encoding="utf-8", errors="replace", newline="") as fh:
+            first = fh.readline().rstrip("\r\n")
+    except OSError:
+        return DEFAULT_FIELDS
+    return tuple(first.split(",")) if first.startswith("type,") else DEFAULT_FIELDS
 
 
 def newest(log_dir: Path, prefix: str = "acct") -> Path | None:
@@ -69,7 +80,8 @@ def backlog(path: Path, keep: int, want: RowFilter) -> tuple[list[dict[str, str]
     if start:  # the first line read is probably cut
         data = data[data.find(b"\r\n") + 2 :] if b"\r\n" in data else b""
     lines, rest = _lines(data)
-    rows = [row for line in lines if (row := parse_row(line)) and want.matches(row)]
+    fields = header_of(path)
+    rows = [row for line in lines if (row := parse_row(line, fields)) and want.matches(row)]
     return (rows[-keep:] if keep > 0 else []), size - len(rest)
 
 
@@ -88,6 +100,7 @@ def follow(
         rows, offset = backlog(path, lines, want)
         yield from rows
     pending = b""
+    fields = header_of(path) if path is not None else DEFAULT_FIELDS
     while not stop():
         latest = newest(log_dir)
         moved = latest is not None and latest != path
@@ -101,11 +114,12 @@ def follow(
             offset += len(data)
             complete, pending = _lines(pending + data)
             for line in complete:
-                row = parse_row(line)
+                row = parse_row(line, fields)
                 if row is not None and want.matches(row):
                     yield row
         if moved:  # a new day: the old file was read to its end after the new one appeared
             path, offset, pending = latest, 0, b""
+            fields = header_of(latest) if latest is not None else fields
             continue
         time.sleep(poll)
 
@@ -133,9 +147,10 @@ def run_tail(args: argparse.Namespace) -> int:
 
 
 def tail_line(row: dict[str, str]) -> str:
-    where = f" {row['queue']}" if row.get("queue") else ""
-    what = row["dsnAction"] or row["rule"]
+    cell = row.get
+    where = f" {cell('queue')}" if cell("queue") else ""
+    what = cell("dsnAction") or cell("rule", "")
     return (
-        f"{row['timeLogged']} {row['type']} {row['rcpt'] or '-'} {what} {row['dsnStatus']}"
-        f"{where} {row['dsnDiag']}"
+        f"{cell('timeLogged', '')} {cell('type', '')} {cell('rcpt') or '-'} {what}"
+        f" {cell('dsnStatus', '')}{where} {cell('dsnDiag', '')}"
     ).rstrip()

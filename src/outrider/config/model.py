@@ -22,6 +22,8 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from outrider.accounting.records import DEFAULT_FIELDS
+from outrider.accounting.records import FIELDS as ACCOUNTING_FIELDS
 from outrider.config.kinds import (
     BOOLEAN,
     DOMAIN,
@@ -567,6 +569,17 @@ class AccountingSettings:
     keep: float = key(DUR, default="30d")
     """Accounting files older than this are deleted (checked at start and at each daily
     rotation)."""
+    fields: tuple[str, ...] = key(
+        array(choice(ACCOUNTING_FIELDS), "accounting columns", non_empty=True),
+        default=list(DEFAULT_FIELDS),
+    )
+    """The columns of the accounting file, in order: any of PowerMTA's `type`, `timeLogged`,
+    `timeQueued`, `orig`, `rcpt`, `orcpt`, `dsnAction`, `dsnStatus`, `dsnDiag`, `dsnMta`,
+    `bounceCat`, `srcType`, `srcMta`, `dlvType`, `dlvSourceIp`, `dlvDestinationIp`,
+    `dlvEsmtpAvailable`, `dlvSize`, `vmta`, `jobId`, `envId`, `queue`, `vmtaPool` and
+    Outrider's `queueId`, `msgId`, `size`, `rule`. The default is all of them in that order
+    (see [accounting.md](accounting.md#columns)). A change starts a new file: the day's file
+    with the old columns is moved aside to `acct-YYYY-MM-DD.N.csv`."""
 
 
 @table

@@ -365,6 +365,7 @@ class SmtpConnection:
                 source_ip=session.local_address,
                 destination_ip=session.peer_address,
                 peer_dsn=session.extensions.dsn,
+                esmtp=" ".join(session.extensions.keywords),
                 connection_lost=result.connection_lost,
             )
 

@@ -52,6 +52,7 @@ class DeliveryReport:
     source_ip: str = ""
     destination_ip: str = ""
     peer_dsn: bool = False  # the peer took over DSN duty (RFC 3461 5.2.2)
+    esmtp: str = ""  # the EHLO keywords the peer offered, space-separated (dlvEsmtpAvailable)
     connection_lost: bool = False
     # Set when the batch could not be attempted at all (e.g. the next MX after a 421
     # could not be reached); replies is then empty.

@@ -348,17 +348,44 @@ def _address_field(address: str, utf8: bool) -> str:
 
 
 def _orcpt_field(orcpt: str, utf8: bool) -> str:
-    """The ORCPT as the client gave it, re-encoded only when it cannot appear as is."""
+    """The Original-Recipient field of an ORCPT (RFC 3464 2.3.1, RFC 6533 3).
+
+    An ``rfc822`` address is ASCII by definition: one whose xtext decoded to non-ASCII
+    (``rfc822;+C3+BCn+C3+AF@...``) is reported with the ``utf-8`` type, as is a ``utf-8``
+    one. The ``utf-8`` address is written as ``utf-8-addr-unitext`` (plain UTF-8) in a
+    ``message/global-delivery-status`` and as ``utf-8-addr-xtext`` (``\\x{HEX}``) in a
+    7-bit ``message/delivery-status``. Other types are kept as given."""
     clean = _one_line(orcpt)
-    if clean == orcpt and (utf8 or orcpt.isascii()):
-        return orcpt
     addr_type, sep, address = clean.partition(";")
     if not sep:
         addr_type, address = "rfc822", clean
-    address = address.strip()
+    addr_type, address = addr_type.strip(), address.strip()
+    kind = addr_type.lower()
+    if kind == "utf-8":
+        address = utf8_addr_decode(address)
+    elif address.isascii():
+        return f"{addr_type or 'rfc822'};{address}"
+    elif kind != "rfc822":
+        return f"{addr_type};{_escape(address, utf8)}"
     if utf8 or address.isascii():
-        return f"{addr_type.strip() or 'rfc822'};{address}"
+        return f"utf-8;{address}"
     return f"utf-8;{_NOT_QCHAR.sub(_hex_escape, address)}"
+
+
+_EMBEDDED = re.compile(r"\\x\{([0-9A-Fa-f]{2,6})\}")
+
+
+def utf8_addr_decode(address: str) -> str:
+    """RFC 6533 utf-8-addr-xtext to the address it stands for (``\\x{FC}`` -> ``ü``); an
+    escape that is no character is kept as written."""
+
+    def char(match: re.Match[str]) -> str:
+        code = int(match.group(1), 16)
+        if code > 0x10FFFF or 0xD800 <= code <= 0xDFFF or code < 0x20 or code == 0x7F:
+            return match.group()
+        return chr(code)
+
+    return _EMBEDDED.sub(char, address) if "\\x{" in address else address
 
 
 def _ascii_domain(host: str) -> str:

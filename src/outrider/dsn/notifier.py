@@ -24,7 +24,7 @@ from outrider.intake.core import Intake, Rejected
 from outrider.intake.sink import HeldSink
 from outrider.intake.submission import MailEnvelope, MailRecipient, Submission
 from outrider.message.envelope import Envelope, Recipient, Source
-from outrider.policy.outcome import permanent_status, status_from_text
+from outrider.policy.outcome import expired_status, status_from_text
 from outrider.spool.base import DuplicateMessageError, Spool
 from outrider.spool.reader import body_head
 
@@ -35,9 +35,10 @@ DEFAULT_STATUS = {FAILED: "5.0.0", DELAYED: "4.0.0", RELAYED: "2.0.0"}
 
 
 def status_for(kind: str, status: str) -> str:
-    """A failure notice reports a final status: a temporary failure that expired (the
-    stored reply says 4.2.2) is reported as 5.2.2."""
-    return permanent_status(status) if kind == FAILED else status
+    """A failure notice whose stored reply is temporary (``452 4.2.2 mailbox full``) is
+    about a recipient that expired in the queue: it says ``4.4.7`` (delivery time
+    expired, RFC 3463), as the ``b`` row and the Bounced event do."""
+    return expired_status(status) if kind == FAILED else status
 
 
 class NoticeDesk(Protocol):

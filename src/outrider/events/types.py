@@ -28,6 +28,7 @@ class MessageInfo:
     msg_id: str
     size: int
     source: str = "smtp"  # Envelope.source's value: "smtp", "api", "dsn" or "list"
+    src_mta: str = ""  # the submitting client, "HELO (IP)"; "" for mail made here
 
 
 @dataclass(slots=True)
@@ -46,6 +47,8 @@ class RecipientEvent:
     source_ip: str = ""
     destination_ip: str = ""
     category: str = ""  # bounce category (PowerMTA's names); "" for a delivery
+    esmtp: str = ""  # the EHLO keywords the next hop offered, space-separated
+    pool: str = ""  # the virtual-MTA pool ``vmta`` was chosen from; "" if none
 
 
 @dataclass(slots=True)
@@ -74,6 +77,7 @@ class MessageQueued:
     # The envelope's own recipient list (not a copy: the event is built for every message
     # received). Subscribers read only the address and ORCPT, which never change.
     rcpts: Sequence[Recipient] = ()
+    pool: str = ""  # ``vmta`` when it names a virtual-MTA pool
 
 
 @dataclass(frozen=True, slots=True)

@@ -358,6 +358,7 @@ class InboundSession(asyncio.Protocol):
         auth_user = self.conn.authenticated
         protocol = self._protocol_name(params.smtputf8)
         body_8bit = params.body in ("8BITMIME", "BINARYMIME")
+        body_binary = params.body == "BINARYMIME"
         last = self.submission
         if (
             last is not None
@@ -368,6 +369,7 @@ class InboundSession(asyncio.Protocol):
             and last.ret is params.ret
             and last.smtputf8 is params.smtputf8
             and last.body_8bit is body_8bit
+            and last.body_binary is body_binary
         ):
             return last  # the listener and the client are the session's own
         return Submission(
@@ -384,6 +386,7 @@ class InboundSession(asyncio.Protocol):
             ret=params.ret,
             smtputf8=params.smtputf8,
             body_8bit=body_8bit,
+            body_binary=body_binary,
             add_missing_headers=ctx.add_missing_headers,
         )
 

@@ -113,6 +113,7 @@ def finish_message(
         envid=submission.envid,
         smtputf8=submission.smtputf8,
         body_8bit=body_8bit,
+        body_binary=submission.body_binary,
         client_address=submission.client_ip,
         helo=submission.helo,
         job_id=submission.job_id if submission.job_id is not None else job_header or "",

@@ -34,6 +34,7 @@ class Submission:
     ret: Ret | None = None  # DSN RET
     smtputf8: bool = False
     body_8bit: bool = False  # BODY=8BITMIME or BINARYMIME
+    body_binary: bool = False  # BODY=BINARYMIME (RFC 3030): may hold NUL, bare CR/LF, long lines
     add_missing_headers: bool = False  # add Date and Message-ID when absent (RFC 6409 8)
     # List-Unsubscribe asked for (True) or refused (False) by the source itself (the API's
     # "unsubscribe"); None: the trusted client's X-Outrider-Unsubscribe, else [unsubscribe]

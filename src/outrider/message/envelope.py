@@ -92,6 +92,9 @@ class Envelope:
     envid: str | None = None  # ENVID (xtext decoded)
     smtputf8: bool = False  # client asked for SMTPUTF8
     body_8bit: bool = False  # client declared BODY=8BITMIME (or sent 8-bit octets)
+    # Client declared BODY=BINARYMIME: only a next hop offering BINARYMIME and CHUNKING may
+    # take it as it is (see smtp.client: the content is checked before it is relabelled).
+    body_binary: bool = False
     client_address: str = ""  # peer IP of the submitting client
     helo: str = ""
     job_id: str = ""  # from X-Job (header removed before delivery)

@@ -59,11 +59,18 @@ def status_of(reply: Reply) -> str:
     return {"2": "2.0.0", "4": "4.0.0", "5": "5.0.0"}.get(first, "4.0.0")
 
 
-def permanent_status(status: str) -> str:
-    """The status of a temporary failure that has become final (expired): ``4.2.2`` (mailbox
-    full) is reported as ``5.2.2``, the same condition as a permanent failure (RFC 3463:
-    the class says whether it is final, the subject and detail what went wrong)."""
-    return "5" + status[1:] if status.startswith("4.") else status
+# RFC 3463 X.4.7 "Delivery time expired", in its class 4: "persistent transient failure
+# ... persistence of some temporary condition has caused abandonment ... of attempts to
+# send the message" (and X.4.7 "is useful only as a persistent transient error").
+EXPIRED_STATUS = "4.4.7"
+
+
+def expired_status(status: str) -> str:
+    """The status reported for a recipient given up on: one whose last reply was
+    temporary (``4.2.2`` mailbox full, ``4.4.1`` no answer) expired in the queue and is
+    reported ``4.4.7`` with ``Action: failed``; the last reply stays in the diagnostic.
+    A permanent status is kept."""
+    return EXPIRED_STATUS if status.startswith("4.") else status
 
 
 def status_from_text(text: str, default: str) -> str:

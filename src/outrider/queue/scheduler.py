@@ -153,6 +153,7 @@ class Scheduler:
                 len(envelope.recipients),
                 envelope.vmta,
                 envelope.recipients,
+                pool=envelope.vmta if envelope.vmta in self.ctx.config.vmta_pools else "",
             )
         )
         if self.suppression is not None and self._suppress(msg):
@@ -408,6 +409,8 @@ class Scheduler:
             source_ip=report.source_ip if report is not None else "",
             destination_ip=report.destination_ip if report is not None else "",
             peer_dsn=report.peer_dsn if report is not None else False,
+            esmtp=report.esmtp if report is not None else "",
+            pool=env.vmta if env.vmta in self.ctx.config.vmta_pools else "",
             categories=self.bounce_categories,
         )
         result = settle(env, item.recipients, outcomes, attempt)

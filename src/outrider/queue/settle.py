@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
+from outrider.accounting.records import src_mta
 from outrider.dsn.builder import should_bounce, wants_dsn
 from outrider.dsn.notices import DELAYED
 from outrider.events.types import Bounced, Deferred, Delivered, MessageInfo, RecipientEvent
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.policy.bounce_category import BounceClassifier, default_classifier
-from outrider.policy.outcome import Outcome, Verdict, local_outcome, permanent_status
+from outrider.policy.outcome import Outcome, Verdict, expired_status, local_outcome
 from outrider.policy.retry import decide_retry
 
 NO_RESULT = local_outcome(451, "4.3.0", "No result for recipient")
@@ -36,6 +37,8 @@ class Attempt:
     source_ip: str = ""
     destination_ip: str = ""
     peer_dsn: bool = False
+    esmtp: str = ""  # the EHLO keywords the next hop offered (dlvEsmtpAvailable)
+    pool: str = ""  # the pool ``vmta`` was chosen from (vmtaPool)
     # The scheduler's, built from [bounce-categories]; None: the shipped rules alone.
     categories: BounceClassifier | None = None
 
@@ -58,6 +61,7 @@ def message_info(env: Envelope) -> MessageInfo:
         msg_id=env.msg_id,
         size=env.size,
         source=env.source.value,
+        src_mta=src_mta(env.helo, env.client_address),
     )
 
 
@@ -100,7 +104,7 @@ def settle(
             if decision.expired:
                 rcpt.status = RcptStatus.BOUNCED
                 rcpt.last_reply = f"{outcome.diagnostic} (expired after {rcpt.attempts} attempts)"
-                final = (*common[:4], permanent_status(outcome.status))
+                final = (*common[:4], expired_status(outcome.status))
                 category = categorize(final[4], outcome.diagnostic, expired=True)
                 event = Bounced(*final, rcpt.last_reply, *where, category=category, expired=True)
                 result.bounced += 1
@@ -116,6 +120,7 @@ def settle(
                     next_attempt=rcpt.next_attempt,
                 )
                 result.deferred += 1
+        event.esmtp, event.pool = at.esmtp, at.pool
         result.events.append(event)
     if delay_owed:
         env.delay_warned = True

@@ -60,6 +60,11 @@ __all__ = [
 
 # Replies synthesised locally (never received from the peer).
 SMTPUTF8_UNSUPPORTED = Reply(550, "5.6.7", "Remote server does not support SMTPUTF8")
+# RFC 3463 5.6.3 "conversion required but not supported": binary MIME content cannot go
+# over DATA (NUL, bare CR/LF and long lines do not survive it) and is not converted.
+BINARY_UNSUPPORTED = Reply(
+    554, "5.6.3", "Binary content (BODY=BINARYMIME) and the next hop offers no BINARYMIME+CHUNKING"
+)
 BAD_RECIPIENT_SYNTAX = Reply(501, "5.1.3", "Bad recipient address syntax: CR, LF or NUL in address")
 BAD_SENDER_SYNTAX = Reply(501, "5.1.7", "Bad sender address syntax: CR, LF or NUL in address")
 
@@ -118,6 +123,31 @@ def xtext_encode(value: str) -> str:
 def utf8_addr_xtext(value: str) -> str:
     """RFC 6533 utf-8-addr-xtext: non-ASCII kept, "+", "=", "\\\\" and controls as ``\\x{HH}``."""
     return _UTF8_XTEXT_UNSAFE.sub(lambda m: f"\\x{{{ord(m[0]):X}}}", value)
+
+
+MAX_LINE = 998  # RFC 5322 2.1.1: octets in a line, without its CRLF
+
+
+def is_binary(body: bytes) -> bool:
+    """Whether ``body`` holds what only BINARYMIME may carry (RFC 3030): a NUL, a CR or
+    LF that is not part of a CRLF, or a line longer than 998 octets."""
+    if b"\0" in body:
+        return True
+    crlf = body.count(b"\r\n")
+    if body.count(b"\r") != crlf or body.count(b"\n") != crlf:
+        return True
+    if len(body) <= MAX_LINE:
+        return False
+    return any(len(line) > MAX_LINE for line in body.split(b"\r\n"))
+
+
+def needs_binarymime(envelope: Envelope, body: bytes | StreamedContent) -> bool:
+    """A message received as BODY=BINARYMIME keeps that label unless its content, read
+    here, is valid 8-bit MIME after all (then 8BITMIME over DATA is a true label). A
+    streamed body is not read ahead: it keeps the label."""
+    if not envelope.body_binary:
+        return False
+    return not isinstance(body, bytes) or is_binary(body)
 
 
 def dot_stuff(body: bytes) -> list[bytes]:
@@ -290,6 +320,7 @@ class Extensions:
     eightbitmime: bool = False
     smtputf8: bool = False
     chunking: bool = False
+    binarymime: bool = False
     starttls: bool = False
     dsn: bool = False
     enhancedstatuscodes: bool = False
@@ -312,6 +343,7 @@ class Extensions:
             eightbitmime="8BITMIME" in keywords,
             smtputf8="SMTPUTF8" in keywords,
             chunking="CHUNKING" in keywords,
+            binarymime="BINARYMIME" in keywords,
             starttls="STARTTLS" in keywords,
             dsn="DSN" in keywords,
             enhancedstatuscodes="ENHANCEDSTATUSCODES" in keywords,
@@ -345,6 +377,7 @@ class Transaction:
     body: bytes = b""
     pipelined: bool = False
     chunking: bool = False
+    binary: bool = False  # sent as BODY=BINARYMIME (BDAT only)
     rcpt_sent: int = 0
     rcpt_answered: int = 0
     discard_data: bool = False  # 354 with nobody accepted: we send an empty body and ignore it
@@ -488,6 +521,7 @@ class SmtpClientConnection:
             size = body.size
             tx = Transaction(recipients=rcpts, replies=[None] * len(rcpts), streamed=True)
         tx.size = size
+        tx.binary = needs_binarymime(envelope, body)
         self.last_transaction = tx
         everyone = range(len(rcpts))
 
@@ -500,6 +534,8 @@ class SmtpClientConnection:
         elif ext.size and size > ext.size:
             too_big = Reply(552, "5.3.4", f"Message size {size} exceeds remote limit of {ext.size}")
             tx._settle(everyone, too_big)
+        elif tx.binary and not (ext.binarymime and ext.chunking):
+            tx._settle(everyone, BINARY_UNSUPPORTED)
         else:
             for i, rcpt in enumerate(rcpts):
                 if not rcpt.address or _FORBIDDEN_IN_LINE.search(rcpt.address):
@@ -566,7 +602,9 @@ class SmtpClientConnection:
         parts = [f"MAIL FROM:<{envelope.sender}>"]
         if ext.size is not None:
             parts.append(f"SIZE={size}")
-        if envelope.body_8bit and ext.eightbitmime:
+        if self._tx is not None and self._tx.binary:
+            parts.append("BODY=BINARYMIME")  # only reached when offered, with CHUNKING
+        elif envelope.body_8bit and ext.eightbitmime:
             parts.append("BODY=8BITMIME")
         if utf8 and ext.smtputf8:
             parts.append("SMTPUTF8")

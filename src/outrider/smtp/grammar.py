@@ -80,6 +80,11 @@ _PATH = re.compile("<(?:" + _ADL + ")?(" + _MAILBOX + ")>")
 _CONTROL = re.compile("[\x00-\x1f\x7f-\x9f]")
 _KEYWORD = re.compile("[A-Za-z0-9][A-Za-z0-9-]*")
 _DIGITS = re.compile(f"[0-9]{{1,{_MAX_SIZE_DIGITS}}}")
+# RFC 6533 utf-8-addr-xtext / utf-8-addr-unitext: QCHAR, EmbeddedUnicodeChar, and (unitext)
+# any non-ASCII character; no controls, spaces, "+", "=" or a bare backslash.
+_UTF8_ADDR = re.compile(
+    r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x5b\x5d-\x7e]|\\x\{[0-9A-Fa-f]{2,6}\}|[^\x00-\x7f])+"
+)
 _XTEXT = re.compile(r"(?:[\x21-\x2a\x2c-\x3c\x3e-\x7e]|\+[0-9A-Fa-f]{2})*")
 _XTEXT_HEX = re.compile(rb"\+([0-9A-Fa-f]{2})")
 _ADDR_TYPE = re.compile(r"[A-Za-z0-9!#$%&'*/?^_`{|}~.-]+")
@@ -205,8 +210,13 @@ def _parse_orcpt(value: str, smtputf8: bool) -> str:
     addr_type, semi, address = value.partition(";")
     if not semi or not address or not _ADDR_TYPE.fullmatch(addr_type):
         raise _syntax("Bad ORCPT parameter")
-    if smtputf8 and addr_type.lower() == "utf-8" and not address.isascii():
-        return f"{addr_type};{address}"  # RFC 6533 utf-8-addr-unitext: UTF-8 as sent
+    if addr_type.lower() == "utf-8":
+        # RFC 6533: utf-8-addr-xtext (QCHAR and \\x{HEX}; no "+XX" xtext, so nothing is
+        # decoded here) or, with SMTPUTF8, utf-8-addr-unitext (UTF-8 as sent). Kept as
+        # given: the DSN builder writes the form its part needs.
+        if (not smtputf8 and not address.isascii()) or not _UTF8_ADDR.fullmatch(address):
+            raise _syntax("Bad ORCPT parameter")
+        return f"utf-8;{address}"
     return f"{addr_type};{xtext_decode(address)}"
 
 

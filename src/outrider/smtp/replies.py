@@ -43,8 +43,20 @@ class Reply:
         return "".join(out).encode("utf-8", "replace")
 
     def __str__(self) -> str:
-        text = " ".join(self.lines())
-        return f"{self.code} {self.enhanced} {text}" if self.enhanced else f"{self.code} {text}"
+        return one_line(self.code, self.enhanced, self.lines())
+
+
+def one_line(code: int, enhanced: str, lines: list[str]) -> str:
+    """A reply as one line of text, the form in ``dsnDiag``, events, DSN diagnostics and the
+    daemon log: ``CODE [ENHANCED] text; text``. Each line's text is trimmed (Exim's
+    ``250- 2062 byte chunk`` has a space where the enhanced code would be) and empty lines
+    are left out, so a two-line reply reads ``250 2062 byte chunk, total 2062; OK id=1x``
+    and not ``250  2062 byte chunk, total 2062 OK id=1x``. Any CR or LF left inside a line
+    becomes a space: the result is always one line."""
+    parts = [part.replace("\r", " ").replace("\n", " ").strip() for part in lines]
+    text = "; ".join(part for part in parts if part)
+    head = f"{code} {enhanced}" if enhanced else str(code)
+    return f"{head} {text}" if text else head
 
 
 # Replies used by more than one module.

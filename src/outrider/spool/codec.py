@@ -148,6 +148,8 @@ def encode_envelope(env: Envelope) -> bytes:
         "x": env.extra,
         "r": [[r.address, r.orcpt, _notify_to_json(r.notify), *_state(r)] for r in env.recipients],
     }
+    if env.body_binary:  # written only when set: other envelopes keep their exact bytes
+        doc["bin"] = True
     return _encoder.encode(doc).encode("utf-8")
 
 
@@ -180,6 +182,7 @@ def decode_envelope(data: bytes) -> Envelope:
             envid=doc["env"],
             smtputf8=bool(doc["u8"]),
             body_8bit=bool(doc["b8"]),
+            body_binary=bool(doc.get("bin", False)),  # absent in files of older releases
             client_address=str(doc["ip"]),
             helo=str(doc["helo"]),
             job_id=str(doc["job"]),

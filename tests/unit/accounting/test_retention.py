@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from outrider.accounting.records import FIELDS, AccountingRecord, RecordType
+from outrider.accounting.records import DEFAULT_FIELDS, FIELDS, AccountingRecord, RecordType
 from outrider.accounting.retention import aside_name, day_of, expired, name_pattern
 from outrider.accounting.writer import AccountingLog
 
@@ -168,7 +168,7 @@ def test_a_file_with_other_columns_is_moved_aside_not_appended_to(
     aside = tmp_path / "acct-2026-11-27.2.csv"
     assert aside.read_bytes() == f"{old_header}\r\nd,old row\r\n".encode()
     rows = read(path)
-    assert rows[0] == list(FIELDS) and len(rows) == 2 and len(rows[1]) == len(FIELDS)
+    assert rows[0] == list(DEFAULT_FIELDS) and len(rows) == 2 and len(rows[1]) == len(FIELDS)
     assert "moved to acct-2026-11-27.2.csv" in caplog.text
 
 
@@ -178,7 +178,7 @@ def test_a_torn_header_is_moved_aside_too(tmp_path: Path) -> None:
     log.write(record(NOON))
     log.close()
     assert (tmp_path / "acct-2026-11-27.1.csv").read_text() == "type,timeLo"
-    assert read(path)[0] == list(FIELDS)
+    assert read(path)[0] == list(DEFAULT_FIELDS)
 
 
 def test_a_file_of_todays_columns_is_appended_to(tmp_path: Path) -> None:

@@ -74,7 +74,9 @@ def as_dict(row: tuple[str, ...] | None) -> dict[str, str]:
 
 
 def test_delivered_row_has_every_column() -> None:
-    assert as_dict(row_of(delivered())) == {
+    msg = info(src_mta="client.shop.example (192.0.2.10)")
+    event = delivered(msg, esmtp="PIPELINING SIZE 8BITMIME", pool="pool-a")
+    assert as_dict(row_of(event)) == {
         "type": "d",
         "timeLogged": "2026-11-27 20:31:05+0000",
         "timeQueued": "2026-11-27 20:30:00+0000",
@@ -99,6 +101,9 @@ def test_delivered_row_has_every_column() -> None:
         "srcType": "smtp",
         "dlvType": "smtp",
         "bounceCat": "",
+        "srcMta": "client.shop.example (192.0.2.10)",
+        "dlvEsmtpAvailable": "PIPELINING SIZE 8BITMIME",
+        "vmtaPool": "pool-a",
     }
 
 

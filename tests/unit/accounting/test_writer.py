@@ -90,12 +90,21 @@ def test_record_type_codes_and_actions() -> None:
     assert RecordType.BOUNCED.dsn_action == "failed"
     assert RecordType.TRANSIENT.dsn_action == "delayed"
     assert RecordType.RECEIVED.dsn_action == ""
-    assert len(FIELDS) == len(to_row(record())) == 24
+    assert len(FIELDS) == len(to_row(record())) == 27
 
 
 def test_new_columns_come_after_the_old_ones() -> None:
     assert list(FIELDS[: len(FIRST_FIELDS)]) == FIRST_FIELDS
-    assert FIELDS[len(FIRST_FIELDS) :] == ("queueId", "dlvSize", "srcType", "dlvType", "bounceCat")
+    assert FIELDS[len(FIRST_FIELDS) :] == (
+        "queueId",
+        "dlvSize",
+        "srcType",
+        "dlvType",
+        "bounceCat",
+        "srcMta",
+        "dlvEsmtpAvailable",
+        "vmtaPool",
+    )
 
 
 def test_time_format_matches_powermta() -> None:
@@ -104,7 +113,7 @@ def test_time_format_matches_powermta() -> None:
 
 
 def test_header_once_then_rows(tmp_path: Path) -> None:
-    log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
+    log = AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS)
     log.write(record(queue_id="1A2B3C", dlv_size=4096, src_type="smtp", dlv_type="smtp"))
     log.write_many([record(type=RecordType.BOUNCED, dsn_action="failed"), record()])
     log.close()
@@ -141,8 +150,11 @@ def test_header_once_then_rows(tmp_path: Path) -> None:
         "smtp",
         "smtp",
         "",
+        "",
+        "",
+        "",
     ]
-    assert rows[2][-5:] == ["", "", "", "", ""]  # dlvSize of None is an empty cell
+    assert rows[2][-8:] == [""] * 8  # dlvSize of None is an empty cell
     assert [r[0] for r in rows[1:]] == ["d", "b", "d"]
 
 
@@ -160,7 +172,7 @@ def test_header_once_then_rows(tmp_path: Path) -> None:
     ],
 )
 def test_rfc4180_quoting_round_trips(tmp_path: Path, diag: str) -> None:
-    log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
+    log = AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS)
     log.write(record(dsn_diag=diag, orig='odd,"sender"@example.com'))
     log.close()
     rows = read_rows(tmp_path / "acct-2026-11-27.csv")
@@ -170,7 +182,7 @@ def test_rfc4180_quoting_round_trips(tmp_path: Path, diag: str) -> None:
 
 
 def test_quoting_is_minimal(tmp_path: Path) -> None:
-    log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
+    log = AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS)
     log.write(record(dsn_diag='a,b "c"'))
     log.close()
     raw = (tmp_path / "acct-2026-11-27.csv").read_text(encoding="utf-8")
@@ -179,7 +191,7 @@ def test_quoting_is_minimal(tmp_path: Path) -> None:
 
 
 def test_nul_is_replaced_so_readers_accept_the_file(tmp_path: Path) -> None:
-    log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
+    log = AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS)
     log.write(record(dsn_diag="bad\x00byte"))
     log.close()
     rows = read_rows(tmp_path / "acct-2026-11-27.csv")
@@ -188,7 +200,7 @@ def test_nul_is_replaced_so_readers_accept_the_file(tmp_path: Path) -> None:
 
 def test_rotates_at_utc_midnight(tmp_path: Path) -> None:
     clock = FakeClock(MIDNIGHT - 0.5)
-    log = AccountingLog(tmp_path, clock=clock)
+    log = AccountingLog(tmp_path, clock=clock, fields=FIELDS)
     log.write(record(rcpt="before@example.org"))
     first = log.path
     clock.now = MIDNIGHT
@@ -207,7 +219,7 @@ def test_rotates_at_utc_midnight(tmp_path: Path) -> None:
 
 def test_clock_going_back_reopens_the_earlier_day(tmp_path: Path) -> None:
     clock = FakeClock(MIDNIGHT + 10)
-    log = AccountingLog(tmp_path, clock=clock)
+    log = AccountingLog(tmp_path, clock=clock, fields=FIELDS)
     log.write(record())
     clock.now = MIDNIGHT - 10  # e.g. an NTP step
     log.write(record())
@@ -218,7 +230,7 @@ def test_clock_going_back_reopens_the_earlier_day(tmp_path: Path) -> None:
 
 def test_appends_after_restart_without_a_second_header(tmp_path: Path) -> None:
     for n in range(3):
-        log = AccountingLog(tmp_path, clock=FakeClock(DAY1 + n))
+        log = AccountingLog(tmp_path, clock=FakeClock(DAY1 + n), fields=FIELDS)
         log.write(record(size=n))
         log.close()
     rows = read_rows(tmp_path / "acct-2026-11-27.csv")
@@ -238,7 +250,7 @@ def test_prefix_and_directory_creation(tmp_path: Path) -> None:
 
 
 def test_flush_hands_rows_to_the_os_and_close_is_final(tmp_path: Path) -> None:
-    with AccountingLog(tmp_path, clock=FakeClock(DAY1)) as log:
+    with AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS) as log:
         log.write(record())
         path = tmp_path / "acct-2026-11-27.csv"
         assert len(read_rows(path)) <= 1  # buffered, not written per record
@@ -250,7 +262,7 @@ def test_flush_hands_rows_to_the_os_and_close_is_final(tmp_path: Path) -> None:
 
 
 def test_flush_and_close_without_writes(tmp_path: Path) -> None:
-    log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
+    log = AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS)
     log.flush()
     log.close()
     assert list(tmp_path.iterdir()) == []
@@ -271,7 +283,7 @@ def test_torn_last_row_is_terminated_on_reopen(tmp_path: Path, torn: bytes) -> N
     good = io.StringIO()
     csv.writer(good, lineterminator="\r\n").writerows([FIELDS, to_row(record(size=1))])
     path.write_bytes(good.getvalue().encode() + torn)
-    log = AccountingLog(tmp_path, clock=FakeClock(DAY1))
+    log = AccountingLog(tmp_path, clock=FakeClock(DAY1), fields=FIELDS)
     log.write(record(size=2, dsn_diag="after, the crash"))
     log.close()
     rows = read_rows(path)

@@ -7,7 +7,7 @@ import io
 from collections.abc import Iterator
 from pathlib import Path
 
-from outrider.accounting.records import FIELDS
+from outrider.accounting.records import DEFAULT_FIELDS as FIELDS
 from outrider.admin.tail import RowFilter, follow, parse_row, tail_line
 
 

@@ -439,6 +439,30 @@ class TestSmtputf8:
         assert per_rcpt["Final-Recipient"] == expected
         assert per_rcpt["Original-Recipient"] == expected.replace("; ", ";")
 
+    def test_xtext_decoded_rfc822_orcpt_becomes_utf8_type(self) -> None:
+        """ORCPT=rfc822;+C3+BCn+C3+AF@... decodes to a non-ASCII address, which the rfc822
+        type cannot hold: RFC 6533 wants the utf-8 type (unitext in the global part)."""
+        env = envelope(sender="s@example.org", smtputf8=True)
+        rcpt = failed("ünï@example.org", orcpt="rfc822;ünï@example.org")
+        per_rcpt = global_status_blocks(build(env, [rcpt]))[1]
+        assert per_rcpt["Original-Recipient"] == "utf-8;ünï@example.org"
+        assert per_rcpt["Final-Recipient"] == "utf-8; ünï@example.org"
+        seven_bit = status_blocks(parse(build(envelope(), [rcpt])))[1]
+        assert seven_bit["Original-Recipient"] == "utf-8;\\x{FC}n\\x{EF}@example.org"
+
+    def test_utf8_addr_xtext_orcpt_is_decoded_in_the_global_part(self) -> None:
+        env = envelope(smtputf8=True)
+        rcpt = failed("jöran@example.org", orcpt="utf-8;j\\x{F6}ran@example.org")
+        per_rcpt = global_status_blocks(build(env, [rcpt]))[1]
+        assert per_rcpt["Original-Recipient"] == "utf-8;jöran@example.org"
+        seven_bit = status_blocks(parse(build(envelope(), [rcpt])))[1]
+        assert seven_bit["Original-Recipient"] == "utf-8;j\\x{F6}ran@example.org"
+
+    def test_ascii_orcpt_and_other_types_kept(self) -> None:
+        env = envelope(smtputf8=True)
+        rcpt = failed("a@example.org", orcpt="x400;/C=US/")
+        assert global_status_blocks(build(env, [rcpt]))[1]["Original-Recipient"] == "x400;/C=US/"
+
 
 class TestMutationSurvivors:
     """Behaviour a mutation run showed no test pinned (issue 15)."""

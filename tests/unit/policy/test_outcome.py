@@ -53,10 +53,11 @@ def test_status_from_text(text: str, status: str) -> None:
     assert status_from_text(text, "9.9.9") == status
 
 
-def test_permanent_status_keeps_subject_and_detail() -> None:
-    from outrider.policy.outcome import permanent_status
+def test_expired_status_is_4_4_7_for_a_temporary_last_reply() -> None:
+    """RFC 3463: X.4.7 "delivery time expired" is a persistent transient (class 4) code."""
+    from outrider.policy.outcome import EXPIRED_STATUS, expired_status
 
-    assert permanent_status("4.2.2") == "5.2.2"
-    assert permanent_status("4.4.7") == "5.4.7"
-    assert permanent_status("5.1.1") == "5.1.1"
-    assert permanent_status("2.0.0") == "2.0.0"
+    assert EXPIRED_STATUS == "4.4.7"
+    assert expired_status("4.2.2") == "4.4.7"
+    assert expired_status("4.4.1") == "4.4.7"
+    assert expired_status("5.1.1") == "5.1.1"

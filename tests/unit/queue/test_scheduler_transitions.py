@@ -14,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from outrider.accounting.records import FIELDS
 from outrider.accounting.subscriber import AccountingSubscriber, row_of
 from outrider.config.loader import parse_config
 from outrider.dsn.notifier import DsnNotifier
@@ -516,8 +517,9 @@ async def test_queue_remote_only_delivers_local_mail_at_once(make) -> None:
     assert [s.recipients for s in h.transport.sent] == [["a@l.test"], ["b@r.test"]]
 
 
-async def test_an_expired_temporary_failure_is_reported_as_permanent(make) -> None:
-    """Mailbox full (452 4.2.2) until bounce-after: the bounce and its DSN say 5.2.2."""
+async def test_an_expired_temporary_failure_is_reported_as_expired(make) -> None:
+    """Mailbox full (452 4.2.2) until bounce-after: the bounce, its row and its DSN say
+    4.4.7 (RFC 3463 "delivery time expired"), Action failed, the last reply kept."""
     h: Harness = await make(bounce="100s")
     h.transport.replies["a@a.test"] = Reply(452, "4.2.2", "mailbox full")
     h.submit("a@a.test")
@@ -527,9 +529,14 @@ async def test_an_expired_temporary_failure_is_reported_as_permanent(make) -> No
     for _ in range(3):
         await h.advance(60)
     [bounced] = h.of(Bounced)
-    assert bounced.status == "5.2.2"  # type: ignore[attr-defined]
+    assert bounced.status == "4.4.7"  # type: ignore[attr-defined]
+    assert bounced.category == "message-expired"  # type: ignore[attr-defined]
+    assert bounced.diagnostic.startswith("452 4.2.2 mailbox full (expired after")  # type: ignore[attr-defined]
+    row = dict(zip(FIELDS, row_of(bounced) or (), strict=True))
+    assert (row["type"], row["dsnStatus"], row["bounceCat"]) == ("b", "4.4.7", "message-expired")
     [dsn] = [s for s in h.transport.sent if s.sender == ""]
-    assert b"Status: 5.2.2" in dsn.body and b"Action: failed" in dsn.body
+    assert b"Status: 4.4.7" in dsn.body and b"Action: failed" in dsn.body
+    assert b"Diagnostic-Code: smtp; 452 4.2.2 mailbox full" in dsn.body
 
 
 async def test_bounces_and_deferrals_carry_their_bounce_category(make) -> None:
@@ -549,7 +556,8 @@ async def test_bounces_and_deferrals_carry_their_bounce_category(make) -> None:
         "odd@a.test": ("Bounced", "policy-related"),
     }
     rows = {r[4]: r for r in map(row_of, h.events) if r is not None and r[0] in "dbt"}
-    assert {rcpt: r[-1] for rcpt, r in rows.items()} == {
+    cat = FIELDS.index("bounceCat")
+    assert {rcpt: r[cat] for rcpt, r in rows.items()} == {
         "ok@a.test": "",
         "gone@a.test": "bad-mailbox",
         "full@a.test": "quota-issues",

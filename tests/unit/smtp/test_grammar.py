@@ -224,7 +224,9 @@ def test_bad_notify(value: str) -> None:
         ("rfc822;user@example.org", "rfc822;user@example.org"),
         ("RFC822;user+40example.org", "RFC822;user@example.org"),
         ("rfc822;a+2Bb+3Dc@d.e", "rfc822;a+b=c@d.e"),
-        ("utf-8;j+C3+B6ran@example.org", "utf-8;jöran@example.org"),
+        # RFC 6533 utf-8-addr-xtext: kept as given (no "+XX" decoding for this type).
+        ("utf-8;j\\x{F6}ran@example.org", "utf-8;j\\x{F6}ran@example.org"),
+        ("UTF-8;user@example.org", "utf-8;user@example.org"),
         ("x400;/C+3DUS/", "x400;/C=US/"),
     ],
 )
@@ -325,6 +327,23 @@ def test_mail_parameters_at_their_length_limit(keyword: str, limit: int) -> None
     _, params = parse_mail(f"<a@b.example> {keyword}={at_limit}")
     assert getattr(params, keyword.lower()) == at_limit
     assert mail_error(f"<a@b.example> {keyword}=x{at_limit}") == "501 5.5.4"
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "utf-8;j+C3+B6ran@example.org",  # xtext is not allowed in the utf-8 type
+        "utf-8;a\\b@example.org",  # a backslash only as \\x{HEX}
+        "utf-8;jöran@example.org",  # unitext needs SMTPUTF8
+    ],
+)
+def test_bad_utf8_orcpt(value: str) -> None:
+    assert rcpt_error(f"<a@b.c> ORCPT={value}") == "501 5.5.4"
+
+
+def test_utf8_orcpt_unitext_with_smtputf8() -> None:
+    _, params = parse_rcpt("<jöran@example.org> ORCPT=utf-8;jöran@example.org", smtputf8=True)
+    assert params.orcpt == "utf-8;jöran@example.org"
 
 
 def test_orcpt_at_its_length_limit() -> None:

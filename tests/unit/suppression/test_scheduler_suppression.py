@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from outrider.accounting.records import FIELDS
 from outrider.accounting.subscriber import row_of
 from outrider.events.types import Bounced, Delivered, MessageDone, NoticeDue
 from outrider.message.envelope import Envelope, RcptStatus
@@ -36,7 +37,8 @@ async def test_suppressed_recipient_is_settled_without_attempt_or_dsn(make, tmp_
         "550 5.7.1 <gone@a.test> is suppressed (bad-mailbox, "
     )
     rows = [row_of(e) for e in bounced]
-    assert [(r[0], r[-1]) for r in rows if r is not None] == [
+    cat = FIELDS.index("bounceCat")
+    assert [(r[0], r[cat]) for r in rows if r is not None] == [
         ("b", "suppressed"),
         ("b", "suppressed"),
     ]
