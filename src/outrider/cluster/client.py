@@ -11,6 +11,7 @@ divisor of the fallback limits. Going down and coming back are logged once each.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import socket
@@ -104,7 +105,7 @@ class ClusterClient:
             self.up = False
             self.since = time.time()
             log.warning(
-                "cluster: Redis unreachable (%s); local limits divided by %d node(s) until it is back",
+                "cluster: Redis unreachable (%s); local limits / %d node(s) until it is back",
                 self.last_error,
                 self.live_nodes,
             )
@@ -173,20 +174,16 @@ class ClusterClient:
         """Leave the live-node set and close the connection (bounded)."""
         if self._task is not None:
             self._task.cancel()
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-            except asyncio.CancelledError:
-                pass
             self._task = None
         if self.up:
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrem(self.key("nodes"), self.node)
             pipe.delete(self.key("node", self.node))
             await self.call(pipe.execute())
-        try:
+        with contextlib.suppress(Exception):  # closing a dead connection: nothing to save
             await asyncio.wait_for(self.redis.aclose(), self.options.timeout)
-        except Exception:  # closing a dead connection: nothing to save
-            pass
 
     def status(self) -> dict[str, Any]:
         """For ``show status`` and /metrics."""

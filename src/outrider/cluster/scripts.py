@@ -21,6 +21,7 @@ __all__ = ["ACQUIRE", "EVENT", "GCRA", "HEARTBEAT", "RENEW"]
 # The GCRA step shared by GCRA and ACQUIRE: local function take(key, interval, span,
 # now, want, ahead) -> granted, value (the TAT before the first grant, or the wait).
 _GCRA_FN = """
+local function num(x) return string.format('%.17g', x) end
 local function take(key, interval, span, now, want, ahead)
   local state = redis.call('HMGET', key, 't', 'i')
   local tat, built = tonumber(state[1]), tonumber(state[2])
@@ -40,12 +41,12 @@ local function take(key, interval, span, now, want, ahead)
   end
   if granted == 0 then
     if tat and built ~= interval and base > now then
-      redis.call('HSET', key, 't', string.format('%.17g', base), 'i', string.format('%.17g', interval))
+      redis.call('HSET', key, 't', num(base), 'i', num(interval))
       redis.call('PEXPIRE', key, math.ceil((base - now) * 1000) + 1000)
     end
     return 0, base + interval - span - now
   end
-  redis.call('HSET', key, 't', string.format('%.17g', base), 'i', string.format('%.17g', interval))
+  redis.call('HSET', key, 't', num(base), 'i', num(interval))
   redis.call('PEXPIRE', key, math.ceil((base - now) * 1000) + 1000)
   return granted, first
 end
@@ -64,7 +65,7 @@ if ARGV[6] == '1' then
   if tat and tat > now then
     if built and built ~= interval then
       base = now + (tat - now) * (interval / built)
-      redis.call('HSET', KEYS[1], 't', string.format('%.17g', base), 'i', string.format('%.17g', interval))
+      redis.call('HSET', KEYS[1], 't', num(base), 'i', num(interval))
     else
       base = tat
     end
@@ -94,7 +95,8 @@ if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
   end
 end
 if KEYS[2] then
-  local granted, value = take(KEYS[2], tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6]), 1, 0)
+  local iv, span, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
+  local granted, value = take(KEYS[2], iv, span, now, 1, 0)
   if granted == 0 then
     return {2, string.format('%.17g', value)}
   end

@@ -73,8 +73,7 @@ class RedisThrottle:
                 if granted == 0:
                     return [], value if value > EPSILON else 0.0
                 return [
-                    max(0.0, value + i * interval - limit.span - now)
-                    for i in range(1, granted + 1)
+                    max(0.0, value + i * interval - limit.span - now) for i in range(1, granted + 1)
                 ], 0.0
         wait = self.fallback.rate_now(key, share_rate(limit, self.client.live_nodes), now)
         return ([0.0], 0.0) if wait <= 0.0 else ([], wait)

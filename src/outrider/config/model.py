@@ -22,6 +22,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
+from outrider.config.cluster_kinds import NODE_NAME, REDIS_URL
 from outrider.config.kinds import (
     BOOLEAN,
     DOMAIN,
@@ -64,7 +65,6 @@ from outrider.config.local_kinds import (
     TARGETS,
     LocalTransport,
 )
-from outrider.config.cluster_kinds import NODE_NAME, REDIS_URL
 from outrider.config.units import IPNetwork
 from outrider.config.units import Rate as Rate  # re-exported
 from outrider.config.webhook_kinds import EVENTS, HEADERS, URL, WEBHOOK_EVENTS
