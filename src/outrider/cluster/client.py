@@ -127,6 +127,13 @@ class ClusterClient:
     async def heartbeat(self) -> bool:
         """Register this node as live; True when Redis answered (and is now up)."""
         ttl = int(self.options.lease_time * 1000)
+        if not self.up:
+            # Pooled connections from before the outage would each fail once more (a
+            # restarted Redis closed them): start afresh.
+            with contextlib.suppress(Exception):
+                await asyncio.wait_for(
+                    self.redis.connection_pool.disconnect(), self.options.timeout
+                )
         info = json.dumps({"node": self.node, "at": time.time()})
         keys = [self.key("node", self.node), self.key("nodes")]
         try:

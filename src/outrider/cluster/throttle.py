@@ -36,8 +36,8 @@ class RedisThrottle:
     def __init__(self, client: ClusterClient) -> None:
         self.client = client
         self.fallback = LocalThrottle()
-        # Leases this node holds: storage key -> [(member, taken by the fallback)].
-        self._holders: dict[str, list[tuple[str, bool]]] = {}
+        # Leases this node holds, through Redis or the fallback: storage key -> members.
+        self._holders: dict[str, list[str]] = {}
         self._ids = itertools.count(1)
         self.round_trips = 0
         client.every_round(self.renew)
@@ -128,18 +128,19 @@ class RedisThrottle:
             if answer is not None:
                 code, wait = int(answer[0]), max(0.0, float(answer[1]))
                 if code == 0:
-                    self._holders.setdefault(storage, []).append((member, False))
+                    self._holders.setdefault(storage, []).append(member)
                 return code, wait
+        # Alone: this node's share, counting every lease it holds (those taken through
+        # Redis before it went away too), so the nodes together stay within the limit.
         share = share_count(limit, self.client.live_nodes)
-        if not self.fallback.acquire_now(storage, share):
+        if share is not None and len(self._holders.get(storage, ())) >= share:
             return 1, 0.0
         if with_rate:
             assert rate is not None and rate_key is not None
             wait = self.fallback.rate_now(rate_key, share_rate(rate, self.client.live_nodes), now)
             if wait > 0.0:
-                self.fallback.release_now(storage)
                 return 2, wait
-        self._holders.setdefault(storage, []).append((self._member(), True))
+        self._holders.setdefault(storage, []).append(self._member())
         return 0, 0.0
 
     async def acquire(self, key: str, limit: int | None) -> bool:
@@ -157,11 +158,9 @@ class RedisThrottle:
         held = self._holders.get(storage)
         if not held:
             return False
-        member, local = held.pop()
+        member = held.pop()
         if not held:
             del self._holders[storage]
-        if local:
-            self.fallback.release_now(storage)
         if self.client.up:
             await self.client.call(self.client.redis.zrem(storage, member))
         return True
@@ -176,13 +175,23 @@ class RedisThrottle:
                 return int(count)
         return len(self._holders.get(storage, ()))
 
+    def over_share(self, key: str, limit: int | None) -> bool:
+        """True while Redis is away and this node holds more leases of ``key`` than its
+        share: a connection then ends after its message, so that the nodes together get
+        back within the limit (leases taken through Redis may be spread unevenly)."""
+        if self.client.up:
+            return False
+        share = share_count(limit, self.client.live_nodes)
+        held = self._holders.get(self._key("lease", key))
+        return share is not None and held is not None and len(held) > share
+
     def held_here(self) -> int:
         """Leases this node holds, over every key."""
         return sum(len(members) for members in self._holders.values())
 
     async def renew(self) -> None:
         """Extend every lease this node holds (re-adding those Redis lost)."""
-        pairs = [(key, member) for key, held in self._holders.items() for member, _ in held]
+        pairs = [(key, member) for key, held in self._holders.items() for member in held]
         lease_ms = int(self.client.options.lease_time * 1000)
         for start in range(0, len(pairs), RENEW_BATCH):
             batch = pairs[start : start + RENEW_BATCH]

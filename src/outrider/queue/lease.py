@@ -127,6 +127,9 @@ class Lease:
         queue = self.queue
         if queue.active > queue.window.limit:
             return None  # the window shrank (backoff, failures): give this connection up
+        cluster = self.ctx.cluster
+        if cluster is not None and cluster.over_share(queue.lease_key, queue.window.maximum):
+            return None  # Redis is away and this node has more than its share
         item = self.take()
         timeout = self.idle_timeout
         if item is not None or timeout <= 0 or self.closing or self.holds.queue_paused(queue):
