@@ -25,7 +25,7 @@ run: $(STAMP)
 # Debian packages the test suite needs: Chromium for the web monitor's browser test
 # (driven by Playwright from the venv; no browser download) and logrotate for the
 # packaged rotation snippet's test. The relay benchmark installs postfix itself.
-SYSTEM_PACKAGES := chromium:/usr/bin/chromium logrotate:/usr/sbin/logrotate
+SYSTEM_PACKAGES := chromium:/usr/bin/chromium logrotate:/usr/sbin/logrotate redis-server:/usr/bin/redis-server
 system-deps:
 	@missing=""; for entry in $(SYSTEM_PACKAGES); do \
 	  test -x "$${entry#*:}" || missing="$$missing $${entry%%:*}"; done; \

@@ -154,6 +154,19 @@ def _delivery_line(delivery: dict[str, str] | None) -> str:
     return f"delivery: {delivery['mode']} ({delivery['reason']})"
 
 
+def _cluster_line(cluster: dict[str, Any] | None) -> list[str]:
+    """``[cluster] redis`` only: shared limits, or the fallback while Redis is away."""
+    if cluster is None:
+        return []
+    nodes = cluster["live_nodes"]
+    if cluster["redis_up"]:
+        state = f"shared limits, {nodes} live node(s)"
+    else:
+        why = f": {cluster['last_error']}" if cluster.get("last_error") else ""
+        state = f"FALLBACK (Redis unreachable{why}), local limits / {nodes} node(s)"
+    return [f"cluster: node {cluster['node']}, {state}, {cluster.get('leases', 0)} lease(s) held"]
+
+
 def status(s: dict[str, Any]) -> str:
     traffic = s["traffic"]
     spool = s["spool"]
@@ -164,6 +177,7 @@ def status(s: dict[str, Any]) -> str:
         _delivery_line(s.get("delivery")),
         f"spool: {spool['messages']} messages, {size(spool['bytes'])}, "
         f"{size(spool['free_bytes'])} free ({spool['path']})",
+        *_cluster_line(s.get("cluster")),
         "",
     ]
     rows = [{"period": period, **traffic[key]} for period, key in PERIODS]

@@ -99,6 +99,7 @@ def dump(config: Config, *, effective: bool = False) -> dict[str, Any]:
         "event-log": settings(config.event_log, effective=effective),
         "bounce-categories": settings(config.bounce_categories, effective=effective),
         "unsubscribe": settings(config.unsubscribe, effective=effective),
+        "cluster": settings(config.cluster, effective=effective),
     }
     if config.webhooks:
         out["webhook"] = [settings(s, effective=effective) for s in config.webhooks]

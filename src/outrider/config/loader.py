@@ -126,6 +126,7 @@ class _Loader(Reader):
         dkim = self.dkim(data.get("dkim"))
         unsubscribe = self.section(data, "unsubscribe", m.UnsubscribeSettings)
         self.unsubscribe(unsubscribe, data)
+        cluster = self.section(data, "cluster", m.ClusterSettings)
         self.raise_problems()
         macro_of = {domain: name for name, members in macros.items() for domain in members}
         policies = {
@@ -159,6 +160,7 @@ class _Loader(Reader):
             bounce_categories=_settings(m.BounceCategorySettings, bounce_categories),
             dkim=tuple(dkim),
             unsubscribe=_settings(m.UnsubscribeSettings, unsubscribe),
+            cluster=_settings(m.ClusterSettings, cluster),
         )
 
     def unsubscribe(self, fields: Mapping[str, Any], data: Mapping[str, Any]) -> None:

@@ -24,6 +24,7 @@ from typing import Any
 
 from outrider.accounting.records import DEFAULT_FIELDS
 from outrider.accounting.records import FIELDS as ACCOUNTING_FIELDS
+from outrider.config.cluster_kinds import NODE_NAME, REDIS_URL
 from outrider.config.kinds import (
     BOOLEAN,
     DOMAIN,
@@ -791,6 +792,36 @@ class UnsubscribeSettings:
         return self.url is not None or self.mailto is not None
 
 
+@table
+class ClusterSettings:
+    """Several nodes sharing their delivery limits through Redis; see
+    [cluster.md](cluster.md). Without `redis` nothing is shared and no Redis code runs."""
+
+    redis: str | None = key(REDIS_URL, default=None, shown="none: this node alone")
+    """The Redis server every node uses, e.g. `"redis://10.0.0.5:6379/0"`; `rediss://` for TLS.
+    Then `max-smtp-out`, `max-msg-rate` and `max-connect-rate` of each delivery queue are limits
+    for all the nodes together."""
+    node_name: str = key(NODE_NAME, factory=lambda: _node_name(), shown="the host name")
+    """This node's name in Redis (its connection leases and heartbeat); unique per node."""
+    key_prefix: str = key(STRING, default="outrider:")
+    """Prefix of every Redis key, so that several clusters can share one Redis."""
+    password_file: Path | None = key(FILE, default=None, shown="none")
+    """A file holding the Redis password (first line; `AUTH`), kept out of the config file."""
+    tls_ca_file: Path | None = key(FILE, default=None, shown=_SYSTEM_CAS)
+    """CA bundle (PEM) the Redis server's certificate must chain to (`rediss://`)."""
+    lease_time: float = key(duration(positive=True), default="15s")
+    """How long a connection lease lasts unless renewed (every third of it); the connections of
+    a node that died are free again after at most this long."""
+    timeout: float = key(DUR, default="200ms")
+    """Longest wait for one Redis call; a slower or failed call makes the node use its local
+    fallback limits until Redis answers again."""
+
+
+def _node_name() -> str:
+    name = socket.gethostname().split(".")[0] or "node"
+    return re.sub(r"[^A-Za-z0-9._-]", "-", name)[:100]
+
+
 # The top-level tables, in file order: TOML name -> (declaring class, shape), where the
 # shape is "table" ([name]), "array" ([[name]]) or "named" ([name."NAME"]).
 TABLES: Mapping[str, tuple[type | None, str]] = {
@@ -818,6 +849,7 @@ TABLES: Mapping[str, tuple[type | None, str]] = {
     "bounce-categories": (BounceCategorySettings, "table"),
     "dkim": (DkimSettings, "array"),
     "unsubscribe": (UnsubscribeSettings, "table"),
+    "cluster": (ClusterSettings, "table"),
 }
 # Every table of keys, for known_keys() and docs/config.md: "smtp-pattern-list.rules" is one rule.
 DECLARED: Mapping[str, type] = {n: c for n, (c, _) in TABLES.items() if c is not None} | {
@@ -865,6 +897,7 @@ class Config:
     bounce_categories: BounceCategorySettings = field(default_factory=BounceCategorySettings)
     dkim: tuple[DkimSettings, ...] = ()
     unsubscribe: UnsubscribeSettings = field(default_factory=UnsubscribeSettings)
+    cluster: ClusterSettings = field(default_factory=ClusterSettings)
     _macro_of: Mapping[str, str] = field(init=False, repr=False, compare=False)
     _policy_cache: dict[tuple[str, str | None], DomainPolicy] = field(
         init=False, repr=False, compare=False

@@ -81,6 +81,7 @@ class Snapshot:
     latency: LatencyHistogram
     webhooks: dict[str, dict[str, Any]] = field(default_factory=dict)  # overview["webhooks"]
     bounce_categories: dict[str, int] = field(default_factory=dict)  # TrafficCounters'
+    cluster: dict[str, Any] | None = None  # overview["cluster"], with [cluster] redis
 
 
 def escape(value: str) -> str:
@@ -187,6 +188,7 @@ def render(snap: Snapshot) -> str:
     w.sample(f"{name}_sum", h.total)
     w.sample(f"{name}_count", h.count)
     _webhooks(w, snap.webhooks)
+    _cluster(w, snap.cluster)
     w.family("outrider_uptime_seconds", "gauge", "Seconds since the daemon started.")
     w.sample("outrider_uptime_seconds", snap.uptime)
     return w.text()
@@ -198,6 +200,31 @@ WEBHOOK_METRICS = (
     ("failures", "outrider_webhook_failures_total", "counter", "POSTs that failed (retried)."),
     ("dropped", "outrider_webhook_dropped_total", "counter", "Events dropped (max-age, cap)."),
 )
+
+
+def _cluster(w: _Writer, cluster: dict[str, Any] | None) -> None:
+    """With ``[cluster] redis`` only: whether Redis answers, and the fallback flag."""
+    if cluster is None:
+        return
+    gauges = (
+        (
+            "outrider_cluster_redis_up",
+            "1 when Redis answers, else 0.",
+            "redis_up",
+        ),
+        (
+            "outrider_cluster_fallback",
+            "1 while local fallback limits apply.",
+            "fallback",
+        ),
+        ("outrider_cluster_live_nodes", "Live nodes last seen in Redis.", "live_nodes"),
+        ("outrider_cluster_leases", "Connection leases this node holds.", "leases"),
+    )
+    for name, help_text, key in gauges:
+        w.family(name, "gauge", help_text)
+        w.sample(name, int(cluster.get(key) or 0))
+    w.family("outrider_cluster_redis_failures_total", "counter", "Redis calls failed or timed out.")
+    w.sample("outrider_cluster_redis_failures_total", int(cluster.get("failures") or 0))
 
 
 def _webhooks(w: _Writer, hooks: dict[str, dict[str, Any]]) -> None:

@@ -429,6 +429,7 @@ class HttpServer:
             latency=self.latency,
             webhooks=overview.get("webhooks", {}),
             bounce_categories=dict(self.ctx.traffic.bounce_categories),
+            cluster=overview.get("cluster"),
         )
         return web.Response(
             text=render(snap),

@@ -6,12 +6,15 @@ import asyncio
 import logging
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outrider.config.model import Config, DomainPolicy
 from outrider.events.bus import EventBus
 from outrider.queue.control_state import ControlState
 from outrider.throttle.local import LocalThrottle
+
+if TYPE_CHECKING:  # only imported with [cluster] redis: a single node loads no Redis code
+    from outrider.cluster.throttle import RedisThrottle
 
 log = logging.getLogger("outrider.queue")
 QUEUE_KEYS = 2_000_000  # two rate keys per queue: far above any real number of queues
@@ -27,6 +30,9 @@ class Context:
     # Per-queue message and connection rates. Local on purpose: a delivery queue lives
     # in one process, so its rates need no shared state (and no awaits on the hot path).
     throttle: LocalThrottle = field(default_factory=lambda: LocalThrottle(max_keys=QUEUE_KEYS))
+    # Set with ``[cluster] redis``: connection leases and message and connection rates
+    # shared by every node (the local throttle above is then unused for queues).
+    cluster: RedisThrottle | None = None
     stopping: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 

@@ -10,8 +10,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import deque
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outrider.delivery.transport import DeliveryReport, Route
 from outrider.policy.outcome import Outcome, Scope, classify_reply, local_outcome
@@ -22,6 +24,15 @@ from outrider.queue.model import DeliveryQueue, QueuedMessage, WorkItem
 from outrider.queue.shaping import Shaper
 from outrider.smtp.replies import Reply
 from outrider.spool.reader import Body
+
+if TYPE_CHECKING:
+    from outrider.cluster.throttle import RedisThrottle
+
+# With a cluster, a connection reserves up to this many message-rate admissions per
+# Redis round trip, those that conform within RESERVE_AHEAD seconds; one it does not
+# use (the connection ends) is lost to the rate, so both stay small.
+MAX_RESERVE = 4
+RESERVE_AHEAD = 0.2
 
 # settle(item, outcomes by id(recipient), queue, report or None)
 Settle = Callable[[WorkItem, dict[int, Outcome], DeliveryQueue | None, DeliveryReport | None], None]
@@ -76,6 +87,7 @@ class Lease:
         self.load_body = load_body
         self.wake_after = wake_after
         self.kick = kick
+        self._reserved: deque[float] = deque()  # loop times of reserved shared admissions
 
     @property
     def closing(self) -> bool:
@@ -115,6 +127,9 @@ class Lease:
         queue = self.queue
         if queue.active > queue.window.limit:
             return None  # the window shrank (backoff, failures): give this connection up
+        cluster = self.ctx.cluster
+        if cluster is not None and cluster.over_share(queue.lease_key, queue.window.maximum):
+            return None  # Redis is away and this node has more than its share
         item = self.take()
         timeout = self.idle_timeout
         if item is not None or timeout <= 0 or self.closing or self.holds.queue_paused(queue):
@@ -136,6 +151,8 @@ class Lease:
         """Wait until the message rate allows one more message; False when that is
         longer than the connection may idle (a wake-up reopens one in time)."""
         queue = self.queue
+        if self.ctx.cluster is not None:
+            return await self._shared_pace(self.ctx.cluster)
         throttle = self.ctx.throttle
         while True:
             now = self.ctx.loop.time()
@@ -145,6 +162,32 @@ class Lease:
                 return False
             if wait <= 0 and throttle.rate_now(queue.msg_key, queue.msg_limit, now) <= 0:
                 return True
+            await asyncio.sleep(max(wait, 0.001))
+
+    async def _shared_pace(self, cluster: RedisThrottle) -> bool:
+        """:meth:`pace` against the cluster's rate: admissions are reserved a few at a
+        time (one round trip) and used at the times Redis gave them."""
+        queue = self.queue
+        loop = self.ctx.loop
+        while True:
+            if self._reserved:
+                delay = self._reserved.popleft() - loop.time()
+                if delay > 0:
+                    await asyncio.sleep(delay)
+                return True
+            if queue.msg_limit.unlimited:
+                return True
+            want = min(MAX_RESERVE, 1 + len(queue.ready))
+            slots, wait = await cluster.reserve(
+                queue.msg_key, queue.msg_limit, time.time(), want, RESERVE_AHEAD
+            )
+            if slots:
+                start = loop.time()
+                self._reserved.extend(start + offset for offset in slots)
+                continue
+            if wait > queue.policy.connection_idle_timeout:
+                self.wake_after(queue, wait)
+                return False
             await asyncio.sleep(max(wait, 0.001))
 
     async def body(self, item: WorkItem) -> Body:

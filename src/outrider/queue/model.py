@@ -76,6 +76,11 @@ class DeliveryQueue:
         return f"msg {self.key}/{self.vmta}"
 
     @property
+    def lease_key(self) -> str:
+        """The shared ``max-smtp-out`` of a cluster: leases of this queue on every node."""
+        return f"conn {self.key}/{self.vmta}"
+
+    @property
     def connect_key(self) -> str:
         return f"connect {self.key}/{self.vmta}"
 

@@ -10,15 +10,23 @@ gives their slot to the next waiting queue when they end.
 from __future__ import annotations
 
 import heapq
+import time
 from collections.abc import Callable, Coroutine
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from outrider.queue.context import Context
 from outrider.queue.holds import Holds
 from outrider.queue.model import DeliveryQueue, WorkItem
 
+if TYPE_CHECKING:
+    from outrider.cluster.throttle import RedisThrottle
+
 # Starts one connection's worker for the queue; returns when the connection ended.
 StartWorker = Callable[[DeliveryQueue], Coroutine[Any, Any, None]]
+
+# A queue refused a shared connection lease asks again this often (seconds): leases
+# are given back when connections end, which no node is told about.
+LEASE_POLL = 0.2
 
 
 class Slots:
@@ -72,6 +80,12 @@ class Slots:
         if self.total_active >= self.ctx.config.server.max_delivery_concurrency:
             self._wait_for_slot(queue)
             return
+        cluster = self.ctx.cluster
+        if cluster is not None:  # the lease and the connect rate are asked of Redis
+            queue.active += 1
+            self.total_active += 1
+            self.ctx.spawn(self._shared_connection(queue, cluster), f"deliver-{queue.name}")
+            return
         loop_now = self.ctx.loop.time()
         throttle = self.ctx.throttle
         # A connection opened now would only sit idle waiting for the message rate.
@@ -86,6 +100,31 @@ class Slots:
         queue.active += 1
         self.total_active += 1
         self.ctx.spawn(self._connection(queue), f"deliver-{queue.name}")
+
+    async def _shared_connection(self, queue: DeliveryQueue, cluster: RedisThrottle) -> None:
+        """A connection under the cluster's limits: lease one of the queue's
+        ``max-smtp-out`` (and one connect-rate admission) first; refused, ask again
+        later. The lease is given back when the connection ends."""
+        code, wait = await cluster.lease(
+            queue.lease_key,
+            queue.window.maximum,
+            queue.connect_key,
+            queue.connect_limit,
+            time.time(),
+        )
+        if code != 0:
+            queue.active -= 1
+            self.total_active -= 1
+            self.wake_after(queue, wait if code == 2 and wait > 0 else LEASE_POLL)
+            self._hand_on()
+            return
+        try:
+            await self.start_worker(queue)
+        finally:
+            queue.active -= 1
+            self.total_active -= 1
+            await cluster.release(queue.lease_key)
+            self._release(queue)
 
     async def _connection(self, queue: DeliveryQueue) -> None:
         try:
@@ -114,12 +153,16 @@ class Slots:
         queue, the releasing queue competing as one of them (last among equals)."""
         if queue.ready and self.waiting:
             self._wait_for_slot(queue)
+        self._hand_on()
+        self.maybe_connect(queue)
+
+    def _hand_on(self) -> None:
+        """Free global slots go to the waiting queues, highest priority first."""
         limit = self.ctx.config.server.max_delivery_concurrency
         while self.waiting and self.total_active < limit:
             _, _, waiting = heapq.heappop(self.waiting)
             self._waiting_ids.discard((waiting.key, waiting.vmta))
             self.maybe_connect(waiting)
-        self.maybe_connect(queue)
 
     def wake_after(self, queue: DeliveryQueue, delay: float) -> None:
         if queue.wake is None and not self.ctx.stopping:

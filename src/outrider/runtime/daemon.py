@@ -108,6 +108,10 @@ class Daemon:
         manager = Scheduler(
             config=config, spool=spool, transports=self.delivery, suppression=self.suppression
         )
+        if config.cluster.redis is not None:  # imported only then: one node loads no Redis code
+            from outrider.cluster.build import open_cluster
+
+            manager.ctx.cluster = await open_cluster(config.cluster)
         # Mail for a [bounce-domain] is consumed here (DSNs, ARF reports, VERP replies).
         self.feedback = FeedbackConsumer(
             secrets=verp_secrets(config),
@@ -213,6 +217,8 @@ class Daemon:
         if self.throttle_server is not None:
             await self.throttle_server.stop()
         await manager.stop(timeout)
+        if manager.ctx.cluster is not None:
+            await manager.ctx.cluster.client.stop()
         await notifier.drain(timeout=5)
         manager.bus.flush()
         event_log.flush()
@@ -279,6 +285,9 @@ class Daemon:
         )
         if self.webhooks.running:
             status["webhooks"] = self.webhooks.status()
+        cluster = manager.ctx.cluster
+        if cluster is not None:
+            status["cluster"] = cluster.client.status() | {"leases": cluster.held_here()}
         return status
 
     async def route(self, address: str, vmta: str | None) -> dict[str, Any]:

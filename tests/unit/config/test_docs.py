@@ -42,6 +42,7 @@ _CHECKABLE = {
     "srs",
     "event-log",
     "unsubscribe",
+    "cluster",
 }
 
 
@@ -109,7 +110,7 @@ def test_documented_defaults_match_the_code() -> None:
             else:
                 assert explicit == baseline, where
             checked += 1
-    assert checked == 89  # the others are prose (FQDN, none, required, role-dependent)
+    assert checked == 92  # the others are prose (FQDN, none, required, role-dependent)
 
 
 def test_example_loads_with_make_run_settings(tmp_path: Path) -> None:

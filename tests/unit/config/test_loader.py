@@ -251,6 +251,7 @@ def test_known_keys_match_the_dataclasses() -> None:
         "bounce-categories",
         "dkim",
         "unsubscribe",
+        "cluster",
     }
     assert keys["virtual-mta"] == ("smtp-source-host",)
     assert keys["virtual-mta-pool"] == ("virtual-mtas", "weights")

@@ -6,13 +6,18 @@ every test in this package that takes the ``throttle`` fixture then runs against
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import itertools
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 
 import pytest
 
 from outrider.throttle import LocalThrottle, Throttle
+from tests.support.redis_server import RedisServer, redis_server, redis_throttle
 from tests.support.throttle import SharedStandIn
+
+__all__ = ["redis_server"]
+_PREFIXES = itertools.count(1)
 
 IMPLEMENTATIONS: dict[str, Callable[[], Throttle]] = {
     "local": LocalThrottle,
@@ -20,9 +25,16 @@ IMPLEMENTATIONS: dict[str, Callable[[], Throttle]] = {
 }
 
 
-@pytest.fixture(params=sorted(IMPLEMENTATIONS))
-def throttle(request: pytest.FixtureRequest) -> Throttle:
-    return IMPLEMENTATIONS[request.param]()
+@pytest.fixture(params=[*sorted(IMPLEMENTATIONS), "redis"])
+async def throttle(request: pytest.FixtureRequest) -> AsyncIterator[Throttle]:
+    if request.param != "redis":
+        yield IMPLEMENTATIONS[request.param]()
+        return
+    # Needs a server, so it is built here rather than in IMPLEMENTATIONS.
+    server: RedisServer = request.getfixturevalue("redis_server")
+    shared = redis_throttle(server.url, prefix=f"t{next(_PREFIXES)}:")
+    yield shared
+    await shared.client.redis.aclose()
 
 
 @dataclass
