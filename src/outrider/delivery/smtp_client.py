@@ -164,7 +164,10 @@ class _ClientProtocol(asyncio.Protocol):
     def __init__(self, core: SmtpClientConnection) -> None:
         self.core = core
         self.transport: asyncio.Transport | None = None
-        self.waiter: asyncio.Future[bool] | None = None
+        # Tasks waiting for progress: a send() and, pipelined behind it, the next one.
+        self.waiters: set[asyncio.Future[bool]] = set()
+        self.accept_waiters = 0  # of them, wait_accepting() calls
+        self._flush_timer: asyncio.TimerHandle | None = None
         self.lost = False
         self.lost_detail = ""
         self.paused = False  # the transport's write buffer is over its high-water mark
@@ -181,7 +184,13 @@ class _ClientProtocol(asyncio.Protocol):
         if core.receive_data(data) or core.state is State.FAILED:
             if core.state is State.TLS_PENDING and self.transport is not None:
                 self.transport.pause_reading()  # nothing more may be read in clear
-            self.flush()
+            if self.accept_waiters and core.can_overlap:
+                # The next message is about to be pipelined behind this end of data: let
+                # its commands join the same write, or a server that answers each read
+                # separately may sit on its second answer (Nagle against delayed ACK).
+                self.flush_soon()
+            else:
+                self.flush()
             self.wake()
 
     def eof_received(self) -> bool:
@@ -205,15 +214,28 @@ class _ClientProtocol(asyncio.Protocol):
             self.closed.set_result(None)
         self.wake()
 
+    def flush_soon(self) -> None:
+        """Flush within 2 ms unless a :meth:`flush` comes first."""
+        if self._flush_timer is None:
+            loop = asyncio.get_running_loop()
+            self._flush_timer = loop.call_later(_COALESCE_DELAY, self.flush)
+
     def flush(self) -> None:
+        if self._flush_timer is not None:
+            self._flush_timer.cancel()
+            self._flush_timer = None
         out = self.core.data_to_send()
         if out and self.transport is not None and not self.lost:
             self.transport.writelines(out)
 
     def wake(self) -> None:
-        waiter = self.waiter
-        if waiter is not None and not waiter.done():
-            waiter.set_result(True)
+        for waiter in self.waiters:
+            if not waiter.done():
+                waiter.set_result(True)
+
+
+# How long the end of a message may wait for the next message's commands to share its write.
+_COALESCE_DELAY = 0.002
 
 
 def _expire(fut: asyncio.Future[bool]) -> None:
@@ -224,7 +246,9 @@ def _expire(fut: asyncio.Future[bool]) -> None:
 class SmtpSession:
     """One connected, greeted and EHLO'd SMTP session, reusable for several messages.
 
-    One transaction at a time: :meth:`send` is not to be called concurrently.
+    One transaction at a time, except that with PIPELINING the next :meth:`send` may
+    start once :meth:`wait_accepting` says so (the current message's end of data is
+    out): its commands follow that end of data in the same round trip.
     """
 
     def __init__(
@@ -324,6 +348,34 @@ class SmtpSession:
         return not self._proto.lost and not self._closing and self._core.state is State.READY
 
     @property
+    def accepting(self) -> bool:
+        """Another :meth:`send` may start now: idle, or pipelined behind the current one."""
+        if self._proto.lost or self._closing:
+            return False
+        return self._core.state is State.READY or self._core.can_overlap
+
+    async def wait_accepting(self) -> bool:
+        """Wait until the next :meth:`send` may be pipelined behind the one in flight
+        (:attr:`SmtpClientConnection.can_overlap`); False as soon as the session cannot
+        take one. No timeout of its own: the caller races it with the running
+        :meth:`send`, which applies the phase timeouts and reports any failure."""
+        core = self._core
+        proto = self._proto
+        loop = asyncio.get_running_loop()
+        while not core.can_overlap:
+            if proto.lost or self._closing or core.state is State.FAILED:
+                return False
+            fut: asyncio.Future[bool] = loop.create_future()
+            proto.waiters.add(fut)
+            proto.accept_waiters += 1
+            try:
+                await fut
+            finally:
+                proto.waiters.discard(fut)
+                proto.accept_waiters -= 1
+        return not proto.lost
+
+    @property
     def peer_address(self) -> str:
         return self._address
 
@@ -383,9 +435,9 @@ class SmtpSession:
     ) -> TransactionResult:
         """Deliver ``body`` to ``recipients``; never raises for remote behaviour."""
         rcpts = list(recipients)
-        if self._core.state is State.TRANSACTION:
+        if self._core.state is State.TRANSACTION and not self._core.can_overlap:
             raise RuntimeError("a transaction is already in progress on this session")
-        if not self.usable:
+        if not self.accepting:
             detail = self._proto.lost_detail or "session not usable"
             reply = Reply(451, "4.4.2", f"Connection lost: {detail}")
             return TransactionResult([RecipientResult(r, reply) for r in rcpts], None, True)
@@ -452,6 +504,7 @@ class SmtpSession:
         if not tx.done:
             core.end_content()
             proto.flush()
+            proto.wake()  # a wait_accepting() may pipeline the next message now
 
     async def _drained(self, tx: Transaction) -> None:
         """Wait while the transport's write buffer is over its high-water mark, bounded by
@@ -461,13 +514,13 @@ class SmtpSession:
         while proto.paused and not proto.lost and not tx.done:
             buffered = self._write_backlog()
             fut: asyncio.Future[bool] = loop.create_future()
-            proto.waiter = fut
+            proto.waiters.add(fut)
             handle = loop.call_later(self._timeouts.data_block, _expire, fut)
             try:
                 progressed = await fut
             finally:
                 handle.cancel()
-                proto.waiter = None
+                proto.waiters.discard(fut)
             if progressed or self._write_backlog() < buffered:
                 continue
             self._abort_transport()
@@ -599,13 +652,13 @@ class SmtpSession:
             sending = phase is Phase.DATA_DONE and buffered > 0
             timeout = self._timeouts.data_block if sending else self._timeouts.for_phase(phase)
             fut: asyncio.Future[bool] = loop.create_future()
-            proto.waiter = fut
+            proto.waiters.add(fut)
             handle = loop.call_later(timeout, _expire, fut)
             try:
                 progressed = await fut
             finally:
                 handle.cancel()
-                proto.waiter = None
+                proto.waiters.discard(fut)
             if progressed:
                 continue
             if sending and self._write_backlog() < buffered:

@@ -369,6 +369,20 @@ class SmtpConnection:
                 connection_lost=result.connection_lost,
             )
 
+    async def wait_accepting(self) -> bool:
+        """Wait until the next message may be pipelined behind the one in flight (the
+        server offers PIPELINING and that message's end of data is out); False when
+        it may not, and the worker waits for the reply first. The worker races this
+        with the delivery in flight (which may finish first). Not with
+        ``smtp-421-means-mx-unavailable`` and MX hosts left: a 421 then moves the
+        message in flight to another session, which the next one must not race."""
+        session = self.session
+        if session is None:
+            return False
+        if self.route.policy.smtp_421_means_mx_unavailable and self.remaining:
+            return False
+        return await session.wait_accepting()
+
     async def can_carry(self, domain: str) -> bool:
         """A rolled-up destination mixes domains: this session was set up for another
         domain's TLS policy and may not meet this one's (MTA-STS, required TLS)."""

@@ -118,6 +118,15 @@ class Lease:
                 return item
         return None
 
+    def take_now(self) -> WorkItem | None:
+        """An item only if one is ready now and the window allows this connection to
+        go on: the worker pipelines it behind the message in flight, and must not hold
+        that message's report back waiting for new mail."""
+        queue = self.queue
+        if self.closing or queue.active > queue.window.limit:
+            return None
+        return self.take()
+
     def put_back(self, item: WorkItem) -> None:
         """An item taken but not sent: first in line for the next connection."""
         self.queue.ready.appendleft(item)
@@ -222,7 +231,12 @@ class Lease:
         if report.connection_lost:
             queue.window.on_failure()
         else:
+            before = queue.window.limit
             queue.window.on_success(busy=queue.active)
+            if queue.window.limit > before and queue.ready:
+                # New connections are otherwise only opened when mail arrives: without
+                # this, a backlog is sent over the initial window however far it grew.
+                self.kick(queue)
         self.settle(item, outcomes, queue, report)
 
     def local_error(self, item: WorkItem, exc: BaseException) -> None:

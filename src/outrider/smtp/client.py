@@ -436,6 +436,7 @@ class SmtpClientConnection:
         self._out: list[bytes] = []
         self._pending: deque[Phase] = deque([Phase.GREETING])
         self._tx: Transaction | None = None
+        self._next_tx: Transaction | None = None  # pipelined behind _tx's end of data
         self._needs_reset = False
         self.last_transaction: Transaction | None = None  # the latest start_transaction's
 
@@ -445,6 +446,30 @@ class SmtpClientConnection:
     def awaiting(self) -> Phase | None:
         """The phase of the oldest command still waiting for its reply."""
         return self._pending[0] if self._pending else None
+
+    @property
+    def can_overlap(self) -> bool:
+        """Another transaction may start now, pipelined behind the current one.
+
+        True when PIPELINING is in use and the current message's content, end of data
+        included, is already queued, so that only its final reply is outstanding: the
+        next MAIL, RCPT and DATA (RFC 2920 3.1: message content may start a group)
+        then go out without waiting for that reply, one round trip per message
+        instead of two. The final reply resets the server's transaction whatever it
+        says, so no RSET is needed. Never under LMTP (one reply per recipient).
+        """
+        tx = self._tx
+        return (
+            self.state is State.TRANSACTION
+            and tx is not None
+            and self._next_tx is None
+            and tx.pipelined
+            and tx.body_sent
+            and not tx.wants_content
+            and not self.lmtp
+            and len(self._pending) == 1
+            and self._pending[0] is Phase.DATA_DONE
+        )
 
     def data_to_send(self) -> list[bytes]:
         """Chunks to write, in order, with a single ``writelines``; empties the queue."""
@@ -510,8 +535,12 @@ class SmtpClientConnection:
         Refusals decided locally (SMTPUTF8 unsupported, too big, CR/LF/NUL in an
         address) settle recipients without touching the wire. A
         :class:`StreamedContent` body is fed later (see the module docstring).
+        Allowed when ``READY``, or while :attr:`can_overlap` (the new transaction's
+        commands are then queued behind the current one's end of data).
         """
-        self._require(State.READY)
+        overlap = self.can_overlap
+        if not overlap:
+            self._require(State.READY)
         rcpts = list(recipients)
         ext = self.extensions
         if isinstance(body, bytes):
@@ -549,9 +578,13 @@ class SmtpClientConnection:
 
         tx.pipelined = ext.pipelining
         tx.chunking = ext.chunking
+        tx.mail_command = self._mail_command(envelope, size, utf8)
+        if overlap:
+            self._next_tx = tx
+            self._send_transaction_start(tx)
+            return tx
         self._tx = tx
         self.state = State.TRANSACTION
-        tx.mail_command = self._mail_command(envelope, size, utf8)
         if self._needs_reset:
             # RSET between messages: pipelined ahead of MAIL when allowed, else its own turn.
             self._send(b"RSET\r\n", Phase.RSET)
@@ -659,11 +692,11 @@ class SmtpClientConnection:
         self.error_from_peer = from_peer
         self._pending.clear()
         self._out.clear()
-        tx = self._tx
-        if tx is not None:
-            tx._settle(range(len(tx.replies)), reply)
-            tx.done = True
-            self._tx = None
+        for tx in (self._tx, self._next_tx):
+            if tx is not None:
+                tx._settle(range(len(tx.replies)), reply)
+                tx.done = True
+        self._tx = self._next_tx = None
 
     def _refuse(self, reply: Reply) -> None:
         self.state = State.REFUSED
@@ -851,9 +884,13 @@ class SmtpClientConnection:
 
     def _finish(self, tx: Transaction) -> None:
         tx.done = True
-        self._tx = None
         self._needs_reset = True
         self.transactions += 1
+        if self._next_tx is not None:
+            # The pipelined next transaction's replies follow: it becomes the current one.
+            self._tx, self._next_tx = self._next_tx, None
+            return
+        self._tx = None
         self.state = State.READY
 
 
