@@ -578,7 +578,7 @@ class SmtpClientConnection:
 
         tx.pipelined = ext.pipelining
         tx.chunking = ext.chunking
-        tx.mail_command = self._mail_command(envelope, size, utf8)
+        tx.mail_command = self._mail_command(envelope, size, utf8, tx.binary)
         if overlap:
             self._next_tx = tx
             self._send_transaction_start(tx)
@@ -630,12 +630,12 @@ class SmtpClientConnection:
             if not tx.chunking:
                 self._send(b"DATA\r\n", Phase.DATA_INIT)
 
-    def _mail_command(self, envelope: Envelope, size: int, utf8: bool) -> bytes:
+    def _mail_command(self, envelope: Envelope, size: int, utf8: bool, binary: bool) -> bytes:
         ext = self.extensions
         parts = [f"MAIL FROM:<{envelope.sender}>"]
         if ext.size is not None:
             parts.append(f"SIZE={size}")
-        if self._tx is not None and self._tx.binary:
+        if binary:
             parts.append("BODY=BINARYMIME")  # only reached when offered, with CHUNKING
         elif envelope.body_8bit and ext.eightbitmime:
             parts.append("BODY=8BITMIME")
