@@ -10,7 +10,7 @@ operator state, so a restart resumes in the same mode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from outrider.events.types import QueueEvent
 from outrider.policy.backoff import Mode, Transition
@@ -30,11 +30,13 @@ class Shaper:
         destination: Callable[[str], Destination],
         reroute: Callable[[WorkItem, str], None],
         kick: Callable[[DeliveryQueue], None],
+        queues: Callable[[], Iterable[DeliveryQueue]] = tuple,
     ) -> None:
         self.ctx = ctx
         self.destination = destination  # Router.destination
         self.reroute = reroute  # Router.to_queue: same destination, another source
         self.kick = kick  # Slots.maybe_connect: limits changed, maybe connect now
+        self.queues = queues  # every delivery queue (for changes made by other nodes)
 
     def react(self, queue: DeliveryQueue, reply: Reply, phase: str, host: str) -> list[Match]:
         """Match a remote reply against the queue's pattern list and act on it."""
@@ -85,6 +87,7 @@ class Shaper:
             self.ctx.control.backoff[queue.name] = transition.at
         else:
             self.ctx.control.backoff.pop(queue.name, None)
+        self.ctx.shared("backoff", queue.name, transition.to_mode is Mode.BACKOFF, transition.at)
         self.ctx.save_control()
         if queue.backoff_timer is not None:
             queue.backoff_timer.cancel()
@@ -148,14 +151,34 @@ class Shaper:
                 now, queue.name, queue.vmta, "source-ip-disabled", match.reply, host, match.rule
             )
         )
-        self.ctx.control.disabled.setdefault(queue.key, {})[queue.vmta] = until
+        self.ctx.shared("source", f"{queue.key}/{queue.vmta}", True, until)
+        self._disabled_here(queue.key, queue.vmta, until, now, queue)
+
+    def _disabled_here(
+        self, key: str, vmta: str, until: float, now: float, queue: DeliveryQueue | None
+    ) -> None:
+        self.ctx.control.disabled.setdefault(key, {})[vmta] = until
         self.ctx.save_control()
-        self._arm_reenable(queue.key, queue.vmta, until - now)
+        self._arm_reenable(key, vmta, until - now)
         # Mail waiting in this queue moves to the pool's other members.
-        items = list(queue.ready)
-        queue.ready.clear()
-        for item in items:
-            self.reroute(item, queue.key)
+        if queue is not None:
+            items = list(queue.ready)
+            queue.ready.clear()
+            for item in items:
+                self.reroute(item, key)
+
+    def apply_disabled(self, key: str, vmta: str, until: float) -> None:
+        """Another node disabled ``vmta`` for destination ``key`` until ``until``."""
+        now = self.ctx.clock()
+        if until <= now:
+            return
+        dest = self.destination(key)
+        record = dest.disabled.disable(vmta, now, until=until, rule=None, reply=None)
+        if record is None:
+            return  # already disabled here: the later deadline is kept
+        log.warning("%s: source %s disabled until %.0f (cluster)", key, vmta, until)
+        queue = next((q for q in self.queues() if q.key == key and q.vmta == vmta), None)
+        self._disabled_here(key, vmta, until, now, queue)
 
     def _reenable_source(self, key: str, vmta: str) -> None:
         dest = self.destination(key)

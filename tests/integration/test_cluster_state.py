@@ -1,0 +1,117 @@
+"""Cluster-wide operator state between two ``outrider run`` nodes and a real redis-server:
+a pause, a resume and a backoff made on one node apply on the other within a second, and
+``show cluster`` (control verb and ``GET /api/v1/cluster``) lists the nodes and leases."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable
+
+import pytest
+
+from tests.support.daemon import DaemonHandle, control, free_port, inject, wait_until
+from tests.support.redis_server import RedisServer, own_redis
+from tests.support.smtp_server import ScriptedSmtpServer
+
+__all__ = ["own_redis"]
+
+pytestmark = pytest.mark.slow
+
+RCPTS = [f"r{i}@example.org" for i in range(10)]
+QUEUE = "mx:mx1.example.org/default"
+
+
+def _nodes(make_daemon: Callable[..., DaemonHandle], redis: RedisServer) -> list[DaemonHandle]:
+    nodes = []
+    for i in range(2):
+        extra = (
+            f'[cluster]\nredis = "{redis.url}"\nnode-name = "n{i}"\n'
+            f'[http]\naddress = "127.0.0.1:{free_port()}"\n'
+        )
+        node = make_daemon(domain_defaults="max-smtp-out = 2\n", extra=extra)
+        node.start()
+        nodes.append(node)
+    return nodes
+
+
+def _status(node: DaemonHandle) -> dict[str, object]:
+    reply = control(node, {"cmd": "status"})
+    status = reply["status"]
+    assert isinstance(status, dict)
+    return status
+
+
+def _mode(node: DaemonHandle, name: str) -> str:
+    queues = _status(node)["queues"]
+    assert isinstance(queues, list)
+    return next((str(q["mode"]) for q in queues if q["name"] == name), "")
+
+
+def test_pause_backoff_and_show_cluster_across_nodes(
+    make_daemon: Callable[..., DaemonHandle],
+    own_redis: RedisServer,
+    sink: ScriptedSmtpServer,
+) -> None:
+    first, second = _nodes(make_daemon, own_redis)
+    # Both nodes deliver once, so both know the queue.
+    inject(first, RCPTS, 2)
+    inject(second, RCPTS, 2)
+    sink.wait_for_messages_sync(4, timeout=10)
+
+    # A pause on n0 holds the domain's mail on n1 too.
+    assert control(first, {"cmd": "pause", "queue": "example.org"})["ok"] is True
+    paused_at = time.monotonic()
+    wait_until(lambda: "example.org" in _status(second)["paused_queues"], 3, "paused on n1")
+    assert time.monotonic() - paused_at < 1.5
+    inject(second, RCPTS, 5)
+    inject(first, RCPTS, 5)
+    time.sleep(1.5)
+    assert len(sink.messages) == 4  # nothing from either node
+    # Resumed on n1: both deliver.
+    assert control(second, {"cmd": "resume", "queue": "example.org"})["ok"] is True
+    sink.wait_for_messages_sync(14, timeout=10)
+    assert "example.org" not in _status(first)["paused_queues"]
+
+    # Backoff entered on n1 is seen by n0 within a second; back to normal likewise.
+    assert control(second, {"cmd": "backoff", "queue": QUEUE})["ok"] is True
+    entered = time.monotonic()
+    wait_until(lambda: _mode(first, QUEUE) == "backoff", 3, "backoff on n0")
+    assert time.monotonic() - entered < 1.5
+    assert control(first, {"cmd": "normal", "queue": QUEUE})["ok"] is True
+    wait_until(lambda: _mode(second, QUEUE) == "normal", 3, "normal on n1")
+    assert "backoff" not in json.loads((first.workdir / "var/state/control.json").read_text())[
+        "backoff"
+    ].get(QUEUE, "")
+
+    # show cluster: both nodes; leases while connections are open.
+    inject(first, RCPTS, 10)
+    reply = control(first, {"cmd": "cluster"})
+    assert reply["ok"] is True, reply
+    view = reply["cluster"]
+    assert isinstance(view, dict)
+    assert sorted(n["node"] for n in view["nodes"]) == ["n0", "n1"]
+    http = first.config_path.read_text().split('[http]\naddress = "')[1].split('"')[0]
+    with urllib.request.urlopen(f"http://{http}/api/v1/cluster", timeout=5) as resp:
+        body = json.loads(resp.read())["cluster"]
+    assert sorted(n["node"] for n in body["nodes"]) == ["n0", "n1"]
+
+    def leases_listed() -> bool:
+        queues = control(first, {"cmd": "cluster"})["cluster"]["queues"]  # type: ignore[index]
+        return any(q["queue"] == QUEUE and q["leases_total"] > 0 for q in queues)
+
+    wait_until(leases_listed, 5, "n0's leases listed")
+    # The console command prints the same.
+    out = subprocess.run(
+        [sys.executable, "-m", "outrider", "show", "cluster", "-c", str(first.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=first.workdir,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "n0 (this node)" in out.stdout and "n1" in out.stdout
+    assert "LEASES" in out.stdout or "no shared limits in use" in out.stdout
