@@ -115,3 +115,42 @@ def test_pause_backoff_and_show_cluster_across_nodes(
     assert out.returncode == 0, out.stderr
     assert "n0 (this node)" in out.stdout and "n1" in out.stdout
     assert "LEASES" in out.stdout or "no shared limits in use" in out.stdout
+
+
+def _suppression(node: DaemonHandle, *words: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "outrider", "suppression", *words, "-c", str(node.config_path)],
+        capture_output=True,
+        text=True,
+        timeout=20,
+        cwd=node.workdir,
+    )
+
+
+def test_a_suppression_added_on_one_node_stops_delivery_from_the_other(
+    make_daemon: Callable[..., DaemonHandle],
+    own_redis: RedisServer,
+    sink: ScriptedSmtpServer,
+) -> None:
+    first, second = _nodes(make_daemon, own_redis)
+    added = _suppression(first, "add", "r1@example.org")
+    assert added.returncode == 0, added.stderr
+    # n0's daemon publishes the CLI's add; n1 applies it to its own list.
+    wait_until(
+        lambda: "r1@example.org" in _suppression(second, "list").stdout, 5, "suppressed on n1"
+    )
+    inject(second, ["r0@example.org", "r1@example.org"], 2)
+    sink.wait_for_messages_sync(1, timeout=10)
+    wait_until(lambda: {"b", "d"} <= {r["type"] for r in second.accounting_rows()}, 5, "rows")
+    rows = second.accounting_rows()
+    assert [r["rcpt"] for r in rows if r["type"] == "d"] == ["r0@example.org"]
+    bounced = [r for r in rows if r["type"] == "b"]
+    assert [r["rcpt"] for r in bounced] == ["r1@example.org"]
+    # A removal on n1 reaches n0 the same way.
+    removed = _suppression(second, "remove", "r1@example.org")
+    assert removed.returncode == 0, removed.stderr
+    wait_until(
+        lambda: "r1@example.org" not in _suppression(first, "list").stdout, 5, "removed on n0"
+    )
+    inject(first, ["r1@example.org"], 1)
+    sink.wait_for_messages_sync(2, timeout=10)

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from outrider.cluster.client import ClusterClient
+from outrider.cluster.suppression_sync import SuppressionSync
 from outrider.cluster.view import STATS_EVERY, RateSampler
 
 if TYPE_CHECKING:
@@ -109,6 +110,8 @@ class SharedControl:
         self.applied = 0  # remote changes applied here
         self._task: asyncio.Task[None] | None = None
         self.sampler = RateSampler()
+        # [cluster] with a suppression list: its changes go through the same rounds
+        self.suppression: SuppressionSync | None = None
         self._next_stats = 0.0
 
     def stamps(self) -> dict[str, Stamp]:
@@ -265,6 +268,8 @@ class SharedControl:
         while True:
             try:
                 await self.poll()
+                if self.suppression is not None:
+                    await self.suppression.round()
                 await self.publish_stats()
             except asyncio.CancelledError:
                 raise
@@ -281,4 +286,11 @@ class SharedControl:
             self._task = None
 
     def status(self) -> dict[str, Any]:
-        return {"pending": len(self.pending), "applied": self.applied, "version": self.seen}
+        found: dict[str, Any] = {
+            "pending": len(self.pending),
+            "applied": self.applied,
+            "version": self.seen,
+        }
+        if self.suppression is not None:
+            found["suppression"] = self.suppression.status()
+        return found

@@ -102,7 +102,9 @@ class Daemon:
         self.directory = LiveDirectory(config)
         self.delivery = LocalDelivery(config, self.transport, self.directory.current)
         try:
-            self.suppression = SuppressionStore(config.suppression.file)
+            self.suppression = SuppressionStore(
+                config.suppression.file, journal=config.cluster.redis is not None
+            )
         except (OSError, sqlite3.Error) as exc:
             raise RuntimeError(f"[suppression] file {config.suppression.file}: {exc}") from None
         # The in-memory filter is built in a worker thread from now on, so the first
@@ -167,8 +169,11 @@ class Daemon:
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
         if manager.ctx.cluster is not None:
             from outrider.cluster.shared_state import SharedControl
+            from outrider.cluster.suppression_sync import SuppressionSync
 
-            self.shared = SharedControl(manager.ctx.cluster.client, Operator(manager), time.time)
+            client = manager.ctx.cluster.client
+            self.shared = SharedControl(client, Operator(manager), time.time)
+            self.shared.suppression = SuppressionSync(client, self.suppression)
             self.shared.start()
         hooks = DaemonHooks(
             overview=self.overview,
