@@ -4,15 +4,19 @@ a pause, a resume and a backoff made on one node apply on the other within a sec
 
 from __future__ import annotations
 
+import base64
 import json
+import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from collections.abc import Callable
+from pathlib import Path
 
 import pytest
 
+from outrider.auth.store import UserStore
 from tests.support.daemon import DaemonHandle, control, free_port, inject, wait_until
 from tests.support.redis_server import RedisServer, own_redis
 from tests.support.smtp_server import ScriptedSmtpServer
@@ -154,3 +158,78 @@ def test_a_suppression_added_on_one_node_stops_delivery_from_the_other(
     )
     inject(first, ["r1@example.org"], 1)
     sink.wait_for_messages_sync(2, timeout=10)
+
+
+STRANGER = "127.0.0.9"  # not in the listener's relay-networks
+
+
+def _auth_node(
+    make_daemon: Callable[..., DaemonHandle],
+    redis: RedisServer,
+    users: Path,
+    index: int,
+    receivers: int,
+) -> tuple[DaemonHandle, int]:
+    port = free_port()
+    node = make_daemon(
+        receiver_processes=receivers,
+        extra=f"""
+[[listener]]
+address = "127.0.0.1:{port}"
+role = "submission"
+relay-networks = ["127.0.0.1/32"]
+allow-plaintext-auth = true
+auth-max-failures = 4
+auth-failure-delay = "0s"
+
+[auth]
+users-file = "{users}"
+
+[cluster]
+redis = "{redis.url}"
+node-name = "a{index}"
+""",
+    )
+    node.start()
+    return node, port
+
+
+def _guess(port: int, *, wait: bool = True) -> bytes:
+    """One wrong AUTH PLAIN on a fresh connection: the greeting if refused, else the reply
+    (``wait=False``: hang up 0.5 s after the guess, without waiting for the reply)."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.settimeout(10)
+    sock.bind((STRANGER, 0))
+    sock.connect(("127.0.0.1", port))
+    try:
+        reader = sock.makefile("rb")
+        greeting = reader.readline()
+        if not greeting.startswith(b"220"):
+            return greeting
+        sock.sendall(b"EHLO stranger.test\r\n")
+        while reader.readline()[3:4] == b"-":
+            pass
+        sock.sendall(b"AUTH PLAIN " + base64.b64encode(b"\0alice\0wrong") + b"\r\n")
+        if not wait:
+            time.sleep(0.5)
+            return b""
+        return reader.readline()
+    finally:
+        sock.close()
+
+
+def test_failed_auth_is_counted_across_nodes(
+    make_daemon: Callable[..., DaemonHandle], own_redis: RedisServer, tmp_path: Path
+) -> None:
+    users = tmp_path / "users"
+    UserStore(users).add("alice", "correct horse", allowed_senders=["alice@sender.test"])
+    _, first_port = _auth_node(make_daemon, own_redis, users, 0, 0)
+    _, second_port = _auth_node(make_daemon, own_redis, users, 1, 2)
+    for _ in range(3):
+        assert _guess(first_port).startswith(b"535"), "a wrong password on a0"
+    # The fourth failure, on the other node (in one of its receiver processes), blocks
+    # (its reply is held back max-delay, 10 s: the failure is counted before that).
+    _guess(second_port, wait=False)
+    refused = _guess(second_port)
+    assert refused.startswith(b"421 4.7.0 Too many authentication failures"), refused
+    assert _guess(first_port).startswith(b"421 4.7.0 Too many authentication failures")

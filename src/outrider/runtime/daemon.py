@@ -195,8 +195,17 @@ class Daemon:
         if processes > 0:
             await self._start_receivers(processes, manager)
         else:
+            auth_throttle = None
+            if manager.ctx.cluster is not None:  # failed AUTH counted across the nodes
+                from outrider.cluster.wall_clock import WallClock
+
+                auth_throttle = WallClock(manager.ctx.cluster)
             self.intake, self.listeners = open_inbound(
-                config, spool=spool, sink=SchedulerSink(manager.submit), reuse_port=False
+                config,
+                spool=spool,
+                sink=SchedulerSink(manager.submit),
+                reuse_port=False,
+                auth_throttle=auth_throttle,
             )
             for listener in self.listeners:
                 await listener.start()
