@@ -17,9 +17,17 @@ from pathlib import Path
 import pytest
 
 from outrider.auth.store import UserStore
-from tests.support.daemon import DaemonHandle, control, free_port, inject, wait_until
+from tests.support.daemon import (
+    THROTTLE_PATTERNS,
+    THROTTLED_REPLY,
+    DaemonHandle,
+    control,
+    free_port,
+    inject,
+    wait_until,
+)
 from tests.support.redis_server import RedisServer, own_redis
-from tests.support.smtp_server import ScriptedSmtpServer
+from tests.support.smtp_server import ScriptedSmtpServer, ServerScript
 
 __all__ = ["own_redis"]
 
@@ -233,3 +241,34 @@ def test_failed_auth_is_counted_across_nodes(
     refused = _guess(second_port)
     assert refused.startswith(b"421 4.7.0 Too many authentication failures"), refused
     assert _guess(first_port).startswith(b"421 4.7.0 Too many authentication failures")
+
+
+def test_a_backoff_entered_by_a_matched_421_on_one_node_holds_on_the_other(
+    make_daemon: Callable[..., DaemonHandle],
+    own_redis: RedisServer,
+    sink: ScriptedSmtpServer,
+) -> None:
+    nodes = []
+    for i in range(2):
+        node = make_daemon(
+            domain_defaults='smtp-pattern-list = "throttle"\nbackoff-to-normal-after = "1h"\n',
+            extra=THROTTLE_PATTERNS + f'[cluster]\nredis = "{own_redis.url}"\nnode-name = "p{i}"\n',
+        )
+        node.start()
+        nodes.append(node)
+    first, second = nodes
+    inject(second, RCPTS, 1)  # n1 knows the queue
+    sink.wait_for_messages_sync(1, timeout=10)
+    sink.script = ServerScript(rcpt_replies={"slow@example.org": THROTTLED_REPLY})
+    inject(first, ["slow@example.org"], 1)
+    wait_until(lambda: _mode(first, QUEUE) == "backoff", 10, "backoff on p0")
+    entered = time.monotonic()
+    wait_until(lambda: _mode(second, QUEUE) == "backoff", 3, "backoff on p1")
+    assert time.monotonic() - entered < 1.5
+    wait_until(
+        lambda: any(
+            r["type"] == "q" and r["dsnAction"] == "backoff" for r in second.accounting_rows()
+        ),
+        5,
+        "p1's queue record",
+    )
