@@ -63,7 +63,7 @@ def _mode(node: DaemonHandle, name: str) -> str:
     return next((str(q["mode"]) for q in queues if q["name"] == name), "")
 
 
-def test_pause_backoff_and_show_cluster_across_nodes(
+def test_pause_and_backoff_across_nodes(
     make_daemon: Callable[..., DaemonHandle],
     own_redis: RedisServer,
     sink: ScriptedSmtpServer,
@@ -99,7 +99,14 @@ def test_pause_backoff_and_show_cluster_across_nodes(
         "backoff"
     ].get(QUEUE, "")
 
-    # show cluster: both nodes; leases while connections are open.
+
+def test_show_cluster_lists_the_nodes_and_the_leases(
+    make_daemon: Callable[..., DaemonHandle],
+    own_redis: RedisServer,
+    sink: ScriptedSmtpServer,
+) -> None:
+    first, _ = _nodes(make_daemon, own_redis)
+    # Leases are listed while connections are open.
     inject(first, RCPTS, 10)
     reply = control(first, {"cmd": "cluster"})
     assert reply["ok"] is True, reply
