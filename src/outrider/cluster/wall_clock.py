@@ -23,6 +23,12 @@ class WallClock:
         self.inner = inner
         self.wall = wall
 
+    async def close(self) -> None:
+        """Stop the inner throttle's Redis client, if it has one (a receiver's own)."""
+        client = getattr(self.inner, "client", None)
+        if client is not None:
+            await client.stop()
+
     async def rate(self, key: str, limit: RateLimit, now: float) -> float:
         return await self.inner.rate(key, limit, self.wall())
 

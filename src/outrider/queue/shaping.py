@@ -21,6 +21,7 @@ from outrider.smtp.replies import Reply
 
 log = logging.getLogger("outrider.queue")
 REENABLE_SLACK = 0.01
+REFRESH_SHARE_EVERY = 1.0  # seconds between shared refreshes of one queue's backoff
 
 
 class Shaper:
@@ -37,6 +38,7 @@ class Shaper:
         self.reroute = reroute  # Router.to_queue: same destination, another source
         self.kick = kick  # Slots.maybe_connect: limits changed, maybe connect now
         self.queues = queues  # every delivery queue (for changes made by other nodes)
+        self._refreshed: dict[str, float] = {}  # queue name -> last shared backoff refresh
 
     def react(self, queue: DeliveryQueue, reply: Reply, phase: str, host: str) -> list[Match]:
         """Match a remote reply against the queue's pattern list and act on it."""
@@ -49,6 +51,8 @@ class Shaper:
         for match in matches:
             if match.action is Action.BACKOFF:
                 transition = queue.backoff.enter(now, rule=match.rule, reply=match.reply)
+                if transition is None:
+                    self._share_refresh(queue, now)
                 self.record_transition(queue, transition, host)
             elif match.action is Action.NORMAL:
                 transition = queue.backoff.leave(
@@ -58,6 +62,16 @@ class Shaper:
             elif match.action is Action.DISABLE_SOURCE_IP:
                 self.disable_source(queue, match, host, now)
         return matches
+
+    def _share_refresh(self, queue: DeliveryQueue, now: float) -> None:
+        """Another match while in backoff restarts its timer here; with a cluster, tell
+        the other nodes too (at most once a second per queue), so that none of them
+        returns to normal on an older timer while this node still gets throttled."""
+        if self.ctx.share is None or queue.mode is not Mode.BACKOFF:
+            return
+        if now - self._refreshed.get(queue.name, 0.0) >= REFRESH_SHARE_EVERY:
+            self._refreshed[queue.name] = now
+            self.ctx.shared("backoff", queue.name, True, now)
 
     def on_delivery(self, queue: DeliveryQueue) -> None:
         transition = queue.backoff.on_delivery(

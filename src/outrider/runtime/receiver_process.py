@@ -107,6 +107,8 @@ async def serve(
     await handoff.close()
     if throttle is not None:
         await throttle.close()
+    if auth_throttle is not None:
+        await auth_throttle.close()
     await spool.close()
     return 0
 
