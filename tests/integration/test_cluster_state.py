@@ -78,6 +78,7 @@ def test_pause_and_backoff_across_nodes(
     assert control(first, {"cmd": "pause", "queue": "example.org"})["ok"] is True
     paused_at = time.monotonic()
     wait_until(lambda: "example.org" in _status(second)["paused_queues"], 3, "paused on n1")
+    print(f"pause seen on n1 after {time.monotonic() - paused_at:.2f} s")
     assert time.monotonic() - paused_at < 1.5
     inject(second, RCPTS, 5)
     inject(first, RCPTS, 5)
@@ -92,6 +93,7 @@ def test_pause_and_backoff_across_nodes(
     assert control(second, {"cmd": "backoff", "queue": QUEUE})["ok"] is True
     entered = time.monotonic()
     wait_until(lambda: _mode(first, QUEUE) == "backoff", 3, "backoff on n0")
+    print(f"backoff seen on n0 after {time.monotonic() - entered:.2f} s")
     assert time.monotonic() - entered < 1.5
     assert control(first, {"cmd": "normal", "queue": QUEUE})["ok"] is True
     wait_until(lambda: _mode(second, QUEUE) == "normal", 3, "normal on n1")
