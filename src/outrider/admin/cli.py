@@ -82,6 +82,7 @@ def add_console_parsers(sub: Any) -> None:
     top.add_argument("--max", type=int, default=20, help="at most this many domains (default 20)")
     what.add_parser("vmtas", parents=[common], help="virtual MTAs and their queues")
     what.add_parser("jobs", parents=[common], help="jobs with queued mail, and paused jobs")
+    what.add_parser("cluster", parents=[common], help="[cluster]: live nodes, shared limits in use")
     conf = what.add_parser("config", parents=[common], help="the running configuration")
     conf.add_argument("--effective", action="store_true", help="every key, defaults included")
     msg = what.add_parser("message", parents=[common], help="one queued message")
@@ -195,6 +196,8 @@ def _json_of(args: argparse.Namespace, reply: dict[str, Any]) -> Any:
     keys = ("queues", "domains", "vmtas", "jobs", "recipients", "message", "status", "route")
     if args.command == "show" and args.what == "config":
         return {"source": reply["source"], "config": reply["config"]}
+    if args.command == "show" and args.what == "cluster":
+        return reply["cluster"]
     for key in keys:
         if key in reply and not (args.command == "set" and key == "queues"):
             return reply[key]
@@ -210,6 +213,7 @@ def _human(args: argparse.Namespace, reply: dict[str, Any]) -> str:
         "jobs": lambda r: tables.jobs(r["jobs"]),
         "message": lambda r: tables.message(r["message"]),
         "config": lambda r: tables.config(r["config"], r["source"]),
+        "cluster": lambda r: tables.cluster(r["cluster"]),
     }
     if args.command == "show":
         return views[args.what](reply)

@@ -167,6 +167,39 @@ def _cluster_line(cluster: dict[str, Any] | None) -> list[str]:
     return [f"cluster: node {cluster['node']}, {state}, {cluster.get('leases', 0)} lease(s) held"]
 
 
+def cluster(c: dict[str, Any]) -> str:
+    """``show cluster``: the live nodes, then per queue the leases each node holds, the
+    rate each reports, the GCRA's booking ahead and the shared mode."""
+    state = "shared limits" if c.get("redis_up") else "FALLBACK (Redis unreachable)"
+    head = f"node {c['node']}: {state}, {len(c.get('nodes', []))} live node(s)"
+    nodes = [
+        {**n, "node": n["node"] + (" (this node)" if n.get("self") else ""), "age": n.get("age")}
+        for n in c.get("nodes", [])
+    ]
+    node_table = table(nodes, (("node", "NODE"), ("age", "HEARTBEAT AGE (s)")))
+    rows = [
+        {
+            "queue": q["queue"],
+            "leases": q.get("leases_total", 0),
+            "by_node": " ".join(f"{n}={k}" for n, k in sorted(q.get("leases", {}).items())) or "-",
+            "rate": f"{q.get('rate', 0.0):.1f}/s",
+            "ahead": f"{q.get('booked_ahead', 0.0):.2f}s",
+            "mode": q.get("mode", "normal") + (" paused" if q.get("paused") else ""),
+        }
+        for q in c.get("queues", [])
+    ]
+    columns: Columns = (
+        ("queue", "QUEUE"),
+        ("leases", "LEASES"),
+        ("by_node", "BY NODE"),
+        ("rate", "RATE"),
+        ("ahead", "BOOKED AHEAD"),
+        ("mode", "MODE"),
+    )
+    queue_table = table(rows, columns, empty="no shared limits in use")
+    return "\n\n".join([head, node_table, queue_table])
+
+
 def status(s: dict[str, Any]) -> str:
     traffic = s["traffic"]
     spool = s["spool"]

@@ -43,6 +43,8 @@ class ClusterOptions:
     tls_ca_file: str | None = None
     lease_time: float = 15.0
     timeout: float = 0.2
+    # False for a receiver process's client: it pings instead of registering as a node
+    register: bool = True
 
 
 class ClusterClient:
@@ -137,10 +139,14 @@ class ClusterClient:
         info = json.dumps({"node": self.node, "at": time.time()})
         keys = [self.key("node", self.node), self.key("nodes")]
         try:
-            live = await asyncio.wait_for(
-                self.script("HEARTBEAT")(keys=keys, args=[self.node, ttl, info]),
-                self.options.timeout,
-            )
+            if self.options.register:
+                live = await asyncio.wait_for(
+                    self.script("HEARTBEAT")(keys=keys, args=[self.node, ttl, info]),
+                    self.options.timeout,
+                )
+            else:
+                await asyncio.wait_for(self.redis.ping(), self.options.timeout)
+                live = self.live_nodes
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -184,7 +190,7 @@ class ClusterClient:
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
             self._task = None
-        if self.up:
+        if self.up and self.options.register:
             pipe = self.redis.pipeline(transaction=False)
             pipe.zrem(self.key("nodes"), self.node)
             pipe.delete(self.key("node", self.node))

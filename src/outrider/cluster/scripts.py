@@ -16,7 +16,7 @@ Numbers go back as strings: Redis truncates Lua numbers to integers.
 
 from __future__ import annotations
 
-__all__ = ["ACQUIRE", "EVENT", "GCRA", "HEARTBEAT", "RENEW"]
+__all__ = ["ACQUIRE", "EVENT", "GCRA", "HEARTBEAT", "RENEW", "SET_STATE"]
 
 # The GCRA step shared by GCRA and ACQUIRE: local function take(key, interval, span,
 # now, want, ahead) -> granted, value (the TAT before the first grant, or the wait).
@@ -141,4 +141,19 @@ if ARGV[4] == '1' then
   redis.call('PEXPIRE', KEYS[1], math.ceil(window * 1000) + 1000)
 end
 return redis.call('ZCARD', KEYS[1])
+"""
+
+# Cluster-wide operator state (outrider.cluster.shared_state): last writer wins.
+SET_STATE = """
+-- KEYS[1] state hash, KEYS[2] version; ARGV field, json, at, node. Keeps the newest.
+local old = redis.call('HGET', KEYS[1], ARGV[1])
+if old then
+  if old == ARGV[2] then return 0 end
+  local prev = cjson.decode(old)
+  local at = tonumber(ARGV[3])
+  if prev['at'] > at or (prev['at'] == at and prev['node'] >= ARGV[4]) then return 0 end
+end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('INCR', KEYS[2])
+return 1
 """

@@ -101,6 +101,12 @@ OPERATIONS: tuple[Operation, ...] = (
     ),
     Operation(
         "GET",
+        "/api/v1/cluster",
+        "[cluster] only: live nodes, and per queue the leases each node holds, rate, mode",
+        cmd="cluster",
+    ),
+    Operation(
+        "GET",
         "/api/v1/traffic",
         "received, delivered, bounced, deferred per minute over the last hour",
         handler="traffic",

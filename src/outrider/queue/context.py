@@ -33,6 +33,9 @@ class Context:
     # Set with ``[cluster] redis``: connection leases and message and connection rates
     # shared by every node (the local throttle above is then unused for queues).
     cluster: RedisThrottle | None = None
+    # Set with ``[cluster] redis``: told of every change to the cluster-wide operator
+    # state (kind, name, on, value), which it publishes to the other nodes.
+    share: Callable[[str, str, bool, float], None] | None = None
     stopping: bool = False
     tasks: set[asyncio.Task[None]] = field(default_factory=set)
 
@@ -51,6 +54,11 @@ class Context:
         self.tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("task %s failed", task.get_name(), exc_info=task.exception())
+
+    def shared(self, kind: str, name: str, on: bool, value: float = 0.0) -> None:
+        """Tell the cluster (if any) that ``kind:name`` changed here."""
+        if self.share is not None:
+            self.share(kind, name, on, value)
 
     def save_control(self) -> None:
         try:

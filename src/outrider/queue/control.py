@@ -19,6 +19,7 @@ One request per line, one reply per line. The ``outrider`` console commands
     {"cmd": "reload"}                                     like SIGHUP, with the verdict
     {"cmd": "config", "effective": false}                 the running configuration
     {"cmd": "route", "address": "user@example.net", "vmta": ""}
+    {"cmd": "cluster"}                                    show cluster ([cluster] only)
 
 Replies are ``{"ok": true, ...}`` or ``{"ok": false, "error": "..."}``. A command about
 something that does not exist (a queue, job, message or source that matches nothing, a
@@ -73,6 +74,7 @@ class DaemonHooks:
     overview: Callable[[], dict[str, Any]]
     reload: Callable[[], dict[str, Any]]
     route: Callable[[str, str | None], Awaitable[dict[str, Any]]]
+    cluster: Callable[[], Awaitable[dict[str, Any]]] | None = None  # [cluster] only
 
 
 async def handle_request(
@@ -81,6 +83,10 @@ async def handle_request(
     """Run one control command (dispatch; no I/O beyond what the operator API does)."""
     cmd = request.get("cmd")
     try:
+        if cmd == "cluster":
+            if hooks is None or hooks.cluster is None:
+                return {"ok": False, "error": "this node is not in a cluster ([cluster] redis)"}
+            return {"ok": True, "cluster": await hooks.cluster()}
         if cmd in ("overview", "reload", "route"):
             if hooks is None:
                 return {"ok": False, "error": f"{cmd} needs the daemon"}

@@ -23,6 +23,9 @@ class ControlState:
     disabled_ips: set[str] = field(default_factory=set)  # source IPs the operator disabled
     backoff: dict[str, float] = field(default_factory=dict)  # queue name -> entered (epoch)
     disabled: dict[str, dict[str, float]] = field(default_factory=dict)  # dest -> vmta -> until
+    # With [cluster]: the last change of each shared setting ("kind:name" -> [on, value,
+    # at, node]), kept so that the newest change wins when Redis comes back or restarts.
+    stamps: dict[str, list[object]] = field(default_factory=dict)
 
     @classmethod
     def load(cls, state_dir: Path) -> ControlState:
@@ -45,6 +48,7 @@ class ControlState:
                     str(dest): {str(v): float(u) for v, u in sources.items()}
                     for dest, sources in data.get("disabled", {}).items()
                 },
+                stamps={str(k): list(v) for k, v in data.get("stamps", {}).items()},
             )
         except (AttributeError, TypeError, ValueError) as exc:
             log.error("%s: malformed (%s); starting with nothing paused", path, exc)
@@ -63,6 +67,7 @@ class ControlState:
                 "disabled_ips": sorted(self.disabled_ips),
                 "backoff": self.backoff,
                 "disabled": {d: v for d, v in self.disabled.items() if v},
+                **({"stamps": self.stamps} if self.stamps else {}),
             },
             indent=1,
             sort_keys=True,

@@ -30,6 +30,7 @@ class Operator:
         comes); returns whether it matches a queue or queued mail now."""
         name = queue_name(name)
         self.ctx.control.paused_queues.add(name)
+        self.ctx.shared("queue", name, True)
         self._save()
         log.info("paused queue %s", name)
         return self.knows_queue(name)
@@ -58,6 +59,8 @@ class Operator:
         if not covering:
             return False
         paused.difference_update(covering)
+        for lifted in covering:
+            self.ctx.shared("queue", lifted, False)
         self._save()
         log.info("resumed queue %s", ", ".join(sorted(covering)))
         scheduler = self.scheduler
@@ -72,6 +75,7 @@ class Operator:
         """Pause a job; returns whether mail of it is queued now (a job with none is
         paused all the same, so a campaign can be stopped before it is injected)."""
         self.ctx.control.paused_jobs.add(job_id)
+        self.ctx.shared("job", job_id, True)
         self._save()
         log.info("paused job %s", job_id)
         return any(m.envelope.job_id == job_id for m in self.scheduler.messages.values())
@@ -80,13 +84,14 @@ class Operator:
         if job_id not in self.ctx.control.paused_jobs:
             return False
         self.ctx.control.paused_jobs.discard(job_id)
+        self.ctx.shared("job", job_id, False)
         self._save()
         log.info("resumed job %s", job_id)
         for item in self.scheduler.holds.release_job(job_id):
             self.scheduler.reroute(item)
         return True
 
-    def set_mode(self, name: str, mode: str) -> int:
+    def set_mode(self, name: str, mode: str, reason: str = "manual") -> int:
         """Put matching queues into backoff or back to normal by hand; returns how many."""
         name = queue_name(name)
         now = self.ctx.clock()
@@ -96,9 +101,9 @@ class Operator:
             if name not in (queue.name, queue.key, queue.domain):
                 continue
             if mode == "backoff":
-                transition = queue.backoff.enter(now, rule=None, reply=None, reason="manual")
+                transition = queue.backoff.enter(now, rule=None, reply=None, reason=reason)
             else:
-                transition = queue.backoff.leave(now, reason="manual")
+                transition = queue.backoff.leave(now, reason=reason)
             shaper.record_transition(queue, transition)
             count += 1
         return count
@@ -111,6 +116,7 @@ class Operator:
         if not vmtas:
             return []
         self.ctx.control.disabled_ips.add(ip)
+        self.ctx.shared("ip", ip, True)
         self._save()
         log.warning("source %s disabled by the operator (%s)", ip, ", ".join(vmtas))
         for queue in list(self.scheduler.queues.values()):
@@ -125,6 +131,7 @@ class Operator:
         if ip not in self.ctx.control.disabled_ips:
             return False
         self.ctx.control.disabled_ips.discard(ip)
+        self.ctx.shared("ip", ip, False)
         self._save()
         log.info("source %s enabled by the operator", ip)
         return True

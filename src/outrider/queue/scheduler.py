@@ -112,7 +112,13 @@ class Scheduler:
             on_new_destination=self._new_destination,
         )
         self.slots = Slots(self.ctx, self.holds, self._work, self._fail_dead)
-        self.shaper = Shaper(self.ctx, self.router.destination, self.router.to_queue, self._kick)
+        self.shaper = Shaper(
+            self.ctx,
+            self.router.destination,
+            self.router.to_queue,
+            self._kick,
+            lambda: self.queues.values(),
+        )
         self.finisher = Finisher(self.ctx, spool, self._dispatch, self._forget)
         self.load = load or LoadReading()
         self.suppression = suppression

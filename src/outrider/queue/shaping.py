@@ -10,7 +10,7 @@ operator state, so a restart resumes in the same mode.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 
 from outrider.events.types import QueueEvent
 from outrider.policy.backoff import Mode, Transition
@@ -21,6 +21,7 @@ from outrider.smtp.replies import Reply
 
 log = logging.getLogger("outrider.queue")
 REENABLE_SLACK = 0.01
+REFRESH_SHARE_EVERY = 1.0  # seconds between shared refreshes of one queue's backoff
 
 
 class Shaper:
@@ -30,11 +31,14 @@ class Shaper:
         destination: Callable[[str], Destination],
         reroute: Callable[[WorkItem, str], None],
         kick: Callable[[DeliveryQueue], None],
+        queues: Callable[[], Iterable[DeliveryQueue]] = tuple,
     ) -> None:
         self.ctx = ctx
         self.destination = destination  # Router.destination
         self.reroute = reroute  # Router.to_queue: same destination, another source
         self.kick = kick  # Slots.maybe_connect: limits changed, maybe connect now
+        self.queues = queues  # every delivery queue (for changes made by other nodes)
+        self._refreshed: dict[str, float] = {}  # queue name -> last shared backoff refresh
 
     def react(self, queue: DeliveryQueue, reply: Reply, phase: str, host: str) -> list[Match]:
         """Match a remote reply against the queue's pattern list and act on it."""
@@ -47,6 +51,8 @@ class Shaper:
         for match in matches:
             if match.action is Action.BACKOFF:
                 transition = queue.backoff.enter(now, rule=match.rule, reply=match.reply)
+                if transition is None:
+                    self._share_refresh(queue, now)
                 self.record_transition(queue, transition, host)
             elif match.action is Action.NORMAL:
                 transition = queue.backoff.leave(
@@ -56,6 +62,16 @@ class Shaper:
             elif match.action is Action.DISABLE_SOURCE_IP:
                 self.disable_source(queue, match, host, now)
         return matches
+
+    def _share_refresh(self, queue: DeliveryQueue, now: float) -> None:
+        """Another match while in backoff restarts its timer here; with a cluster, tell
+        the other nodes too (at most once a second per queue), so that none of them
+        returns to normal on an older timer while this node still gets throttled."""
+        if self.ctx.share is None or queue.mode is not Mode.BACKOFF:
+            return
+        if now - self._refreshed.get(queue.name, 0.0) >= REFRESH_SHARE_EVERY:
+            self._refreshed[queue.name] = now
+            self.ctx.shared("backoff", queue.name, True, now)
 
     def on_delivery(self, queue: DeliveryQueue) -> None:
         transition = queue.backoff.on_delivery(
@@ -85,6 +101,7 @@ class Shaper:
             self.ctx.control.backoff[queue.name] = transition.at
         else:
             self.ctx.control.backoff.pop(queue.name, None)
+        self.ctx.shared("backoff", queue.name, transition.to_mode is Mode.BACKOFF, transition.at)
         self.ctx.save_control()
         if queue.backoff_timer is not None:
             queue.backoff_timer.cancel()
@@ -148,14 +165,34 @@ class Shaper:
                 now, queue.name, queue.vmta, "source-ip-disabled", match.reply, host, match.rule
             )
         )
-        self.ctx.control.disabled.setdefault(queue.key, {})[queue.vmta] = until
+        self.ctx.shared("source", f"{queue.key}/{queue.vmta}", True, until)
+        self._disabled_here(queue.key, queue.vmta, until, now, queue)
+
+    def _disabled_here(
+        self, key: str, vmta: str, until: float, now: float, queue: DeliveryQueue | None
+    ) -> None:
+        self.ctx.control.disabled.setdefault(key, {})[vmta] = until
         self.ctx.save_control()
-        self._arm_reenable(queue.key, queue.vmta, until - now)
+        self._arm_reenable(key, vmta, until - now)
         # Mail waiting in this queue moves to the pool's other members.
-        items = list(queue.ready)
-        queue.ready.clear()
-        for item in items:
-            self.reroute(item, queue.key)
+        if queue is not None:
+            items = list(queue.ready)
+            queue.ready.clear()
+            for item in items:
+                self.reroute(item, key)
+
+    def apply_disabled(self, key: str, vmta: str, until: float) -> None:
+        """Another node disabled ``vmta`` for destination ``key`` until ``until``."""
+        now = self.ctx.clock()
+        if until <= now:
+            return
+        dest = self.destination(key)
+        record = dest.disabled.disable(vmta, now, until=until, rule=None, reply=None)
+        if record is None:
+            return  # already disabled here: the later deadline is kept
+        log.warning("%s: source %s disabled until %.0f (cluster)", key, vmta, until)
+        queue = next((q for q in self.queues() if q.key == key and q.vmta == vmta), None)
+        self._disabled_here(key, vmta, until, now, queue)
 
     def _reenable_source(self, key: str, vmta: str) -> None:
         dest = self.destination(key)

@@ -15,6 +15,7 @@ import signal
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -62,6 +63,7 @@ from outrider.suppression.subscriber import AutoSuppress
 from outrider.throttle.remote import ThrottleServer
 
 if TYPE_CHECKING:
+    from outrider.cluster.shared_state import SharedControl
     from outrider.http.server import HttpServer
 
 log = logging.getLogger("outrider.daemon")
@@ -81,6 +83,7 @@ class Daemon:
         self.adopter: OrphanAdopter | None = None
         self.throttle_server: ThrottleServer | None = None
         self.exit_code = 0
+        self.shared: SharedControl | None = None  # [cluster]: pauses, backoff, suppression
         self.intake: Intake | None = None  # None when the listeners are in receivers
 
     async def run(self) -> int:
@@ -99,7 +102,9 @@ class Daemon:
         self.directory = LiveDirectory(config)
         self.delivery = LocalDelivery(config, self.transport, self.directory.current)
         try:
-            self.suppression = SuppressionStore(config.suppression.file)
+            self.suppression = SuppressionStore(
+                config.suppression.file, journal=config.cluster.redis is not None
+            )
         except (OSError, sqlite3.Error) as exc:
             raise RuntimeError(f"[suppression] file {config.suppression.file}: {exc}") from None
         # The in-memory filter is built in a worker thread from now on, so the first
@@ -162,7 +167,20 @@ class Daemon:
         self.webhooks.configure(config)  # before recovery: its events are queued too
         await self._recover(spool, manager)
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
-        hooks = DaemonHooks(overview=self.overview, reload=self.apply_reload, route=self.route)
+        if manager.ctx.cluster is not None:
+            from outrider.cluster.shared_state import SharedControl
+            from outrider.cluster.suppression_sync import SuppressionSync
+
+            client = manager.ctx.cluster.client
+            self.shared = SharedControl(client, Operator(manager), time.time)
+            self.shared.suppression = SuppressionSync(client, self.suppression)
+            self.shared.start()
+        hooks = DaemonHooks(
+            overview=self.overview,
+            reload=self.apply_reload,
+            route=self.route,
+            cluster=self.cluster_view if manager.ctx.cluster is not None else None,
+        )
         control = ControlServer(
             str(config.server.state_dir / "control.sock"), Operator(manager), hooks
         )
@@ -177,8 +195,17 @@ class Daemon:
         if processes > 0:
             await self._start_receivers(processes, manager)
         else:
+            auth_throttle = None
+            if manager.ctx.cluster is not None:  # failed AUTH counted across the nodes
+                from outrider.cluster.wall_clock import WallClock
+
+                auth_throttle = WallClock(manager.ctx.cluster)
             self.intake, self.listeners = open_inbound(
-                config, spool=spool, sink=SchedulerSink(manager.submit), reuse_port=False
+                config,
+                spool=spool,
+                sink=SchedulerSink(manager.submit),
+                reuse_port=False,
+                auth_throttle=auth_throttle,
             )
             for listener in self.listeners:
                 await listener.start()
@@ -217,6 +244,8 @@ class Daemon:
         if self.throttle_server is not None:
             await self.throttle_server.stop()
         await manager.stop(timeout)
+        if self.shared is not None:
+            await self.shared.stop()
         if manager.ctx.cluster is not None:
             await manager.ctx.cluster.client.stop()
         await notifier.drain(timeout=5)
@@ -289,6 +318,15 @@ class Daemon:
         if cluster is not None:
             status["cluster"] = cluster.client.status() | {"leases": cluster.held_here()}
         return status
+
+    async def cluster_view(self) -> dict[str, Any]:
+        """``outrider show cluster``: the nodes, and per queue the shared limits in use."""
+        from outrider.cluster.view import cluster_view
+
+        cluster = self.manager.ctx.cluster
+        assert cluster is not None and self.shared is not None
+        state = self.shared.status() | {"leases_here": cluster.held_here()}
+        return await cluster_view(cluster.client, state)
 
     async def route(self, address: str, vmta: str | None) -> dict[str, Any]:
         """``outrider route``: asks this daemon's resolver and its running config."""

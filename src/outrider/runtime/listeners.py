@@ -69,10 +69,12 @@ def listener_context(
     previous: ListenerContext | None = None,
     tls: ssl.SSLContext | None = None,
     shared: SharedLimits | None = None,
+    auth_throttle: Throttle | None = None,
 ) -> ListenerContext:
     """``previous``: the running context on reload (its gate and throttle are kept).
     ``tls``: an already loaded context; by default it is loaded from the files.
-    ``shared``: where receiver processes keep their common limit state."""
+    ``shared``: where receiver processes keep their common limit state.
+    ``auth_throttle``: where failed-AUTH counts live when not there ([cluster]: Redis)."""
     if tls is None:
         tls = tls_context(settings)
     auth = settings.auth and users is not None
@@ -101,7 +103,7 @@ def listener_context(
         tls=tls,
         implicit_tls=settings.tls == "implicit",
         users=users if auth else None,
-        throttle=_throttle(settings, previous, shared) if auth else None,
+        throttle=_throttle(settings, previous, shared, auth_throttle) if auth else None,
         gate=_gate(settings, previous, shared),
         greeting_delay=PREGREET_DELAY if settings.role == "mx" else 0.0,
         limits_exempt_trusted=settings.limits_exempt_relay_networks,
@@ -145,18 +147,23 @@ def _gate(
 
 
 def _throttle(
-    settings: ListenerSettings, previous: ListenerContext | None, shared: SharedLimits | None
+    settings: ListenerSettings,
+    previous: ListenerContext | None,
+    shared: SharedLimits | None,
+    auth_throttle: Throttle | None = None,
 ) -> AuthThrottle:
     throttle = previous.throttle if previous is not None else None
     if throttle is None:
+        state = auth_throttle or (shared.throttle if shared is not None else None)
         return AuthThrottle(
             max_failures=settings.auth_max_failures,
             window=settings.auth_failure_window,
             block_time=settings.auth_block_time,
             first_delay=settings.auth_failure_delay,
             max_concurrent=settings.auth_max_concurrent_per_client,
-            throttle=shared.throttle if shared is not None else None,
-            namespace=f"auth {listener_name(settings)} ",
+            throttle=state,
+            # [cluster]: one client's failures count on every listener of every node
+            namespace="auth cluster " if auth_throttle else f"auth {listener_name(settings)} ",
         )
     throttle.max_failures = settings.auth_max_failures
     throttle.window = settings.auth_failure_window
@@ -189,6 +196,7 @@ def open_inbound(
     sink: Sink,
     reuse_port: bool,
     shared: SharedLimits | None = None,
+    auth_throttle: Throttle | None = None,
 ) -> tuple[Intake, list[Listener]]:
     """The process's intake and its listeners; a bad certificate or users file fails
     the start. ``sink``: where stored messages go (the scheduler, or the hand-off);
@@ -199,7 +207,12 @@ def open_inbound(
         rates = UserRateLimiter(throttle=shared.throttle, namespace="user-rate ")
     intake = build_intake(config, spool=spool, sink=sink, users=users, rates=rates)
     listeners = open_listeners(
-        config, intake=intake, users=users, reuse_port=reuse_port, shared=shared
+        config,
+        intake=intake,
+        users=users,
+        reuse_port=reuse_port,
+        shared=shared,
+        auth_throttle=auth_throttle,
     )
     return intake, listeners
 
@@ -211,12 +224,20 @@ def open_listeners(
     users: UserStore | None,
     reuse_port: bool,
     shared: SharedLimits | None = None,
+    auth_throttle: Throttle | None = None,
 ) -> list[Listener]:
     """Open every configured listener; a bad certificate fails the start."""
     listeners: list[Listener] = []
     try:
         for settings in config.listeners:
-            ctx = listener_context(settings, config, intake=intake, users=users, shared=shared)
+            ctx = listener_context(
+                settings,
+                config,
+                intake=intake,
+                users=users,
+                shared=shared,
+                auth_throttle=auth_throttle,
+            )
             host, port = settings.address
             try:
                 sock = open_listening_socket(host, port, reuse_port=reuse_port)

@@ -55,8 +55,18 @@ async def serve(
         throttle = RemoteThrottle(throttle_path)
         await throttle.connect()
         shared = SharedLimits(throttle, max(1, config.server.receiver_processes))
+    auth_throttle = None
+    if config.cluster.redis is not None:  # failed AUTH counted across the nodes
+        from outrider.cluster.build import open_auth_throttle
+
+        auth_throttle = await open_auth_throttle(config.cluster)
     intake, listeners = open_inbound(
-        config, spool=spool, sink=handoff, reuse_port=True, shared=shared
+        config,
+        spool=spool,
+        sink=handoff,
+        reuse_port=True,
+        shared=shared,
+        auth_throttle=auth_throttle,
     )
     for listener in listeners:
         await listener.start()
@@ -97,6 +107,8 @@ async def serve(
     await handoff.close()
     if throttle is not None:
         await throttle.close()
+    if auth_throttle is not None:
+        await auth_throttle.close()
     await spool.close()
     return 0
 

@@ -79,7 +79,8 @@ def run_suppression_command(args: argparse.Namespace) -> int:
         return 1
     path = config.suppression.file
     try:
-        store = SuppressionStore(path)
+        # With [cluster], the daemon publishes this command's changes to the other nodes.
+        store = SuppressionStore(path, journal=config.cluster.redis is not None)
     except (OSError, sqlite3.Error) as exc:
         print(f"outrider suppression: cannot open {path}: {exc}", file=sys.stderr)
         return 1

@@ -62,6 +62,37 @@ CREATE TABLE IF NOT EXISTS suppression (
 """
 
 
+# With [cluster]: every add and removal made through this file, until the daemon has
+# published it to the other nodes (outrider.cluster.suppression_sync), then deleted.
+# ``address`` '' never occurs; ``scope`` NULL in a removal means every list.
+_JOURNAL_SCHEMA = """
+CREATE TABLE IF NOT EXISTS suppression_journal (
+    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+    op TEXT NOT NULL,
+    scope TEXT,
+    address TEXT NOT NULL,
+    reason TEXT NOT NULL DEFAULT '',
+    added REAL NOT NULL DEFAULT 0,
+    source TEXT NOT NULL DEFAULT ''
+)
+"""
+# Small named values the cluster sync keeps with the list (the stream position read).
+_META_SCHEMA = "CREATE TABLE IF NOT EXISTS suppression_meta (key TEXT PRIMARY KEY, value TEXT)"
+
+
+@dataclass(frozen=True, slots=True)
+class Change:
+    """One journalled add (``op`` "a") or removal ("r"; ``scope`` None: every list)."""
+
+    seq: int
+    op: str
+    scope: str | None
+    address: str
+    reason: str = ""
+    added: float = 0.0
+    source: str = ""
+
+
 class SuppressionError(ValueError):
     """Bad input (an address, a scope, a reason): the message says which and why."""
 
@@ -142,6 +173,7 @@ class SuppressionStore:
         clock: Callable[[], float] = time.time,
         prefilter: bool = True,
         poll_every: float = POLL_EVERY,
+        journal: bool = False,
     ) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -150,6 +182,10 @@ class SuppressionStore:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.execute(_SCHEMA)
         self._db.execute(LOG_SCHEMA)
+        self.journal = journal  # [cluster]: record changes for the other nodes
+        if journal:
+            self._db.execute(_JOURNAL_SCHEMA)
+            self._db.execute(_META_SCHEMA)
         self._clock = clock
         self._version = -1
         self._count: int | None = None
@@ -308,6 +344,10 @@ class SuppressionStore:
                 (entry.scope, entry.address, entry.reason, entry.added, entry.source),
             )
             logged = self._log([(entry.scope, entry.address)])
+            if self.journal:
+                self._journal_adds(
+                    [(entry.scope, entry.address, entry.reason, entry.added, entry.source)]
+                )
         self._wrote([(entry.scope, entry.address)], logged)
         return entry
 
@@ -322,8 +362,67 @@ class SuppressionStore:
         with self._transaction():
             self._db.executemany("INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)", rows)
             logged = self._log(keys)
+            if self.journal:
+                self._journal_adds(rows)
         self._wrote(keys, logged)
         return len(rows)
+
+    def _journal_adds(self, rows: Sequence[tuple[str, str, str, float, str]]) -> None:
+        self._db.executemany(
+            "INSERT INTO suppression_journal (op, scope, address, reason, added, source) "
+            "VALUES ('a', ?, ?, ?, ?, ?)",
+            rows,
+        )
+
+    # -- the cluster's journal (only with journal=True) --------------------------------------
+    def journal_after(self, seq: int, limit: int = 1000) -> list[Change]:
+        """Journalled changes after ``seq``, oldest first."""
+        rows = self._db.execute(
+            "SELECT seq, op, scope, address, reason, added, source FROM suppression_journal "
+            "WHERE seq > ? ORDER BY seq LIMIT ?",
+            (seq, limit),
+        ).fetchall()
+        return [Change(*row) for row in rows]
+
+    def journal_done(self, seq: int) -> None:
+        """Forget the journal up to ``seq`` (published)."""
+        self._db.execute("DELETE FROM suppression_journal WHERE seq <= ?", (seq,))
+
+    def meta(self, key: str) -> str | None:
+        row = self._db.execute(
+            "SELECT value FROM suppression_meta WHERE key = ?", (key,)
+        ).fetchone()
+        return None if row is None else str(row[0])
+
+    def set_meta(self, key: str, value: str) -> None:
+        self._db.execute("INSERT OR REPLACE INTO suppression_meta VALUES (?, ?)", (key, value))
+
+    def apply_remote(self, changes: Sequence[Change]) -> None:
+        """Another node's adds and removals, in order, in one transaction, not journalled
+        (idempotent: applying one twice changes nothing)."""
+        if not changes:
+            return
+        keys: list[tuple[str, str]] = []
+        with self._transaction():
+            for change in changes:
+                if change.op == "a" and change.scope is not None:
+                    self._db.execute(
+                        "INSERT OR REPLACE INTO suppression VALUES (?, ?, ?, ?, ?)",
+                        (change.scope, change.address, change.reason, change.added, change.source),
+                    )
+                    keys.append((change.scope, change.address))
+                elif change.op == "r" and change.scope is None:
+                    self._db.execute("DELETE FROM suppression WHERE address = ?", (change.address,))
+                elif change.op == "r":
+                    self._db.execute(
+                        "DELETE FROM suppression WHERE scope = ? AND address = ?",
+                        (change.scope, change.address),
+                    )
+            logged = self._log(keys) if keys else (0, 0)
+        if keys:
+            self._wrote(keys, logged)
+        else:
+            self._changed()
 
     def _log(self, keys: list[tuple[str, str]]) -> tuple[int, int]:
         """Inside the add's transaction: append the keys to the change log (one bulk
@@ -345,15 +444,20 @@ class SuppressionStore:
     def remove(self, address: str, scope: str | None = None) -> int:
         """Remove the address from ``scope``'s list (``"*"``: the global one), or from
         every list when ``scope`` is None; the number of entries removed."""
-        if scope is None:
-            cur = self._db.execute(
-                "DELETE FROM suppression WHERE address = ?", (normalize_address(address),)
-            )
-        else:
-            cur = self._db.execute(
-                "DELETE FROM suppression WHERE scope = ? AND address = ?",
-                (normalize_scope(scope), normalize_address(address)),
-            )
+        norm = normalize_address(address)
+        norm_scope = None if scope is None else normalize_scope(scope)
+        with self._transaction():
+            if norm_scope is None:
+                cur = self._db.execute("DELETE FROM suppression WHERE address = ?", (norm,))
+            else:
+                cur = self._db.execute(
+                    "DELETE FROM suppression WHERE scope = ? AND address = ?", (norm_scope, norm)
+                )
+            if self.journal:
+                self._db.execute(
+                    "INSERT INTO suppression_journal (op, scope, address) VALUES ('r', ?, ?)",
+                    (norm_scope, norm),
+                )
         self._changed()
         return cur.rowcount
 

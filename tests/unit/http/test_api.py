@@ -36,7 +36,7 @@ def test_static_takes_the_rest_of_the_path() -> None:
 def test_every_cmd_is_a_control_verb() -> None:
     verbs = set(LOOKUPS) | set(ACTIONS) | {
         "overview", "reload", "route", "status", "pause", "resume", "backoff", "normal",
-        "pause-job", "resume-job", "disable-source", "enable-source", "config",
+        "pause-job", "resume-job", "disable-source", "enable-source", "config", "cluster",
     }  # fmt: skip
     for op in OPERATIONS:
         assert bool(op.cmd) != bool(op.handler), op.path

@@ -61,6 +61,23 @@ export default function dashboard(app) {
     ],
   });
 
+  // [cluster] only: the live nodes and the shared limits in use (GET /api/v1/cluster).
+  const clusterNodes = h("p.small");
+  const clusterQueues = new Table({
+    key: (q) => q.queue,
+    label: "Shared limits per queue",
+    empty: "No shared limits in use.",
+    columns: [
+      { key: "queue", label: "Queue", render: (q) => queueLink(q.queue) },
+      { key: "leases_total", label: "Leases", num: true, render: (q) => num(q.leases_total ?? 0) },
+      { key: "leases", label: "By node", render: (q) => Object.entries(q.leases || {}).map(([n, k]) => `${n}=${k}`).join(" ") || "–" },
+      { key: "rate", label: "Rate", num: true, render: (q) => `${(q.rate ?? 0).toFixed(1)}/s` },
+      { key: "mode", label: "Mode", render: (q) => modeBadge(q.paused ? "paused" : q.mode, "") },
+    ],
+  });
+  const clusterCard = card("Cluster", clusterNodes, clusterQueues.node);
+  clusterCard.hidden = true;
+
   const node = h("div.dashboard", null,
     h("div.page-head", null, h("h1", { text: "Dashboard" }), h("span#uptime.muted")),
     stats,
@@ -70,7 +87,8 @@ export default function dashboard(app) {
     h("div.grid-3", null,
       card("Connections", connHolder, h("p.muted.small", { text: "Sampled every 2 s while this page is open." })),
       card("Spool", spoolHolder, h("p.muted.small", { text: "Queued messages, sampled while this page is open." })),
-      card("Busiest queues", top.node, h("p.more", null, h("a", { href: "#/queues", text: "All queues →" })))));
+      card("Busiest queues", top.node, h("p.more", null, h("a", { href: "#/queues", text: "All queues →" })))),
+    clusterCard);
 
   const traffic = new LineChart(trafficHolder, { height: 220, label: "traffic per minute", area: false });
   const conns = new LineChart(connHolder, { height: 160, label: "connections", area: true });
@@ -151,6 +169,17 @@ export default function dashboard(app) {
         series: [{ name: "messages", color: "#475569", values: app.history.series("messages") }],
       });
       top.set(queueList);
+      if (app.status && app.status.cluster) {
+        const reply = await get(path("cluster")).catch(() => null);
+        const view = reply && reply.cluster;
+        clusterCard.hidden = !view;
+        if (view) {
+          const state = view.redis_up ? "shared limits" : "FALLBACK: Redis unreachable, local limits";
+          const nodes = (view.nodes || []).map((n) => `${n.node}${n.self ? " (this node)" : ""}`).join(", ");
+          clusterNodes.textContent = `Node ${view.node}: ${state}. Live nodes: ${nodes || "–"}.`;
+          clusterQueues.set(view.queues || []);
+        }
+      }
     },
     destroy() {
       unsubscribe();
