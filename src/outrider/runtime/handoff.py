@@ -7,6 +7,8 @@ the message itself, so fresh mail is never read back from disk; a message over
 ``MAX_INLINE_BODY`` is sent without its body (length 0) and read from the spool when it
 is delivered. A frame with both lengths 0 says "this receiver is listening"; lengths
 (0, 1) ask the delivery process to look for stored messages it was not told about.
+The frames of one event-loop turn (a group commit completes several stores at once) go
+out in one write, and the delivery process takes every whole frame from each read.
 
 Nothing stored is lost when the channel fails. The receiver answers 250 once the
 message is on disk, whatever happens to its frame; a frame lost with a broken channel
