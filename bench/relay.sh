@@ -17,8 +17,13 @@
 #   report each system's median (this VM's speed drifts between runs)
 #   SINK_PORT [2600]  POSTFIX_PORT [2526]  OUTRIDER_PORT [2527]
 #   BENCH_TMPDIR [/var/tmp]  KEEP [0]  OUTRIDER [<repo>/.venv/bin/outrider]
+#   RECEIVERS [""]: Outrider's receiver-processes (unset: the shipped default)
 #   OUTRIDER_EXTRA [""]: TOML appended to Outrider's config, e.g. to measure with the
 #   HTTP listener on: OUTRIDER_EXTRA=$'[http]\naddress = "127.0.0.1:8089"' 
+#   PROFILE [""]: a directory; py-spy records Outrider (all its processes) during the
+#   injection and writes PROFILE/outrider-<round>.svg (a flame graph; PROFILE_FORMAT=raw for collapsed
+#   stacks, PROFILE_SECONDS [15], PROFILE_OPTS e.g. --gil for on-CPU Python only). Skews
+#   the CPU figures.
 set -euo pipefail
 
 MESSAGES=${MESSAGES:-20000}
@@ -115,7 +120,9 @@ wait_gone() {
 
 # tree_pids PID: PID and all its descendants, one per line.
 tree_pids() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+    # A process that exits between the glob and the read makes cat fail: ignore that
+    # (pipefail would otherwise report the system under test as vanished).
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
         { pid = $1; sub(/^.*\) /, ""); split($0, f, " "); kids[f[2]] = kids[f[2]] " " pid }
         END {
             n = 1; q[1] = root
@@ -131,7 +138,9 @@ tree_pids() {
 # its live descendants. Children that exited and were reaped are already folded into
 # their parent's cutime/cstime, so deltas of this value cover short-lived workers too.
 tree_cpu_ticks() {
-    cat /proc/[0-9]*/stat 2>/dev/null | awk -v root="$1" '
+    # A process that exits between the glob and the read makes cat fail: ignore that
+    # (pipefail would otherwise report the system under test as vanished).
+    { cat /proc/[0-9]*/stat 2>/dev/null || true; } | awk -v root="$1" '
         {
             pid = $1; sub(/^.*\) /, ""); split($0, f, " ")
             # After stripping "pid (comm) ": f[2]=ppid, f[12..15]=utime stime cutime cstime.
@@ -372,6 +381,9 @@ start_outrider() {
     local dir=$1
     mkdir -p "$dir/spool" "$dir/log"
     render "$BENCH/outrider-relay.toml.template" "$dir/outrider.toml" "$dir"
+    if [ -n "${RECEIVERS:-}" ]; then
+        sed -i "/^log-dir = /a receiver-processes = $RECEIVERS" "$dir/outrider.toml"
+    fi
     if [ -n "${OUTRIDER_EXTRA:-}" ]; then printf '\n%s\n' "$OUTRIDER_EXTRA" >>"$dir/outrider.toml"; fi
     port_open "$OUTRIDER_PORT" && die "port $OUTRIDER_PORT already in use"
     "$OUTRIDER" run -c "$dir/outrider.toml" >"$dir/outrider.out" 2>&1 &
@@ -404,7 +416,17 @@ run_system() {
         -l $((SIZE_KB * 1024)) -M client.bench.test -f sender@bench.test -t rcpt@bench.test \
         "127.0.0.1:$port" >"$dir/source.out" 2>&1 &
     SOURCE_PID=$!
+    local spy=""
+    if [[ -n ${PROFILE:-} && $name == outrider ]]; then
+        mkdir -p "$PROFILE"
+        "$(dirname "$OUTRIDER")/py-spy" record --subprocesses --nonblocking -r 250 ${PROFILE_OPTS:-} \
+            -d "${PROFILE_SECONDS:-15}" -f "${PROFILE_FORMAT:-flamegraph}" \
+            -o "$PROFILE/outrider-$ROUND.${PROFILE_FORMAT:-svg}" \
+            --pid "$SUT_PID" >"$dir/py-spy.out" 2>&1 &
+        spy=$!
+    fi
     wait "$SOURCE_PID" || rc=$?
+    [[ -z $spy ]] || wait "$spy" || log "py-spy failed: $(tail -3 "$dir/py-spy.out")"
     t1=$EPOCHREALTIME
     SOURCE_PID=""
     ((rc != 124)) || die "$name: injection phase exceeded ${PHASE_TIMEOUT}s"

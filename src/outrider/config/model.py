@@ -14,6 +14,7 @@ as ``(host, port)`` tuples and networks as :mod:`ipaddress` objects.
 from __future__ import annotations
 
 import ipaddress
+import os
 import re
 import socket
 from collections.abc import Mapping
@@ -103,6 +104,17 @@ LOAD = Kind(
 )
 RULE = Kind(lambda value: value, "rule table", {"$ref": "#/$defs/rule"})  # the loader checks it
 _FQDN = "the machine's FQDN (`socket.getfqdn()`)"
+_CORES = "the number of cores, at most 8"
+MAX_DEFAULT_RECEIVERS = 8
+
+
+def default_receiver_processes() -> int:
+    """One receiver per core (measured: 2 on 2 cores beats 1 and 0 for relay throughput),
+    but at most 8: the one delivery process, not reception, limits throughput beyond that,
+    and each receiver costs its own memory and spool committer."""
+    return max(1, min(os.cpu_count() or 1, MAX_DEFAULT_RECEIVERS))
+
+
 _POSTMASTER = "none: `postmaster@` `hostname`"
 _BY_ROLE = "`true` for roles `submission` and `submissions`, `false` for `mx`"
 _TLS_DEFAULT = (
@@ -169,11 +181,12 @@ class ServerSettings:
     object per line, for log shippers)."""
     shutdown_timeout: float = key(DUR_0, default="30s")
     """How long SIGTERM waits for in-flight SMTP sessions and deliveries before stopping them."""
-    receiver_processes: int = key(INT_0, default=1)
+    receiver_processes: int = key(INT_0, factory=default_receiver_processes, shown=_CORES)
     """SMTP receiver processes. `0`: the single daemon process both receives and delivers. `N ≥ 1`:
     N child processes accept SMTP, sharing each listening port via `SO_REUSEPORT`, store to the
     shared spool and hand envelopes to the main process, which only delivers — this uses more
-    than one core."""
+    than one core. The default, one per core (at most 8), gave the best relay throughput in
+    `bench/relay.sh`; set `1` on a machine shared with other busy services."""
     max_delivery_concurrency: int = key(INT_1, default=500)
     """Total outbound SMTP connections across all domains."""
     max_received_headers: int = key(INT_1, default=50)

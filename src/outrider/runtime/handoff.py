@@ -7,6 +7,8 @@ the message itself, so fresh mail is never read back from disk; a message over
 ``MAX_INLINE_BODY`` is sent without its body (length 0) and read from the spool when it
 is delivered. A frame with both lengths 0 says "this receiver is listening"; lengths
 (0, 1) ask the delivery process to look for stored messages it was not told about.
+The frames of one event-loop turn (a group commit completes several stores at once) go
+out in one write, and the delivery process takes every whole frame from each read.
 
 Nothing stored is lost when the channel fails. The receiver answers 250 once the
 message is on disk, whatever happens to its frame; a frame lost with a broken channel
@@ -40,6 +42,7 @@ _READY = _HEADER.pack(0, 0)
 _ADOPT = _HEADER.pack(0, 1)
 MAX_ENVELOPE = 64 * 1024 * 1024
 MAX_INLINE_BODY = 1024 * 1024
+_READ_SIZE = 256 * 1024
 
 
 def frame(envelope: Envelope, body: bytes | None) -> bytes:
@@ -93,33 +96,18 @@ class HandoffServer:
         task = asyncio.current_task()
         assert task is not None
         self._clients.add(task)
+        # Read what is there and take every whole frame from it: one await per read, not
+        # two per frame (a group commit in a receiver hands over a burst at once).
+        buffer = bytearray()
         try:
             while True:
-                try:
-                    header = await reader.readexactly(_HEADER.size)
-                except asyncio.IncompleteReadError:
+                chunk = await reader.read(_READ_SIZE)
+                if not chunk:
                     return
-                env_len, body_len = _HEADER.unpack(header)
-                if env_len == 0 and body_len == 1:
-                    self._adopt()
-                    continue
-                if env_len == 0:
-                    self.ready += 1
-                    pid = peer_pid(writer)
-                    if pid:
-                        self.ready_pids.add(pid)
-                    self.ready_changed.set()
-                    continue
-                if env_len > MAX_ENVELOPE or body_len > MAX_INLINE_BODY:
+                buffer += chunk
+                if not self._frames(buffer, writer):
                     log.error("handoff: oversized frame; dropping channel")
                     return
-                payload = await reader.readexactly(env_len + body_len)
-                try:
-                    envelope = decode_envelope(payload[:env_len])
-                except Exception:
-                    log.exception("handoff: undecodable envelope; it will be recovered at restart")
-                    continue
-                self.submit(envelope, payload[env_len:] or None)
         except (ConnectionError, asyncio.IncompleteReadError):
             return
         finally:
@@ -128,6 +116,47 @@ class HandoffServer:
             if not self._stopping:
                 # A frame may have died with the channel (or its receiver).
                 self._adopt()
+
+    def _frames(self, buffer: bytearray, writer: asyncio.StreamWriter) -> bool:
+        """Handle every complete frame at the start of ``buffer`` and remove it; False for
+        a frame too big to accept (the channel is then dropped)."""
+        view = memoryview(buffer)
+        pos = 0
+        size = len(buffer)
+        try:
+            while size - pos >= _HEADER.size:
+                env_len, body_len = _HEADER.unpack_from(view, pos)
+                if env_len == 0:
+                    pos += _HEADER.size
+                    if body_len == 1:
+                        self._adopt()
+                    else:
+                        self._ready(writer)
+                    continue
+                if env_len > MAX_ENVELOPE or body_len > MAX_INLINE_BODY:
+                    return False
+                end = pos + _HEADER.size + env_len + body_len
+                if end > size:
+                    break
+                start = pos + _HEADER.size
+                pos = end
+                try:
+                    envelope = decode_envelope(bytes(view[start : start + env_len]))
+                except Exception:
+                    log.exception("handoff: undecodable envelope; it will be recovered at restart")
+                    continue
+                self.submit(envelope, bytes(view[start + env_len : end]) or None)
+        finally:
+            view.release()
+            del buffer[:pos]
+        return True
+
+    def _ready(self, writer: asyncio.StreamWriter) -> None:
+        self.ready += 1
+        pid = peer_pid(writer)
+        if pid:
+            self.ready_pids.add(pid)
+        self.ready_changed.set()
 
     def _adopt(self) -> None:
         if self.adopt is not None:
@@ -170,6 +199,9 @@ class HandoffClient:
         self.missed = 0  # messages stored while disconnected, not yet adopted
         self._closing = False
         self._ready_sent = False
+        # Frames of this event-loop turn, written together by one call_soon (one system
+        # call, and one wake-up of the delivery process, for a group commit's burst).
+        self._pending: list[bytes] = []
         self._watch: asyncio.Task[None] | None = None
         if path:
             self._watch = asyncio.get_running_loop().create_task(
@@ -192,7 +224,19 @@ class HandoffClient:
     def send(self, envelope: Envelope, body: bytes | None) -> None:
         if self.writer.is_closing():
             raise ConnectionError("delivery process is gone")
-        self.writer.write(frame(envelope, body))
+        if not self._pending:
+            asyncio.get_running_loop().call_soon(self._write_pending)
+        self._pending.append(frame(envelope, body))
+
+    def _write_pending(self) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        if self.writer.is_closing():
+            # Stored already: the adoption after the reconnect schedules them.
+            self.missed += len(pending)
+            return
+        self.writer.write(b"".join(pending) if len(pending) > 1 else pending[0])
 
     def accept(self, envelope: Envelope, body: bytes | None) -> None:
         """:class:`~outrider.intake.Sink`: hand a stored message to the delivery process."""
@@ -243,6 +287,7 @@ class HandoffClient:
             self._watch.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._watch
+        self._write_pending()
         with contextlib.suppress(Exception):
             await self.writer.drain()
         self.writer.close()

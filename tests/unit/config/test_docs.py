@@ -110,7 +110,7 @@ def test_documented_defaults_match_the_code() -> None:
             else:
                 assert explicit == baseline, where
             checked += 1
-    assert checked == 92  # the others are prose (FQDN, none, required, role-dependent)
+    assert checked == 91  # the others are prose (FQDN, cores, none, required, role-dependent)
 
 
 def test_example_loads_with_make_run_settings(tmp_path: Path) -> None:

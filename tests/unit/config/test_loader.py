@@ -23,6 +23,7 @@ from outrider.config.model import (
     RelaySettings,
     SenderDomainSettings,
     ServerSettings,
+    default_receiver_processes,
 )
 
 LISTENER = '[[listener]]\naddress = "127.0.0.1:2525"\n'
@@ -165,7 +166,7 @@ def test_every_default(tmp_path: Path) -> None:
         spool_dir=tmp_path / "var/spool",
         log_dir=tmp_path / "var/log",
         shutdown_timeout=30.0,
-        receiver_processes=1,
+        receiver_processes=default_receiver_processes(),
         max_delivery_concurrency=500,
         pid_file=None,
         default_virtual_mta="default",
@@ -677,3 +678,11 @@ def test_load_config_unreadable_and_bad_encoding(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as info:
         load_config(bad)
     assert str(info.value) == f"{bad}:3: encoding: not valid UTF-8: invalid start byte"
+
+
+def test_receiver_processes_default_to_one_per_core_at_most_eight(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    for cores, expected in ((None, 1), (1, 1), (2, 2), (8, 8), (64, 8)):
+        monkeypatch.setattr("outrider.config.model.os.cpu_count", lambda c=cores: c)
+        assert parse(LISTENER).server.receiver_processes == expected

@@ -11,7 +11,7 @@ from pathlib import Path
 from outrider.intake.sink import SinkUnavailableError
 from outrider.message.envelope import Envelope
 from outrider.runtime.adoption import OrphanAdopter
-from outrider.runtime.handoff import HandoffClient, HandoffServer
+from outrider.runtime.handoff import _ADOPT, _READY, HandoffClient, HandoffServer, frame
 from outrider.spool.disk import DiskSpool
 from tests.unit.spool.conftest import make_envelope
 
@@ -86,3 +86,52 @@ async def test_adoption_schedules_a_stored_message_once(tmp_path: Path) -> None:
         await adopter.stop()
     finally:
         await spool.close()
+
+
+async def test_frames_split_and_batched_arbitrarily_arrive_whole_and_in_order(
+    tmp_path: Path,
+) -> None:
+    """The server takes every whole frame from what it reads, whatever the boundaries;
+    the client writes one event-loop turn's frames together."""
+    got: list[tuple[str, bytes | None]] = []
+    adopt_requests: list[int] = []
+    server = HandoffServer(
+        str(tmp_path / "h.sock"),
+        lambda env, body: got.append((env.queue_id, body)),
+        adopt=lambda: adopt_requests.append(1),
+    )
+    await server.start()
+    try:
+        envelopes = [make_envelope() for _ in range(3)]
+        stream = (
+            frame(envelopes[0], b"one")
+            + _READY
+            + frame(envelopes[1], None)
+            + _ADOPT
+            + frame(envelopes[2], b"three")
+        )
+        _, writer = await asyncio.open_unix_connection(server.path)
+        for cut in (1, 5, 9, len(stream) // 2, len(stream) - 1):  # odd boundaries
+            writer.write(stream[:cut])
+            await writer.drain()
+            await asyncio.sleep(0.01)
+            stream = stream[cut:]
+        writer.write(stream)
+        await until(lambda: len(got) == 3)
+        assert got == [
+            (envelopes[0].queue_id, b"one"),
+            (envelopes[1].queue_id, None),
+            (envelopes[2].queue_id, b"three"),
+        ]
+        assert server.ready == 1 and len(adopt_requests) == 1
+        writer.close()
+
+        client = await HandoffClient.connect(server.path)
+        burst = [make_envelope() for _ in range(20)]
+        for envelope in burst:  # one turn: one write
+            client.accept(envelope, b"b")
+        await until(lambda: len(got) == 23)
+        assert [q for q, _ in got[3:]] == [e.queue_id for e in burst]
+        await client.close()
+    finally:
+        await server.stop()
