@@ -182,7 +182,7 @@ def test_filtered_store_agrees_with_a_model(steps: list[tuple[str, int, str | No
         file = Path(tmp) / "s.db"
         cli = SuppressionStore(file, prefilter=False)
         cli.add("seed@x.test")
-        daemon = SuppressionStore(file)
+        daemon = SuppressionStore(file, poll_every=0.0)
         assert daemon.start_filter(wait=10)
         model: set[tuple[str, str]] = {(GLOBAL, "seed@x.test")}
         for op, n, scope in steps:
