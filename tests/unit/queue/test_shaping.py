@@ -126,3 +126,46 @@ async def test_a_source_disabled_before_a_restart_stays_disabled_until_its_time(
     await h.advance(1.1)
     assert [(e[1], e[3]) for e in queue_events(h)] == [("b.test/default", "source-ip-enabled")]
     assert h.scheduler.ctx.control.disabled["b.test"] == {"gone": T0 - 1}
+
+
+async def test_a_pattern_backoff_event_names_the_host_and_the_rule(make) -> None:
+    h: Harness = await make()
+    h.transport.replies["slow@a.test"] = THROTTLED
+    h.submit("slow@a.test")
+    await idle()
+    [event] = h.of(QueueEvent)
+    assert event.host == "mx.fake"  # type: ignore[attr-defined]
+    assert event.rule  # type: ignore[attr-defined]
+    assert event.reply == str(THROTTLED)  # type: ignore[attr-defined]
+
+
+async def test_a_delivery_ends_backoff_when_configured(make) -> None:
+    h: Harness = await make(
+        tables='[domain."d.test"]\nbackoff-to-normal-after-delivery = true\n'
+        'backoff-retry-after = "1m"\nbackoff-to-normal-after = "never"\n'
+    )
+    h.transport.replies["x@d.test"] = THROTTLED
+    h.submit("x@d.test")
+    await idle()
+    [queue] = h.scheduler.queues.values()
+    assert queue.mode.value == "backoff"
+    h.transport.replies.clear()
+    await h.advance(60)
+    assert queue.mode.value == "normal"
+    assert [(e[3], e[0]) for e in queue_events(h)] == [("backoff", T0), ("normal", T0 + 60)]
+    assert h.scheduler.ctx.control.backoff == {}
+
+
+async def test_a_repeat_match_extends_the_disablement_and_the_timer_follows(make) -> None:
+    h: Harness = await make(tables=SHAPING)
+    h.transport.replies["x@b.test"] = BLOCKED
+    h.submit("x@b.test")
+    await idle()
+    dest = h.scheduler.router.destination("b.test")
+    await h.advance(300)
+    dest.disabled.disable("default", h.clock.now, until=T0 + 900, rule=None, reply=None)
+    await h.advance(300.1)  # the first timer fires, finds it extended and waits again
+    assert [e[3] for e in queue_events(h)] == ["source-ip-disabled"]
+    assert dest.disabled.is_disabled("default", h.clock.now)
+    await h.advance(300)
+    assert [e[3] for e in queue_events(h)] == ["source-ip-disabled", "source-ip-enabled"]
