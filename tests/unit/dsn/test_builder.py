@@ -419,6 +419,13 @@ class TestSmtputf8:
         assert per_rcpt["Original-Recipient"] == "utf-8;用户@example.net"
         assert per_rcpt["Diagnostic-Code"] == "smtp; 550 5.1.1 用户不存在"
         assert "<用户@example.net>" in text_of(msg)
+        # raw UTF-8 in the global status part, never RFC 2047 (which a parser would hide)
+        for line in (
+            "X-Outrider-Sender: utf-8; jürgen@bücher.example\r\n",
+            "Original-Recipient: utf-8;用户@example.net\r\n",
+            "Diagnostic-Code: smtp; 550 5.1.1 用户不存在\r\n",
+        ):
+            assert line.encode() in data
         assert parts(msg)[0]["Content-Transfer-Encoding"] == "8bit"
         assert attached(parts(msg)[2])["Subject"] == "Grüße"
 
@@ -508,6 +515,15 @@ class TestMutationSurvivors:
         retry = "will be retried until Sat, 28 Nov 2026 20:31:05 +0000"
         assert retry in " ".join(text.split())
         assert status_blocks(msg)[1]["Will-Retry-Until"] == "Sat, 28 Nov 2026 20:31:05 +0000"
+
+    def test_a_failed_notice_has_no_retry_until(self) -> None:
+        """Will-Retry-Until belongs to "delayed" notices only, even if the time is known."""
+        item = FailedRecipient(
+            Recipient("user@example.org"), "5.1.1", "550 gone", "mx.example.org", None, NOW + 60
+        )
+        msg = parse(build(rcpts=[item]))
+        assert "Will-Retry-Until" not in status_blocks(msg)[1]
+        assert "retried until" not in " ".join(str(parts(msg)[0].get_content()).split())
 
     def test_folded_header_lines_start_with_whitespace(self) -> None:
         value = " ".join(f"word{i}" for i in range(60)) + " " + "x" * 1000

@@ -24,6 +24,7 @@ NETS = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("2001:db8::/32
         ("2001:db8::5", True),
         ("10.0.0.1", False),
         ("::1", False),
+        ("2001:db8::5%eth0", True),  # a zone index is not part of the address
         ("not-an-ip", False),
         ("", False),
     ],
@@ -61,6 +62,8 @@ def test_recipient_domain() -> None:
     assert recipient_domain("a@B.Example.") == "b.example"
     assert recipient_domain('"u@outside.test"@example.org') == "example.org"
     assert recipient_domain("postmaster") == ""
+    # only what follows the last "@" counts, whatever (if anything) comes before it
+    assert recipient_domain("@example.org") == "example.org"
 
 
 @pytest.mark.parametrize(

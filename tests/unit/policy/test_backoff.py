@@ -73,7 +73,13 @@ def test_manual_and_pattern_leave() -> None:
     t = s.leave(2.0, reason="pattern", rule="ok now", reply="250 ok now")
     assert t is not None
     assert (t.from_mode, t.reason, t.rule) == (Mode.BACKOFF, "pattern", "ok now")
+    assert t.reply == "250 ok now"  # the accounting record says which reply ended backoff
     assert s.since == 2.0
+
+
+def test_a_fresh_queue_is_normal_since_zero() -> None:
+    s = BackoffState()
+    assert (s.mode, s.since) == (Mode.NORMAL, 0.0)
 
 
 def test_tick_in_normal_is_a_no_op() -> None:
@@ -161,6 +167,7 @@ def test_disable_and_expire() -> None:
     rec = d.disable("vmta-a", 10.0, until=70.0, rule="blocked", reply="550 5.7.1 blocked")
     assert rec is not None
     assert (rec.vmta, rec.at, rec.until, rec.rule) == ("vmta-a", 10.0, 70.0, "blocked")
+    assert rec.reply == "550 5.7.1 blocked"
     assert d.is_disabled("vmta-a", 69.9)
     assert not d.is_disabled("vmta-a", 70.0)
     assert not d.is_disabled("vmta-b", 20.0)
@@ -188,6 +195,16 @@ def test_next_deadline_is_the_earliest() -> None:
     d.disable("b", 0.0, until=30.0, rule=None, reply=None)
     assert d.next_deadline() == 30.0
     assert d.disabled(40.0) == {"a": 60.0}
+    assert d.disabled(60.0) == {}  # back in use at its until time, as is_disabled says
+
+
+def test_a_match_at_the_until_time_disables_afresh() -> None:
+    """At ``until`` the source is back in use, so a new match is a new disablement."""
+    d = DisabledSources()
+    d.disable("a", 0.0, until=60.0, rule=None, reply=None)
+    rec = d.disable("a", 60.0, until=120.0, rule="again", reply="421 again")
+    assert rec is not None
+    assert (rec.at, rec.until) == (60.0, 120.0)
 
 
 def test_manual_enable() -> None:

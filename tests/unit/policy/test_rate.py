@@ -251,3 +251,27 @@ def test_peek_is_never_negative_with_a_burst() -> None:
     assert g.peek(100.0) == 0.0  # two more may still go back to back
     assert g.try_acquire(100.0, 2) == 0.0
     assert g.peek(100.0) == pytest.approx(1.0)
+
+
+def test_set_rate_to_one_per_second_keeps_the_debt() -> None:
+    """Entering a 1/s rate while admissions are owed rescales them; it does not forgive them."""
+    g = Gcra(Rate(1, 4))
+    assert g.try_acquire(10.0) == 0.0  # tat = 14: one 4 s interval owed
+    g.set_rate(Rate(1, 1), now=10.0)
+    assert g.tat == pytest.approx(11.0)
+    assert g.try_acquire(10.0) == pytest.approx(1.0)
+
+
+def test_set_rate_to_unlimited_forgives_the_debt() -> None:
+    g = Gcra(Rate(1, 60))
+    assert g.try_acquire(0.0) == 0.0
+    g.set_rate(None, now=0.0)
+    assert g.tat == -math.inf  # idle: nothing owed any more
+
+
+def test_set_rate_with_a_non_finite_now_leaves_the_debt_alone() -> None:
+    g = Gcra(Rate(1, 10))
+    assert g.try_acquire(0.0) == 0.0
+    g.set_rate(Rate(1, 20), now=math.nan)
+    assert g.tat == 10.0
+    assert g.try_acquire(0.0) == pytest.approx(10.0)

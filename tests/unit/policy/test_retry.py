@@ -23,7 +23,7 @@ def test_next_attempt_follows_the_schedule() -> None:
     d = decide_retry(
         retry_after=SCHEDULE, bounce_after=86400, attempts=2, received_at=1000, now=2000
     )
-    assert not d.expired
+    assert d.expired is False
     assert d.next_attempt == 2120
 
 
@@ -36,7 +36,8 @@ def test_last_attempt_is_pulled_in_to_expiry() -> None:
 @pytest.mark.parametrize("now", [100.0, 100.5, 5000.0])
 def test_expired_at_or_after_bounce_after(now: float) -> None:
     d = decide_retry(retry_after=SCHEDULE, bounce_after=100, attempts=1, received_at=0, now=now)
-    assert d.expired
+    assert d.expired is True
+    assert d.next_attempt == now  # the bounce happens now, not at some stale time
 
 
 def test_zero_bounce_after_expires_on_first_failure() -> None:

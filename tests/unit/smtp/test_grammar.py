@@ -363,3 +363,38 @@ def test_orcpt_address_may_contain_a_semicolon() -> None:
     """Only the first ';' separates the address type from the address."""
     _, params = parse_rcpt("<a@b.example> ORCPT=rfc822;x;y@b.example")
     assert params.orcpt == "rfc822;x;y@b.example"
+
+
+# --- what a refusal says ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize("keyword", ["SIZE", "BODY", "ENVID", "AUTH"])  # RET: "Bad RET"
+def test_a_mail_parameter_without_its_value_is_named_in_the_reply(keyword: str) -> None:
+    with pytest.raises(GrammarError) as info:
+        parse_mail(f"<a@b.test> {keyword}")
+    assert (info.value.reply.code, info.value.reply.text) == (501, f"{keyword} requires a value")
+    assert str(info.value) == str(info.value.reply)
+
+
+@pytest.mark.parametrize("keyword", ["NOTIFY", "ORCPT"])
+def test_a_rcpt_parameter_without_its_value_is_named_in_the_reply(keyword: str) -> None:
+    with pytest.raises(GrammarError) as info:
+        parse_rcpt(f"<a@b.test> {keyword}")
+    assert (info.value.reply.code, info.value.reply.text) == (501, f"{keyword} requires a value")
+
+
+def test_an_unknown_parameter_is_named_in_the_reply() -> None:
+    for parse in (parse_mail, parse_rcpt):
+        with pytest.raises(GrammarError) as info:
+            parse("<a@b.test> XFOO=1")
+        assert (info.value.reply.code, info.value.reply.text) == (555, "Unsupported parameter XFOO")
+
+
+def test_rcpt_without_smtputf8_refuses_a_non_ascii_address_by_default() -> None:
+    with pytest.raises(GrammarError) as info:
+        parse_rcpt("<ü@b.test>")
+    assert info.value.reply.code == 553
+
+
+def test_a_bracket_in_a_quoted_local_part_does_not_confuse_the_literal_check() -> None:
+    assert parse_rcpt('<"a[b"@[127.0.0.1]>')[0] == '"a[b"@[127.0.0.1]'
