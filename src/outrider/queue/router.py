@@ -80,7 +80,7 @@ class Router:
             return
         item.vmta = vmta
         queue = self.queue(key, vmta, item.domain)
-        item.message.routes[item.domain] = queue.name
+        item.message.note_route(item.domain, queue.name)
         if transport is not None:
             self.transports.setdefault((key, vmta), transport)
         size = queue.policy.max_rcpt_per_transaction

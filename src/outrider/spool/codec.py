@@ -32,7 +32,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret, Source
+from outrider.message.envelope import (
+    NO_EXTRA,
+    Envelope,
+    Notify,
+    RcptStatus,
+    Recipient,
+    Ret,
+    Source,
+)
+from outrider.message.intern import shared
 
 MAGIC = b"ORSP"
 FORMAT_VERSION = 1
@@ -118,8 +127,8 @@ def _apply_state(r: Recipient, state: Sequence[Any]) -> None:
     r.status = _STATUS_BY_VALUE[status]
     r.attempts = int(attempts)
     r.next_attempt = float(next_attempt)
-    r.last_reply = str(last_reply)
-    r.last_mta = str(last_mta)
+    r.last_reply = shared(str(last_reply))
+    r.last_mta = shared(str(last_mta))
     r.relayed_owed = bool(rest[0]) if rest else False
 
 
@@ -145,7 +154,7 @@ def encode_envelope(env: Envelope) -> bytes:
         "ls": env.listener,
         "vr": env.vmta_request,
         "lv": env.listener_vmta,
-        "x": env.extra,
+        "x": dict(env.extra),
         "r": [[r.address, r.orcpt, _notify_to_json(r.notify), *_state(r)] for r in env.recipients],
     }
     return _encoder.encode(doc).encode("utf-8")
@@ -170,9 +179,11 @@ def decode_envelope(data: bytes) -> Envelope:
             for key, old in _LEGACY_EXTRA.items():
                 if old in extra:
                     doc[key] = extra.pop(old)
+        # Fields most queued messages repeat are shared (see message/intern.py); the
+        # queue id, the recipient addresses and the Message-ID are each message's own.
         return Envelope(
             queue_id=str(doc["q"]),
-            sender=str(doc["s"]),
+            sender=shared(str(doc["s"])),
             recipients=recipients,
             received_at=float(doc["t"]),
             size=int(doc["z"]),
@@ -180,17 +191,17 @@ def decode_envelope(data: bytes) -> Envelope:
             envid=doc["env"],
             smtputf8=bool(doc["u8"]),
             body_8bit=bool(doc["b8"]),
-            client_address=str(doc["ip"]),
-            helo=str(doc["helo"]),
-            job_id=str(doc["job"]),
+            client_address=shared(str(doc["ip"])),
+            helo=shared(str(doc["helo"])),
+            job_id=shared(str(doc["job"])),
             msg_id=str(doc["mid"]),
-            vmta=str(doc["vmta"]),
+            vmta=shared(str(doc["vmta"])),
             source=_SOURCE_BY_VALUE[doc.get("src", Source.SMTP.value)],
-            auth_user=str(doc.get("au", "")),
-            listener=str(doc.get("ls", "")),
-            vmta_request=str(doc.get("vr", "")),
-            listener_vmta=str(doc.get("lv", "")),
-            extra=extra,
+            auth_user=shared(str(doc.get("au", ""))),
+            listener=shared(str(doc.get("ls", ""))),
+            vmta_request=shared(str(doc.get("vr", ""))),
+            listener_vmta=shared(str(doc.get("lv", ""))),
+            extra=extra or NO_EXTRA,
         )
     except CodecError:
         raise
