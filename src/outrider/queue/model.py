@@ -29,8 +29,9 @@ class QueuedMessage:
     announced: str = ""  # notice kinds handed to the notifier and not yet settled
     removing: bool = False  # final: its removal from the spool is under way
     # Recipient domain -> the name of the delivery queue it was last routed to, so the
-    # console can count mail waiting for its retry in the queue it waits for. One
-    # (domain, queue) pair for the usual single-domain message, a dict past that.
+    # console can count mail waiting for its retry in the queue it waits for. Only
+    # routes other than "domain/vmta" are noted (most messages note none); one
+    # (domain, queue) pair for a single such domain, a dict past that.
     routes: tuple[str, str] | dict[str, str] | None = None
 
     def routed_to(self, domain: str) -> str | None:
@@ -49,6 +50,14 @@ class QueuedMessage:
             self.routes = {routes[0]: routes[1], domain: queue}
         else:
             routes[domain] = queue
+
+    def forget_route(self, domain: str) -> None:
+        routes = self.routes
+        if isinstance(routes, tuple):
+            if routes[0] == domain:
+                self.routes = None
+        elif routes is not None:
+            routes.pop(domain, None)
 
 
 @dataclass(eq=False)

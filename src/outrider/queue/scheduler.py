@@ -241,7 +241,10 @@ class Scheduler:
 
     def restore(self, envelope: Envelope) -> None:
         """A message found by spool recovery: resume its schedule. Notices it still owes
-        wait for :meth:`recovery_done`, which knows every recovered queue id."""
+        wait for :meth:`recovery_done`, which knows every recovered queue id. One already
+        scheduled (fresh mail handed off while recovery runs) is left alone."""
+        if envelope.queue_id in self.messages:
+            return
         self._ensure_vmta(envelope)
         msg = QueuedMessage(envelope, None)
         self.messages[envelope.queue_id] = msg
