@@ -83,6 +83,10 @@ def test_fresh_mail_is_delivered_while_a_large_backlog_is_deferred(
     assert sorted(r for m in received for r in m.rcpts) == sorted(
         f"fresh{i}@example.org" for i in range(100)
     )
+    # The listener opened before the spool's recovery was done (mail is accepted from
+    # the start), and recovery took every backlog message and none of the fresh ones.
+    log = d.log_text_since(0)
+    assert 0 <= log.find("listening on") < log.find(f"recovered {backlog} queued message(s)")
     # The backlog is all still queued (deferred, not lost, not sent to the live sink).
     wait_until(
         lambda: len([p for p in d.spool_dir.iterdir() if p.name.startswith("B")]) == backlog,
