@@ -132,6 +132,13 @@ def _apply_state(r: Recipient, state: Sequence[Any]) -> None:
     r.relayed_owed = bool(rest[0]) if rest else False
 
 
+def _recipient(row: Sequence[Any]) -> Recipient:
+    address, orcpt, notify, *state = row
+    rcpt = Recipient(address=str(address), orcpt=orcpt, notify=_notify_from_json(notify))
+    _apply_state(rcpt, state)
+    return rcpt
+
+
 def encode_envelope(env: Envelope) -> bytes:
     """Compact, versioned JSON of every envelope and recipient field."""
     doc = {
@@ -165,12 +172,8 @@ def decode_envelope(data: bytes) -> Envelope:
         doc = _decode(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
             raise CodecError("unsupported envelope version")
-        recipients = []
-        for row in doc["r"]:
-            address, orcpt, notify, *state = row
-            rcpt = Recipient(address=str(address), orcpt=orcpt, notify=_notify_from_json(notify))
-            _apply_state(rcpt, state)
-            recipients.append(rcpt)
+        # Built in one go, so the list has no spare room (it is kept per queued message).
+        recipients = [_recipient(row) for row in doc["r"]]
         ret = doc["ret"]
         if not isinstance(doc["x"], dict):
             raise CodecError("extra is not an object")
