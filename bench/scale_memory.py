@@ -8,7 +8,10 @@ accident), and waits until every one is deferred. Prints the RSS and traced byte
 queued message and the largest allocation sites (``TOP``), so a change to what the
 scheduler keeps is measured, not guessed.
 
-    .venv/bin/python bench/scale_memory.py [N] [restore|submit]
+    .venv/bin/python bench/scale_memory.py [N] [restore|submit] [TOP]
+
+``TOP`` 0 turns tracemalloc off: the RSS growth is then the scheduler's alone
+(tracemalloc's own bookkeeping costs more than the messages it traces).
 """
 
 from __future__ import annotations
@@ -107,8 +110,10 @@ mx-rollup = false
     gc.collect()
     await asyncio.sleep(0.2)
     rss0 = rss_kib()
-    tracemalloc.start(3)
-    snap0 = tracemalloc.take_snapshot()
+    trace = top > 0
+    if trace:
+        tracemalloc.start(3)
+        snap0 = tracemalloc.take_snapshot()
     envs = [envelope(i, now) for i in range(n)]
     t0 = time.process_time()
     for i, env in enumerate(envs):
@@ -126,31 +131,32 @@ mx-rollup = false
     cpu = time.process_time() - t0
     await asyncio.sleep(0.5)
     gc.collect()
-    snap1 = tracemalloc.take_snapshot()
-    traced, _ = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
     rss1 = rss_kib()
     print(f"{n} messages ({mode}), {len(sched.messages)} queued, CPU {cpu * 1e6 / n:.0f} us/msg")
-    print(f"RSS growth per message: {(rss1 - rss0) * 1024 / n:.0f} B (with tracemalloc's own)")
+    print(f"RSS {rss1 / 1024:.0f} MiB; growth per message: {(rss1 - rss0) * 1024 / n:.0f} B")
+    if not trace:
+        return
+    snap1 = tracemalloc.take_snapshot()
+    tracemalloc.stop()
     diff = snap1.compare_to(snap0, "lineno")
     print(f"traced per message: {sum(s.size_diff for s in diff) / n:.0f} B")
     for stat in diff[:top]:
         frame = stat.traceback[0]
         where = f"{frame.filename.rpartition('/src/')[2]}:{frame.lineno}"
         print(f"  {stat.size_diff / n:7.0f} B  {stat.count_diff / n:5.2f} obj  {where}")
-    del traced
 
 
 def main() -> None:
     n = int(sys.argv[1]) if len(sys.argv) > 1 else 100_000
     mode = sys.argv[2] if len(sys.argv) > 2 else "restore"
+    top = int(sys.argv[3]) if len(sys.argv) > 3 else 15
     try:
         import uvloop
 
         uvloop.install()
     except ImportError:
         pass
-    asyncio.run(run(n, mode, 15))
+    asyncio.run(run(n, mode, top))
 
 
 if __name__ == "__main__":
