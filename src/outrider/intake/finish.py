@@ -126,5 +126,5 @@ def finish_message(
     )
     forwarded = [str(i) for i, r in enumerate(recipients) if r.forwarded]
     if forwarded:
-        envelope.extra[FORWARDED] = ",".join(forwarded)
+        envelope.extra = {**envelope.extra, FORWARDED: ",".join(forwarded)}
     return envelope, data

@@ -7,7 +7,9 @@ no I/O, no clock (times are epoch seconds passed in by callers).
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from outrider.message.domains import domain_key
 
@@ -24,6 +26,38 @@ class Source(enum.Enum):
 # Envelope.extra key: indexes (comma-separated) of the recipients a local alias forwards
 # to a remote address; their envelope sender is rewritten (SRS) when they are sent.
 FORWARDED = "forwarded"
+
+
+class _NoExtra(Mapping[str, str]):
+    """The extra metadata of the (many) envelopes that have none: one shared, empty,
+    read-only mapping instead of an empty dict per queued message. Set ``extra`` to a
+    new mapping to add a key."""
+
+    __slots__ = ()
+
+    def __getitem__(self, key: str) -> NoReturn:
+        raise KeyError(key)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 0
+
+    def __copy__(self) -> _NoExtra:
+        return self
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> _NoExtra:
+        return self
+
+    def __repr__(self) -> str:
+        return "{}"
+
+    def __hash__(self) -> int:  # immutable, so a valid dataclass default
+        return 0
+
+
+NO_EXTRA: Mapping[str, str] = _NoExtra()
 
 
 class RcptStatus(enum.Enum):
@@ -107,7 +141,7 @@ class Envelope:
     listener: str = ""  # name of the listener that received it ("host:port")
     vmta_request: str = ""  # X-Virtual-MTA (when the listener honours it) or the API's
     listener_vmta: str = ""  # the listener's default-virtual-mta
-    extra: dict[str, str] = field(default_factory=dict)  # forward-compatible metadata
+    extra: Mapping[str, str] = NO_EXTRA  # forward-compatible metadata (never mutated)
 
     # Notices: "D" once a delay warning was decided (never twice); ``notices`` holds the
     # kinds owed but not yet stored ("F" failed, "D" delayed, "S" relayed). Both are

@@ -31,7 +31,7 @@ def queue_of(msg: QueuedMessage, rcpt: Recipient, domain: str | None = None) -> 
     caller has it already)."""
     if domain is None:
         domain = rcpt.domain
-    routed = msg.routes.get(domain)
+    routed = msg.routed_to(domain)
     if routed is not None:
         return routed
     return f"{domain}/{msg.envelope.vmta or 'default'}"

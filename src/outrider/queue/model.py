@@ -15,17 +15,49 @@ from outrider.throttle.rate import RateLimit
 UNLIMITED = RateLimit(0.0)
 
 
-@dataclass(eq=False)
+@dataclass(eq=False, slots=True)
 class QueuedMessage:
+    """What the scheduler keeps per message; there may be millions, so slots and no
+    per-message containers unless a message needs them."""
+
     envelope: Envelope
     body: bytes | None  # kept for the first attempt of fresh mail; reloaded later
     inflight: int = 0  # work items handed out and not yet settled
-    timer: asyncio.TimerHandle | None = None
+    # When its retry timer fires (epoch seconds; 0.0: no timer). The timers live in
+    # the scheduler's RetryTimers (queue/timers.py), not one loop timer each.
+    due: float = 0.0
     announced: str = ""  # notice kinds handed to the notifier and not yet settled
     removing: bool = False  # final: its removal from the spool is under way
     # Recipient domain -> the name of the delivery queue it was last routed to, so the
-    # console can count mail waiting for its retry in the queue it waits for.
-    routes: dict[str, str] = field(default_factory=dict)
+    # console can count mail waiting for its retry in the queue it waits for. Only
+    # routes other than "domain/vmta" are noted (most messages note none); one
+    # (domain, queue) pair for a single such domain, a dict past that.
+    routes: tuple[str, str] | dict[str, str] | None = None
+
+    def routed_to(self, domain: str) -> str | None:
+        routes = self.routes
+        if routes is None:
+            return None
+        if isinstance(routes, tuple):
+            return routes[1] if routes[0] == domain else None
+        return routes.get(domain)
+
+    def note_route(self, domain: str, queue: str) -> None:
+        routes = self.routes
+        if routes is None or (isinstance(routes, tuple) and routes[0] == domain):
+            self.routes = (domain, queue)
+        elif isinstance(routes, tuple):
+            self.routes = {routes[0]: routes[1], domain: queue}
+        else:
+            routes[domain] = queue
+
+    def forget_route(self, domain: str) -> None:
+        routes = self.routes
+        if isinstance(routes, tuple):
+            if routes[0] == domain:
+                self.routes = None
+        elif routes is not None:
+            routes.pop(domain, None)
 
 
 @dataclass(eq=False)
@@ -66,10 +98,11 @@ class DeliveryQueue:
     failed: int = 0
     deferred: int = 0
     last_error: str = ""  # the last failure reply (deferral or bounce) seen on the queue
+    # "key/vmta", made once: every message routed here keeps a reference to it.
+    name: str = field(init=False, default="")
 
-    @property
-    def name(self) -> str:
-        return f"{self.key}/{self.vmta}"
+    def __post_init__(self) -> None:
+        self.name = f"{self.key}/{self.vmta}"
 
     @property
     def msg_key(self) -> str:

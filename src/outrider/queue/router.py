@@ -80,7 +80,11 @@ class Router:
             return
         item.vmta = vmta
         queue = self.queue(key, vmta, item.domain)
-        item.message.routes[item.domain] = queue.name
+        msg = item.message
+        if key == item.domain and vmta == (msg.envelope.vmta or "default"):
+            msg.forget_route(item.domain)  # the queue the console assumes (inventory.queue_of)
+        else:
+            msg.note_route(item.domain, queue.name)
         if transport is not None:
             self.transports.setdefault((key, vmta), transport)
         size = queue.policy.max_rcpt_per_transaction

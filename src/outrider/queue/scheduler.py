@@ -8,8 +8,10 @@ due recipients are grouped by domain into work items, routed to a delivery queue
 events and has the :mod:`~outrider.queue.finisher` make them durable.
 
 It does not talk SMTP (transports do), write the accounting log or build DSNs (event
-subscribers do). Every operation on a message is O(1) or O(log n) (timers live in the
-event loop's heap), so a queue with 100,000 messages does not slow another down.
+subscribers do). Every operation on a message is O(1) or O(log n) (retry timers live in
+buckets, :mod:`~outrider.queue.timers`, behind one loop timer), so a queue with
+1,000,000 messages does not slow another down. Per message it keeps only the envelope
+and a small :class:`~outrider.queue.model.QueuedMessage` (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ from outrider.queue.router import Router
 from outrider.queue.settle import Attempt, message_info, settle
 from outrider.queue.shaping import Shaper
 from outrider.queue.slots import Slots
+from outrider.queue.timers import RetryTimers
 from outrider.queue.worker import run_worker
 from outrider.spool.base import IN_MEMORY_LIMIT, Spool
 from outrider.spool.reader import Body
@@ -98,6 +101,7 @@ class Scheduler:
             select = lambda domain, policy: only  # noqa: E731
         self.select_transport: TransportSelector = select
         self.messages: dict[str, QueuedMessage] = {}
+        self.timers = RetryTimers(loop, lambda: self.ctx.clock(), self._dispatch)
         self._vmtas = VmtaTable.from_config(config)
         self.cached_bytes = 0  # bodies held by QueuedMessage.body
         self._owing: list[QueuedMessage] = []  # restored with notices, until recovery_done
@@ -244,7 +248,10 @@ class Scheduler:
 
     def restore(self, envelope: Envelope) -> None:
         """A message found by spool recovery: resume its schedule. Notices it still owes
-        wait for :meth:`recovery_done`, which knows every recovered queue id."""
+        wait for :meth:`recovery_done`, which knows every recovered queue id. One already
+        scheduled (fresh mail handed off while recovery runs) is left alone."""
+        if envelope.queue_id in self.messages:
+            return
         self._ensure_vmta(envelope)
         msg = QueuedMessage(envelope, None)
         self.messages[envelope.queue_id] = msg
@@ -310,7 +317,7 @@ class Scheduler:
         """Hand every due recipient to its queue; arm a timer for the rest."""
         if self.ctx.stopping:
             return
-        msg.timer = None
+        self.timers.cancel(msg)
         env = msg.envelope
         if self.holds.message_held(env.queue_id):
             self.holds.messages[env.queue_id].append(WorkItem(msg, [], ""))
@@ -335,10 +342,7 @@ class Scheduler:
             self._arm(msg, earliest)
 
     def _arm(self, msg: QueuedMessage, when: float) -> None:
-        if msg.timer is not None:
-            msg.timer.cancel()
-        delay = max(0.0, when - self.ctx.clock())
-        msg.timer = self.ctx.loop.call_later(delay, self._dispatch, msg)
+        self.timers.arm(msg, when)
 
     def _enqueue(self, queue: DeliveryQueue, item: WorkItem) -> None:
         self.slots.enqueue(queue, item)
@@ -444,8 +448,7 @@ class Scheduler:
         its timer goes at once; one with items out is dispatched again by the last of
         them to settle (dispatching it now would route those items twice)."""
         for msg in messages:
-            if msg.timer is not None and msg.inflight == 0 and not msg.removing:
-                msg.timer.cancel()
+            if self.timers.armed(msg) and msg.inflight == 0 and not msg.removing:
                 self._dispatch(msg)
         for queue in self.queues.values():
             if queue.ready:
@@ -483,9 +486,7 @@ class Scheduler:
             changed.extend(rcpts)
         last = msg.inflight == 0 and (env.is_done or emptied)
         if last:
-            if msg.timer is not None:
-                msg.timer.cancel()
-                msg.timer = None
+            self.timers.cancel(msg)
             if env.is_done:
                 self._drop_body(msg)
                 env.notices += "".join(k for k in final_notices(env) if k not in env.notices)
@@ -503,9 +504,7 @@ class Scheduler:
             self.ctx.control.held_messages.discard(queue_id)
             self.holds.release_message(queue_id)
             self.ctx.save_control()
-        if msg.timer is not None:
-            msg.timer.cancel()
-            msg.timer = None
+        self.timers.cancel(msg)
 
     # -- lifecycle ---------------------------------------------------------------------------
     @property
@@ -516,10 +515,7 @@ class Scheduler:
         """Finish in-flight deliveries (bounded), then cancel what is left."""
         ctx = self.ctx
         ctx.stopping = True
-        for msg in self.messages.values():
-            if msg.timer is not None:
-                msg.timer.cancel()
-                msg.timer = None
+        self.timers.stop()
         for queue in self.router.queues.values():
             for handle in (queue.wake, queue.backoff_timer):
                 if handle is not None:

@@ -17,6 +17,7 @@ from outrider.dsn.builder import should_bounce, wants_dsn
 from outrider.dsn.notices import DELAYED
 from outrider.events.types import Bounced, Deferred, Delivered, MessageInfo, RecipientEvent
 from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.message.intern import shared
 from outrider.policy.bounce_category import BounceClassifier, default_classifier
 from outrider.policy.outcome import Outcome, Verdict, expired_status, local_outcome
 from outrider.policy.retry import decide_retry
@@ -77,8 +78,9 @@ def settle(
     for rcpt in recipients:
         outcome = outcomes.get(id(rcpt)) or NO_RESULT
         rcpt.attempts += 1
-        rcpt.last_reply = outcome.diagnostic
-        rcpt.last_mta = outcome.remote_mta
+        # Shared: a failure reaching many messages repeats one text (message/intern.py).
+        rcpt.last_reply = shared(outcome.diagnostic)
+        rcpt.last_mta = shared(outcome.remote_mta)
         common = (now, info, rcpt.address, rcpt.orcpt or "", outcome.status)
         where = (outcome.remote_mta, at.queue, at.vmta, at.source_ip, at.destination_ip)
         event: RecipientEvent

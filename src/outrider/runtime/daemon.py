@@ -1,7 +1,10 @@
 """The composition root: builds the parts from the config and runs them until SIGTERM.
 
-Start-up order matters for durability: the spool is recovered (streamed) into the
-queue manager *before* any listener opens, so a message is never scheduled twice.
+Start-up order matters for durability. The listeners open first, so mail is accepted
+from the first second; the spool is recovered (streamed, in slices between loop turns)
+into the queue manager while they run. Recovery reads no file the scheduler knows and
+none written since the start (fresh mail, scheduled by its hand-off), and orphan
+adoption waits until it is done, so a message is never scheduled twice.
 """
 
 from __future__ import annotations
@@ -85,6 +88,8 @@ class Daemon:
         self.exit_code = 0
         self.shared: SharedControl | None = None  # [cluster]: pauses, backoff, suppression
         self.intake: Intake | None = None  # None when the listeners are in receivers
+        self.recovered = False  # the spool's recovery is done
+        self.adopt_requested = False  # an orphan scan asked for during recovery
 
     async def run(self) -> int:
         config = self.config
@@ -165,7 +170,35 @@ class Daemon:
         self.manager = manager
         self.webhooks = Webhooks(manager.bus)
         self.webhooks.configure(config)  # before recovery: its events are queued too
-        await self._recover(spool, manager)
+        loop = asyncio.get_running_loop()
+        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload)
+        # Recovery runs while the listeners (receiver processes) start and take mail.
+        recovery = loop.create_task(self._recover(spool, manager, time.time_ns()))
+        processes = config.server.receiver_processes
+        try:
+            if processes > 0:
+                await self._start_receivers(processes, manager)
+            else:
+                auth_throttle = None
+                if manager.ctx.cluster is not None:  # failed AUTH counted across the nodes
+                    from outrider.cluster.wall_clock import WallClock
+
+                    auth_throttle = WallClock(manager.ctx.cluster)
+                self.intake, self.listeners = open_inbound(
+                    config,
+                    spool=spool,
+                    sink=SchedulerSink(manager.submit),
+                    reuse_port=False,
+                    auth_throttle=auth_throttle,
+                )
+                for listener in self.listeners:
+                    await listener.start()
+            await recovery
+        except BaseException:
+            recovery.cancel()
+            raise
         config.server.state_dir.mkdir(parents=True, exist_ok=True)
         if manager.ctx.cluster is not None:
             from outrider.cluster.shared_state import SharedControl
@@ -186,29 +219,6 @@ class Daemon:
         )
         await control.start()
         http = await self._start_http(manager, hooks)
-
-        loop = asyncio.get_running_loop()
-        loop.add_signal_handler(signal.SIGTERM, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGINT, self.stop_requested.set)
-        loop.add_signal_handler(signal.SIGHUP, self.reload)
-        processes = config.server.receiver_processes
-        if processes > 0:
-            await self._start_receivers(processes, manager)
-        else:
-            auth_throttle = None
-            if manager.ctx.cluster is not None:  # failed AUTH counted across the nodes
-                from outrider.cluster.wall_clock import WallClock
-
-                auth_throttle = WallClock(manager.ctx.cluster)
-            self.intake, self.listeners = open_inbound(
-                config,
-                spool=spool,
-                sink=SchedulerSink(manager.submit),
-                reuse_port=False,
-                auth_throttle=auth_throttle,
-            )
-            for listener in self.listeners:
-                await listener.start()
         self._write_pid_file()
 
         log.info(
@@ -333,16 +343,19 @@ class Daemon:
         directory = self.directory.current()
         return await explain_route(self.config, self.transport, address, vmta, directory)
 
-    async def _recover(self, spool: DiskSpool, manager: Scheduler) -> None:
+    async def _recover(self, spool: DiskSpool, manager: Scheduler, started_ns: int) -> None:
         count = 0
-        for envelope in spool.recover():
+        for envelope in spool.recover(known=manager.messages.__contains__, started_ns=started_ns):
             manager.restore(envelope)
             count += 1
             if count % RECOVERY_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         manager.recovery_done()
+        self.recovered = True
         if count:
             log.info("recovered %d queued message(s) from the spool", count)
+        if self.adopt_requested:
+            self._adopt()
 
     async def _tick(self, accounting: AccountingLog) -> None:
         while True:
@@ -388,6 +401,10 @@ class Daemon:
         self.receivers.supervise()
 
     def _adopt(self) -> None:
+        if not self.recovered:  # every spool file looks unscheduled until then
+            self.adopt_requested = True
+            return
+        self.adopt_requested = False
         if self.adopter is not None and not self.stop_requested.is_set():
             self.adopter.request()
 

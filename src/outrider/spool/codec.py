@@ -32,7 +32,16 @@ from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret, Source
+from outrider.message.envelope import (
+    NO_EXTRA,
+    Envelope,
+    Notify,
+    RcptStatus,
+    Recipient,
+    Ret,
+    Source,
+)
+from outrider.message.intern import shared
 
 MAGIC = b"ORSP"
 FORMAT_VERSION = 1
@@ -118,9 +127,16 @@ def _apply_state(r: Recipient, state: Sequence[Any]) -> None:
     r.status = _STATUS_BY_VALUE[status]
     r.attempts = int(attempts)
     r.next_attempt = float(next_attempt)
-    r.last_reply = str(last_reply)
-    r.last_mta = str(last_mta)
+    r.last_reply = shared(str(last_reply))
+    r.last_mta = shared(str(last_mta))
     r.relayed_owed = bool(rest[0]) if rest else False
+
+
+def _recipient(row: Sequence[Any]) -> Recipient:
+    address, orcpt, notify, *state = row
+    rcpt = Recipient(address=str(address), orcpt=orcpt, notify=_notify_from_json(notify))
+    _apply_state(rcpt, state)
+    return rcpt
 
 
 def encode_envelope(env: Envelope) -> bytes:
@@ -145,7 +161,7 @@ def encode_envelope(env: Envelope) -> bytes:
         "ls": env.listener,
         "vr": env.vmta_request,
         "lv": env.listener_vmta,
-        "x": env.extra,
+        "x": dict(env.extra),
         "r": [[r.address, r.orcpt, _notify_to_json(r.notify), *_state(r)] for r in env.recipients],
     }
     if env.body_binary:  # written only when set: other envelopes keep their exact bytes
@@ -158,12 +174,8 @@ def decode_envelope(data: bytes) -> Envelope:
         doc = _decode(data.decode("utf-8"))
         if not isinstance(doc, dict) or doc.get("v") != FORMAT_VERSION:
             raise CodecError("unsupported envelope version")
-        recipients = []
-        for row in doc["r"]:
-            address, orcpt, notify, *state = row
-            rcpt = Recipient(address=str(address), orcpt=orcpt, notify=_notify_from_json(notify))
-            _apply_state(rcpt, state)
-            recipients.append(rcpt)
+        # Built in one go, so the list has no spare room (it is kept per queued message).
+        recipients = [_recipient(row) for row in doc["r"]]
         ret = doc["ret"]
         if not isinstance(doc["x"], dict):
             raise CodecError("extra is not an object")
@@ -172,9 +184,11 @@ def decode_envelope(data: bytes) -> Envelope:
             for key, old in _LEGACY_EXTRA.items():
                 if old in extra:
                     doc[key] = extra.pop(old)
+        # Fields most queued messages repeat are shared (see message/intern.py); the
+        # queue id, the recipient addresses and the Message-ID are each message's own.
         return Envelope(
             queue_id=str(doc["q"]),
-            sender=str(doc["s"]),
+            sender=shared(str(doc["s"])),
             recipients=recipients,
             received_at=float(doc["t"]),
             size=int(doc["z"]),
@@ -183,17 +197,17 @@ def decode_envelope(data: bytes) -> Envelope:
             smtputf8=bool(doc["u8"]),
             body_8bit=bool(doc["b8"]),
             body_binary=bool(doc.get("bin", False)),  # absent in files of older releases
-            client_address=str(doc["ip"]),
-            helo=str(doc["helo"]),
-            job_id=str(doc["job"]),
+            client_address=shared(str(doc["ip"])),
+            helo=shared(str(doc["helo"])),
+            job_id=shared(str(doc["job"])),
             msg_id=str(doc["mid"]),
-            vmta=str(doc["vmta"]),
+            vmta=shared(str(doc["vmta"])),
             source=_SOURCE_BY_VALUE[doc.get("src", Source.SMTP.value)],
-            auth_user=str(doc.get("au", "")),
-            listener=str(doc.get("ls", "")),
-            vmta_request=str(doc.get("vr", "")),
-            listener_vmta=str(doc.get("lv", "")),
-            extra=extra,
+            auth_user=shared(str(doc.get("au", ""))),
+            listener=shared(str(doc.get("ls", ""))),
+            vmta_request=shared(str(doc.get("vr", ""))),
+            listener_vmta=shared(str(doc.get("lv", ""))),
+            extra=extra or NO_EXTRA,
         )
     except CodecError:
         raise

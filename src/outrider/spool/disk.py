@@ -266,13 +266,18 @@ class DiskSpool:
         self._check_id(queue_id)
         await self._submit(_REMOVE, queue_id)
 
-    def recover(self) -> Iterator[Envelope]:
+    def recover(
+        self, *, known: Callable[[str], bool] | None = None, started_ns: int | None = None
+    ) -> Iterator[Envelope]:
         """Stream unfinished messages (and finished ones still owing a notice); removes
         abandoned temps and finished messages,
         truncates torn status records and quarantines files with a damaged header.
 
-        Order is directory order. Call it before the first ``record`` (it repairs the tails
-        that later appends extend) and from one process only.
+        Order is directory order, from one process only. It repairs the tails that later
+        appends extend, so it reads no file the scheduler already has (``known``: fresh
+        mail taken while recovery runs, whose records may be being appended) and none
+        written since ``started_ns`` (``time.time_ns()`` before the listeners opened: fresh
+        mail whose hand-off is on its way; one whose hand-off is lost is adopted later).
         """
         removed = 0
         with os.scandir(self._dir) as entries:
@@ -284,7 +289,9 @@ class DiskSpool:
                     continue
                 if not _NAME_RE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
                     continue
-                envelope = self._recover_file(entry.path, name)
+                if known is not None and known(name):
+                    continue
+                envelope = self._recover_file(entry.path, name, started_ns)
                 if envelope is None:
                     continue
                 if envelope.is_done and not envelope.notices:
@@ -649,7 +656,7 @@ class DiskSpool:
             return False
         return age > STALE_TEMP_AGE
 
-    def _recover_file(self, path: str, name: str) -> Envelope | None:
+    def _recover_file(self, path: str, name: str, started_ns: int | None = None) -> Envelope | None:
         try:
             fd = os.open(path, os.O_RDWR | _O_CLOEXEC)
         except FileNotFoundError:
@@ -658,6 +665,9 @@ class DiskSpool:
             log.exception("spool: cannot open %s; left in place", path)
             return None
         try:
+            stat = os.fstat(fd)
+            if started_ns is not None and stat.st_mtime_ns > started_ns:
+                return None  # written by this run: the hand-off (or adoption) has it
             head = _pread_all(fd, _HEAD_READ, 0)
             prefix = decode_prefix(head)
             if len(head) < prefix.body_offset:
@@ -665,7 +675,7 @@ class DiskSpool:
             envelope = decode_envelope(check_header(head, prefix))
             if envelope.queue_id != name:
                 raise CodecError(f"file holds queue id {envelope.queue_id!r}")
-            size = os.fstat(fd).st_size
+            size = stat.st_size
             if size < prefix.tail_offset:
                 raise CodecError(f"body truncated ({size} < {prefix.tail_offset} octets)")
             tail = _pread_all(fd, size - prefix.tail_offset, prefix.tail_offset)

@@ -32,6 +32,7 @@ def test_rate_sampler_measures_per_queue_rates() -> None:
     queue = DeliveryQueue.__new__(DeliveryQueue)
     queue.key, queue.vmta, queue.delivered, queue.failed, queue.deferred = "a", "v", 0, 0, 0
     queue.active = 0
+    queue.name = "a/v"  # set by __post_init__, which __new__ skips
     assert sampler.sample(0.0, [queue]) == {}
     queue.delivered = 20
     assert sampler.sample(2.0, [queue]) == {"a/v": {"rate": 10.0, "connections": 0}}

@@ -36,7 +36,7 @@ def envelope(sender: str = "bob@sender.example", forwarded: str = "1,2") -> Enve
     rcpts = [Recipient(f"r{i}@far.example") for i in range(4)]
     env = Envelope("Q1", sender, rcpts, 0.0)
     if forwarded:
-        env.extra[FORWARDED] = forwarded
+        env.extra = {FORWARDED: forwarded}
     return env
 
 

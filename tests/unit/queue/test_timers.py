@@ -1,0 +1,97 @@
+"""RetryTimers: bucketed retry timers behind one loop timer."""
+
+from __future__ import annotations
+
+import asyncio
+
+from outrider.message.envelope import Envelope, Recipient
+from outrider.queue import timers
+from outrider.queue.model import QueuedMessage
+from outrider.queue.timers import RetryTimers
+
+
+def message(i: int) -> QueuedMessage:
+    env = Envelope(f"Q{i}", "s@a.test", [Recipient(f"r{i}@b.test")], received_at=0.0)
+    return QueuedMessage(env, None)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def settle(turns: int = 5) -> None:
+    for _ in range(turns):
+        await asyncio.sleep(0)
+
+
+async def test_fires_due_messages_only_and_once() -> None:
+    clock = Clock()
+    fired: list[str] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, lambda m: fired.append(m.envelope.queue_id))
+    early, late = message(1), message(2)
+    t.arm(early, clock.now - 1)  # overdue: next loop turn
+    t.arm(late, clock.now + 3600)
+    assert t.armed(early) and t.armed(late)
+    await settle()
+    assert fired == ["Q1"]
+    assert not t.armed(early) and t.armed(late)
+    clock.now += 3600
+    t.arm(message(3), clock.now - 1)  # wakes the loop timer; the late one is due too
+    await settle()
+    assert sorted(fired) == ["Q1", "Q2", "Q3"]
+    assert len(t) == 0
+
+
+async def test_cancel_and_rearm_skip_the_stale_entry() -> None:
+    clock = Clock()
+    fired: list[str] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, lambda m: fired.append(m.envelope.queue_id))
+    cancelled, moved = message(1), message(2)
+    t.arm(cancelled, clock.now - 1)
+    t.arm(moved, clock.now - 1)
+    t.cancel(cancelled)
+    t.arm(moved, clock.now + 60)  # re-armed later: its first entry is stale
+    await settle()
+    assert fired == []
+    clock.now += 61
+    t.arm(message(3), clock.now - 5)  # an earlier bucket: wakes the (fake-clocked) loop timer
+    await settle()
+    assert sorted(fired) == ["Q2", "Q3"]
+
+
+async def test_a_large_due_bucket_is_worked_off_in_slices(monkeypatch: object) -> None:
+    clock = Clock()
+    loop = asyncio.get_running_loop()
+    per_turn: list[int] = []
+    fired = 0
+
+    def fire(msg: QueuedMessage) -> None:
+        nonlocal fired
+        fired += 1
+
+    t = RetryTimers(loop, clock, fire)
+    n = timers.SLICE * 3 + 5
+    for i in range(n):
+        t.arm(message(i), clock.now - 0.01)
+    for _ in range(10):
+        before = fired
+        await asyncio.sleep(0)
+        per_turn.append(fired - before)
+    assert fired == n
+    assert max(per_turn) <= timers.SLICE  # other callbacks run between slices
+
+
+async def test_stop_cancels_everything() -> None:
+    clock = Clock()
+    fired: list[QueuedMessage] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, fired.append)
+    msgs = [message(i) for i in range(3)]
+    for m in msgs:
+        t.arm(m, clock.now - 1)
+    t.stop()
+    await settle()
+    assert fired == [] and not any(t.armed(m) for m in msgs)
