@@ -169,7 +169,8 @@ def _cluster_line(cluster: dict[str, Any] | None) -> list[str]:
 
 def cluster(c: dict[str, Any]) -> str:
     """``show cluster``: the live nodes, then per queue the leases each node holds, the
-    rate each reports, the GCRA's booking ahead and the shared mode."""
+    rate each reports, the GCRA's booking ahead and the shared mode; then per
+    (destination, source address) the leases each node holds."""
     state = "shared limits" if c.get("redis_up") else "FALLBACK (Redis unreachable)"
     head = f"node {c['node']}: {state}, {len(c.get('nodes', []))} live node(s)"
     nodes = [
@@ -197,7 +198,23 @@ def cluster(c: dict[str, Any]) -> str:
         ("mode", "MODE"),
     )
     queue_table = table(rows, columns, empty="no shared limits in use")
-    return "\n\n".join([head, node_table, queue_table])
+    parts = [head, node_table, queue_table]
+    addresses = [
+        {
+            "address": a["address"],
+            "leases": a.get("leases_total", 0),
+            "by_node": " ".join(f"{n}={k}" for n, k in sorted(a.get("leases", {}).items())) or "-",
+        }
+        for a in c.get("addresses", [])
+    ]
+    if addresses:
+        address_columns: Columns = (
+            ("address", "DESTINATION/SOURCE IP"),
+            ("leases", "LEASES"),
+            ("by_node", "BY NODE"),
+        )
+        parts.append(table(addresses, address_columns))
+    return "\n\n".join(parts)
 
 
 def status(s: dict[str, Any]) -> str:

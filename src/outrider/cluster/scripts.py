@@ -9,7 +9,8 @@ A rate key is a hash ``{t: TAT, i: interval}`` that expires once drained.
 Connection leases are a sorted set per limited key: member ``node:conn``, score the
 lease's expiry in milliseconds of the Redis server's clock (one clock for every node,
 so a dead node's leases run out the same for all). Expired members are removed by
-whoever looks at the key next.
+whoever looks at the key next. A delivery connection from a source address holds two
+leases under one member (its queue's and its address's), taken together or not at all.
 
 Numbers go back as strings: Redis truncates Lua numbers to integers.
 """
@@ -80,29 +81,38 @@ return {granted, string.format('%.17g', value)}
 ACQUIRE = (
     _GCRA_FN
     + """
--- KEYS[1] lease set, KEYS[2] rate (optional); ARGV member, limit (-1: none), lease ms,
--- then interval, span, now for the rate. Returns {0|1|2, wait}: 0 leased, 1 the count
--- refused, 2 the rate refused (nothing kept).
+-- KEYS[1..n] lease sets (the queue's, then its source address's), KEYS[n+1] rate
+-- (optional); ARGV member, limit (-1: none), lease ms, n, then interval, span, now for
+-- the rate. All or nothing: returns {0|1|2, wait}: 0 leased in every set, 1 a count
+-- refused (the wait until that set's first lease expires), 2 the rate refused; when
+-- refused, nothing is kept.
 local t = redis.call('TIME')
 local ms = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
 local lease = tonumber(ARGV[3])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ms)
 local limit = tonumber(ARGV[2])
-if not redis.call('ZSCORE', KEYS[1], ARGV[1]) then
-  if limit >= 0 and redis.call('ZCARD', KEYS[1]) >= limit then
-    local first = redis.call('ZRANGE', KEYS[1], 0, 0, 'WITHSCORES')
-    return {1, string.format('%.17g', (tonumber(first[2]) - ms) / 1000)}
+local n = tonumber(ARGV[4])
+for i = 1, n do
+  redis.call('ZREMRANGEBYSCORE', KEYS[i], '-inf', ms)
+  if not redis.call('ZSCORE', KEYS[i], ARGV[1]) then
+    if limit >= 0 and redis.call('ZCARD', KEYS[i]) >= limit then
+      local first = redis.call('ZRANGE', KEYS[i], 0, 0, 'WITHSCORES')
+      local wait = 0
+      if first[2] then wait = (tonumber(first[2]) - ms) / 1000 end
+      return {1, string.format('%.17g', wait)}
+    end
   end
 end
-if KEYS[2] then
-  local iv, span, now = tonumber(ARGV[4]), tonumber(ARGV[5]), tonumber(ARGV[6])
-  local granted, value = take(KEYS[2], iv, span, now, 1, 0)
+if KEYS[n + 1] then
+  local iv, span, now = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
+  local granted, value = take(KEYS[n + 1], iv, span, now, 1, 0)
   if granted == 0 then
     return {2, string.format('%.17g', value)}
   end
 end
-redis.call('ZADD', KEYS[1], ms + lease, ARGV[1])
-redis.call('PEXPIRE', KEYS[1], lease * 2)
+for i = 1, n do
+  redis.call('ZADD', KEYS[i], ms + lease, ARGV[1])
+  redis.call('PEXPIRE', KEYS[i], lease * 2)
+end
 return {0, '0'}
 """
 )

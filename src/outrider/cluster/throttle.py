@@ -105,20 +105,24 @@ class RedisThrottle:
         rate_key: str | None = None,
         rate: RateLimit | None = None,
         now: float = 0.0,
+        also: str | None = None,
     ) -> tuple[int, float]:
-        """Lease one of ``limit`` connections for ``key``, and take one admission of
-        ``rate`` under ``rate_key`` with it: (0, 0) when both took; (1, wait) when the
-        count refused, (2, wait) when the rate refused (nothing is kept). The wait is a
-        hint: when the first lease expires, or the rate's next admission."""
-        storage = self._key("lease", key)
+        """Lease one of ``limit`` connections for ``key`` (and for ``also``, the source
+        address's key, under the same limit), and take one admission of ``rate`` under
+        ``rate_key`` with it: (0, 0) when all took; (1, wait) when a count refused, (2,
+        wait) when the rate refused (nothing is kept). The wait is a hint: when the
+        first lease expires, or the rate's next admission."""
+        storages = [self._key("lease", key)]
+        if also is not None:
+            storages.append(self._key("lease", also))
         if rate is not None and rate.interval == math.inf:
             return 2, math.inf
         with_rate = rate is not None and rate_key is not None and rate.interval > 0.0
         if self.client.up:
             member = self._member()
             lease_ms = int(self.client.options.lease_time * 1000)
-            keys = [storage]
-            args: list[object] = [member, -1 if limit is None else limit, lease_ms]
+            keys = list(storages)
+            args: list[object] = [member, -1 if limit is None else limit, lease_ms, len(storages)]
             if with_rate:
                 assert rate is not None and rate_key is not None
                 keys.append(self._key("rate", rate_key))
@@ -128,19 +132,22 @@ class RedisThrottle:
             if answer is not None:
                 code, wait = int(answer[0]), max(0.0, float(answer[1]))
                 if code == 0:
-                    self._holders.setdefault(storage, []).append(member)
+                    for storage in storages:
+                        self._holders.setdefault(storage, []).append(member)
                 return code, wait
         # Alone: this node's share, counting every lease it holds (those taken through
         # Redis before it went away too), so the nodes together stay within the limit.
         share = share_count(limit, self.client.live_nodes)
-        if share is not None and len(self._holders.get(storage, ())) >= share:
+        if share is not None and any(len(self._holders.get(s, ())) >= share for s in storages):
             return 1, 0.0
         if with_rate:
             assert rate is not None and rate_key is not None
             wait = self.fallback.rate_now(rate_key, share_rate(rate, self.client.live_nodes), now)
             if wait > 0.0:
                 return 2, wait
-        self._holders.setdefault(storage, []).append(self._member())
+        member = self._member()
+        for storage in storages:
+            self._holders.setdefault(storage, []).append(member)
         return 0, 0.0
 
     async def acquire(self, key: str, limit: int | None) -> bool:
@@ -153,17 +160,28 @@ class RedisThrottle:
         code, _ = await self.lease(key, limit, rate_key, rate, now)
         return code
 
-    async def release(self, key: str) -> bool:
-        storage = self._key("lease", key)
-        held = self._holders.get(storage)
-        if not held:
-            return False
-        member = held.pop()
-        if not held:
-            del self._holders[storage]
-        if self.client.up:
-            await self.client.call(self.client.redis.zrem(storage, member))
-        return True
+    async def release(self, key: str, also: str | None = None) -> bool:
+        """Give back one lease of ``key`` (and of ``also``, taken with it)."""
+        storages = [self._key("lease", key)]
+        if also is not None:
+            storages.append(self._key("lease", also))
+        given: list[tuple[str, str]] = []
+        for storage in storages:
+            held = self._holders.get(storage)
+            if not held:
+                continue
+            given.append((storage, held.pop()))
+            if not held:
+                del self._holders[storage]
+        if given and self.client.up:
+            if len(given) == 1:
+                await self.client.call(self.client.redis.zrem(*given[0]))
+            else:
+                pipe = self.client.redis.pipeline(transaction=False)
+                for storage, member in given:
+                    pipe.zrem(storage, member)
+                await self.client.call(pipe.execute())
+        return bool(given)
 
     async def held(self, key: str) -> int:
         """Leases of ``key`` on every node (this node's alone while Redis is away)."""
@@ -175,19 +193,26 @@ class RedisThrottle:
                 return int(count)
         return len(self._holders.get(storage, ()))
 
-    def over_share(self, key: str, limit: int | None) -> bool:
-        """True while Redis is away and this node holds more leases of ``key`` than its
-        share: a connection then ends after its message, so that the nodes together get
-        back within the limit (leases taken through Redis may be spread unevenly)."""
+    def over_share(self, key: str, limit: int | None, also: str | None = None) -> bool:
+        """True while Redis is away and this node holds more leases of ``key`` (or of
+        ``also``) than its share: a connection then ends after its message, so that the
+        nodes together get back within the limit (leases taken through Redis may be
+        spread unevenly)."""
         if self.client.up:
             return False
         share = share_count(limit, self.client.live_nodes)
-        held = self._holders.get(self._key("lease", key))
-        return share is not None and held is not None and len(held) > share
+        if share is None:
+            return False
+        for name in (key,) if also is None else (key, also):
+            held = self._holders.get(self._key("lease", name))
+            if held is not None and len(held) > share:
+                return True
+        return False
 
     def held_here(self) -> int:
-        """Leases this node holds, over every key."""
-        return sum(len(members) for members in self._holders.values())
+        """Leases this node holds, over every key; a connection's queue and source
+        address leases (one member) count once."""
+        return len({m for members in self._holders.values() for m in members})
 
     async def renew(self) -> None:
         """Extend every lease this node holds (re-adding those Redis lost)."""

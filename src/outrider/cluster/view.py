@@ -3,7 +3,8 @@
 Read-only and bounded: the live nodes (heartbeat age), and for every queue with leases,
 a rate in use or a shared mode, the leases each node holds, the message rate each node
 reports (its own count over the last :data:`RATE_WINDOW` seconds, published every
-:data:`STATS_EVERY` seconds), the GCRA's booking ahead, and backoff or pause. While
+:data:`STATS_EVERY` seconds), the GCRA's booking ahead, and backoff or pause; then the
+leases each node holds per (destination, source address). While
 Redis is away the answer says so and carries only this node's view.
 """
 
@@ -54,14 +55,14 @@ async def cluster_view(client: ClusterClient, state: dict[str, Any]) -> dict[str
     view["shared_state"] = state
     if not client.up:
         view["nodes"] = [{"node": client.node, "age": 0.0, "self": True}]
-        view["queues"] = []
+        view["queues"], view["addresses"] = [], []
         return view
     redis = client.redis
     now = time.time()
     names = await client.call(redis.zrangebyscore(client.key("nodes"), now * 1000, "+inf"))
     if names is None:
         view["redis_up"] = False
-        view["nodes"], view["queues"] = [], []
+        view["nodes"], view["queues"], view["addresses"] = [], [], []
         return view
     pipe = redis.pipeline(transaction=False)
     for name in names:
@@ -86,30 +87,8 @@ async def cluster_view(client: ClusterClient, state: dict[str, Any]) -> dict[str
         for queue, raw in (stats or {}).items():
             figures = json.loads(raw)
             entry(queue)["rates"][name] = figures.get("rate", 0.0)
-    # leases, scanned
-    prefix = client.key("lease", "conn ")
-    keys: list[str] = []
-    cursor: int | None = 0
-    while cursor is not None and len(keys) < MAX_QUEUES:
-        found = await client.call(redis.scan(cursor, match=prefix + "*", count=500))
-        if found is None:
-            break
-        cursor, batch = found
-        keys.extend(batch)
-        if not cursor:
-            cursor = None
-    ms = int(now * 1000)
-    pipe = redis.pipeline(transaction=False)
-    for key in keys:
-        pipe.zrangebyscore(key, f"({ms}", "+inf")
-    members = await client.call(pipe.execute()) if keys else []
-    for key, held in zip(keys, members or [], strict=False):
-        if not held:
-            continue
-        leases = entry(key.removeprefix(prefix))["leases"]
-        for member in held:
-            node = member.rpartition(":")[0]
-            leases[node] = leases.get(node, 0) + 1
+    for queue, leases in (await _leases(client, "conn ", now)).items():
+        entry(queue)["leases"] = leases
     # shared modes
     shared = await client.call(redis.hgetall(client.key("state"))) or {}
     for field, raw in shared.items():
@@ -136,7 +115,45 @@ async def cluster_view(client: ClusterClient, state: dict[str, Any]) -> dict[str
         item["rate"] = round(sum(item["rates"].values()), 2)
     view["nodes"] = nodes
     view["queues"] = [per_queue[q] for q in queues]
+    addresses = await _leases(client, "addr ", now)
+    view["addresses"] = [
+        {"address": name, "leases": held, "leases_total": sum(held.values())}
+        for name, held in sorted(addresses.items())
+    ]
     return view
+
+
+async def _leases(client: ClusterClient, kind: str, now: float) -> dict[str, dict[str, int]]:
+    """Live leases per limited key (``conn QUEUE`` or ``addr DESTINATION/IP``, without
+    the kind) and node, from a bounded scan."""
+    redis = client.redis
+    prefix = client.key("lease", kind)
+    keys: list[str] = []
+    cursor: int | None = 0
+    while cursor is not None and len(keys) < MAX_QUEUES:
+        found = await client.call(redis.scan(cursor, match=prefix + "*", count=500))
+        if found is None:
+            break
+        cursor, batch = found
+        keys.extend(batch)
+        if not cursor:
+            cursor = None
+    if not keys:
+        return {}
+    ms = int(now * 1000)
+    pipe = redis.pipeline(transaction=False)
+    for key in keys:
+        pipe.zrangebyscore(key, f"({ms}", "+inf")
+    members = await client.call(pipe.execute()) or []
+    out: dict[str, dict[str, int]] = {}
+    for key, held in zip(keys, members, strict=False):
+        if not held:
+            continue
+        leases = out.setdefault(key.removeprefix(prefix), {})
+        for member in held:
+            node = member.rpartition(":")[0]
+            leases[node] = leases.get(node, 0) + 1
+    return out
 
 
 def _float(value: object) -> float | None:

@@ -137,7 +137,11 @@ class Lease:
         if queue.active > queue.window.limit:
             return None  # the window shrank (backoff, failures): give this connection up
         cluster = self.ctx.cluster
-        if cluster is not None and cluster.over_share(queue.lease_key, queue.window.maximum):
+        if cluster is not None and cluster.over_share(
+            queue.lease_key,
+            queue.window.maximum,
+            queue.address_lease_key(self.ctx.config.virtual_mtas),
+        ):
             return None  # Redis is away and this node has more than its share
         item = self.take()
         timeout = self.idle_timeout

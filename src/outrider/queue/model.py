@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from outrider.config.model import DomainPolicy
+from outrider.config.model import DomainPolicy, VirtualMta
 from outrider.message.envelope import Envelope, Recipient
 from outrider.policy.backoff import BackoffState, DisabledSources, Mode, effective_limits
 from outrider.policy.window import ConcurrencyWindow, DeadDestination
@@ -116,6 +117,15 @@ class DeliveryQueue:
     @property
     def connect_key(self) -> str:
         return f"connect {self.key}/{self.vmta}"
+
+    def address_lease_key(self, virtual_mtas: Mapping[str, VirtualMta]) -> str | None:
+        """The shared ``max-smtp-out`` per source address of a cluster: leases of every
+        virtual MTA (whatever its name, on every node) that sends from this queue's
+        source IP to this destination. None when the virtual MTA has no source IP."""
+        settings = virtual_mtas.get(self.vmta)
+        if settings is None or not settings.source_ip:
+            return None
+        return f"addr {self.key}/{settings.source_ip}"
 
     @property
     def mode(self) -> Mode:

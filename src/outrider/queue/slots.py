@@ -103,14 +103,18 @@ class Slots:
 
     async def _shared_connection(self, queue: DeliveryQueue, cluster: RedisThrottle) -> None:
         """A connection under the cluster's limits: lease one of the queue's
-        ``max-smtp-out`` (and one connect-rate admission) first; refused, ask again
-        later. The lease is given back when the connection ends."""
+        ``max-smtp-out`` and one of its source address's (the same limit, shared by every
+        virtual MTA sending from that address to the destination), with one connect-rate
+        admission, all in one round trip; refused, ask again later. The leases are given
+        back when the connection ends."""
+        address = queue.address_lease_key(self.ctx.config.virtual_mtas)
         code, wait = await cluster.lease(
             queue.lease_key,
             queue.window.maximum,
             queue.connect_key,
             queue.connect_limit,
             time.time(),
+            also=address,
         )
         if code != 0:
             queue.active -= 1
@@ -123,7 +127,7 @@ class Slots:
         finally:
             queue.active -= 1
             self.total_active -= 1
-            await cluster.release(queue.lease_key)
+            await cluster.release(queue.lease_key, also=address)
             self._release(queue)
 
     async def _connection(self, queue: DeliveryQueue) -> None:
