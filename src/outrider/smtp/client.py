@@ -630,7 +630,9 @@ class SmtpClientConnection:
             if not tx.chunking:
                 self._send(b"DATA\r\n", Phase.DATA_INIT)
 
-    def _mail_command(self, envelope: Envelope, size: int, utf8: bool, binary: bool) -> bytes:
+    def _mail_command(
+        self, envelope: Envelope, size: int, utf8: bool, binary: bool = False
+    ) -> bytes:
         ext = self.extensions
         parts = [f"MAIL FROM:<{envelope.sender}>"]
         if ext.size is not None:
