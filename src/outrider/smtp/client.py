@@ -666,10 +666,15 @@ class SmtpClientConnection:
         addr_type, sep, address = orcpt.partition(";")
         if not sep or not address or not _ADDR_TYPE.fullmatch(addr_type):
             return ""
+        if addr_type.lower() == "utf-8":
+            # kept as received: already utf-8-addr-xtext or -unitext (RFC 6533), which the
+            # server checked; never xtext-encoded again
+            wire_ok = address.isascii() or (utf8 and self.extensions.smtputf8)
+            return f"ORCPT=utf-8;{address}" if wire_ok else ""
         if address.isascii():
             return f"ORCPT={addr_type};{xtext_encode(address)}"
         if utf8 and self.extensions.smtputf8:
-            return f"ORCPT=utf-8;{utf8_addr_xtext(address)}"
+            return f"ORCPT=utf-8;{utf8_addr_xtext(address)}"  # an rfc822 one received as such
         return ""  # not representable for this peer; ORCPT is optional
 
     def _send(self, command: bytes, phase: Phase) -> None:
