@@ -123,8 +123,7 @@ class Webhooks:
         for name in list(self.running):
             running = self.running[name]
             self._stop_one(name)
-            with contextlib.suppress(asyncio.CancelledError):
-                await running.task
+            await _cancelled(running.task)
         if self.event_log is not None:
             self.event_log.close()
 
@@ -141,3 +140,18 @@ class Webhooks:
             }
             for name, r in self.running.items()
         }
+
+
+async def _cancelled(task: asyncio.Task[None], tries: int = 5) -> None:
+    """Wait for a cancelled sender to end, cancelling again if it swallowed the first one:
+    a cancellation that lands inside aiohttp's request timeout can come out as a
+    TimeoutError, which the sender takes for a failed POST and backs off after (up to
+    5 minutes), holding up the daemon's shutdown."""
+    for _ in range(tries):
+        done, _pending = await asyncio.wait({task}, timeout=1.0)
+        if done:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                task.result()
+            return
+        task.cancel()
+    log.error("webhook sender %s did not stop; left behind", task.get_name())

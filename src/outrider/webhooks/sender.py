@@ -78,6 +78,10 @@ class WebhookSender:
                 else:
                     self.stats.failures += 1
                     self._failures_in_row += 1
+                    task = asyncio.current_task()
+                    if task is not None and task.cancelling():
+                        # the stop's cancellation came out of aiohttp as a timeout
+                        raise asyncio.CancelledError
                     await asyncio.sleep(backoff(self._failures_in_row))
 
     async def _wait_for_events(self) -> None:
