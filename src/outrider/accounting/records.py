@@ -128,27 +128,28 @@ class AccountingRecord:
     type: RecordType
     time_logged: float
     time_queued: float
-    orig: str  # envelope sender, "" for <>
-    rcpt: str
-    orcpt: str  # ORCPT as given ("rfc822;user@example.org"), "" if none
-    dsn_action: str  # "relayed" | "failed" | "delayed"
-    dsn_status: str  # enhanced status, e.g. "2.0.0", "5.1.1"
-    dsn_diag: str  # the remote reply or local diagnostic, e.g. "550 5.1.1 no such user"
-    dsn_mta: str  # remote MTA host name (or IP) that gave the reply; "" if none
-    dlv_source_ip: str
-    dlv_destination_ip: str
-    queue: str  # the queue the recipient was in, e.g. "example.org" or "example.org/vmta1"
-    vmta: str
-    job_id: str
-    env_id: str
-    msg_id: str
-    size: int
+    # The rest default to empty: q, rb and f rows fill only what they know.
+    orig: str = ""  # envelope sender, "" for <>
+    rcpt: str = ""
+    orcpt: str = ""  # ORCPT as given ("rfc822;user@example.org"), "" if none
+    dsn_action: str = ""  # "relayed" | "failed" | "delayed"
+    dsn_status: str = ""  # enhanced status, e.g. "2.0.0", "5.1.1"
+    dsn_diag: str = ""  # the remote reply or local diagnostic, e.g. "550 5.1.1 no such user"
+    dsn_mta: str = ""  # remote MTA host name (or IP) that gave the reply; "" if none
+    dlv_source_ip: str = ""
+    dlv_destination_ip: str = ""
+    queue: str = ""  # the queue the recipient was in, e.g. "example.org" or "example.org/vmta1"
+    vmta: str = ""
+    job_id: str = ""
+    env_id: str = ""
+    msg_id: str = ""
+    size: int = 0
     rule: str = ""  # for "q" records: the smtp-pattern-list rule that caused the transition
     queue_id: str = ""  # the id given in "250 queued as ..."
     dlv_size: int | None = None  # octets handed to the next hop; None: no delivery attempt
     src_type: str = ""  # "smtp", "api" or "local" (see SRC_TYPES)
     dlv_type: str = ""  # "smtp" when the outcome came from a delivery attempt
-    bounce_cat: str = ""  # the bounce category (filled by the bulk-sending work)
+    bounce_cat: str = ""  # the bounce category (policy/bounce_category.py)
     src_mta: str = ""  # the submitting client: "HELO (IP)"
     dlv_esmtp: str = ""  # the EHLO keywords the next hop offered, space-separated
     vmta_pool: str = ""  # the pool the virtual MTA was chosen from
