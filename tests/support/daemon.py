@@ -172,14 +172,15 @@ class DaemonHandle:
         """The receiver processes of the running daemon."""
         return child_pids(self.pid)
 
-    def spool_files(self) -> list[str]:
-        """Message files (and leftover temp files) in the spool, quarantine included."""
+    def spool_files(self, *, empty: bool = False) -> list[str]:
+        """Message files (and leftover temp files) in the spool, quarantine included;
+        ``empty``: also the empty files of names reserved to store into (spool.names)."""
         if not self.spool_dir.exists():
             return []
         return sorted(
             str(p.relative_to(self.spool_dir))
             for p in self.spool_dir.rglob("*")
-            if p.is_file() and not p.name.startswith(".")
+            if p.is_file() and not p.name.startswith(".") and (empty or p.stat().st_size)
         )
 
     def edit_config(self, old: str, new: str) -> None:

@@ -170,6 +170,7 @@ async def submit_all(
 
     async def one(index: int, rcpt: Recipient, queue_id: str, data: bytes | Exception) -> None:
         if isinstance(data, Exception):
+            intake.release_queue_id(queue_id)
             result.failed.append((rcpt.email, str(LOCAL_ERROR)))
             return
         reply = await _submit_one(intake, submission, sender, rcpt, queue_id, data)
@@ -177,6 +178,7 @@ async def submit_all(
             result.queue_ids[rcpt.email] = queue_id
             result.accepted += 1
         else:
+            intake.release_queue_id(queue_id)  # a no-op once stored into
             result.failed.append((rcpt.email, str(reply)))
 
     batch = batch_at(0)

@@ -33,7 +33,8 @@ from outrider.intake.pipeline import Check, IntakePipeline
 from outrider.intake.sink import Sink
 from outrider.intake.vmta import VmtaTable
 from outrider.local.build import LiveDirectory
-from outrider.message.ids import new_queue_id
+from outrider.message.ids import new_queue_id as fresh_queue_id
+from outrider.spool.disk import DiskSpool
 from outrider.unsubscribe.step import UnsubscribeStep, step_from_config
 
 log = logging.getLogger("outrider.intake")
@@ -87,10 +88,18 @@ def build_intake(
     spool: MessageStore,
     sink: Sink,
     users: UserRecords | None,
-    new_queue_id: Callable[[], str] = new_queue_id,
+    new_queue_id: Callable[[], str] | None = None,
     rates: UserRateLimiter | None = None,
 ) -> Intake:
-    """``rates``: the per-user rate limiter (default: one with state in this process)."""
+    """``rates``: the per-user rate limiter (default: one with state in this process).
+    Queue ids come from the spool when it reserves names to store into (one flush per
+    message instead of two: :mod:`outrider.spool.names`)."""
+    release: Callable[[str], None] = _keep
+    if new_queue_id is None:
+        if isinstance(spool, DiskSpool):
+            new_queue_id, release = spool.new_queue_id, spool.release_queue_id
+        else:
+            new_queue_id = fresh_queue_id
     return Intake(
         pipeline=IntakePipeline(intake_checks(config, users, rates or UserRateLimiter())),
         spool=spool,
@@ -98,10 +107,15 @@ def build_intake(
         hostname=config.server.hostname,
         vmtas=VmtaTable.from_config(config),
         new_queue_id=new_queue_id,
+        release_queue_id=release,
         dkim=dkim_signer(config),
         unsubscribe=unsubscribe_step(config),
         verp=verp_from_config(config),
     )
+
+
+def _keep(_queue_id: str) -> None:
+    """Fresh ids need no giving back."""
 
 
 def dkim_signer(config: Config, *, resign: bool = False) -> DkimSigner | None:

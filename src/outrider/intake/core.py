@@ -81,6 +81,8 @@ class Intake:
     hostname: str  # for the Received header and added Message-IDs
     vmtas: VmtaTable
     new_queue_id: Callable[[], str] = new_queue_id
+    # a refused message's id goes back (the spool's reserved names: spool.names)
+    release_queue_id: Callable[[str], None] = lambda _queue_id: None
     clock: Callable[[], float] = time.time
     dkim: DkimSigner | None = None  # None: no [[dkim]] configured, nothing signed
     # None: no [unsubscribe] url or mailto; X-Outrider-Unsubscribe is still removed
@@ -117,6 +119,8 @@ class Intake:
         retry cannot store a second one): if that id is stored already,
         :class:`~outrider.spool.base.DuplicateMessageError` is raised and nothing
         reaches the sink."""
+        taken: str | None = None  # an id this call took, to give back if nothing is stored
+        refusal: Reply | None = LOCAL_ERROR
         try:
             head = content if isinstance(content, bytes) else content.head
             verdict = self.pipeline.at_message(submission, mail, head)
@@ -129,7 +133,9 @@ class Intake:
             except Exception:
                 log.exception("intake: cannot map the recipients")
                 return Rejected(LOCAL_ERROR)
-            queue_id = queue_id or self.new_queue_id()
+            if not queue_id:
+                queue_id = self.new_queue_id()
+                taken = queue_id
             now = self.clock()
             envelope, data = finish_message(
                 submission, mail, content, queue_id=queue_id, hostname=self.hostname, now=now
@@ -155,6 +161,8 @@ class Intake:
         finally:
             if not isinstance(content, bytes):
                 content.discard()  # refused or failed; a no-op once the spool has it
+            if refusal is not None and taken is not None:
+                self.release_queue_id(taken)
         if refusal is not None:
             return Rejected(refusal)
         log.debug(

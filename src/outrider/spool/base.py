@@ -97,7 +97,9 @@ class Spool(Protocol):
         ...
 
     async def remove(self, queue_id: str) -> None:
-        """Delete a message whose recipients are all final; durable on return."""
+        """Delete a message whose recipients are all final. Gone on return; durable with
+        the next directory sync (a power loss before it may bring the message back, to
+        be delivered again)."""
         ...
 
     def recover(self) -> Iterator[Envelope]:

@@ -6,6 +6,19 @@ never overwrite a stored message), unlink the temp name, then fsync the director
 the whole batch before any future in the batch completes. A crash leaves either no final
 name or a complete, fsynced file under it.
 
+A message whose queue id came from :meth:`DiskSpool.new_queue_id` usually has a reserved
+name (:mod:`outrider.spool.names`): an empty file created and made durable earlier, while
+the committer was idle. Its store writes into that file and fdatasyncs it: one flush
+instead of two, which is what a client sending one message after another waits for. A
+crash during that write can leave a file cut short under its final name; its client was
+not told 250, and recovery quarantines it. Empty files found by recovery are unused
+reservations and are removed.
+
+``remove`` unlinks without syncing the directory: the removal becomes durable with the
+next directory sync or journal commit (ext4 commits every few seconds). A power loss
+before that brings back a message that was already delivered, which is then delivered
+again; nothing is lost. Postfix makes the same trade.
+
 A body spilled while it was received (:mod:`outrider.spool.spill`) is already in its temp
 file, behind a reserved room: the store writes the prefix, the envelope (padded with JSON
 whitespace to fill the room exactly) and the completed header section into that room,
@@ -72,6 +85,7 @@ from outrider.spool.codec import (
     encode_prefix_for,
     encode_record,
 )
+from outrider.spool.names import NamePool
 from outrider.spool.reader import StoredBody
 from outrider.spool.spill import SpilledBody, SpillFile
 from outrider.spool.temps import TMP_PREFIX
@@ -87,8 +101,9 @@ _NAME_RE = re.compile(r"[0-9A-Za-z][0-9A-Za-z_-]{0,63}")
 _O_CLOEXEC = temps.O_CLOEXEC
 _datasync: Callable[[int], None] = getattr(os, "fdatasync", os.fsync)
 _COPY_CHUNK = 1024 * 1024  # copy_file_range request size
+_MTIME_MARGIN_NS = 50_000_000  # file times lag time.time_ns() by up to a kernel tick
 
-_STORE, _RECORD, _REMOVE, _STOP = range(4)
+_STORE, _RECORD, _REMOVE, _STOP, _RESERVE = range(5)
 
 
 @dataclass(slots=True)
@@ -101,6 +116,8 @@ class SpoolStats:
     batches: int = 0
     fsyncs: int = 0  # file fsync/fdatasync calls
     dir_fsyncs: int = 0
+    in_place: int = 0  # stores into a reserved name (no directory fsync needed)
+    reserved: int = 0  # names reserved
 
 
 @dataclass(slots=True, eq=False)
@@ -113,6 +130,9 @@ class _Job:
     future: asyncio.Future[None] | None
     error: SpoolError | None = None
     temp: str = ""  # store: the temp file to link under the queue id
+    # store: the queue id is a reserved name (spool.names); written in place if it holds
+    # the body, else the temp file is renamed over it
+    reserved: bool = False
 
 
 def _write_all(fd: int, parts: Sequence[bytes]) -> None:
@@ -217,6 +237,24 @@ class DiskSpool:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
+        self._names = NamePool(self._dir, o_cloexec=_O_CLOEXEC)
+        self._reserve_asked = False
+        self.unused_names_removed = 0  # by recover(): empty files (spool.names)
+
+    def new_queue_id(self) -> str:
+        """A queue id for a message about to be stored here: a reserved name when one is
+        ready (its store then needs one flush, not two), else a fresh id."""
+        queue_id = self._names.take()
+        if self._names.wanted and not self._reserve_asked and not self._closed:
+            self._reserve_asked = True
+            self._ensure_thread()
+            self._queue.put(_Job(_RESERVE, "", b"", b"", None, None))
+        return queue_id
+
+    def release_queue_id(self, queue_id: str) -> None:
+        """``queue_id`` from :meth:`new_queue_id` will not be stored (the message was
+        refused): its reserved name serves the next message."""
+        self._names.give_back(queue_id)
 
     # --- public API -----------------------------------------------------------------------
 
@@ -230,7 +268,8 @@ class DiskSpool:
             if isinstance(body, SpilledBody):
                 body.discard()
             raise
-        await self._submit(_STORE, envelope.queue_id, json, body)
+        reserved = self._names.claim(envelope.queue_id)
+        await self._submit(_STORE, envelope.queue_id, json, body, reserved=reserved)
 
     def spill(self, head_len: int) -> SpillFile:
         return SpillFile(self._dir, head_len)
@@ -270,7 +309,7 @@ class DiskSpool:
         self, *, known: Callable[[str], bool] | None = None, started_ns: int | None = None
     ) -> Iterator[Envelope]:
         """Stream unfinished messages (and finished ones still owing a notice); removes
-        abandoned temps and finished messages,
+        abandoned temps, finished messages and empty files (unused reserved names),
         truncates torn status records and quarantines files with a damaged header.
 
         Order is directory order, from one process only. It repairs the tails that later
@@ -298,6 +337,8 @@ class DiskSpool:
                     removed += self._unlink_quietly(entry.path)
                     continue
                 yield envelope
+        if self.unused_names_removed:
+            log.info("spool: removed %d unused reserved names", self.unused_names_removed)
         if removed and self._fsync:
             self._sync_dir()
 
@@ -322,7 +363,13 @@ class DiskSpool:
             raise ValueError(f"queue id is not filename-safe: {queue_id!r}")
 
     async def _submit(
-        self, kind: int, queue_id: str, data: bytes = b"", body: bytes | SpilledBody = b""
+        self,
+        kind: int,
+        queue_id: str,
+        data: bytes = b"",
+        body: bytes | SpilledBody = b"",
+        *,
+        reserved: bool = False,
     ) -> None:
         if self._closed:
             if isinstance(body, SpilledBody):
@@ -331,7 +378,7 @@ class DiskSpool:
         self._ensure_thread()
         loop = asyncio.get_running_loop()
         future: asyncio.Future[None] = loop.create_future()
-        self._queue.put(_Job(kind, queue_id, data, body, loop, future))
+        self._queue.put(_Job(kind, queue_id, data, body, loop, future, reserved=reserved))
         await future
 
     def _ensure_thread(self) -> None:
@@ -355,6 +402,7 @@ class DiskSpool:
         )
         try:
             stopping: list[_Job] = []
+            reserve = False
             while not stopping:
                 batch = [self._queue.get()]
                 while True:
@@ -362,8 +410,9 @@ class DiskSpool:
                         batch.append(self._queue.get_nowait())
                     except queue.Empty:
                         break
-                jobs = [job for job in batch if job.kind != _STOP]
+                jobs = [job for job in batch if job.kind not in (_STOP, _RESERVE)]
                 stopping = [job for job in batch if job.kind == _STOP]
+                reserve = reserve or len(jobs) + len(stopping) < len(batch)
                 if jobs:
                     try:
                         self._commit(jobs, pool)
@@ -372,10 +421,35 @@ class DiskSpool:
                         for job in jobs:
                             job.error = job.error or SpoolError(f"spool commit failed: {exc!r}")
                     self._deliver(jobs)
+                # Reserving names is idle work: it waits while stores are queued.
+                if reserve and not stopping and self._queue.empty():
+                    reserve = not self._reserve()
         finally:
             if pool is not None:
                 pool.shutdown()
+            self._names.discard_all()
         self._deliver(stopping)
+
+    def _reserve(self) -> bool:
+        """Create reserved names until the pool is full or work arrives, then make them
+        durable; whether the pool is full (or cannot be filled: a full disk)."""
+        made = self._names.create(self._names.missing(), lambda: not self._queue.empty())
+        if made and self._fsync:
+            try:
+                self._sync_dir()
+                self.stats.dir_fsyncs += 1
+            except OSError:
+                log.exception("spool: cannot sync the directory of new reserved names")
+                for queue_id in made:
+                    self._unlink_quietly(os.path.join(self._dir, queue_id))
+                made = []
+        self._names.add(made)
+        self.stats.reserved += len(made)
+        full = not made or self._names.missing() == 0
+        if full:
+            self._names.wanted = False
+            self._reserve_asked = False
+        return full
 
     def _commit(self, jobs: list[_Job], pool: ThreadPoolExecutor | None) -> None:
         stats = self.stats
@@ -404,11 +478,15 @@ class DiskSpool:
         stats.records += sum(len(group) for group in records.values())
 
         # Phase 2: names. Only the committer touches names, so no two renames race.
-        linked = [job for job in stores if job.error is None and self._publish(job)]
+        stored = [job for job in stores if job.error is None and self._publish(job)]
+        linked = [job for job in stored if job.temp]  # in place: the name was durable
         unlinked = [job for job in removes if self._unlink(job)]
+        stats.in_place += len(stored) - len(linked)
 
-        # Phase 3: one directory fsync makes every name change in the batch durable.
-        if (linked or unlinked) and self._fsync:
+        # Phase 3: one directory fsync makes every new name in the batch durable (and the
+        # batch's removals with it; removals alone are not worth a flush: see the module
+        # docstring).
+        if linked and self._fsync:
             try:
                 self._sync_dir()
                 stats.dir_fsyncs += 1
@@ -428,7 +506,7 @@ class DiskSpool:
                     except OSError:
                         log.exception("cannot sync the spool directory after withdrawing")
                 return
-        stats.stores += len(linked)
+        stats.stores += len(stored)
         stats.removes += len(unlinked)
 
     def _sync_dir(self) -> None:
@@ -445,6 +523,8 @@ class DiskSpool:
     def _write_temp(self, job: _Job) -> None:
         body = job.body
         assert isinstance(body, bytes)
+        if job.reserved and self._write_in_place(job, body):
+            return
         path = job.temp = os.path.join(self._dir, self._temp_name(job.queue_id))
         temps.add(path)
         try:
@@ -459,6 +539,29 @@ class DiskSpool:
         except OSError as exc:
             job.error = error_from_os("store", exc)
             self._drop_temp(path)
+
+    def _write_in_place(self, job: _Job, body: bytes) -> bool:
+        """Write into the job's reserved (empty, durable) file; False if it is gone or
+        not empty (then the caller stores under a temp name and links as usual)."""
+        path = os.path.join(self._dir, job.queue_id)
+        try:
+            fd = os.open(path, os.O_WRONLY | _O_CLOEXEC)
+        except OSError:
+            job.reserved = False
+            return False
+        try:
+            if os.fstat(fd).st_size:
+                job.reserved = False  # never write over content, whatever it is
+                return False
+            _write_all(fd, (encode_prefix(job.data, body), body))
+            if self._fsync:
+                _datasync(fd)
+        except OSError as exc:
+            job.error = error_from_os("store", exc)
+            self._unlink_quietly(path)  # not acknowledged: the client will retry
+        finally:
+            os.close(fd)
+        return True
 
     def _write_spilled(self, job: _Job) -> None:
         """Complete a spilled body's file in place (or, for an envelope too big for its
@@ -516,7 +619,13 @@ class DiskSpool:
 
     def _publish(self, job: _Job) -> bool:
         temp = job.temp
+        if not temp:
+            return True  # written in place under its reserved name
         try:
+            if job.reserved:  # the reserved empty file: replace it
+                os.rename(temp, os.path.join(self._dir, job.queue_id))
+                temps.discard(temp)
+                return True
             os.link(temp, os.path.join(self._dir, job.queue_id))
         except FileExistsError:
             job.error = DuplicateMessageError(f"queue id {job.queue_id} already in the spool")
@@ -668,6 +777,15 @@ class DiskSpool:
             stat = os.fstat(fd)
             if started_ns is not None and stat.st_mtime_ns > started_ns:
                 return None  # written by this run: the hand-off (or adoption) has it
+            if stat.st_size == 0:
+                # A reserved name nobody stored into (spool.names), unless it is ours or
+                # a receiver's that started with this run. File times come from a coarse
+                # clock (a kernel tick), hence the margin; receivers take far longer than
+                # that to start and reserve.
+                recent = started_ns is not None and stat.st_mtime_ns > started_ns - _MTIME_MARGIN_NS
+                if not recent and not self._names.holds(name):
+                    self.unused_names_removed += self._unlink_quietly(path)
+                return None
             head = _pread_all(fd, _HEAD_READ, 0)
             prefix = decode_prefix(head)
             if len(head) < prefix.body_offset:

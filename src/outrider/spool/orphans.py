@@ -6,8 +6,9 @@ that it does not know is either on its way (a live receiver stored it a moment a
 its hand-off frame is in flight) or an orphan. :func:`find_orphans` tells them apart by
 age: only files older than ``min_age`` seconds are taken. The scan only reads, never
 repairs (no truncation, no quarantine: live files are being appended to), and skips
-what is not a fresh receiver's message: temporary files, DSNs (``<id>-<kind>``, which
-the delivery process stores and holds itself), finished messages.
+what is not a fresh receiver's message: temporary files, empty files (names a receiver
+reserved to store into, :mod:`outrider.spool.names`), DSNs (``<id>-<kind>``, which the
+delivery process stores and holds itself), finished messages.
 """
 
 from __future__ import annotations
@@ -52,8 +53,9 @@ def find_orphans(
             try:
                 if not entry.is_file(follow_symlinks=False):
                     continue
-                if now - entry.stat(follow_symlinks=False).st_mtime < min_age:
-                    continue
+                stat = entry.stat(follow_symlinks=False)
+                if stat.st_size == 0 or now - stat.st_mtime < min_age:
+                    continue  # a reserved name (spool.names), or too fresh to judge
             except FileNotFoundError:
                 continue
             envelope = _read(entry.path, name)

@@ -22,8 +22,10 @@ from outrider.intake.checks import Relay, UserRate
 from outrider.intake.pipeline import Check
 from outrider.intake.vmta import VmtaTable
 from outrider.message.envelope import Envelope, Source
+from outrider.message.ids import is_queue_id
 from outrider.smtp.replies import LOCAL_ERROR, RELAY_DENIED, Reply
 from outrider.spool.base import SpoolError, SpoolFullError
+from outrider.spool.disk import DiskSpool
 from tests.support.memory_spool import MemorySpool
 from tests.unit.intake.support import CONTENT, MAIL, NO, SMTP, Recording
 
@@ -163,3 +165,34 @@ async def test_build_and_reconfigure_keep_the_user_rate_state(tmp_path: Path) ->
     assert after is not None and after is not rates and after.limiter is rates.limiter
     assert intake.hostname == "b.test"
     assert intake.check_rcpt(SMTP, "", "u@one.test") == Verdict.reject(RELAY_DENIED)
+
+
+async def test_an_id_taken_for_a_message_not_stored_is_given_back() -> None:
+    """The spool reserves names to store into (spool.names): a refused message's id goes
+    back to it; one refused before an id was needed takes none; a stored one keeps it."""
+    released: list[str] = []
+    ids = iter(["Q1", "Q2", "Q3"])
+    for journal, expected in (
+        (Journal(fail_store=SpoolError("disk on fire")), ["Q1"]),
+        (Journal(), ["Q1"]),
+    ):
+        intake = make_intake(journal)
+        intake.new_queue_id = lambda: next(ids)
+        intake.release_queue_id = released.append
+        await intake.submit(SMTP, MAIL, CONTENT)
+        assert released == expected
+    refusing = make_intake(Journal(), [Recording("a", [], Verdict.reject(NO))])
+    refusing.release_queue_id = released.append
+    assert await refusing.submit(SMTP, MAIL, CONTENT) == Rejected(NO)
+    assert released == ["Q1"]
+
+
+async def test_build_intake_takes_its_ids_from_a_disk_spool(tmp_path: Path) -> None:
+    config = parse_config(CONFIG.format(host="a.test", state=tmp_path, domain="one.test"))
+    spool = DiskSpool(tmp_path / "spool")
+    intake = build_intake(config, spool=spool, sink=Journal(), users=None)
+    assert intake.new_queue_id == spool.new_queue_id
+    assert intake.release_queue_id == spool.release_queue_id
+    other = build_intake(config, spool=MemorySpool(), sink=Journal(), users=None)
+    assert is_queue_id(other.new_queue_id())
+    await spool.close()

@@ -48,3 +48,14 @@ async def test_a_damaged_file_is_left_alone_for_recovery(spool: DiskSpool) -> No
     assert find_orphans(spool.directory, lambda _: False, 5.0) == []
     assert path.read_bytes() == bytes(data)  # neither truncated nor quarantined
     assert not (spool.directory / "quarantine").exists()
+
+
+async def test_empty_files_are_reserved_names_not_orphans(spool: DiskSpool) -> None:
+    """A receiver's reserved names (spool.names) are empty until stored into; the scan
+    neither adopts nor complains about them, however old."""
+    name = make_envelope().queue_id
+    (spool.directory / name).write_bytes(b"")
+    age(spool, name, 3600)
+
+    assert find_orphans(spool.directory, lambda _: False, 5.0) == []
+    assert (spool.directory / name).exists()

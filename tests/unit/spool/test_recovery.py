@@ -97,7 +97,7 @@ async def test_torn_first_status_record_is_cut_to_the_body_end(spool: DiskSpool,
     assert again.recipients[1].status is RcptStatus.BOUNCED
 
 
-@pytest.mark.parametrize("keep", [0, 10, PREFIX_SIZE, PREFIX_SIZE + 7])
+@pytest.mark.parametrize("keep", [1, 10, PREFIX_SIZE, PREFIX_SIZE + 7])
 async def test_file_truncated_in_its_header_is_quarantined(
     spool: DiskSpool, caplog: pytest.LogCaptureFixture, keep: int
 ) -> None:
