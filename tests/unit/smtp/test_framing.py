@@ -90,6 +90,12 @@ def test_line_length_counts_the_crlf(line_octets: int, fault: TextFault | None) 
     assert check_lines(b"short\r\n" * 5 + line + b"ok\r\n", 20) is fault
 
 
+def test_line_length_counts_spaces_and_tabs() -> None:
+    """Lines are split at CRLF only: words of a long line do not make it short."""
+    assert check_lines(b"a b c d e f g h i j k l\r\n", 20) is TextFault.LINE_TOO_LONG
+    assert check_lines(b"a\tb\tc\td\te\tf\tg\th\ti\r\n", 12) is TextFault.LINE_TOO_LONG
+
+
 def test_long_total_of_short_lines_passes() -> None:
     assert check_lines(b"0123456789\r\n" * 100, 20) is None
 

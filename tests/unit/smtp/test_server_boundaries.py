@@ -164,9 +164,10 @@ def test_bdat_messages_exactly_at_the_limit_are_accepted_one_after_another() -> 
 
 
 def test_bdat_chunks_add_up_towards_the_size_limit() -> None:
+    """Each chunk fits on its own; the third takes the message over the limit."""
     conn = in_transaction(max_message_size=10)
-    events, out = feed(conn, b"BDAT 6\r\n012345BDAT 5 LAST\r\n6789x")
-    assert codes(out) == ["250 2.0.0", "552 5.3.4"]
+    events, out = feed(conn, b"BDAT 4\r\n0123BDAT 4\r\n4567BDAT 4 LAST\r\n89ab")
+    assert codes(out) == ["250 2.0.0", "250 2.0.0", "552 5.3.4"]
     assert kinds(events) == [MessageAborted]
 
 
@@ -300,6 +301,18 @@ def test_terminator_followed_by_eof_still_asks_for_a_decision() -> None:
     assert codes(conn.data_to_send()) == ["354", "250 2.0.0"]
 
 
+def test_skipping_a_refused_body_stops_at_its_own_terminator() -> None:
+    """A pipelined second message behind the refused one is read, not skipped with it."""
+    conn = in_transaction()
+    feed(conn, b"DATA\r\nbare\nLF\r\n")
+    events, out = feed(
+        conn, b".\r\nMAIL FROM:<a@x.test>\r\nRCPT TO:<b@y.test>\r\nDATA\r\nsecond\r\n.\r\n"
+    )
+    assert kinds(events) == [MessageAborted, MailFrom, RcptTo, MessageComplete]
+    assert data_of(events) == b"second\r\n"
+    assert codes(out) == ["554 5.6.0", "250 2.1.0", "250 2.1.5", "354", "250 2.0.0"]
+
+
 def test_commands_after_a_refused_body_are_answered_before_eof_closes() -> None:
     conn = in_transaction()
     feed(conn, b"DATA\r\nbare\nLF\r\n")
@@ -413,15 +426,27 @@ def test_auth_response_split_across_reads() -> None:
 
 
 def test_auth_response_pipelined_behind_the_auth_command() -> None:
-    """Read from where the AUTH line ended, and measured from there too."""
-    response = base64.b64encode(b"u" * 9000)  # 12000 octets
+    """Read from where the AUTH line ended, and measured from there too: 12270 octets of
+    an unfinished response behind the 12-octet AUTH line are still under the limit."""
+    response = base64.b64encode(b"u" * 9207)  # 12276 octets
     conn = _auth_conn()
-    conn.receive_data(b"AUTH LOGIN\r\n" + response[:11000])
+    conn.receive_data(b"AUTH LOGIN\r\n" + response[:12270])
     assert conn.next_event() == AuthRequested("LOGIN", None)
     conn.auth_challenge(b"Username:")
     assert conn.next_event() is None
-    conn.receive_data(response[11000:] + b"\r\n")
-    assert conn.next_event() == AuthResponse(b"u" * 9000)
+    conn.receive_data(response[12270:] + b"\r\n")
+    assert conn.next_event() == AuthResponse(b"u" * 9207)
+
+
+def test_auth_response_then_eof_still_asks_for_a_decision() -> None:
+    conn = _auth_conn()
+    feed(conn, b"AUTH LOGIN\r\n")
+    conn.auth_challenge(b"Username:")
+    conn.receive_data(b"dXNlcg==\r\n")
+    conn.receive_data(b"")
+    assert conn.next_event() == AuthResponse(b"user")
+    conn.auth_failure()
+    assert conn.next_event() == ConnectionClosed()
 
 
 @pytest.mark.parametrize("response", [b"dXNlcg==!", b"dXNl cg==", b"dXNlcg=="[:-1] + b"\x00="])
