@@ -642,6 +642,10 @@ class TestFieldEdges:
         assert status_blocks(parse(build(rcpts=[rcpt])))[1]["Original-Recipient"] == (
             'rfc822;"a;b"@example.org'
         )
+        # the type ends at the first ";": a non-ASCII address after it gets the utf-8 type
+        utf8 = failed(orcpt='rfc822;"j\u00f6;rg"@example.org')
+        per_rcpt = global_status_blocks(build(envelope(smtputf8=True), [utf8]))[1]
+        assert per_rcpt["Original-Recipient"] == 'utf-8;"j\u00f6;rg"@example.org'
 
     def test_the_to_address_a_labels_the_domain_after_the_last_at(self) -> None:
         env = envelope(sender='"a@b"@b\u00fccher.example')
@@ -675,11 +679,25 @@ class TestHumanText:
         assert max(len(line) for line in lines) == 74  # the intro's first line
         assert lines[2].startswith("Your message could not be delivered") and len(lines[2]) > 70
 
-    def test_each_recipient_heads_its_indented_reason(self) -> None:
-        lines = text_lines(build())
-        at = lines.index("<user@example.org>")
-        assert (
-            lines[at + 1] == "    mx.example.org said: 550 5.1.1 <user@example.org>: no such user"
+    def test_the_text_part_reads_as_a_letter_with_one_block_per_recipient(self) -> None:
+        second = failed("other@example.org", diagnostic="550 5.2.2 mailbox full", remote_mta="")
+        raw = build(rcpts=[failed(), second])
+        text = raw.split(b"Content-Transfer-Encoding: 7bit\r\n\r\n")[2].split(b"\r\n--")[0]
+        assert text.decode() == (
+            "This is the mail delivery system at mta.example.net.\r\n"
+            "\r\n"
+            "Your message could not be delivered to one or more recipients. The reasons\r\n"
+            "are given below.\r\n"
+            "\r\n"
+            "A copy of the message is attached.\r\n"
+            "\r\n"
+            "<user@example.org>\r\n"
+            "    mx.example.org said: 550 5.1.1 <user@example.org>: no such user\r\n"
+            "\r\n"
+            "<other@example.org>\r\n"
+            "    550 5.2.2 mailbox full\r\n"
+            "\r\n"
+            "Queue ID: 4Q7xYz\r\n"
         )
 
     def test_a_long_reason_wraps_indented_and_never_at_a_hyphen(self) -> None:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import email
 import email.policy
+import logging
 from dataclasses import dataclass, field
 
 import pytest
@@ -50,7 +51,7 @@ class Desk:
     store_fails: bool = False
 
     def envelope(self, queue_id: str) -> Envelope | None:
-        return self.env
+        return self.env if self.env is not None and self.env.queue_id == queue_id else None
 
     async def notice_stored(self, queue_id: str, kind: str) -> None:
         if self.store_fails:
@@ -97,14 +98,15 @@ class FakeSpool:
 
     async def load_body(self, queue_id: str) -> bytes:
         self.reads.append("whole")
-        if self.broken:
-            raise OSError("gone")
-        return self.body
+        return self._body(queue_id)
 
     async def open_body(self, queue_id: str) -> bytes:
         self.reads.append("head")
-        if self.broken:
-            raise OSError("gone")
+        return self._body(queue_id)
+
+    def _body(self, queue_id: str) -> bytes:
+        if self.broken or queue_id != "Q1":
+            raise OSError(f"{queue_id} is gone")
         return self.body
 
 
@@ -357,7 +359,8 @@ async def test_an_unreadable_original_still_gets_its_notice() -> None:
 async def test_a_notice_due_event_sends_the_notice() -> None:
     r = rig(original())
     r.notifier.handle([NoticeDue(NOW, "Q1", FAILED)])
-    assert len(r.notifier._tasks) == 1
+    # named for the message, as a task dump shows it
+    assert [task.get_name() for task in r.notifier._tasks] == ["dsn-Q1"]
     await r.notifier.drain(5)
     assert r.desk.stored == [("Q1", FAILED)] and len(r.desk.submitted) == 1
     await asyncio.sleep(0)
@@ -387,3 +390,48 @@ async def test_other_events_are_ignored() -> None:
     r.notifier.handle([object()])  # type: ignore[list-item]
     assert r.notifier._tasks == set()
     await r.notifier.drain(0.01)  # nothing under way: returns
+
+
+# --- what the log says ---
+
+
+def log_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [rec.getMessage() for rec in caplog.records if rec.name == "outrider.dsn"]
+
+
+async def test_a_sent_notice_is_logged_with_its_id_and_recipient(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.INFO, "outrider.dsn")
+    await rig(original()).notifier._send("Q1", FAILED)
+    assert log_lines(caplog) == ["Q1: failed DSN Q1-F to <s@example.com>"]
+
+
+@pytest.mark.parametrize(
+    ("outcome", "line"),
+    [
+        ("reject", "Q1: cannot store the failed DSN: 452 4.3.1 spool full"),
+        ("crash", "Q1: cannot build the failed DSN"),
+    ],
+)
+async def test_a_notice_that_cannot_be_stored_is_logged(
+    caplog: pytest.LogCaptureFixture, outcome: str, line: str
+) -> None:
+    await rig(original(), outcome=outcome).notifier._send("Q1", FAILED)
+    assert log_lines(caplog) == [line]
+
+
+async def test_a_notice_that_cannot_be_recorded_is_logged(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    r = rig(original(DELAYED))
+    r.desk.store_fails = True
+    await r.notifier._send("Q1", DELAYED)
+    assert log_lines(caplog) == ["Q1: cannot record the delayed DSN: disk full"]
+
+
+async def test_an_unreadable_original_is_logged(caplog: pytest.LogCaptureFixture) -> None:
+    r = rig(original())
+    r.spool.broken = True
+    await r.notifier._send("Q1", FAILED)
+    assert log_lines(caplog)[0] == "cannot load Q1 for its DSN; returning headers only"
