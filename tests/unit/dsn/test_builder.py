@@ -9,10 +9,12 @@ from email.message import EmailMessage, Message
 import pytest
 
 from outrider.dsn.builder import (
+    _MAX_WORD,
     FailedRecipient,
     _header,
     build_dsn,
     should_bounce,
+    utf8_addr_decode,
     wants_dsn,
 )
 from outrider.message.envelope import Envelope, Notify, Recipient, Ret
@@ -542,3 +544,206 @@ class TestMutationSurvivors:
         assert base
         tricky = ORIGINAL + f"--{base}\r\n--{base}.1\r\n".encode()
         assert parse(build(original=tricky)).get_boundary() == f"{base}.2"
+
+
+def returned_part(data: bytes) -> bytes:
+    """The raw content of the third part (the returned message or its headers)."""
+    boundary = parse(data).get_boundary()
+    assert boundary
+    third = data.split(f"\r\n--{boundary}\r\n".encode())[3]
+    return third.split(b"\r\n\r\n", 1)[1].split(f"\r\n--{boundary}--".encode())[0]
+
+
+def text_lines(data: bytes) -> list[str]:
+    return text_of(parse(data)).splitlines()
+
+
+class TestBoundary:
+    def test_the_boundary_names_the_queue_id_the_time_and_the_host(self) -> None:
+        assert parse(build()).get_boundary() == "4Q7xYz.1795811465/mta.example.net"
+
+    def test_a_long_boundary_base_is_cut_at_60_characters(self) -> None:
+        host = "relay-" + "x" * 60 + ".example.net"
+        data = build_dsn(envelope(), [failed()], ORIGINAL, reporting_mta=host, now=NOW)
+        assert parse(data).get_boundary() == f"4Q7xYz.1795811465/{host}"[:60]
+
+    def test_the_first_free_serial_is_taken(self) -> None:
+        base = parse(build()).get_boundary()
+        tricky = ORIGINAL + f"--{base}\r\n".encode()
+        assert parse(build(original=tricky)).get_boundary() == f"{base}.1"
+
+
+class TestReportingHost:
+    def test_a_host_that_is_not_a_domain_is_kept_as_given_when_ascii(self) -> None:
+        data = build_dsn(envelope(), [failed()], ORIGINAL, reporting_mta="relay+1", now=NOW)
+        msg = parse(data)
+        assert status_blocks(msg)[0]["Reporting-MTA"] == "dns; relay+1"
+        assert "This is the mail delivery system at relay+1." in text_of(msg)
+
+    def test_a_non_ascii_host_that_is_not_a_domain_is_hex_escaped(self) -> None:
+        data = build_dsn(envelope(), [failed()], ORIGINAL, reporting_mta="b\u00fc cher", now=NOW)
+        assert data.isascii()
+        assert status_blocks(parse(data))[0]["Reporting-MTA"] == "dns; b\\x{FC}\\x{20}cher"
+
+    def test_an_idn_host_is_written_as_its_a_label(self) -> None:
+        data = build_dsn(
+            envelope(), [failed()], ORIGINAL, reporting_mta="b\u00fccher.example", now=NOW
+        )
+        assert status_blocks(parse(data))[0]["Reporting-MTA"] == "dns; xn--bcher-kva.example"
+
+
+class TestUtf8AddrDecode:
+    @pytest.mark.parametrize(
+        ("escape", "char"),
+        [
+            ("\\x{20}", " "),
+            ("\\x{7E}", "~"),
+            ("\\x{80}", "\x80"),
+            ("\\x{D7FF}", "\ud7ff"),
+            ("\\x{E000}", "\ue000"),
+            ("\\x{10FFFF}", "\U0010ffff"),
+        ],
+    )
+    def test_an_escape_of_a_character_is_decoded(self, escape: str, char: str) -> None:
+        assert utf8_addr_decode(f"a{escape}b@example.org") == f"a{char}b@example.org"
+
+    @pytest.mark.parametrize(
+        "escape", ["\\x{00}", "\\x{1F}", "\\x{7F}", "\\x{D800}", "\\x{DFFF}", "\\x{110000}"]
+    )
+    def test_an_escape_that_is_no_character_is_kept_as_written(self, escape: str) -> None:
+        """Controls, surrogates and code points past U+10FFFF are no address characters."""
+        assert utf8_addr_decode(f"a{escape}b@example.org") == f"a{escape}b@example.org"
+
+
+class TestFieldEdges:
+    def test_the_global_status_part_holds_raw_utf8_never_rfc_2047(self) -> None:
+        env = envelope(smtputf8=True, envid="\u00fcmlaut-1")
+        rcpt = failed("\u7528\u6237@example.net", remote_mta="mx.b\u00fccher.example")
+        data = build(env, [rcpt])
+        report = data.split(b"Content-Type: message/global-delivery-status\r\n", 1)[1]
+        report = report.split(b"\r\n--", 1)[0]
+        assert report.startswith(b"Content-Transfer-Encoding: 8bit\r\n\r\n")
+        assert b"=?" not in report
+        for line in (
+            "Original-Envelope-Id: \u00fcmlaut-1\r\n",
+            "Final-Recipient: utf-8; \u7528\u6237@example.net\r\n",
+            "Remote-MTA: dns; mx.b\u00fccher.example\r\n",
+        ):
+            assert line.encode() in report
+
+    def test_an_orcpt_without_a_type_is_an_rfc822_address(self) -> None:
+        rcpt = failed(orcpt="user@example.org")
+        assert status_blocks(parse(build(rcpts=[rcpt])))[1]["Original-Recipient"] == (
+            "rfc822;user@example.org"
+        )
+
+    def test_an_orcpt_address_may_hold_a_semicolon(self) -> None:
+        rcpt = failed(orcpt='rfc822;"a;b"@example.org')
+        assert status_blocks(parse(build(rcpts=[rcpt])))[1]["Original-Recipient"] == (
+            'rfc822;"a;b"@example.org'
+        )
+        # the type ends at the first ";": a non-ASCII address after it gets the utf-8 type
+        utf8 = failed(orcpt='rfc822;"j\u00f6;rg"@example.org')
+        per_rcpt = global_status_blocks(build(envelope(smtputf8=True), [utf8]))[1]
+        assert per_rcpt["Original-Recipient"] == 'utf-8;"j\u00f6;rg"@example.org'
+
+    def test_the_to_address_a_labels_the_domain_after_the_last_at(self) -> None:
+        env = envelope(sender='"a@b"@b\u00fccher.example')
+        assert b'\r\nTo: <"a@b"@xn--bcher-kva.example>\r\n' in build(env)
+
+    def test_a_to_address_without_a_domain_is_kept_as_given(self) -> None:
+        env = envelope(sender="p\u00f6stmaster")
+        assert "\r\nTo: <p\u00f6stmaster>\r\n".encode() in build(env)
+
+
+class TestHeaderFolding:
+    def test_a_line_that_fits_is_kept_as_given(self) -> None:
+        value = "a  b " + "c" * (78 - len("X-Test: a  b "))
+        assert len(f"X-Test: {value}") == 78
+        assert _header("X-Test", value, False) == f"X-Test: {value}\r\n"
+
+    def test_folding_fills_a_line_up_to_78_characters(self) -> None:
+        value = f"{'a' * 40} {'b' * 29} {'c' * 20}"
+        folded = _header("X-Test", value, False)
+        assert folded == f"X-Test: {'a' * 40} {'b' * 29}\r\n {'c' * 20}\r\n"
+        assert len(folded.split("\r\n")[0]) == 78
+
+    def test_a_word_of_the_longest_unsplit_length_stays_whole(self) -> None:
+        word = "w" * _MAX_WORD
+        assert _header("X-Test", word, False) == f"X-Test: {word}\r\n"
+
+
+class TestHumanText:
+    def test_the_text_wraps_at_76_columns(self) -> None:
+        lines = text_lines(build())
+        assert max(len(line) for line in lines) == 74  # the intro's first line
+        assert lines[2].startswith("Your message could not be delivered") and len(lines[2]) > 70
+
+    def test_the_text_part_reads_as_a_letter_with_one_block_per_recipient(self) -> None:
+        second = failed("other@example.org", diagnostic="550 5.2.2 mailbox full", remote_mta="")
+        raw = build(rcpts=[failed(), second])
+        text = raw.split(b"Content-Transfer-Encoding: 7bit\r\n\r\n")[2].split(b"\r\n--")[0]
+        assert text.decode() == (
+            "This is the mail delivery system at mta.example.net.\r\n"
+            "\r\n"
+            "Your message could not be delivered to one or more recipients. The reasons\r\n"
+            "are given below.\r\n"
+            "\r\n"
+            "A copy of the message is attached.\r\n"
+            "\r\n"
+            "<user@example.org>\r\n"
+            "    mx.example.org said: 550 5.1.1 <user@example.org>: no such user\r\n"
+            "\r\n"
+            "<other@example.org>\r\n"
+            "    550 5.2.2 mailbox full\r\n"
+            "\r\n"
+            "Queue ID: 4Q7xYz\r\n"
+        )
+
+    def test_a_long_reason_wraps_indented_and_never_at_a_hyphen(self) -> None:
+        host = "-".join(["mx"] * 20) + ".example.org"  # fits a line, not what is left
+        rcpt = failed(diagnostic=f"550 5.1.1 rejected by policy at {host} for this sender")
+        lines = text_lines(build(rcpts=[rcpt]))
+        at = lines.index("<user@example.org>")
+        reason = lines[at + 1 : lines.index("Queue ID: 4Q7xYz")]
+        reason = [line for line in reason if line]
+        assert len(reason) > 1
+        assert all(line.startswith("    ") and len(line) <= 76 for line in reason)
+        assert any(line.strip() == host for line in reason)  # the hyphenated word whole
+
+    def test_a_delayed_reason_keeps_the_diagnostic_before_the_retry_time(self) -> None:
+        delayed = FailedRecipient(
+            Recipient("user@example.org"), "4.4.1", "421 busy", "mx.example.org", None, NOW
+        )
+        text = " ".join(text_of(parse(build(rcpts=[delayed], action="delayed"))).split())
+        assert (
+            "mx.example.org said: 421 busy (will be retried until Fri, 27 Nov 2026 20:31:05 +0000)"
+            in text
+        )
+
+    def test_a_quoted_printable_text_keeps_its_line_breaks(self) -> None:
+        """RFC 2045 6.7: a text's line breaks are CRLFs in the encoding, not =0D=0A."""
+        data = build(rcpts=[failed(diagnostic="550 5.1.1 bo\u00eete pleine")])
+        assert b"Content-Transfer-Encoding: quoted-printable\r\n" in data
+        assert b"=0D" not in data and b"=0A" not in data
+        assert "bo\u00eete pleine" in text_of(parse(data))
+
+
+class TestReturnedPart:
+    def test_a_returned_message_and_a_header_section_are_described(self) -> None:
+        assert b"Content-Description: Undelivered message\r\n" in build()
+        headers_only = build(envelope(ret=Ret.HDRS))
+        assert b"Content-Description: Message headers\r\n" in headers_only
+        assert b"Undelivered message" not in headers_only
+
+    def test_a_header_section_of_exactly_the_limit_is_not_shortened(self) -> None:
+        headers = ORIGINAL.split(b"\r\n\r\n")[0] + b"\r\n"
+        data = build(envelope(ret=Ret.HDRS), max_returned_size=len(headers))
+        assert returned_part(data) == headers
+        assert "shortened" not in text_of(parse(data))
+
+    def test_a_first_header_line_longer_than_the_limit_leaves_no_headers(self) -> None:
+        original = b"X-Long: " + b"v" * 200 + b"\r\nX-Next: 1\r\n\r\nbody\r\n"
+        data = build(envelope(ret=Ret.HDRS), original=original, max_returned_size=100)
+        assert returned_part(data) == b""
+        assert "shortened to 0 bytes" in " ".join(text_of(parse(data)).split())
