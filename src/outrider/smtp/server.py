@@ -714,6 +714,9 @@ class ServerConnection:
         self._pos = end + 2
         self._state = _State.COMMAND
         line = buf[pos:end]
+        if len(line) > MAX_AUTH_LINE - 2:  # whole in one read: the same limit as in pieces
+            self._error(AUTH_LINE_TOO_LONG)
+            return True
         if line == b"*":
             self._error(AUTH_CANCELLED)
             return True

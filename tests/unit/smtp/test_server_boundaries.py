@@ -497,3 +497,15 @@ def test_hello_event_is_the_decision_after_a_reset() -> None:
     conn = in_transaction()
     events, _ = feed(conn, b"EHLO again.test\r\n")
     assert events == [TransactionReset(), Hello("again.test", True)]
+
+
+@pytest.mark.parametrize("length", [12289, 20000])
+def test_an_over_long_auth_line_in_one_read_is_refused_like_one_in_pieces(length: int) -> None:
+    """The limit does not depend on how the line arrives: whole in one read, a response
+    over 12288 octets gets the same 500 5.5.6 and is never decoded."""
+    conn = _auth_conn()
+    feed(conn, b"AUTH LOGIN\r\n")
+    conn.auth_challenge(b"")
+    conn.data_to_send()
+    events, out = feed(conn, b"A" * length + b"\r\nNOOP\r\n")
+    assert events == [] and codes(out) == ["500 5.5.6", "250 2.0.0"]
