@@ -37,6 +37,11 @@ def test_classify_reply(reply: Reply, verdict: Verdict, status: str) -> None:
     assert outcome.diagnostic == str(reply)
 
 
+def test_a_reply_classified_without_a_remote_host_names_none() -> None:
+    # e.g. the synthesized reply for an MX that refuses mail: no Remote-MTA in the DSN
+    assert classify_reply(Reply(550, "5.7.1", "no"), scope=Scope.SITE).remote_mta == ""
+
+
 def test_local_outcome_has_no_remote_mta() -> None:
     o = local_outcome(556, "5.1.10", "null MX")
     assert (o.verdict, o.scope, o.remote_mta) == (Verdict.PERMANENT, Scope.SITE, "")
