@@ -202,11 +202,14 @@ def parse_rules(text: str, filename: str) -> tuple[Rule, ...]:
 
 
 def read_rules(path: Path) -> tuple[Rule, ...]:
-    """An administrator's rules file; OSError or :class:`RulesFileError` when unusable."""
+    """An administrator's rules file; OSError or :class:`RulesFileError` when unusable
+    (text that is not UTF-8 is reported at the line of its first bad byte)."""
+    data = path.read_bytes()
     try:
-        text = path.read_text(encoding="utf-8")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise RulesFileError(str(path), [(1, f"not UTF-8 text: {exc.reason}")]) from None
+        line = data.count(b"\n", 0, exc.start) + 1
+        raise RulesFileError(str(path), [(line, f"not UTF-8 text: {exc.reason}")]) from None
     return parse_rules(text, str(path))
 
 

@@ -13,6 +13,7 @@ from outrider.policy.bounce_category import (
     RulesFileError,
     classify,
     parse_rules,
+    read_rules,
     shipped_rules,
     status_category,
 )
@@ -230,15 +231,62 @@ def test_the_cache_is_bounded_and_answers_the_same() -> None:
     assert classifier.classify("5.1.1", texts[-1]) == "bad-mailbox"
 
 
+def test_the_cache_decides_a_repeated_reply_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    decided: list[tuple[str, str]] = []
+    decide = BounceClassifier._decide
+
+    def counting(self: BounceClassifier, status: str, diagnostic: str) -> str:
+        decided.append((status, diagnostic))
+        return decide(self, status, diagnostic)
+
+    monkeypatch.setattr(BounceClassifier, "_decide", counting)
+    classifier = BounceClassifier(shipped_rules())
+    for _ in range(3):
+        assert classifier.classify("4.4.1", "421 4.4.1 connection timed out") == (
+            "no-answer-from-host"
+        )
+    assert decided == [("4.4.1", "421 4.4.1 connection timed out")]
+
+
+def test_non_ascii_text_is_not_prefiltered_by_lower() -> None:
+    """re's case folding matches the long s (U+017F) as "s"; str.lower() keeps it, so the
+    needle "user unknown" is not in the text although the rule matches. (A fresh classifier:
+    the process-wide one may have the answer cached.)"""
+    classifier = BounceClassifier(shipped_rules())
+    assert classifier.classify("5.0.0", "550 5.0.0 u\u017fer unknown") == "bad-mailbox"
+
+
+def test_rules_are_case_insensitive() -> None:
+    [rule] = parse_rules("/MAILBOX IS FULL/ quota-issues\n", "rules.txt")
+    classifier = BounceClassifier([rule])
+    assert classifier.classify("5.0.0", "552 mailbox is full") == "quota-issues"
+
+
 def test_rules_file_errors_name_every_bad_line() -> None:
-    text = "/ok/ other\nno slashes\n/(unclosed/ other\n/fine/ not-a-category\n"
+    text = (
+        "/ok/ other\nno slashes\n/(unclosed/ other\n/fine/ not-a-category\n/fine/ nonsense\n/ok/\n"
+    )
     with pytest.raises(RulesFileError) as caught:
         parse_rules(text, "rules.txt")
-    assert [line for line, _ in caught.value.problems] == [2, 3, 4]
+    assert [line for line, _ in caught.value.problems] == [2, 3, 4, 5, 6]
     message = str(caught.value)
     assert "rules.txt:2: expected '/regex/ category'" in message
     assert "rules.txt:3: bad regular expression" in message
     assert "rules.txt:4: unknown category 'not-a-category'" in message
+    # the message lists the categories there are, so the fix is at hand
+    assert "(known: bad-mailbox, bad-domain, " in message
+
+
+def test_a_rules_file_that_is_not_utf8_names_the_line(tmp_path: Path) -> None:
+    path = tmp_path / "rules.txt"
+    path.write_bytes("\n/user unknown/ bad-mailbox\n/d\u00e9j\u00e0/ other\n".encode("latin-1"))
+    with pytest.raises(RulesFileError) as caught:
+        read_rules(path)
+    assert caught.value.file == str(path)
+    [(line, problem)] = caught.value.problems
+    assert line == 3  # where the first byte that is not UTF-8 is
+    assert problem.startswith("not UTF-8 text: ")
+    assert str(caught.value).startswith(f"{path}:3: not UTF-8 text")
 
 
 def write_config(tmp_path: Path, rules: str) -> Path:

@@ -24,6 +24,32 @@ def test_literals_runs_groups_and_alternations() -> None:
     assert needles("(spam)+house", ICASE) == ("house",)
 
 
+def test_a_group_repeated_at_least_once_is_required() -> None:
+    # "+" and "{2,}" keep their group mandatory; "*" and "?" do not
+    assert needles("(mailbox)+ x", ICASE) == ("mailbox",)
+    assert needles("(?:mailbox){2,5} x", ICASE) == ("mailbox",)
+    assert needles("(?:mailbox)+? x", ICASE) == ("mailbox",)
+    assert needles("(mailbox)* xyz", ICASE) == (" xyz",)
+
+
+def test_equally_selective_requirements_prefer_fewer_needles() -> None:
+    # one substring search beats two when the shortest needle is as long
+    assert needles("(abcd|efgh)wxyz", ICASE) == ("wxyz",)
+    assert needles("wxyz(abcd|efgh)", ICASE) == ("wxyz",)
+
+
+def test_needles_are_ascii_so_u0080_breaks_a_run() -> None:
+    # str.lower() and re's case folding agree on ASCII only
+    assert needles("abc\x80defg", ICASE) == ("defg",)
+    assert needles("abcd\u0080efg", ICASE) == ("abcd",)
+
+
+def test_the_pattern_is_read_with_its_flags() -> None:
+    # in verbose mode, blanks and comments are not part of any match
+    assert needles("user \\ unknown  # a comment", ICASE | re.VERBOSE) == ("user unknown",)
+    assert needles("user unknown # a comment", ICASE | re.VERBOSE) == ("userunknown",)
+
+
 def test_no_needles_when_some_path_has_no_literal() -> None:
     assert needles(r"\d+ blocked|x", ICASE) is None  # "x" is too short to filter
     assert needles(r"\S+@\S+", ICASE) is None

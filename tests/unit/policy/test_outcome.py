@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from outrider.policy.outcome import (
@@ -9,6 +11,7 @@ from outrider.policy.outcome import (
     local_outcome,
     status_from_text,
     status_of,
+    verdict_of,
 )
 from outrider.smtp.replies import Reply
 
@@ -34,10 +37,40 @@ def test_classify_reply(reply: Reply, verdict: Verdict, status: str) -> None:
     assert outcome.diagnostic == str(reply)
 
 
+def test_a_reply_classified_without_a_remote_host_names_none() -> None:
+    # e.g. the synthesized reply for an MX that refuses mail: no Remote-MTA in the DSN
+    assert classify_reply(Reply(550, "5.7.1", "no"), scope=Scope.SITE).remote_mta == ""
+
+
 def test_local_outcome_has_no_remote_mta() -> None:
     o = local_outcome(556, "5.1.10", "null MX")
     assert (o.verdict, o.scope, o.remote_mta) == (Verdict.PERMANENT, Scope.SITE, "")
+    assert o.status == "5.1.10"
     assert o.diagnostic == "556 5.1.10 null MX"
+    assert local_outcome(451, "4.4.3", "no DNS", scope=Scope.DOMAIN).scope is Scope.DOMAIN
+
+
+@pytest.mark.parametrize(
+    ("code", "verdict"),
+    [
+        (200, Verdict.DELIVERED),
+        (299, Verdict.DELIVERED),
+        (400, Verdict.TRANSIENT),
+        (499, Verdict.TRANSIENT),
+        (500, Verdict.PERMANENT),
+        (599, Verdict.PERMANENT),
+    ],
+)
+def test_verdict_follows_the_reply_class_at_its_edges(code: int, verdict: Verdict) -> None:
+    assert verdict_of(code) is verdict
+
+
+@pytest.mark.parametrize("code", [300, 354, 399])
+def test_an_intermediate_reply_is_never_a_delivery(code: int) -> None:
+    """A 3xx where a final reply belongs (a broken server) must not settle as delivered."""
+    assert verdict_of(code) is not Verdict.DELIVERED
+    # and its status is still a well-formed enhanced status code
+    assert re.fullmatch(r"[245]\.\d+\.\d+", status_of(Reply(code, "", "go ahead")))
 
 
 @pytest.mark.parametrize(

@@ -109,6 +109,19 @@ def test_diagnostic_without_a_code_is_kept_whole() -> None:
     assert out.diagnostic == "550 5.4.1 connection refused"
 
 
+def test_a_reply_with_no_text_gets_no_trailing_blank() -> None:
+    o = Outcome(Verdict.TRANSIENT, Scope.RECIPIENT, "4.7.1", "451 4.7.1")
+    out = classify_with_patterns(o, [Match(Action.BOUNCE, "4.7.1", o.diagnostic)])
+    assert out.diagnostic == "550 5.7.1"
+
+
+@pytest.mark.parametrize("status", ["", "4.7", "unknown"])
+def test_an_unusable_status_becomes_the_class_default(status: str) -> None:
+    o = Outcome(Verdict.TRANSIENT, Scope.RECIPIENT, status, "451 rate limited")
+    out = classify_with_patterns(o, [Match(Action.BOUNCE, "rate", o.diagnostic)])
+    assert (out.status, out.diagnostic) == ("5.0.0", "550 5.0.0 rate limited")
+
+
 @pytest.mark.parametrize(
     ("reply", "action"),
     [

@@ -63,6 +63,14 @@ def test_exclusion() -> None:
     assert cursor.next(exclude=["a", "b", "c"]) is None
 
 
+def test_a_member_back_from_exclusion_has_neither_credit_nor_debt() -> None:
+    """Excluded once, "b" comes back with the neutral credit of a fresh member: it is not
+    rushed ahead (no burst), and it is not sent behind "a", which was picked meanwhile."""
+    cursor = PoolCursor(["a", "b", "c"])
+    assert cursor.next(exclude={"b"}) == "a"
+    assert [cursor.next() for _ in range(4)] == ["c", "b", "a", "c"]
+
+
 def test_empty_pool() -> None:
     assert PoolCursor([]).next() is None
 

@@ -95,11 +95,62 @@ def test_set_maximum_clamps_and_does_not_jump_up() -> None:
     assert w.limit == 2
     w.set_maximum(20)
     assert w.limit == 2
-    for _ in range(2):
-        w.on_success()
+    w.on_success()
+    assert w.limit == 2  # the clamp dropped any growth progress: 2 successes at window 2
+    w.on_success()
     assert w.limit == 3
     with pytest.raises(ValueError):
         w.set_maximum(0)
+
+
+def test_shrinking_rounds_at_half_a_step() -> None:
+    """After 3 -> 2 the credit is 2/3; a failure at window 2 costs 1/2, leaving 1/6: less
+    than half a step (1/4) above zero, so the window shrinks again."""
+    w = ConcurrencyWindow(initial=3, maximum=3)
+    w.on_failure()
+    assert w.limit == 2
+    w.on_failure()
+    assert w.limit == 1
+
+
+def test_exactly_half_a_step_of_credit_keeps_the_window() -> None:
+    w = ConcurrencyWindow(initial=4, maximum=5)
+    w.on_failure()  # 4 -> 3, credit 3/4
+    w.set_maximum(2)  # 3 -> 2, the failure credit stays
+    w.on_failure()  # costs 1/2: 1/4 left, exactly half a step at window 2
+    assert w.limit == 2
+
+
+def test_the_first_failure_after_growing_shrinks_at_once() -> None:
+    w = ConcurrencyWindow(initial=1, maximum=2)
+    w.on_success()
+    assert w.limit == 2
+    w.on_failure()
+    assert w.limit == 1
+
+
+@pytest.mark.parametrize(("initial", "successes"), [(1, 1), (1, 5), (2, 5)])
+def test_successes_at_the_ceiling_bank_nothing(initial: int, successes: int) -> None:
+    """Once the ceiling is raised the window earns each step again: 2 successes at 2,
+    whether it reached the ceiling with its last success or was there already."""
+    w = ConcurrencyWindow(initial=initial, maximum=2)
+    for _ in range(successes):
+        w.on_success()
+    assert w.limit == 2
+    w.set_maximum(6)
+    w.on_success()
+    assert w.limit == 2
+    w.on_success()
+    assert w.limit == 3
+
+
+def test_a_ceiling_equal_to_the_window_keeps_its_progress() -> None:
+    w = ConcurrencyWindow(initial=2, maximum=6)
+    w.on_success()  # half way to 3
+    w.set_maximum(2)  # no clamp needed: nothing is lost
+    w.set_maximum(6)
+    w.on_success()
+    assert w.limit == 3
 
 
 @settings(max_examples=100, deadline=None)
@@ -203,11 +254,48 @@ def test_cohort_limit_zero_disables() -> None:
     assert not d.is_dead(0.0)
 
 
+def test_defaults_one_cohort_and_five_minutes() -> None:
+    d = DeadDestination()
+    d.on_failure(0.0)
+    assert d.is_dead(0.0)
+    assert d.next_deadline() == 300.0
+
+
+def test_death_starts_the_cohort_count_over() -> None:
+    d = DeadDestination(cohort_limit=2, dead_for=60)
+    d.on_failure(0.0)
+    assert d.failed_cohorts == 1
+    d.on_failure(0.0)
+    assert d.is_dead(0.0)
+    assert d.failed_cohorts == 0
+
+
+def test_a_failed_probe_rearms_whatever_the_cohort_limit() -> None:
+    """The probe is one attempt: its failure kills at once, not after another cohort."""
+    d = DeadDestination(cohort_limit=2, dead_for=60)
+    d.on_failure(0.0)
+    d.on_failure(0.0)
+    assert d.allow_probe(60.0)
+    d.on_failure(70.0, concurrency=1)
+    assert d.next_deadline() == 130.0
+    assert not d.allow_probe(129.0)
+
+
+@pytest.mark.parametrize("dead_for", [0.0, 0.5])
+def test_dead_for_may_be_zero_or_a_fraction(dead_for: float) -> None:
+    d = DeadDestination(dead_for=dead_for)
+    d.on_failure(10.0)
+    assert d.is_dead(10.0)
+    assert d.allow_probe(10.0 + dead_for)
+
+
 def test_invalid_dead_arguments() -> None:
     with pytest.raises(ValueError):
         DeadDestination(cohort_limit=-1)
     with pytest.raises(ValueError):
         DeadDestination(dead_for=-1.0)
+    with pytest.raises(ValueError):
+        DeadDestination(dead_for=float("nan"))
 
 
 @pytest.mark.parametrize("start", [3, 6, 7, 10, 49])
