@@ -13,7 +13,9 @@ Results stay there: ``cd .mutmut/spool-codec && ../../.venv/bin/mutmut show <nam
 
 The table counts mutants killed (a test failed or timed out) and survived; mutants no test
 reaches count as survived. "text" mutants change only string literals (reply text,
-header-name case, log messages): the last column leaves them out. ``--minutes`` stops a
+header-name case, log messages) or only the arguments of a logging call (``log.info(...)``,
+``logger.warning(...)``, ...: what a log line says, never what the server does): the last
+column leaves them out. ``--minutes`` stops a
 module after that long; mutmut checks the cheapest mutants first, so a stopped run is a
 sample biased towards fast tests, marked "sampled" in the table.
 """
@@ -21,6 +23,7 @@ sample biased towards fast tests, marked "sampled" in the table.
 from __future__ import annotations
 
 import argparse
+import ast
 import io
 import json
 import os
@@ -28,6 +31,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import textwrap
 import tokenize
 import tomllib
 from dataclasses import dataclass
@@ -37,6 +41,8 @@ ROOT = Path(__file__).resolve().parents[2]
 WORK = ROOT / ".mutmut"
 KILLED = {"killed", "timeout", "caught by type check", "segfault"}
 NOT_RUN = {"not checked", "skipped", "check was interrupted by user"}
+LOGGERS = {"log", "logger", "_log"}  # module-level logger names used in src/outrider
+LOG_METHODS = {"debug", "info", "warning", "warn", "error", "exception", "critical", "log"}
 
 
 @dataclass
@@ -145,6 +151,67 @@ def _text_token(token: tuple[int, str]) -> bool:
     return token[0] == tokenize.STRING or token == (tokenize.NAME, "None")
 
 
+def _is_log_call(node: ast.AST) -> bool:
+    """``log.info(...)`` and the like: a logging method called on a logger's name."""
+    return (
+        isinstance(node, ast.Call)
+        and isinstance(node.func, ast.Attribute)
+        and node.func.attr in LOG_METHODS
+        and isinstance(node.func.value, ast.Name)
+        and node.func.value.id in LOGGERS
+    )
+
+
+def _side_effect_free(nodes: list[ast.expr]) -> bool:
+    # a call, await or assignment inside a log call's arguments runs whatever the level:
+    # mutating those arguments can change behaviour, so such a mutant is not "text"
+    unsafe = (ast.Call, ast.Await, ast.NamedExpr, ast.Yield, ast.YieldFrom)
+    return not any(isinstance(n, unsafe) for arg in nodes for n in ast.walk(arg))
+
+
+def _without_log_arguments(code: str) -> str | None:
+    """The code's AST dump with every logging call's arguments removed (None if the code
+    does not parse, or a logging call's arguments could have side effects)."""
+    try:
+        tree = ast.parse(textwrap.dedent(code))
+    except SyntaxError:
+        return None
+    for node in ast.walk(tree):
+        if _is_log_call(node):
+            assert isinstance(node, ast.Call)
+            parts = [*node.args, *(k.value for k in node.keywords)]
+            if not _side_effect_free(parts):
+                return None
+            node.args, node.keywords = [], []
+    return ast.dump(tree)
+
+
+def _log_arguments_only(before: str, after: str) -> bool:
+    """Whether two versions of a function differ only in the arguments of logging calls."""
+    if before == after:
+        return False
+    a, b = _without_log_arguments(before), _without_log_arguments(after)
+    return a is not None and a == b
+
+
+def _function_sources(name: str, path: Path) -> tuple[str, str]:
+    """The original and the mutated source of the function a mutant changes."""
+    import libcst as cst
+    from mutmut.mutation.diff_apply import (
+        read_functions_from_index,
+        read_mutant_function,
+        read_mutants_module,
+        read_original_function,
+    )
+
+    functions = read_functions_from_index(name, path)
+    if functions is None:
+        module = read_mutants_module(path)
+        functions = (read_original_function(module, name), read_mutant_function(module, name))
+    orig, mutant = (cst.Module([f]).code for f in functions)
+    return orig, mutant
+
+
 def collect() -> None:
     """Print {mutant: [status, text_only]} as JSON; runs inside a module's work dir."""
     from mutmut.configuration import config  # noqa: F401 - loads this dir's settings
@@ -161,7 +228,10 @@ def collect() -> None:
             diff = get_diff_for_mutant(name, path=path).splitlines()
             before = [x[1:] for x in diff if x.startswith("-") and not x.startswith("---")]
             after = [x[1:] for x in diff if x.startswith("+") and not x.startswith("+++")]
-            out[name] = [status_by_exit_code[code], _string_tokens_only(before, after)]
+            text = _string_tokens_only(before, after) or _log_arguments_only(
+                *_function_sources(name, path)
+            )
+            out[name] = [status_by_exit_code[code], text]
     print(json.dumps(out))
 
 

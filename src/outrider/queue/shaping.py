@@ -201,7 +201,10 @@ class Shaper:
         if until is not None:  # extended by later matches: check again then
             self._arm_reenable(key, vmta, until - now)
             return
-        dest.disabled.expire(now)
+        if not dest.disabled.enable(vmta):
+            # Enabled already by another timer: a source disabled again between its time
+            # and its timer (REENABLE_SLACK) has two timers for the new deadline.
+            return
         sources = self.ctx.control.disabled.get(key, {})
         if sources.pop(vmta, None) is not None:
             self.ctx.save_control()
