@@ -118,6 +118,11 @@ class Lease:
                 return item
         return None
 
+    def has_ready(self) -> bool:
+        """Whether an item is waiting now (cheap: the worker asks before it sets up a
+        wait to pipeline the next message)."""
+        return bool(self.queue.ready)
+
     def take_now(self) -> WorkItem | None:
         """An item only if one is ready now and the window allows this connection to
         go on: the worker pipelines it behind the message in flight, and must not hold

@@ -108,6 +108,7 @@ async def run_worker(lease: Lease, transport: Transport) -> None:
                 not stop
                 and not lease.closing
                 and accepting is not None
+                and lease.has_ready()  # else nothing to pipeline: no waiter to set up
                 and await _overlaps(task, accepting)
             ):
                 item = lease.take_now()
