@@ -307,14 +307,15 @@ async def test_stop_cancels_a_delivery_that_outlasts_the_timeout(tmp_path: Path)
 
 async def test_an_operator_deletion_is_recorded_under_the_queue_and_its_vmta(make) -> None:
     h: Harness = await make(notifier=False)
-    h.transport.replies["a@a.test"] = LATER
-    env = h.submit("a@a.test")
+    h.transport.replies["a@a.test"] = h.transport.replies["b@a.test"] = LATER
+    env = h.submit("a@a.test", "b@a.test")
     await idle()
     await h.advance(10)
-    reply = await handle_request(Operator(h.scheduler), {"cmd": "delete", "id": env.queue_id})
+    reply = await handle_request(Operator(h.scheduler), {"cmd": "delete", "rcpt": "a@a.test"})
     assert reply["deleted"] == 1
     await idle()
     [bounced] = h.of(Bounced)
     got = (bounced.at, bounced.queue, bounced.vmta, bounced.status)  # type: ignore[attr-defined]
     assert got == (T0 + 10, "a.test/default", "default", "5.0.0")
-    assert h.spool.removed == [env.queue_id]
+    assert h.spool.recorded[-1] == ["a@a.test"]  # the deleted recipient's state only
+    assert env.recipients[1].status is RcptStatus.PENDING
