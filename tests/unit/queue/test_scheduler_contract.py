@@ -319,3 +319,98 @@ async def test_an_operator_deletion_is_recorded_under_the_queue_and_its_vmta(mak
     assert got == (T0 + 10, "a.test/default", "default", "5.0.0")
     assert h.spool.recorded[-1] == ["a@a.test"]  # the deleted recipient's state only
     assert env.recipients[1].status is RcptStatus.PENDING
+
+
+async def test_a_message_for_two_domains_sends_each_recipient_once(make) -> None:
+    """Each domain's item is one attempt in flight; only the last to settle reschedules."""
+    h: Harness = await make(notifier=False)
+    h.transport.replies["b@b.test"] = LATER
+    env = h.submit("a@a.test", "b@b.test")
+    await idle()
+    assert sorted(r for s in h.transport.sent for r in s.recipients) == ["a@a.test", "b@b.test"]
+    msg = h.scheduler.messages[env.queue_id]
+    assert msg.inflight == 0 and msg.due == T0 + 60
+    h.transport.replies.clear()
+    await h.advance(60)
+    assert [s.recipients for s in h.transport.sent[2:]] == [["b@b.test"]]
+    assert h.spool.removed == [env.queue_id]
+
+
+async def test_a_transport_selector_picks_the_transport_per_domain(make) -> None:
+    local, remote = FakeTransport(), FakeTransport()
+    h: Harness = await make(notifier=False)  # its config, spool and clock; a selector below
+    scheduler = Scheduler(
+        config=h.scheduler.config,
+        spool=h.spool,
+        transports=lambda domain, policy: local if domain == "l.test" else remote,
+        clock=h.clock,
+    )
+    try:
+        for i, rcpt in enumerate(("a@l.test", "b@r.test")):
+            env = Envelope(f"S{i}", "s@x.test", [Recipient(rcpt)], T0)
+            h.spool.bodies[env.queue_id] = BODY
+            scheduler.submit(env, BODY)
+        await idle()
+        assert [s.recipients for s in local.sent] == [["a@l.test"]]
+        assert [s.recipients for s in remote.sent] == [["b@r.test"]]
+    finally:
+        await scheduler.stop(0.1)
+
+
+async def test_retry_leaves_a_message_with_an_attempt_out_to_that_attempt(make) -> None:
+    """Dispatching it now would route its recipients twice; the attempt out reschedules."""
+    h: Harness = await make(notifier=False)
+    h.transport.replies["a@a.test"] = LATER
+    env = h.submit("a@a.test")
+    await idle()
+    msg = h.scheduler.messages[env.queue_id]
+    h.transport.replies.clear()
+    env.recipients[0].next_attempt = h.clock.now  # the operator made it due
+    msg.inflight = 1  # as if an item of it were still being delivered
+    h.scheduler.retry_now([msg])
+    await idle()
+    assert len(h.transport.sent) == 1
+    msg.inflight, msg.removing = 0, True  # being removed: nothing to retry
+    h.scheduler.retry_now([msg])
+    await idle()
+    assert len(h.transport.sent) == 1
+    msg.removing = False
+    h.scheduler.retry_now([msg])
+    await idle()
+    assert len(h.transport.sent) == 2
+
+
+async def test_a_hold_ends_with_its_message(make) -> None:
+    h: Harness = await make(notifier=False)
+    h.transport.replies["a@a.test"] = LATER
+    env = h.submit("a@a.test")
+    await idle()
+    operator = Operator(h.scheduler)
+    await handle_request(operator, {"cmd": "hold", "id": env.queue_id})
+    assert h.scheduler.ctx.control.held_messages == {env.queue_id}
+    await handle_request(operator, {"cmd": "delete", "id": env.queue_id})
+    await idle()
+    assert h.spool.removed == [env.queue_id]
+    assert h.scheduler.ctx.control.held_messages == set()
+    assert operator.status()["held"] == {}
+
+
+async def test_recovery_clears_a_stored_notice_of_a_message_still_pending(make) -> None:
+    spool = MemorySpool()
+    original = Envelope("ORIG", "s@x.test", [Recipient("a@a.test"), Recipient("b@a.test")], T0)
+    original.recipients[0].status = RcptStatus.BOUNCED
+    original.recipients[0].last_reply = str(NO_USER)
+    original.recipients[1].next_attempt = T0 + 30
+    original.notices = "F"  # owed, and its DSN was stored just before the crash
+    dsn = Envelope("ORIG-F", "", [Recipient("s@x.test")], T0)
+    for env in (original, dsn):
+        spool.saved[env.queue_id] = env
+        spool.bodies[env.queue_id] = BODY
+    h: Harness = await make(spool=spool)
+    for env in spool.recover():
+        h.scheduler.restore(env)
+    h.scheduler.recovery_done()
+    await idle()
+    assert spool.saved["ORIG"].notices == ""
+    assert spool.recorded[0] == []  # the notice cleared, no recipient changed
+    assert [s.queue_id for s in h.transport.sent] == ["ORIG-F"]
