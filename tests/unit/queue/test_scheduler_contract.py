@@ -30,6 +30,7 @@ from tests.unit.queue.test_scheduler_transitions import (
     LATER,
     NO_USER,
     T0,
+    THROTTLED,
     Harness,
     idle,
     make,
@@ -139,6 +140,10 @@ async def test_queue_counters_and_last_error_follow_the_outcomes(make) -> None:
     await idle()
     assert (queue.delivered, queue.failed, queue.deferred) == (3, 1, 1)
     assert queue.last_error == str(NO_USER)
+    h.transport.replies["gone2@a.test"] = NO_USER
+    h.submit("gone2@a.test")
+    await idle()
+    assert (queue.delivered, queue.failed, queue.deferred) == (3, 2, 1)
 
 
 class Reporting(FakeTransport):
@@ -337,7 +342,13 @@ async def test_a_message_for_two_domains_sends_each_recipient_once(make) -> None
 
 
 async def test_a_transport_selector_picks_the_transport_per_domain(make) -> None:
-    local, remote = FakeTransport(), FakeTransport()
+    class Reloadable(FakeTransport):
+        reloads = 0
+
+        def update_config(self, config: object) -> None:  # type: ignore[override]
+            self.reloads += 1
+
+    local, remote = Reloadable(), Reloadable()
     h: Harness = await make(notifier=False)  # its config, spool and clock; a selector below
     scheduler = Scheduler(
         config=h.scheduler.config,
@@ -353,6 +364,8 @@ async def test_a_transport_selector_picks_the_transport_per_domain(make) -> None
         await idle()
         assert [s.recipients for s in local.sent] == [["a@l.test"]]
         assert [s.recipients for s in remote.sent] == [["b@r.test"]]
+        scheduler.update_config(scheduler.config)  # a reload reaches every transport once
+        assert (local.reloads, remote.reloads) == (1, 1)
     finally:
         await scheduler.stop(0.1)
 
@@ -388,6 +401,8 @@ async def test_a_hold_ends_with_its_message(make) -> None:
     operator = Operator(h.scheduler)
     await handle_request(operator, {"cmd": "hold", "id": env.queue_id})
     assert h.scheduler.ctx.control.held_messages == {env.queue_id}
+    await h.advance(60)  # due: parked by the hold
+    assert operator.status()["held"] != {}
     await handle_request(operator, {"cmd": "delete", "id": env.queue_id})
     await idle()
     assert h.spool.removed == [env.queue_id]
@@ -414,3 +429,50 @@ async def test_recovery_clears_a_stored_notice_of_a_message_still_pending(make) 
     assert spool.saved["ORIG"].notices == ""
     assert spool.recorded[0] == []  # the notice cleared, no recipient changed
     assert [s.queue_id for s in h.transport.sent] == ["ORIG-F"]
+
+
+async def test_a_final_notice_is_added_to_a_delay_notice_still_owed(make) -> None:
+    """Without a notifier the delay warning stays owed; the failure notice joins it."""
+    h: Harness = await make(delay="30s", notifier=False)
+    h.transport.replies["a@a.test"] = LATER
+    env = h.submit("a@a.test")
+    await idle()
+    await h.advance(60)  # deferred again, past delay-warning-after: "D" owed
+    assert h.spool.saved[env.queue_id].notices == "D"
+    h.transport.replies["a@a.test"] = NO_USER
+    await h.advance(60)
+    assert h.spool.saved[env.queue_id].notices == "DF"
+
+
+async def test_an_operator_bounce_adds_the_failure_notice_to_a_delay_notice_owed(make) -> None:
+    h: Harness = await make(delay="30s", notifier=False)
+    h.transport.replies["a@a.test"] = LATER
+    env = h.submit("a@a.test")
+    await idle()
+    await h.advance(60)
+    await handle_request(
+        Operator(h.scheduler), {"cmd": "delete", "id": env.queue_id, "bounce": True}
+    )
+    await idle()
+    assert h.spool.saved[env.queue_id].notices == "DF"
+
+
+async def test_a_deferral_in_backoff_mode_waits_the_backoff_retry_time(make) -> None:
+    h: Harness = await make(notifier=False)
+    h.transport.replies["slow@a.test"] = THROTTLED
+    env = h.submit("slow@a.test")
+    await idle()
+    [queue] = h.scheduler.queues.values()
+    assert queue.mode.value == "backoff"
+    assert env.recipients[0].next_attempt == T0 + 3600  # backoff-retry-after, not 60s
+
+
+async def test_a_message_rate_slower_than_the_idle_timeout_reconnects_in_time(make) -> None:
+    h: Harness = await make(notifier=False, tables='[domain."a.test"]\nmax-msg-rate = "1/10m"')
+    h.submit("a@a.test")
+    h.submit("b@a.test")
+    await idle()
+    assert [s.recipients for s in h.transport.sent] == [["a@a.test"]]
+    for _ in range(12):
+        await h.advance(60)
+    assert [s.recipients for s in h.transport.sent] == [["a@a.test"], ["b@a.test"]]

@@ -56,6 +56,7 @@ async def test_cancel_and_rearm_skip_the_stale_entry() -> None:
     t.arm(cancelled, clock.now - 1)
     t.arm(moved, clock.now - 1)
     t.cancel(cancelled)
+    assert not t.armed(cancelled)
     t.arm(moved, clock.now + 60)  # re-armed later: its first entry is stale
     await settle()
     assert fired == []
@@ -84,7 +85,8 @@ async def test_a_large_due_bucket_is_worked_off_in_slices(monkeypatch: object) -
         await asyncio.sleep(0)
         per_turn.append(fired - before)
     assert fired == n
-    assert max(per_turn) <= timers.SLICE  # other callbacks run between slices
+    # other callbacks run between slices, each slice a full one
+    assert [x for x in per_turn if x] == [timers.SLICE] * 3 + [5]
 
 
 async def test_stop_cancels_everything() -> None:
@@ -199,3 +201,74 @@ async def test_stop_then_arm_starts_afresh(monkeypatch: pytest.MonkeyPatch) -> N
     assert fired == []
     await clock.advance(60)
     assert fired == ["Q2"]
+
+
+async def test_due_messages_of_several_buckets_fire_in_one_turn(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = LoopClock(monkeypatch)
+    fired: list[str] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, lambda m: fired.append(m.envelope.queue_id))
+    t.arm(message(1), clock.now - 10)
+    t.arm(message(2), clock.now - 5)
+    await asyncio.sleep(0)
+    assert sorted(fired) == ["Q1", "Q2"]
+
+
+async def test_a_bucket_finished_at_the_end_of_a_slice_leaves_the_next_one_armed(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = LoopClock(monkeypatch)
+    fired: list[str] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, lambda m: fired.append(m.envelope.queue_id))
+    for i in range(timers.SLICE):
+        t.arm(message(i), clock.now - 1)
+    t.arm(message(-1), clock.now + 1)
+    await settle()
+    assert len(fired) == timers.SLICE
+    await clock.advance(1)
+    assert fired[-1] == "Q-1" and len(t) == 0
+
+
+async def test_a_timer_armed_after_all_others_fired_still_fires(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = LoopClock(monkeypatch)
+    fired: list[str] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, lambda m: fired.append(m.envelope.queue_id))
+    t.arm(message(1), clock.now + 1)
+    await clock.advance(1)
+    assert fired == ["Q1"]
+    t.arm(message(2), clock.now + 5)
+    await clock.advance(5)
+    assert fired == ["Q1", "Q2"]
+
+
+async def test_a_timer_less_than_a_second_away_does_not_spin_the_loop(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = LoopClock(monkeypatch)
+    fired: list[str] = []
+    t = RetryTimers(asyncio.get_running_loop(), clock, lambda m: fired.append(m.envelope.queue_id))
+    runs = 0
+    run = t._run
+
+    def counted() -> None:
+        nonlocal runs
+        runs += 1
+        run()
+
+    t._run = counted  # type: ignore[method-assign]
+    t.arm(message(1), clock.now + 0.5)
+    await settle(20)
+    assert runs == 0  # one loop timer waits; no callback per loop turn
+    await clock.advance(0.5)
+    assert fired == ["Q1"] and runs == 1
+
+
+def test_stop_with_nothing_armed_is_harmless() -> None:
+    loop = asyncio.new_event_loop()
+    try:
+        RetryTimers(loop, Clock(), lambda m: None).stop()
+    finally:
+        loop.close()
