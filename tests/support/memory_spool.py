@@ -57,6 +57,9 @@ class MemorySpool:
         self.saved: dict[str, Envelope] = {}
         self.removed: list[str] = []
         self.records = 0
+        # the recipients each record() call was given, by address: like the disk spool,
+        # a record carries the changed recipients' states only
+        self.recorded: list[list[str]] = []
         self.fail_record = 0  # fail this many record() calls
         self.fail_store = 0  # fail this many store() calls
         self.spills = SpillDir()
@@ -88,6 +91,7 @@ class MemorySpool:
             self.fail_record -= 1
             raise SpoolError("spool record failed: no space left on device")
         self.records += 1
+        self.recorded.append([r.address for r in recipients])
         self.saved[envelope.queue_id] = copy.deepcopy(envelope)
 
     async def remove(self, queue_id: str) -> None:

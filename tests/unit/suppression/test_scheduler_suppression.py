@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 from outrider.accounting.records import FIELDS
 from outrider.accounting.subscriber import row_of
 from outrider.events.types import Bounced, Delivered, MessageDone, NoticeDue
 from outrider.message.envelope import Envelope, RcptStatus
+from outrider.smtp.replies import Reply
 from outrider.suppression.store import SuppressionStore
 from tests.unit.queue.test_scheduler_transitions import Harness, idle, make  # noqa: F401
 
@@ -83,4 +85,38 @@ async def test_empty_list_and_restored_mail_are_not_checked(make, tmp_path) -> N
     h.scheduler.restore(env)
     await idle()
     assert [s.recipients for s in h.transport.sent][-1] == ["b@a.test"]
+    store.close()
+
+
+async def test_suppressed_recipients_are_recorded_under_their_domain(make, tmp_path) -> None:  # noqa: F811
+    """The bounce names the recipient's domain as its queue and the message's vmta, and
+    the spool record carries exactly the recipients the suppression settled."""
+    h: Harness = await make()
+    h.transport.replies["ok@a.test"] = Reply(451, "4.3.0", "later")
+    store = _store(tmp_path, h)
+    store.add("gone@a.test")
+    store.add("gone@b.test")
+    h.submit("gone@a.test", "ok@a.test", "gone@b.test")
+    await idle()
+    got = [(e.recipient, e.queue, e.vmta) for e in h.of(Bounced)]  # type: ignore[attr-defined]
+    assert got == [("gone@a.test", "a.test", "default"), ("gone@b.test", "b.test", "default")]
+    assert h.spool.recorded[0] == ["gone@a.test", "gone@b.test"]
+    store.close()
+
+
+async def test_a_broken_list_lets_the_mail_go_out(make, tmp_path) -> None:  # noqa: F811
+    """Failing open: the list is a courtesy, the mail was accepted."""
+    h: Harness = await make()
+    store = _store(tmp_path, h)
+    store.add("a@a.test")
+
+    def broken(*args: object) -> dict[str, object]:
+        raise sqlite3.OperationalError("database disk image is malformed")
+
+    store.check = broken  # type: ignore[method-assign]
+    env = h.submit("a@a.test")
+    await idle()
+    assert [s.recipients for s in h.transport.sent] == [["a@a.test"]]
+    assert env.recipients[0].status is RcptStatus.DELIVERED
+    assert h.of(Bounced) == []
     store.close()
