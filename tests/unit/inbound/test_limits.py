@@ -14,6 +14,7 @@ from outrider.inbound.limits import (
     ConnectionGate,
     client_key,
 )
+from outrider.throttle import LocalThrottle
 from tests.support.throttle import SharedStandIn
 from tests.unit.throttle.drive import drive
 
@@ -409,7 +410,7 @@ async def test_shared_gate_counts_each_client_apart_and_gives_counts_back() -> N
 
 
 async def test_shared_gate_rate_is_per_client_and_refusals_are_counted() -> None:
-    g = shared_gate(rate=Rate(1, 60))
+    g = shared_gate(max_per_client=1, rate=Rate(1, 60))  # count and rate: one round trip
     assert await g.admit_async("192.0.2.1", 0.0) is None
     await g.release_async("192.0.2.1")
     assert await g.admit_async("192.0.2.1", 1.0) == RATE_LIMITED
@@ -496,3 +497,13 @@ def test_smallest_tracked_limit_is_one_and_holds_for_a_shared_throttle_too() -> 
     assert gate(max_tracked=1).admit("192.0.2.1", 0.0) is None
     with pytest.raises(ValueError, match="max_tracked"):
         shared_gate(max_tracked=0)
+
+
+def test_gates_sharing_a_local_throttle_keep_their_totals_apart_by_namespace() -> None:
+    shared = LocalThrottle()
+    a = gate(max_connections=1, throttle=shared, namespace="a ")
+    b = gate(max_connections=1, throttle=shared, namespace="b ")
+    assert a.admit("192.0.2.1", 0.0) is None
+    assert b.admit("192.0.2.2", 0.0) is None  # a's connection is not in b's total
+    assert a.admit("192.0.2.3", 0.0) == TOO_MANY_CONNECTIONS
+    assert (a.total, b.total) == (1, 1)
