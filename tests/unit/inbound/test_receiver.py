@@ -4,9 +4,11 @@ idle past their timeout, reloads, implicit TLS and a graceful stop."""
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import socket
 import ssl
+import time
 from dataclasses import replace
 from pathlib import Path
 from types import SimpleNamespace
@@ -15,7 +17,7 @@ from typing import Any, cast
 import pytest
 import trustme
 
-from outrider.inbound.receiver import Listener, open_listening_socket
+from outrider.inbound.receiver import SWEEP_BATCH, Listener, open_listening_socket
 from tests.support.daemon import wait_until
 from tests.support.inbound import (
     client_tls,
@@ -156,3 +158,68 @@ async def test_stop_says_goodbye_to_idle_clients_and_stops_listening() -> None:
     assert server.ctx.sessions == set()
     with pytest.raises(OSError):
         raw_dialogue(server.port, timeout=1.0)
+
+
+def test_empty_host_listens_on_every_address() -> None:
+    sock = open_listening_socket("", 0, reuse_port=False)
+    try:
+        assert sock.getsockname()[0] in ("0.0.0.0", "::")
+    finally:
+        sock.close()
+
+
+class Clocked(FakeSession):
+    """Idle since ``last`` on the monotonic clock, as a real session measures it."""
+
+    def __init__(self, last: float, timed_out: list[FakeSession]) -> None:
+        super().__init__(0.0, timed_out)
+        self.last = last
+
+    def idle_for(self, now: float) -> float:
+        return now - self.last
+
+
+async def test_idleness_is_measured_on_the_monotonic_clock() -> None:
+    got: list[FakeSession] = []
+    now = time.monotonic()
+    stale, fresh = Clocked(now - 60.0, got), Clocked(now, got)
+    many = [Clocked(now - 60.0, got) for _ in range(SWEEP_BATCH)]
+    listener(sessions={stale, fresh, *many}).sweep_timeouts()
+    await asyncio.sleep(0)  # the second batch
+    assert stale in got and fresh not in got and len(got) == SWEEP_BATCH + 1
+
+
+async def test_starttls_listener_greets_in_clear_and_reloads_its_certificate(
+    tmp_path: Path,
+) -> None:
+    ca = trustme.CA()
+    server = await start_server(tls=tls_server_context(ca, tmp_path / "old"), starttls=True)
+    try:
+        assert (await in_thread(raw_dialogue, server.port)).startswith(b"220 ")
+        server.listener.update(replace(server.ctx, tls=tls_server_context(ca, tmp_path / "new")))
+        assert (await in_thread(raw_dialogue, server.port)).startswith(b"220 ")
+    finally:
+        await server.stop()
+
+
+async def test_stop_aborts_a_transaction_that_outlasts_the_grace_period(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.WARNING, logger="outrider.inbound")
+    server = await start_server()
+
+    def stuck_in_data() -> bytes:
+        with socket.create_connection(("127.0.0.1", server.port), timeout=5) as sock:
+            sock.recv(512)
+            sock.sendall(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\nRCPT TO:<x@relay.test>\r\n")
+            sock.sendall(b"DATA\r\nSubject: never ends\r\n")
+            return read_all(sock, quiet=3.0)
+
+    task = asyncio.ensure_future(in_thread(stuck_in_data))
+    await in_thread(wait_until, lambda: any(s.in_data() for s in server.ctx.sessions), 5.0, "DATA")
+    started = time.monotonic()
+    await server.listener.stop(0.2)
+    assert time.monotonic() - started < 2.0
+    assert server.ctx.sessions == set()
+    await task
+    assert caplog.messages == ["shutdown: aborting session from 127.0.0.1"]
