@@ -402,11 +402,12 @@ async def test_shared_gate_counts_each_client_apart_and_gives_counts_back() -> N
     assert await g.admit_async("192.0.2.1", 0.0) is None
     assert await g.admit_async("192.0.2.2", 0.0) is None  # another client: its own count
     assert await g.admit_async("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
+    assert await g.admit_async("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
     assert g.total == 2
     await g.release_async("192.0.2.1")
     assert g.total == 1
     assert await g.admit_async("192.0.2.1", 0.0) is None  # its count was given back
-    assert (g.stats()["admitted"], g.stats()["refused_per_client"]) == (3, 1)
+    assert (g.stats()["admitted"], g.stats()["refused_per_client"]) == (3, 2)
 
 
 async def test_shared_gate_rate_is_per_client_and_refusals_are_counted() -> None:

@@ -223,3 +223,33 @@ async def test_stop_aborts_a_transaction_that_outlasts_the_grace_period(
     assert server.ctx.sessions == set()
     await task
     assert caplog.messages == ["shutdown: aborting session from 127.0.0.1"]
+
+
+async def test_start_logs_the_listener_name(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="outrider.inbound")
+    server = await start_server()
+    try:
+        assert "listening on test" in caplog.messages
+    finally:
+        await server.stop()
+
+
+async def test_implicit_tls_client_silent_past_the_handshake_timeout_is_dropped(
+    tmp_path: Path,
+) -> None:
+    server = await start_server(tls=tls_server_context(trustme.CA(), tmp_path), implicit_tls=True)
+    ctx = replace(server.ctx, tls_handshake_timeout=0.3, sessions=set())
+    quick = Listener(ctx, open_listening_socket("127.0.0.1", 0, reuse_port=False))
+    await quick.start()
+
+    def silent() -> float:
+        started = time.monotonic()
+        with socket.create_connection(quick.sock.getsockname(), timeout=5) as sock:
+            assert read_all(sock, quiet=4.0) == b""  # closed, or quiet for 4 s
+        return time.monotonic() - started
+
+    try:
+        assert await in_thread(silent) < 2.0
+    finally:
+        await quick.stop(1.0)
+        await server.stop()
