@@ -14,6 +14,9 @@ from outrider.inbound.limits import (
     ConnectionGate,
     client_key,
 )
+from outrider.throttle import LocalThrottle
+from tests.support.throttle import SharedStandIn
+from tests.unit.throttle.drive import drive
 
 
 @dataclass(frozen=True)
@@ -383,3 +386,125 @@ def test_counts_stay_consistent(
             assert g.total <= max_connections
         if max_per_client:
             assert all(c <= max_per_client for c in counts.values())
+
+
+def shared_gate(
+    max_connections: int = 0,
+    max_per_client: int = 0,
+    rate: Rate | None = None,
+    **kwargs: object,
+) -> ConnectionGate:
+    return gate(max_connections, max_per_client, rate, throttle=SharedStandIn(), **kwargs)
+
+
+async def test_shared_gate_counts_each_client_apart_and_gives_counts_back() -> None:
+    g = shared_gate(max_per_client=1)
+    assert await g.admit_async("192.0.2.1", 0.0) is None
+    assert await g.admit_async("192.0.2.2", 0.0) is None  # another client: its own count
+    assert await g.admit_async("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
+    assert await g.admit_async("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
+    assert g.total == 2
+    await g.release_async("192.0.2.1")
+    assert g.total == 1
+    assert await g.admit_async("192.0.2.1", 0.0) is None  # its count was given back
+    assert (g.stats()["admitted"], g.stats()["refused_per_client"]) == (3, 2)
+
+
+async def test_shared_gate_rate_is_per_client_and_refusals_are_counted() -> None:
+    g = shared_gate(max_per_client=1, rate=Rate(1, 60))  # count and rate: one round trip
+    assert await g.admit_async("192.0.2.1", 0.0) is None
+    await g.release_async("192.0.2.1")
+    assert await g.admit_async("192.0.2.1", 1.0) == RATE_LIMITED
+    assert await g.admit_async("192.0.2.1", 2.0) == RATE_LIMITED
+    assert await g.admit_async("192.0.2.2", 2.0) is None  # another client's rate is its own
+    assert g.stats()["refused_rate"] == 2
+    assert g.total == 1  # refused connections hold no count
+
+
+async def test_admit_async_holds_a_client_to_its_limits_unless_told_it_is_exempt() -> None:
+    g = shared_gate(max_per_client=1)
+    assert await g.admit_async("192.0.2.1", 0.0) is None
+    assert await g.admit_async("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
+    assert await g.admit_async("192.0.2.1", 0.0, exempt=True) is None
+    assert g.stats()["admitted_exempt"] == 1
+
+
+async def test_admit_async_gives_the_blocked_predicate_the_client_and_time() -> None:
+    calls: list[tuple[str, float]] = []
+
+    def blocked(ip: str, now: float) -> bool:
+        calls.append((ip, now))
+        return False
+
+    g = shared_gate(blocked=blocked)
+    assert await g.admit_async("192.0.2.1", 5.0) is None
+    assert await g.admit_async("192.0.2.2", 6.0, exempt=True) is None
+    assert calls == [("192.0.2.1", 5.0), ("192.0.2.2", 6.0)]
+
+
+async def test_release_async_on_a_local_gate_gives_the_count_back() -> None:
+    g = gate(max_per_client=1)
+    assert await g.admit_async("192.0.2.1", 0.0) is None
+    await g.release_async("192.0.2.1")
+    assert g.count("192.0.2.1") == 0 and g.total == 0
+
+
+def test_gates_sharing_a_throttle_keep_their_rates_apart_by_namespace() -> None:
+    stand_in = SharedStandIn()
+    a = gate(rate=Rate(1, 60), throttle=stand_in, namespace="a ")
+    b = gate(rate=Rate(1, 60), throttle=stand_in, namespace="b ")
+    assert drive(a.admit_async("192.0.2.1", 0.0)) is None
+    assert drive(b.admit_async("192.0.2.1", 0.0)) is None  # a's use is not b's
+    assert drive(a.admit_async("192.0.2.1", 1.0)) == RATE_LIMITED
+
+
+def test_refusal_counters_accumulate() -> None:
+    g = gate(max_per_client=1, rate=Rate(1, 60))
+    assert g.admit("192.0.2.1", 0.0) is None
+    for _ in range(3):
+        assert g.admit("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
+    g.release("192.0.2.1")
+    for _ in range(2):
+        assert g.admit("192.0.2.1", 0.0) == RATE_LIMITED
+    stats = g.stats()
+    assert (stats["refused_per_client"], stats["refused_rate"]) == (3, 2)
+
+
+def test_trusted_reserve_is_a_tenth_of_the_total_in_whole_connections() -> None:
+    g = gate(max_connections=205)
+    for _ in range(205 + 20):  # 205 // 10 = 20 more for trusted clients
+        assert g.admit("127.0.0.1", 0.0, exempt=True) is None
+    assert g.admit("127.0.0.1", 0.0, exempt=True) == TOO_MANY_CONNECTIONS
+
+
+def test_adding_a_rate_keeps_live_counts() -> None:
+    g = gate(max_per_client=2)
+    assert g.admit("192.0.2.1", 0.0) is None
+    g.update(max_connections=0, max_per_client=2, rate_per_client=Rate(10, 60))
+    assert g.count("192.0.2.1") == 1 and g.total == 1
+    assert g.admit("192.0.2.1", 0.0) is None
+    assert g.admit("192.0.2.1", 0.0) == TOO_MANY_FROM_CLIENT
+
+
+def test_shared_gate_changes_its_rate_without_dropping_state_itself() -> None:
+    g = shared_gate(rate=Rate(1, 60))
+    assert drive(g.admit_async("192.0.2.1", 0.0)) is None
+    g.update(max_connections=0, max_per_client=0, rate_per_client=Rate(2, 60))
+    # The new rate has its own keys: the client starts afresh under it.
+    assert drive(g.admit_async("192.0.2.1", 1.0)) is None
+
+
+def test_smallest_tracked_limit_is_one_and_holds_for_a_shared_throttle_too() -> None:
+    assert gate(max_tracked=1).admit("192.0.2.1", 0.0) is None
+    with pytest.raises(ValueError, match="max_tracked"):
+        shared_gate(max_tracked=0)
+
+
+def test_gates_sharing_a_local_throttle_keep_their_totals_apart_by_namespace() -> None:
+    shared = LocalThrottle()
+    a = gate(max_connections=1, throttle=shared, namespace="a ")
+    b = gate(max_connections=1, throttle=shared, namespace="b ")
+    assert a.admit("192.0.2.1", 0.0) is None
+    assert b.admit("192.0.2.2", 0.0) is None  # a's connection is not in b's total
+    assert a.admit("192.0.2.3", 0.0) == TOO_MANY_CONNECTIONS
+    assert (a.total, b.total) == (1, 1)
