@@ -60,14 +60,18 @@ async def test_a_damaged_file_is_left_alone_for_recovery(
     assert not (spool.directory / "quarantine").exists()
 
 
-async def test_empty_files_are_reserved_names_not_orphans(spool: DiskSpool) -> None:
+async def test_empty_files_are_reserved_names_not_orphans(
+    spool: DiskSpool, caplog: pytest.LogCaptureFixture
+) -> None:
     """A receiver's reserved names (spool.names) are empty until stored into; the scan
     neither adopts nor complains about them, however old."""
     name = make_envelope().queue_id
     (spool.directory / name).write_bytes(b"")
     age(spool, name, 3600)
 
-    assert find_orphans(spool.directory, lambda _: False, 5.0) == []
+    with caplog.at_level(logging.DEBUG, logger="outrider.spool"):
+        assert find_orphans(spool.directory, lambda _: False, 5.0) == []
+    assert caplog.records == []
     assert (spool.directory / name).exists()
 
 
@@ -118,7 +122,10 @@ async def test_a_symlink_is_not_adopted(spool: DiskSpool, tmp_path: Path) -> Non
     await elsewhere.store(env, b"Subject: x\r\n\r\nbody\r\n")
     await elsewhere.close()
     age(elsewhere, env.queue_id, 60)
-    (spool.directory / env.queue_id).symlink_to(elsewhere.directory / env.queue_id)
+    link = spool.directory / env.queue_id
+    link.symlink_to(elsewhere.directory / env.queue_id)
+    then = time.time() - 60
+    os.utime(link, (then, then), follow_symlinks=False)  # the link itself is old too
 
     assert find_orphans(spool.directory, lambda _: False, 5.0) == []
 
@@ -139,3 +146,23 @@ async def test_an_unopenable_file_is_logged_and_skipped(
     [record] = caplog.records
     assert str(spool.directory / env.queue_id) in record.getMessage()
     assert "Permission denied" in record.getMessage()
+
+
+async def test_a_message_removed_during_the_scan_is_skipped_and_the_scan_goes_on(
+    spool: DiskSpool,
+) -> None:
+    """Delivered and removed between the listing and the look at the file."""
+    lost = [make_envelope() for _ in range(20)]
+    delivered = make_envelope()
+    for env in (*lost, delivered):
+        await spool.store(env, b"Subject: x\r\n\r\nbody\r\n")
+        age(spool, env.queue_id, 60)
+
+    def known(name: str) -> bool:
+        if name == delivered.queue_id:
+            (spool.directory / name).unlink()  # removed just now, by the delivery
+        return False
+
+    found = find_orphans(spool.directory, known, 5.0)
+
+    assert sorted(env.queue_id for env in found) == sorted(env.queue_id for env in lost)

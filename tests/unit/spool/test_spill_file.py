@@ -176,3 +176,33 @@ def test_discard_without_a_loop_removes_at_once(tmp_path: Path) -> None:
 
 async def _write(spill: SpillFile, data: bytes) -> None:
     await spill.write(data)
+
+
+async def test_descriptor_0_is_a_file_like_any_other(tmp_path: Path) -> None:
+    """A daemon may run with standard input closed: the first file it opens then gets
+    descriptor 0, which must not be taken for "no file yet"."""
+    saved = os.dup(0)
+    os.close(0)
+    try:
+        spill = SpillFile(str(tmp_path), 4, room=0)
+        await spill.write(b"first")
+        await spill.write(b"second")
+        assert spill.error is None and spill.size == len(b"firstsecond")
+        fd = spill.detach()
+        assert fd == 0  # the case this test is about
+        assert os.pread(fd, 100, 0) == b"\0" * 4 + b"firstsecond"
+        os.close(fd)
+        os.unlink(spill.path)
+        temps.discard(spill.path)
+
+        dropped = SpillFile(str(tmp_path), 4)
+        await dropped.write(b"data")  # on descriptor 0 again
+        dropped.discard()
+        for _ in range(500):
+            if not os.listdir(tmp_path):
+                break
+            await asyncio.sleep(0.01)
+        assert os.listdir(tmp_path) == []
+    finally:
+        os.dup2(saved, 0)
+        os.close(saved)
