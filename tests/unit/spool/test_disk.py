@@ -302,3 +302,12 @@ async def test_fsync_can_be_disabled_for_tests(tmp_path: Path) -> None:
     assert spool.stats.fsyncs == 0 and spool.stats.dir_fsyncs == 0
     assert await spool.load_body(env.queue_id) == BODY
     await spool.close()
+
+
+async def test_a_removal_that_fails_is_a_spool_error(spool: DiskSpool) -> None:
+    queue_id = make_envelope().queue_id
+    (spool.directory / queue_id).mkdir()  # unlink() refuses a directory
+    with pytest.raises(SpoolError, match="remove failed"):
+        await spool.remove(queue_id)
+    assert spool.stats.removes == 0
+    assert (spool.directory / queue_id).is_dir()

@@ -255,3 +255,40 @@ async def test_recover_spares_a_store_in_progress(spool: DiskSpool) -> None:
         temps.discard(str(path))
     assert list(spool.recover()) == []
     assert not path.exists()
+
+
+async def test_quarantine_logs_the_file_the_reason_and_where_it_went(
+    spool: DiskSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = make_envelope(), make_envelope()
+    for env in (first, second):
+        await spool.store(env, BODY)
+        path = spool.directory / env.queue_id
+        path.write_bytes(path.read_bytes()[:-3])  # body cut short
+
+    with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
+        assert list(spool.recover()) == []
+
+    quarantine = spool.directory / QUARANTINE_DIR
+    assert sorted(os.listdir(quarantine)) == sorted([first.queue_id, second.queue_id])
+    for env in (first, second):
+        [message] = [r.getMessage() for r in caplog.records if env.queue_id in r.getMessage()]
+        assert "body truncated" in message and str(quarantine) in message
+
+
+async def test_a_damaged_file_that_cannot_be_quarantined_is_left_and_logged(
+    spool: DiskSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    path = spool.directory / env.queue_id
+    path.write_bytes(path.read_bytes()[:-3])
+    (spool.directory / QUARANTINE_DIR).write_bytes(b"")  # a file in the way
+
+    with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
+        assert list(spool.recover()) == []
+
+    assert path.exists()
+    [message] = [r.getMessage() for r in caplog.records]
+    assert env.queue_id in message and "body truncated" in message
+    assert "cannot be quarantined" in message
