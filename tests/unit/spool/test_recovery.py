@@ -283,7 +283,7 @@ async def test_a_damaged_file_that_cannot_be_quarantined_is_left_and_logged(
     await spool.store(env, BODY)
     path = spool.directory / env.queue_id
     path.write_bytes(path.read_bytes()[:-3])
-    (spool.directory / QUARANTINE_DIR).write_bytes(b"")  # a file in the way
+    (spool.directory / QUARANTINE_DIR).symlink_to("nowhere")  # in the way of mkdir
 
     with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
         assert list(spool.recover()) == []
