@@ -4,6 +4,7 @@ keeps about the tail, and how its failures are kept for the store instead of rai
 from __future__ import annotations
 
 import asyncio
+import errno
 import logging
 import os
 import stat
@@ -15,7 +16,7 @@ import pytest
 
 from outrider.spool import spill as spill_module
 from outrider.spool import temps
-from outrider.spool.base import SpoolError
+from outrider.spool.base import SpoolError, SpoolFullError
 from outrider.spool.spill import SPILL_ROOM, SPILL_SUFFIX, SpilledBody, SpillFile
 
 
@@ -178,7 +179,13 @@ async def _write(spill: SpillFile, data: bytes) -> None:
     await spill.write(data)
 
 
-async def test_descriptor_0_is_a_file_like_any_other(tmp_path: Path) -> None:
+def full(fd: int, data: bytes, offset: int) -> int:
+    raise OSError(errno.ENOSPC, "No space left on device")
+
+
+async def test_descriptor_0_is_a_file_like_any_other(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     """A daemon may run with standard input closed: the first file it opens then gets
     descriptor 0, which must not be taken for "no file yet"."""
     saved = os.dup(0)
@@ -203,6 +210,15 @@ async def test_descriptor_0_is_a_file_like_any_other(tmp_path: Path) -> None:
                 break
             await asyncio.sleep(0.01)
         assert os.listdir(tmp_path) == []
+
+        failed = SpillFile(str(tmp_path), 4)
+        await failed.write(b"data")  # on descriptor 0 again
+        monkeypatch.setattr(os, "pwrite", full)
+        await failed.write(b"more")
+        monkeypatch.undo()
+        with pytest.raises(SpoolFullError):
+            failed.detach()
+        assert os.listdir(tmp_path) == []  # removed, not handed over
     finally:
         os.dup2(saved, 0)
         os.close(saved)
