@@ -302,3 +302,28 @@ async def test_fsync_can_be_disabled_for_tests(tmp_path: Path) -> None:
     assert spool.stats.fsyncs == 0 and spool.stats.dir_fsyncs == 0
     assert await spool.load_body(env.queue_id) == BODY
     await spool.close()
+
+
+async def test_a_removal_that_fails_is_a_spool_error(spool: DiskSpool) -> None:
+    queue_id = make_envelope().queue_id
+    (spool.directory / queue_id).mkdir()  # unlink() refuses a directory
+    with pytest.raises(SpoolError, match="remove failed"):
+        await spool.remove(queue_id)
+    assert spool.stats.removes == 0
+    assert (spool.directory / queue_id).is_dir()
+
+
+async def test_entries_that_cannot_be_read_are_spool_errors_not_unknown(spool: DiskSpool) -> None:
+    unreadable, looping = make_envelope().queue_id, make_envelope().queue_id
+    (spool.directory / unreadable).mkdir()  # opens, but read() fails
+    (spool.directory / looping).symlink_to(looping)  # open() fails: ELOOP
+    for queue_id in (unreadable, looping):
+        with pytest.raises(SpoolError, match="read failed") as info:
+            await spool.load_body(queue_id)
+        assert not isinstance(info.value, UnknownMessageError | CorruptMessageError)
+
+
+async def test_a_stored_message_is_private(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    assert (spool.directory / env.queue_id).stat().st_mode & 0o777 == 0o600

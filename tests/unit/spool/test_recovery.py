@@ -255,3 +255,74 @@ async def test_recover_spares_a_store_in_progress(spool: DiskSpool) -> None:
         temps.discard(str(path))
     assert list(spool.recover()) == []
     assert not path.exists()
+
+
+async def test_quarantine_logs_the_file_the_reason_and_where_it_went(
+    spool: DiskSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    first, second = make_envelope(), make_envelope()
+    for env in (first, second):
+        await spool.store(env, BODY)
+        path = spool.directory / env.queue_id
+        path.write_bytes(path.read_bytes()[:-3])  # body cut short
+
+    with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
+        assert list(spool.recover()) == []
+
+    quarantine = spool.directory / QUARANTINE_DIR
+    assert sorted(os.listdir(quarantine)) == sorted([first.queue_id, second.queue_id])
+    for env in (first, second):
+        [message] = [r.getMessage() for r in caplog.records if env.queue_id in r.getMessage()]
+        assert "body truncated" in message and str(quarantine) in message
+
+
+async def test_a_damaged_file_that_cannot_be_quarantined_is_left_and_logged(
+    spool: DiskSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    path = spool.directory / env.queue_id
+    path.write_bytes(path.read_bytes()[:-3])
+    (spool.directory / QUARANTINE_DIR).symlink_to("nowhere")  # in the way of mkdir
+
+    with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
+        assert list(spool.recover()) == []
+
+    assert path.exists()
+    [message] = [r.getMessage() for r in caplog.records]
+    assert env.queue_id in message and "body truncated" in message
+    assert "cannot be quarantined" in message
+
+
+def _is_zombie(pid: int) -> bool:
+    with open(f"/proc/{pid}/stat", "rb") as fh:
+        return fh.read().rsplit(b")", 1)[1].startswith(b" Z")
+
+
+def test_temp_files_of_a_zombie_are_abandoned_and_of_a_live_process_kept(
+    tmp_path: Path,
+) -> None:
+    """A killed receiver not yet reaped is a zombie: dead for recovery. A live one is
+    only looked at, never signalled."""
+    spool = DiskSpool(tmp_path / "spool")
+    zombie = subprocess.Popen([sys.executable, "-c", "pass"])
+    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        for _ in range(500):  # exited, not reaped
+            if _is_zombie(zombie.pid):
+                break
+            time.sleep(0.01)
+        dead_temp = spool.directory / f"tmp.{zombie.pid}.{make_envelope().queue_id}"
+        live_temp = spool.directory / f"tmp.{live.pid}.{make_envelope().queue_id}"
+        dead_temp.write_bytes(b"half")
+        live_temp.write_bytes(b"half")
+
+        assert list(spool.recover()) == []
+
+        assert not dead_temp.exists()
+        assert live_temp.exists()
+        assert live.poll() is None  # still running
+    finally:
+        live.kill()
+        live.wait()
+        zombie.wait()

@@ -213,3 +213,27 @@ async def test_removal_does_not_sync_the_directory(spool: DiskSpool) -> None:
     assert spool.stats.removes == 1
     assert spool.stats.dir_fsyncs == syncs
     assert not (spool.directory / env.queue_id).exists()
+
+
+async def test_names_whose_directory_cannot_be_synced_are_removed_not_used(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not durable, so not reserved: a store into one could lose its name in a crash."""
+
+    def failing(fd: int) -> None:  # files use fdatasync; the directory uses fsync
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "fsync", failing)
+    with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
+        spool.release_queue_id(spool.new_queue_id())  # asks for names
+        for _ in range(500):
+            if caplog.records and not os.listdir(spool.directory):
+                break
+            await asyncio.sleep(0.01)
+    assert any("reserved names" in r.getMessage() for r in caplog.records)
+    assert os.listdir(spool.directory) == []
+    assert spool.stats.reserved == 0 and spool.stats.dir_fsyncs == 0
+    monkeypatch.undo()
+    env = make_envelope(queue_id=spool.new_queue_id())
+    await spool.store(env, BODY)
+    assert spool.stats.in_place == 0  # a fresh id, stored the usual way

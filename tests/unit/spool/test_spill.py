@@ -50,6 +50,11 @@ async def spilled(spool: DiskSpool, head: bytes = HEAD, tail: bytes = TAIL) -> S
     return SpilledBody(head, spill)
 
 
+def take_name(path: str) -> None:
+    with open(path, "wb") as fh:
+        fh.write(b"someone else's")
+
+
 def leftovers(spool: DiskSpool) -> list[str]:
     return [name for name in os.listdir(spool.directory) if name.startswith("tmp.")]
 
@@ -167,8 +172,8 @@ async def test_discard_removes_the_file_after_a_write_in_flight(tmp_path: Path) 
         await write
     finally:
         temps.pwrite_all = real  # type: ignore[assignment]
-    for _ in range(1000):  # the removal runs in the executor
-        if not exists(spill.path):
+    for _ in range(1000):  # the removal runs in the executor (unlink, then forget)
+        if not exists(spill.path) and not temps.contains(spill.path):
             break
         await asyncio.sleep(0.01)
     assert os.listdir(tmp_path) == []
@@ -258,3 +263,111 @@ def test_the_room_holds_a_typical_envelope() -> None:
     for r in env.recipients:
         r.address = "a-rather-long-local-part.with.dots@" + "sub." * 10 + "example.net"
     assert PREFIX_SIZE + len(encode_envelope(env)) + 4096 < SPILL_ROOM
+
+
+async def test_a_copied_tail_is_copied_in_bounded_pieces_and_private(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """copy_file_range asked for at most _COPY_CHUNK octets at a time, and it may copy
+    fewer than asked: the copy goes on from where it stopped."""
+    real = os.copy_file_range
+    asked: list[int] = []
+
+    def short(src: int, dst: int, count: int, src_off: int, dst_off: int) -> int:
+        asked.append(count)
+        return real(src, dst, min(count, 50_000), src_off, dst_off)
+
+    monkeypatch.setattr(disk, "_COPY_CHUNK", 100_000)
+    monkeypatch.setattr(os, "copy_file_range", short)
+    body = await spilled(spool)
+    env = make_envelope(1500)  # too big for the room: copied
+    await spool.store(env, body)
+    assert await spool.load_body(env.queue_id) == HEAD + TAIL
+    assert max(asked) == 100_000 and sum(min(a, 50_000) for a in asked) == len(TAIL)
+    assert oct((spool.directory / env.queue_id).stat().st_mode & 0o777) == oct(0o600)
+    assert leftovers(spool) == []
+
+
+@pytest.mark.parametrize("code", [errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP])
+async def test_a_tail_is_copied_through_a_buffer_where_the_kernel_cannot(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, code: int
+) -> None:
+    """Some file systems refuse copy_file_range, possibly after copying a first piece;
+    the rest is copied through a bounded buffer."""
+    real = os.copy_file_range
+    calls = 0
+
+    def refusing(src: int, dst: int, count: int, src_off: int, dst_off: int) -> int:
+        nonlocal calls
+        calls += 1
+        if calls > 1:
+            raise OSError(code, os.strerror(code))
+        return real(src, dst, min(count, 30_000), src_off, dst_off)
+
+    monkeypatch.setattr(disk, "_COPY_CHUNK", 100_000)
+    monkeypatch.setattr(os, "copy_file_range", refusing)
+    body = await spilled(spool)
+    env = make_envelope(1500)
+    await spool.store(env, body)
+    assert await spool.load_body(env.queue_id) == HEAD + TAIL
+    assert [e.queue_id for e in spool.recover()] == [env.queue_id]
+    assert leftovers(spool) == []
+
+
+@pytest.mark.parametrize("kernel", [True, False])
+async def test_a_tail_shorter_than_written_fails_the_copy_and_leaves_nothing(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, kernel: bool
+) -> None:
+    if not kernel:
+
+        def unsupported(*args: int) -> int:
+            raise OSError(errno.EXDEV, "cross-device")
+
+        monkeypatch.setattr(os, "copy_file_range", unsupported)
+    body = await spilled(spool)
+    os.truncate(body.tail.path, body.tail.reserve + 1000)  # the tail lost its end
+    with pytest.raises(SpoolError, match="shorter than its tail"):
+        await spool.store(make_envelope(1500), body)
+    assert os.listdir(spool.directory) == []
+    assert not temps.contains(body.tail.path)
+
+
+async def test_a_full_disk_during_the_copy_is_a_452(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(*args: int) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "copy_file_range", full)
+    body = await spilled(spool)
+    with pytest.raises(SpoolFullError) as info:
+        await spool.store(make_envelope(1500), body)
+    assert info.value.reply.code == 452
+    assert os.listdir(spool.directory) == []
+
+
+async def test_an_empty_tail_whose_file_cannot_be_made_fails_the_store(
+    spool: DiskSpool,
+) -> None:
+    spill = spool.spill(12)
+    take_name(spill.path)  # the name is taken: never written into
+    with pytest.raises(SpoolError, match="store failed"):
+        await spool.store(make_envelope(), SpilledBody(b"Subject: x\r\n", spill))
+    assert os.listdir(spool.directory) == [os.path.basename(spill.path)]
+
+
+async def test_open_body_of_a_big_envelope(spool: DiskSpool) -> None:
+    """The envelope is longer than the first read: the body still starts after it."""
+    env = make_envelope(1500)
+    await spool.store(env, HEAD + TAIL)
+    stored = await spool.open_body(env.queue_id)
+    assert stored.queue_id == env.queue_id
+    assert b"".join([c async for c in stored.chunks()]) == HEAD + TAIL
+
+
+async def test_open_body_of_an_unreadable_entry_is_a_spool_error(spool: DiskSpool) -> None:
+    queue_id = make_envelope().queue_id
+    (spool.directory / queue_id).mkdir()  # opens, but cannot be read
+    with pytest.raises(SpoolError, match="read failed") as info:
+        await spool.open_body(queue_id)
+    assert not isinstance(info.value, CorruptMessageError)
