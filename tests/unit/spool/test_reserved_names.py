@@ -13,7 +13,7 @@ import pytest
 
 from outrider.message.ids import is_queue_id
 from outrider.spool.base import DuplicateMessageError, SpoolFullError
-from outrider.spool.disk import QUARANTINE_DIR, DiskSpool
+from outrider.spool.disk import _STORE, QUARANTINE_DIR, DiskSpool, _Job
 from outrider.spool.names import LOW, TARGET
 from outrider.spool.spill import SpilledBody
 from tests.unit.spool.conftest import make_envelope
@@ -237,3 +237,22 @@ async def test_names_whose_directory_cannot_be_synced_are_removed_not_used(
     env = make_envelope(queue_id=spool.new_queue_id())
     await spool.store(env, BODY)
     assert spool.stats.in_place == 0  # a fresh id, stored the usual way
+
+
+def test_reserving_gives_way_to_queued_work(tmp_path: Path) -> None:
+    """Reserving is idle work: with a store waiting it makes one name, syncs it, and
+    says the pool is not full yet (it goes on after the store)."""
+    spool = DiskSpool(tmp_path / "spool")
+    spool._queue.put(_Job(_STORE, "waiting", b"", b"", None, None))
+    assert spool._reserve() is False
+    assert spool.stats.reserved == 1
+    assert spool.stats.dir_fsyncs == 1
+    assert len(empty_files(spool.directory)) == 1
+
+
+def test_a_full_pool_reserves_nothing_and_syncs_nothing(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path / "spool")
+    assert spool._reserve() is True
+    assert spool.stats.reserved == TARGET and spool.stats.dir_fsyncs == 1
+    assert spool._reserve() is True
+    assert spool.stats.reserved == TARGET and spool.stats.dir_fsyncs == 1
