@@ -261,6 +261,9 @@ async def test_implicit_tls_client_silent_past_the_handshake_timeout_is_dropped(
         await server.stop()
 
 
+SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())  # the kernel's cap
+
+
 def listen_backlog(sock: socket.socket) -> int:
     """The accept queue's length on Linux: ``tcpi_sacked`` of a listening socket's TCP_INFO."""
     info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
@@ -273,7 +276,7 @@ async def test_a_started_listener_keeps_the_large_backlog_for_bursts(
 ) -> None:
     # The event loop listens on the socket again when it serves it; its default backlog
     # (100) would drop a burst of connections that LISTEN_BACKLOG absorbs.
-    limit = min(LISTEN_BACKLOG, int(Path("/proc/sys/net/core/somaxconn").read_text()))
+    limit = min(LISTEN_BACKLOG, SOMAXCONN)
     tls = tls_server_context(trustme.CA(), tmp_path) if implicit_tls else None
     server = await start_server(tls=tls, implicit_tls=implicit_tls)
     try:
