@@ -1,8 +1,11 @@
 """What the session hands the intake for each transaction (the MAIL parameters and the
-session's facts of the moment) and what each recipient asked for."""
+session's facts of the moment), what each recipient asked for, and the idle clock."""
 
 from __future__ import annotations
 
+from typing import Any, cast
+
+from outrider.inbound.session import PROGRESS_BYTES, InboundSession
 from outrider.intake import CONTINUE, Check, MailEnvelope, Submission, VerdictResult
 from outrider.message.envelope import Notify, Ret
 from tests.support.inbound import in_thread, raw_dialogue, start_server
@@ -99,4 +102,59 @@ async def test_dsn_notify_and_orcpt_reach_the_message_envelope() -> None:
         assert first.orcpt is not None and first.orcpt.endswith("orig@relay.test")
         assert (second.address, second.notify, second.orcpt) == ("y@relay.test", None, None)
     finally:
+        await server.stop()
+
+
+class FakeTransport:
+    """Just enough of an asyncio transport to drive a session by hand."""
+
+    def __init__(self) -> None:
+        self.written = b""
+        self.closing = False
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return ("127.0.0.1", 40000) if name == "peername" else default
+
+    def write(self, data: bytes) -> None:
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = True
+
+    def pause_reading(self) -> None:
+        pass
+
+    def resume_reading(self) -> None:
+        pass
+
+
+async def test_the_idle_clock_restarts_on_progress_not_on_every_byte() -> None:
+    # Slowloris: a byte now and then must not keep a connection alive. Outside DATA a
+    # complete line is progress; inside DATA every PROGRESS_BYTES octets.
+    server = await start_server()
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, FakeTransport()))
+    try:
+        session.last_activity = 0.0
+        session.data_received(b"EHLO c.test")
+        assert session.last_activity == 0.0
+        session.data_received(b"\r\n")
+        assert session.last_activity > 0.0
+
+        session.data_received(b"MAIL FROM:<a@b.test>\r\nRCPT TO:<x@relay.test>\r\nDATA\r\n")
+        assert session.in_data()
+        for _ in range(2):  # the count starts again after each restart
+            session.last_activity = 0.0
+            session.data_received(b"x" * (PROGRESS_BYTES - 1))
+            assert session.last_activity == 0.0
+            session.data_received(b"\n")
+            assert session.last_activity > 0.0
+    finally:
+        session.connection_lost(None)
         await server.stop()
