@@ -8,6 +8,7 @@ import logging
 import os
 import socket
 import ssl
+import struct
 import time
 from dataclasses import replace
 from pathlib import Path
@@ -17,7 +18,12 @@ from typing import Any, cast
 import pytest
 import trustme
 
-from outrider.inbound.receiver import SWEEP_BATCH, Listener, open_listening_socket
+from outrider.inbound.receiver import (
+    LISTEN_BACKLOG,
+    SWEEP_BATCH,
+    Listener,
+    open_listening_socket,
+)
 from tests.support.daemon import wait_until
 from tests.support.inbound import (
     client_tls,
@@ -252,4 +258,29 @@ async def test_implicit_tls_client_silent_past_the_handshake_timeout_is_dropped(
         assert await in_thread(silent) < 2.0
     finally:
         await quick.stop(1.0)
+        await server.stop()
+
+
+SOMAXCONN = int(Path("/proc/sys/net/core/somaxconn").read_text())  # the kernel's cap
+
+
+def listen_backlog(sock: socket.socket) -> int:
+    """The accept queue's length on Linux: ``tcpi_sacked`` of a listening socket's TCP_INFO."""
+    info = sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 104)
+    return int(struct.unpack_from("<I", info, 28)[0])
+
+
+@pytest.mark.parametrize("implicit_tls", [False, True])
+async def test_a_started_listener_keeps_the_large_backlog_for_bursts(
+    implicit_tls: bool, tmp_path: Path
+) -> None:
+    # The event loop listens on the socket again when it serves it; its default backlog
+    # (100) would drop a burst of connections that LISTEN_BACKLOG absorbs.
+    limit = min(LISTEN_BACKLOG, SOMAXCONN)
+    tls = tls_server_context(trustme.CA(), tmp_path) if implicit_tls else None
+    server = await start_server(tls=tls, implicit_tls=implicit_tls)
+    try:
+        assert limit > 100
+        assert listen_backlog(server.listener.sock) == limit
+    finally:
         await server.stop()
