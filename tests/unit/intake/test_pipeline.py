@@ -4,10 +4,20 @@ until a check answers with an awaitable."""
 from __future__ import annotations
 
 import inspect
+import logging
 
 import pytest
 
-from outrider.intake import CONTINUE, Action, Check, IntakePipeline, Submission, Verdict
+from outrider.intake import (
+    CONTINUE,
+    Action,
+    Check,
+    IntakePipeline,
+    MailEnvelope,
+    MailRecipient,
+    Submission,
+    Verdict,
+)
 from outrider.intake.pipeline import CHECK_FAILED
 from outrider.intake.verdict import VerdictResult
 from outrider.smtp.replies import Reply
@@ -49,6 +59,48 @@ def test_only_the_phases_a_check_overrides_are_asked() -> None:
     assert IntakePipeline([]).at_mail(SMTP, "") is CONTINUE
 
 
+async def test_every_hook_is_told_the_submission_and_what_its_phase_is_about() -> None:
+    seen: list[tuple[object, ...]] = []
+
+    class Spy(Check):
+        def at_mail(self, submission: Submission, sender: str) -> VerdictResult:
+            seen.append(("mail", submission, sender))
+            return CONTINUE
+
+        def at_rcpt(self, submission: Submission, sender: str, recipient: str) -> VerdictResult:
+            seen.append(("rcpt", submission, sender, recipient))
+            return CONTINUE
+
+        def at_message(
+            self, submission: Submission, envelope: MailEnvelope, content: bytes
+        ) -> VerdictResult:
+            seen.append(("message", submission, envelope, content))
+            return CONTINUE
+
+        def map_recipient(self, submission: Submission, recipient: str) -> str:
+            seen.append(("map", submission, recipient))
+            return recipient
+
+        def expand_recipient(
+            self, submission: Submission, recipient: MailRecipient
+        ) -> tuple[MailRecipient, ...] | None:
+            seen.append(("expand", submission, recipient))
+            return None
+
+    pipeline = IntakePipeline([Spy()])
+    pipeline.at_mail(SMTP, "s@a.test")
+    pipeline.at_rcpt(SMTP, "s@a.test", "r@b.test")
+    pipeline.at_message(SMTP, MAIL, CONTENT)
+    assert pipeline.map_recipients(SMTP, MAIL) == MAIL
+    assert seen == [
+        ("mail", SMTP, "s@a.test"),
+        ("rcpt", SMTP, "s@a.test", "r@b.test"),
+        ("message", SMTP, MAIL, CONTENT),
+        ("map", SMTP, "r@b.test"),
+        ("expand", SMTP, MAIL.recipients[0]),
+    ]
+
+
 async def test_an_awaitable_answer_defers_the_rest_of_the_phase() -> None:
     log: list[str] = []
     refuse = Verdict.reject(NO)
@@ -76,7 +128,7 @@ async def test_an_awaitable_continue_goes_on_with_sync_checks() -> None:
     assert log == ["message:slow", "message:b"]
 
 
-async def test_a_failing_check_refuses_temporarily() -> None:
+async def test_a_failing_check_refuses_temporarily(caplog: pytest.LogCaptureFixture) -> None:
     class Broken(Check):
         def at_mail(self, submission: Submission, sender: str) -> VerdictResult:
             raise RuntimeError("bug")
@@ -88,10 +140,14 @@ async def test_a_failing_check_refuses_temporarily() -> None:
         def at_mail(self, submission: Submission, sender: str) -> VerdictResult:
             return self._fail()
 
+    caplog.set_level(logging.ERROR, "outrider.intake")
     assert IntakePipeline([Broken()]).at_mail(SMTP, "") is CHECK_FAILED
     pending = IntakePipeline([BrokenLater()]).at_mail(SMTP, "")
     assert not isinstance(pending, Verdict)
     assert await pending is CHECK_FAILED
+    # the log names the check at fault, with the error
+    assert caplog.messages == ["intake check Broken failed", "intake check BrokenLater failed"]
+    assert all(r.exc_info for r in caplog.records)
     assert CHECK_FAILED.reply == Reply(451, "4.3.0", "Local error in processing; try again later")
 
 
