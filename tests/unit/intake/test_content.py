@@ -14,7 +14,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from outrider.intake import Accepted, Intake, IntakePipeline, Rejected, Verdict
-from outrider.intake.content import HEADER_TOO_LARGE, ContentBuffer, header_section_end
+from outrider.intake.content import HEADER_TOO_LARGE, Content, ContentBuffer, header_section_end
 from outrider.intake.finish import finish_message
 from outrider.intake.sink import HeldSink
 from outrider.intake.vmta import VmtaTable
@@ -207,3 +207,31 @@ async def test_a_refused_spilled_message_leaves_no_file(tmp_path: Path) -> None:
     result = await intake.submit(SMTP, MAIL, body)
     assert result == Rejected(NO)
     assert await until_empty(tmp_path) == []
+
+
+async def test_a_spilled_message_loses_the_unsubscribe_request_and_may_be_signed(
+    tmp_path: Path,
+) -> None:
+    """The steps after header completion change only the head of a spilled message; the
+    envelope's size follows them."""
+
+    class Signer:
+        async def apply(self, content: Content, now: float) -> Content:
+            assert isinstance(content, SpilledBody)
+            return SpilledBody(b"DKIM-Signature: v=1\r\n" + content.head, content.tail)
+
+    tail = b"z" * 5000 + b"\r\n"
+    for dkim, first in ((None, b"Received: "), (Signer(), b"DKIM-Signature: v=1\r\n")):
+        spool = MemorySpool()
+        intake = Intake(IntakePipeline([]), spool, HeldSink(), "mx.test", VMTAS)
+        intake.dkim = dkim  # type: ignore[assignment]
+        _, buffer = spiller(tmp_path)
+        await feed(buffer, b"Subject: big\r\nX-Outrider-Unsubscribe: no\r\n\r\n" + tail)
+        body = buffer.take()
+        assert isinstance(body, SpilledBody)
+        result = await intake.submit(SMTP, MAIL, body, queue_id="QBIG")
+        assert isinstance(result, Accepted)
+        stored = spool.bodies["QBIG"]
+        assert stored.startswith(first) and stored.endswith(b"Subject: big\r\n\r\n" + tail)
+        assert b"X-Outrider-Unsubscribe" not in stored
+        assert result.envelope.size == len(stored)

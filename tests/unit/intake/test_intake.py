@@ -3,8 +3,11 @@ store, then the sink — and nothing reaches the sink that was not stored."""
 
 from __future__ import annotations
 
+import logging
 from dataclasses import replace
 from pathlib import Path
+
+import pytest
 
 from outrider.config.loader import parse_config
 from outrider.intake import (
@@ -12,20 +15,26 @@ from outrider.intake import (
     Accepted,
     Intake,
     IntakePipeline,
+    MailEnvelope,
     Rejected,
     SchedulerSink,
     SinkUnavailableError,
+    Submission,
     Verdict,
 )
 from outrider.intake.build import build_intake, reconfigure_intake
 from outrider.intake.checks import Relay, UserRate
+from outrider.intake.content import Content
 from outrider.intake.pipeline import Check
+from outrider.intake.verdict import VerdictResult
 from outrider.intake.vmta import VmtaTable
 from outrider.message.envelope import Envelope, Source
+from outrider.message.headers import rfc5322_date
 from outrider.message.ids import is_queue_id
 from outrider.smtp.replies import LOCAL_ERROR, RELAY_DENIED, Reply
 from outrider.spool.base import SpoolError, SpoolFullError
 from outrider.spool.disk import DiskSpool
+from outrider.spool.spill import SpillFile
 from tests.support.memory_spool import MemorySpool
 from tests.unit.intake.support import CONTENT, MAIL, NO, SMTP, Recording
 
@@ -196,3 +205,160 @@ async def test_build_intake_takes_its_ids_from_a_disk_spool(tmp_path: Path) -> N
     other = build_intake(config, spool=MemorySpool(), sink=Journal(), users=None)
     assert is_queue_id(other.new_queue_id())
     await spool.close()
+
+
+class Spy(Check):
+    def __init__(self) -> None:
+        self.seen: list[tuple[object, ...]] = []
+
+    def at_mail(self, submission: Submission, sender: str) -> VerdictResult:
+        self.seen.append(("mail", submission, sender))
+        return CONTINUE
+
+    def at_rcpt(self, submission: Submission, sender: str, recipient: str) -> VerdictResult:
+        self.seen.append(("rcpt", submission, sender, recipient))
+        return CONTINUE
+
+    def at_message(
+        self, submission: Submission, envelope: MailEnvelope, content: bytes
+    ) -> VerdictResult:
+        self.seen.append(("message", submission, envelope, content))
+        return CONTINUE
+
+
+async def test_checks_and_header_completion_are_told_the_transaction() -> None:
+    spy = Spy()
+    journal = Journal()
+    intake = make_intake(journal, [spy])
+    assert intake.check_mail(SMTP, "s@a.test") is CONTINUE
+    assert intake.check_rcpt(SMTP, "s@a.test", "r@b.test") is CONTINUE
+    result = await intake.submit(SMTP, MAIL, CONTENT)
+    assert spy.seen == [
+        ("mail", SMTP, "s@a.test"),
+        ("rcpt", SMTP, "s@a.test", "r@b.test"),
+        ("message", SMTP, MAIL, CONTENT),
+    ]
+    assert isinstance(result, Accepted)
+    [(_, env, body), _] = journal.events
+    trace = body[: -len(CONTENT)]  # the Received field the intake added
+    assert b"by mx.test" in trace  # the intake's own hostname
+    assert rfc5322_date(1_700_000_000.0).encode() in trace  # the intake's clock
+    assert env.received_at == 1_700_000_000.0
+
+
+def test_spill_files_come_from_the_spool() -> None:
+    asked: list[int] = []
+
+    class Spool(Journal):
+        def spill(self, head_len: int) -> SpillFile:
+            asked.append(head_len)
+            return SpillFile("/nonexistent", head_len)
+
+    intake = make_intake(Journal())
+    intake.spool = Spool()
+    assert intake.spill(4096).reserve >= 4096
+    assert asked == [4096]
+
+
+REQUEST = b"X-Outrider-Unsubscribe: yes\r\n"
+
+
+async def test_the_unsubscribe_request_never_leaves_and_the_size_follows() -> None:
+    journal = Journal()
+    result = await make_intake(journal).submit(SMTP, MAIL, REQUEST + CONTENT)
+    assert isinstance(result, Accepted)
+    [(_, env, body), _] = journal.events
+    assert b"X-Outrider-Unsubscribe" not in body and body.endswith(CONTENT)
+    assert env.size == len(body)
+
+
+async def test_the_unsubscribe_step_gets_the_request_and_may_add_its_fields() -> None:
+    asked: list[tuple[object, ...]] = []
+    added = b"List-Unsubscribe: <mailto:u@a.test>\r\n"
+
+    class Step:
+        def apply(
+            self, content: Content, envelope: Envelope, request: bool | None, now: float
+        ) -> Content:
+            asked.append((content, envelope, request, now))
+            assert isinstance(content, bytes)
+            return added + content
+
+    journal = Journal()
+    intake = make_intake(journal)
+    intake.unsubscribe = Step()  # type: ignore[assignment]
+    trusted = replace(SMTP, auth_user="alice")  # may relay: its request counts
+    result = await intake.submit(trusted, MAIL, REQUEST + CONTENT)
+    assert isinstance(result, Accepted)
+    [(_, env, body), _] = journal.events
+    [(content, envelope, request, now)] = asked
+    assert isinstance(content, bytes) and b"X-Outrider-Unsubscribe" not in content
+    assert (envelope, request, now) == (env, True, 1_700_000_000.0)
+    assert body == added + content and env.size == len(body)
+
+
+async def test_dkim_signs_the_completed_message() -> None:
+    signed_at: list[float] = []
+
+    class Signer:
+        async def apply(self, content: Content, now: float) -> Content:
+            signed_at.append(now)
+            assert isinstance(content, bytes)
+            return b"DKIM-Signature: v=1\r\n" + content
+
+    journal = Journal()
+    intake = make_intake(journal)
+    intake.dkim = Signer()  # type: ignore[assignment]
+    result = await intake.submit(SMTP, MAIL, CONTENT)
+    assert isinstance(result, Accepted)
+    [(_, env, body), _] = journal.events
+    assert body.startswith(b"DKIM-Signature: v=1\r\nReceived: ") and env.size == len(body)
+    assert signed_at == [1_700_000_000.0]
+
+
+async def test_a_failed_signature_refuses_for_now_and_gives_the_id_back(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    class Signer:
+        async def apply(self, content: Content, now: float) -> Content:
+            raise RuntimeError("no key")
+
+    released: list[str] = []
+    journal = Journal()
+    intake = make_intake(journal)
+    intake.dkim = Signer()  # type: ignore[assignment]
+    intake.release_queue_id = released.append
+    with caplog.at_level(logging.ERROR, "outrider.intake"):
+        assert await intake.submit(SMTP, MAIL, CONTENT) == Rejected(LOCAL_ERROR)
+    assert journal.events == [] and released == ["Q1"]
+    assert caplog.messages == ["Q1: DKIM signing failed"]
+
+
+async def test_verp_rewrites_the_envelope_it_stores() -> None:
+    class Verp:
+        def rewrite(self, envelope: Envelope) -> bool:
+            envelope.sender = "bounces+" + envelope.queue_id + "@b.test"
+            return True
+
+    journal = Journal()
+    intake = make_intake(journal)
+    intake.verp = Verp()  # type: ignore[assignment]
+    result = await intake.submit(SMTP, MAIL, CONTENT)
+    assert isinstance(result, Accepted)
+    [(_, env, _), _] = journal.events
+    assert env is result.envelope and env.sender == "bounces+Q1@b.test"
+
+
+async def test_what_the_intake_logs_names_the_message(caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, "outrider")
+    intake = make_intake(Journal())
+    unknown = b"X-Virtual-MTA: nowhere\r\n" + CONTENT
+    result = await intake.submit(replace(SMTP, vmta_header=True), MAIL, unknown)
+    assert isinstance(result, Accepted)
+    assert "Q1: unknown X-Virtual-MTA 'nowhere' ignored" in caplog.messages
+    size = result.envelope.size
+    assert caplog.messages[-1] == f"queued Q1 from=<s@a.test> rcpts=1 size={size} vmta=mta10"
+    caplog.clear()
+    broken = make_intake(Journal(fail_store=SpoolError("disk on fire")))
+    await broken.submit(SMTP, MAIL, CONTENT)
+    assert [m for m in caplog.messages if "Q1" in m] == ["spool: cannot store Q1: disk on fire"]
