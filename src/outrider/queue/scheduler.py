@@ -163,7 +163,7 @@ class Scheduler:
                 len(envelope.recipients),
                 envelope.vmta,
                 envelope.recipients,
-                pool=envelope.vmta if envelope.vmta in self.ctx.config.vmta_pools else "",
+                pool=self._pool_of(envelope),
             )
         )
         if self.suppression is not None and self._suppress(msg):
@@ -203,6 +203,7 @@ class Scheduler:
                 delay_warning_after=None,
                 queue=domain,
                 vmta=env.vmta,
+                pool=self._pool_of(env),
             )
             outcomes = {
                 id(r): local_outcome(
@@ -420,7 +421,7 @@ class Scheduler:
             destination_ip=report.destination_ip if report is not None else "",
             peer_dsn=report.peer_dsn if report is not None else False,
             esmtp=report.esmtp if report is not None else "",
-            pool=env.vmta if env.vmta in self.ctx.config.vmta_pools else "",
+            pool=self._pool_of(env),
             categories=self.bounce_categories,
         )
         result = settle(env, item.recipients, outcomes, attempt)
@@ -480,6 +481,7 @@ class Scheduler:
                 delay_warning_after=None,
                 queue=queue_name,
                 vmta=queue_name.rpartition("/")[2] or env.vmta,
+                pool=self._pool_of(env),
             )
             result = settle(env, rcpts, {id(r): outcome for r in rcpts}, attempt)
             self.ctx.bus.publish_many(result.events)
@@ -491,6 +493,11 @@ class Scheduler:
                 self._drop_body(msg)
                 env.notices += "".join(k for k in final_notices(env) if k not in env.notices)
         self.finisher.persist(msg, changed, last)
+
+    def _pool_of(self, env: Envelope) -> str:
+        """The virtual-MTA pool the message was assigned (vmtaPool), "" for a virtual MTA
+        assigned directly: every record of the message names it, whatever decided it."""
+        return env.vmta if env.vmta in self.ctx.config.vmta_pools else ""
 
     def _drop_body(self, msg: QueuedMessage) -> None:
         if msg.body is not None:

@@ -8,7 +8,8 @@ from pathlib import Path
 from outrider.accounting.records import FIELDS
 from outrider.accounting.subscriber import row_of
 from outrider.events.types import Bounced, Delivered, MessageDone, NoticeDue
-from outrider.message.envelope import Envelope, RcptStatus
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
+from outrider.queue.scheduler import Scheduler
 from outrider.smtp.replies import Reply
 from outrider.suppression.store import SuppressionStore
 from tests.unit.queue.test_scheduler_transitions import Harness, idle, make  # noqa: F401
@@ -104,6 +105,29 @@ async def test_suppressed_recipients_are_recorded_under_their_domain(make, tmp_p
     store.close()
 
 
+async def test_suppressed_pool_mail_is_recorded_with_its_pool(make, tmp_path) -> None:  # noqa: F811
+    """No member was chosen: the bounce names the pool as its vmta and as its vmtaPool,
+    like every other record of the message."""
+    pool = (
+        '[virtual-mta.a]\nsmtp-source-host = "127.0.0.10"\n'
+        '[virtual-mta-pool.both]\nvirtual-mtas = ["a"]\n'
+    )
+    h: Harness = await make(tables=pool)
+    store = _store(tmp_path, h)
+    store.add("gone@a.test")
+    env = Envelope("POOLED", "s@x.test", [Recipient("gone@a.test")], h.clock.now)
+    env.vmta = "both"
+    h.spool.bodies["POOLED"] = b"Subject: p\r\n\r\nx\r\n"
+    h.spool.saved["POOLED"] = Envelope("POOLED", "s@x.test", [], env.received_at)
+    h.scheduler.submit(env, h.spool.bodies["POOLED"])
+    await idle()
+    [bounced] = h.of(Bounced)
+    assert (bounced.vmta, bounced.pool) == ("both", "both")  # type: ignore[attr-defined]
+    row = dict(zip(FIELDS, row_of(bounced) or (), strict=True))
+    assert (row["vmta"], row["vmtaPool"]) == ("both", "both")
+    store.close()
+
+
 async def test_a_broken_list_lets_the_mail_go_out(make, tmp_path) -> None:  # noqa: F811
     """Failing open: the list is a courtesy, the mail was accepted."""
     h: Harness = await make()
@@ -120,3 +144,29 @@ async def test_a_broken_list_lets_the_mail_go_out(make, tmp_path) -> None:  # no
     assert env.recipients[0].status is RcptStatus.DELIVERED
     assert h.of(Bounced) == []
     store.close()
+
+
+async def test_a_scheduler_built_with_a_list_checks_it(make, tmp_path) -> None:  # noqa: F811
+    h: Harness = await make()
+    store = SuppressionStore(tmp_path / "suppression.db", clock=h.clock)
+    store.add("gone@a.test")
+    scheduler = Scheduler(
+        config=h.scheduler.config,
+        spool=h.spool,
+        transports=h.transport,
+        clock=h.clock,
+        suppression=store,
+    )
+    scheduler.bus.subscribe(h)
+    try:
+        env = Envelope("SUPP", "s@x.test", [Recipient("gone@a.test")], h.clock.now)
+        h.spool.bodies["SUPP"] = b"Subject: s\r\n\r\nx\r\n"
+        scheduler.submit(env, h.spool.bodies["SUPP"])
+        await idle()
+        assert [(e.recipient, e.category) for e in h.of(Bounced)] == [  # type: ignore[attr-defined]
+            ("gone@a.test", "suppressed")
+        ]
+        assert h.transport.sent == []
+    finally:
+        await scheduler.stop(0.1)
+        store.close()
