@@ -342,3 +342,66 @@ async def test_replies_are_not_delayed_by_nagle() -> None:
             client.close()
     finally:
         await server.stop()
+
+
+async def test_the_end_of_input_closes_the_session() -> None:
+    server = await start_server()
+    transport = FakeTransport()
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, transport))
+    try:
+        session.data_received(b"EHLO c.test\r\n")
+        assert not transport.closing
+        assert session.eof_received() is None  # not kept half-open
+        assert transport.closing
+    finally:
+        session.connection_lost(None)
+        await server.stop()
+
+
+async def test_without_a_greeting_delay_an_untrusted_client_is_greeted_at_once() -> None:
+    server = await start_server(relay_networks=("10.9.9.9/32",))
+    transport = FakeTransport()
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, transport))
+    try:
+        assert transport.written.startswith(b"220 mta.outrider.test")
+        session.data_received(b"NOOP\r\n")  # talking right after it is no pregreet
+        assert transport.written.endswith(b"250 2.0.0 OK\r\n")
+    finally:
+        session.connection_lost(None)
+        await server.stop()
+
+
+async def test_nothing_more_is_acted_on_once_the_client_is_gone(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # Two pipelined messages; the client hangs up while the first is stored (which
+    # completes): the second is never checked nor queued.
+    seen = Seen()
+    server = await start_server(checks=[seen])
+    stored = asyncio.Event()
+    submit = server.ctx.intake.submit
+
+    async def slow_submit(*args: Any) -> Any:
+        await stored.wait()
+        return await submit(*args)
+
+    monkeypatch.setattr(server.ctx.intake, "submit", slow_submit)
+    transport = FakeTransport()
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, transport))
+    transaction = b"MAIL FROM:<a@b.test>\r\n" + RCPT + MESSAGE
+    try:
+        session.data_received(b"EHLO c.test\r\n" + transaction + transaction)
+        await asyncio.sleep(0)
+        assert session.busy and len(seen.submissions) == 1
+        transport.close()
+        session.connection_lost(None)
+        stored.set()
+        await until(lambda: not session.busy)
+        await asyncio.sleep(0.05)
+        assert len(server.stored) == 1
+        assert len(seen.submissions) == len(seen.rcpts) == len(seen.envelopes) == 1
+    finally:
+        await server.stop()
