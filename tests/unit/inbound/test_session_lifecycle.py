@@ -192,6 +192,7 @@ class FakeTransport:
         return ("127.0.0.1", 40000) if name == "peername" else default
 
     def write(self, data: bytes) -> None:
+        assert not self.closing, "written to a closing transport"
         self.written += data
 
     def is_closing(self) -> bool:
@@ -404,4 +405,21 @@ async def test_nothing_more_is_acted_on_once_the_client_is_gone(
         assert len(server.stored) == 1
         assert len(seen.submissions) == len(seen.rcpts) == len(seen.envelopes) == 1
     finally:
+        await server.stop()
+
+
+async def test_nothing_is_written_to_a_transport_already_closing() -> None:
+    # The peer reset the connection (the transport is closing, connection_lost not yet
+    # delivered) just as the session times out: no reply goes to the dead transport.
+    server = await start_server()
+    transport = FakeTransport()
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, transport))
+    try:
+        greeting = transport.written
+        transport.close()
+        session.timeout()
+        assert transport.written == greeting
+    finally:
+        session.connection_lost(None)
         await server.stop()
