@@ -16,7 +16,7 @@ from typing import Any, TypeVar, cast
 import pytest
 
 from outrider.inbound.session import PROGRESS_BYTES, InboundSession
-from outrider.intake import CONTINUE, Check, MailEnvelope, Submission, VerdictResult
+from outrider.intake import CONTINUE, Check, MailEnvelope, Submission, Verdict, VerdictResult
 from outrider.message.envelope import Notify, Ret
 from tests.support.inbound import FakeUsers, in_thread, raw_dialogue, start_server
 
@@ -187,9 +187,10 @@ class FakeTransport:
         self.written = b""
         self.closing = False
         self.reading = True
+        self.peer: tuple[str, int] | None = ("127.0.0.1", 40000)
 
     def get_extra_info(self, name: str, default: object = None) -> object:
-        return ("127.0.0.1", 40000) if name == "peername" else default
+        return self.peer if name == "peername" else default
 
     def write(self, data: bytes) -> None:
         assert not self.closing, "written to a closing transport"
@@ -422,4 +423,55 @@ async def test_nothing_is_written_to_a_transport_already_closing() -> None:
         assert transport.written == greeting
     finally:
         session.connection_lost(None)
+        await server.stop()
+
+
+async def test_a_client_without_a_peer_address_is_served() -> None:
+    # asyncio gives no peername when the client reset before the transport was made
+    server = await start_server(relay_networks=())
+    transport = FakeTransport()
+    transport.peer = None
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, transport))
+    try:
+        assert session.client_ip == ""
+        assert transport.written.startswith(b"220 mta.outrider.test")
+    finally:
+        session.connection_lost(None)
+        await server.stop()
+
+
+class Pending(Check):
+    """MAIL waits (a lookup, say) until ``go``; records whether it was cancelled."""
+
+    def __init__(self) -> None:
+        self.go = asyncio.Event()
+        self.cancelled = False
+
+    def at_mail(self, submission: Submission, sender: str) -> VerdictResult:
+        async def verdict() -> Verdict:
+            try:
+                await self.go.wait()
+            except asyncio.CancelledError:
+                self.cancelled = True
+                raise
+            return CONTINUE
+
+        return verdict()
+
+
+async def test_a_check_still_waiting_when_the_client_leaves_is_cancelled() -> None:
+    pending = Pending()
+    server = await start_server(checks=[pending])
+    transport = FakeTransport()
+    session = InboundSession(server.ctx)
+    session.connection_made(cast(Any, transport))
+    try:
+        session.data_received(b"EHLO c.test\r\nMAIL FROM:<a@b.test>\r\n")
+        await asyncio.sleep(0)  # the check is waiting
+        transport.close()
+        session.connection_lost(None)
+        await until(lambda: pending.cancelled)
+    finally:
+        pending.go.set()
         await server.stop()

@@ -388,3 +388,19 @@ async def test_a_client_gone_during_admission_gets_nothing() -> None:
         await asyncio.sleep(0)
     assert gate.total == 0
     await server.stop()
+
+
+async def test_an_exempt_trusted_client_is_admitted_at_once() -> None:
+    # limits-exempt-relay-networks: the shared per-client count does not apply, so a
+    # trusted client is greeted without waiting for the shared throttle.
+    gate = shared_gate()
+    server = await start_server(gate=gate, limits_exempt_trusted=True)
+    transport = FakeTransport()
+    session = connect(server, transport)
+    try:
+        assert transport.written.startswith(b"220 mta.outrider.test")
+        assert not session.busy and transport.reading
+        assert isinstance(gate.throttle, SharedStandIn) and gate.throttle.calls == 0
+    finally:
+        session.connection_lost(None)
+        await server.stop()
