@@ -219,6 +219,8 @@ async def test_the_idle_clock_restarts_on_progress_not_on_every_byte() -> None:
     session = InboundSession(server.ctx)
     session.connection_made(cast(Any, FakeTransport()))
     try:
+        # a client that never speaks is idle from the moment it connected
+        assert 0.0 <= session.idle_for(time.monotonic()) < 5.0
         session.last_activity = 0.0
         session.data_received(b"EHLO c.test")
         assert session.last_activity == 0.0
