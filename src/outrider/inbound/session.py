@@ -414,7 +414,9 @@ class InboundSession(asyncio.Protocol):
                 ssl_handshake_timeout=ctx.tls_handshake_timeout,
             )
         except (OSError, TimeoutError, ConnectionError) as exc:  # ssl.SSLError is an OSError
-            log.info("TLS handshake failed: client=%s: %s", self.client_ip, exc or type(exc))
+            # (a timeout's message is empty: then its name says what happened)
+            reason = str(exc) or type(exc).__name__
+            log.info("TLS handshake failed: client=%s: %s", self.client_ip, reason)
             transport.abort()
             self.connection_lost(None)
             return
