@@ -599,3 +599,22 @@ async def test_removals_in_a_batch_whose_directory_sync_fails_fail(
     release.set()
     results = await asyncio.gather(first, new, removal, return_exceptions=True)
     assert all(isinstance(r, SpoolError) for r in results)
+
+
+async def test_an_unexpected_failure_in_a_commit_fails_its_callers_not_the_committer(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(disk, "encode_prefix", broken)
+    env = make_envelope()
+    with (
+        caplog.at_level(logging.ERROR, logger="outrider.spool.disk"),
+        pytest.raises(SpoolError, match="commit failed"),
+    ):
+        await spool.store(env, BODY)
+    assert any(r.exc_info for r in caplog.records)
+    monkeypatch.undo()
+    await spool.store(env, BODY)
+    assert await spool.load_body(env.queue_id) == BODY
