@@ -224,6 +224,9 @@ async def test_a_failed_directory_sync_withdraws_the_name_durably(
     """The store fails with 4xx: its name is unlinked and the directory synced again, so
     the message cannot reappear after a crash (the client will send it again)."""
     spool = DiskSpool(tmp_path / "spool")
+    await spool.store(make_envelope(), BODY)
+    await spool.remove(spool.directory.iterdir().__next__().name)
+    before = spool.stats.dir_fsyncs
     syncs: list[int] = []
     real = DiskSpool._sync_dir
 
@@ -239,6 +242,7 @@ async def test_a_failed_directory_sync_withdraws_the_name_durably(
         await spool.store(env, BODY)
     assert syncs == [1, 0]  # failed with the name in place, synced again without it
     assert os.listdir(spool.directory) == []
+    assert spool.stats.dir_fsyncs == before + 1  # the second one
     await spool.close()
 
 

@@ -310,7 +310,11 @@ def test_temp_files_of_a_zombie_are_abandoned_and_of_a_live_process_kept(
     only looked at, never signalled."""
     spool = DiskSpool(tmp_path / "spool")
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    live = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        # signals keep their default effect (not ignored as under nohup): one would end it
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+    )
     try:
         for _ in range(500):  # exited, not reaped
             if _is_zombie(zombie.pid):
