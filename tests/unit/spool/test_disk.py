@@ -552,6 +552,12 @@ async def test_short_writes_are_continued(
 
 
 def test_an_unclosed_spool_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    async def here() -> None:  # the same in this process, closed (maps the test to it)
+        spool = DiskSpool(tmp_path / "spool")
+        await spool.store(make_envelope(), b"body")
+        await spool.close()
+
+    asyncio.run(here())
     script = (
         "import asyncio, sys\n"
         "from outrider.spool.disk import DiskSpool\n"
@@ -571,7 +577,7 @@ def test_an_unclosed_spool_does_not_keep_the_process_alive(tmp_path: Path) -> No
         cwd=root,
         env=env,
     )
-    assert len(os.listdir(tmp_path / "spool")) == 1
+    assert len(os.listdir(tmp_path / "spool")) == 2
 
 
 async def test_removals_in_a_batch_whose_directory_sync_fails_fail(
