@@ -624,10 +624,9 @@ class DiskSpool:
                 prefix = encode_prefix_for(job.data, len(head) + tail.size, crc)
                 job.temp = self._copy_spilled(job.queue_id, prefix + head, fd, tail)
                 self._drop_temp(tail.path)
-        except OSError as exc:
+        except OSError as exc:  # a failed copy removed its own file (_copy_spilled)
             job.error = error_from_os("store", exc)
             self._drop_temp(tail.path)
-            self._drop_temp(job.temp)
         finally:
             os.close(fd)
 

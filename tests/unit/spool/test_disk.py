@@ -4,13 +4,18 @@ from __future__ import annotations
 
 import asyncio
 import errno
+import logging
 import os
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 import pytest
 
 from outrider.message.envelope import RcptStatus
 from outrider.smtp.replies import LOCAL_ERROR
+from outrider.spool import disk, temps
 from outrider.spool.base import (
     INSUFFICIENT_STORAGE,
     CorruptMessageError,
@@ -155,8 +160,11 @@ async def test_a_final_message_owing_a_notice_is_recovered_not_removed(
 async def test_duplicate_is_its_own_error(spool: DiskSpool) -> None:
     env = make_envelope()
     await spool.store(env, BODY)
+    syncs = spool.stats.dir_fsyncs
     with pytest.raises(DuplicateMessageError):
         await spool.store(env, BODY)
+    assert spool.stats.stores == 1  # the refused one is not counted, nor synced
+    assert spool.stats.dir_fsyncs == syncs
 
 
 async def test_unknown_and_invalid_ids(spool: DiskSpool) -> None:
@@ -216,6 +224,9 @@ async def test_a_failed_directory_sync_withdraws_the_name_durably(
     """The store fails with 4xx: its name is unlinked and the directory synced again, so
     the message cannot reappear after a crash (the client will send it again)."""
     spool = DiskSpool(tmp_path / "spool")
+    await spool.store(make_envelope(), BODY)
+    await spool.remove(spool.directory.iterdir().__next__().name)
+    before = spool.stats.dir_fsyncs
     syncs: list[int] = []
     real = DiskSpool._sync_dir
 
@@ -231,6 +242,7 @@ async def test_a_failed_directory_sync_withdraws_the_name_durably(
         await spool.store(env, BODY)
     assert syncs == [1, 0]  # failed with the name in place, synced again without it
     assert os.listdir(spool.directory) == []
+    assert spool.stats.dir_fsyncs == before + 1  # the second one
     await spool.close()
 
 
@@ -327,3 +339,292 @@ async def test_a_stored_message_is_private(spool: DiskSpool) -> None:
     env = make_envelope()
     await spool.store(env, BODY)
     assert (spool.directory / env.queue_id).stat().st_mode & 0o777 == 0o600
+
+
+@pytest.mark.parametrize(
+    ("code", "error"), [(errno.ENOSPC, SpoolFullError), (errno.EMLINK, SpoolError)]
+)
+async def test_a_name_that_cannot_be_linked_fails_the_store_and_leaves_nothing(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, code: int, error: type[SpoolError]
+) -> None:
+    """Not a duplicate: the typed error of the failure, no temp file left behind (nor
+    remembered as this process's), nothing counted as stored, no directory sync."""
+
+    def refusing(src: str, dst: str) -> None:
+        raise OSError(code, os.strerror(code))
+
+    monkeypatch.setattr(os, "link", refusing)
+    env = make_envelope()
+    with pytest.raises(error) as info:
+        await spool.store(env, BODY)
+    assert not isinstance(info.value, DuplicateMessageError)
+    assert "store failed" in str(info.value)
+    assert os.listdir(spool.directory) == []
+    temp = os.path.join(spool.directory, f"tmp.{os.getpid()}.{env.queue_id}")
+    assert not temps.contains(temp)
+    assert spool.stats.stores == 0 and spool.stats.dir_fsyncs == 0
+    monkeypatch.undo()
+    await spool.store(env, BODY)  # the id was never taken: it can be stored now
+    assert await spool.load_body(env.queue_id) == BODY
+
+
+async def test_a_store_that_cannot_write_its_temp_file_forgets_it(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    def full(fd: int, buffers: object) -> int:
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "writev", full)
+    env = make_envelope()
+    with pytest.raises(SpoolFullError):
+        await spool.store(env, BODY)
+    temp = os.path.join(spool.directory, f"tmp.{os.getpid()}.{env.queue_id}")
+    assert not temps.contains(temp)
+    assert spool.stats.stores == 0
+
+
+async def test_a_stored_temp_file_is_forgotten(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    temp = os.path.join(spool.directory, f"tmp.{os.getpid()}.{env.queue_id}")
+    assert not temps.contains(temp)
+
+
+async def test_a_rolled_back_record_is_made_durable(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The cut back to the last good length is synced: a torn record that came back
+    after a crash would hide every later append."""
+    env = make_envelope(2)
+    await spool.store(env, BODY)
+    path = spool.directory / env.queue_id
+    size = path.stat().st_size
+    synced: list[int] = []
+    real = disk._datasync
+
+    def failing_first(fd: int) -> None:
+        synced.append(os.fstat(fd).st_size)
+        if len(synced) == 1:
+            raise OSError(errno.EIO, "Input/output error")
+        real(fd)
+
+    monkeypatch.setattr(disk, "_datasync", failing_first)
+    env.recipients[0].attempts = 1
+    with pytest.raises(SpoolError, match="record failed"):
+        await spool.record(env, env.recipients[:1])
+    assert synced[0] > size  # the record was written, its sync failed
+    assert synced[1:] == [size]  # then the cut was synced
+    assert path.stat().st_size == size
+
+
+async def test_a_record_that_cannot_be_rolled_back_still_fails(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = make_envelope(2)
+    await spool.store(env, BODY)
+
+    def failing(fd: int) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(disk, "_datasync", failing)
+    with (
+        caplog.at_level(logging.ERROR, logger="outrider.spool.disk"),
+        pytest.raises(SpoolError, match="record failed"),
+    ):
+        await spool.record(env, env.recipients[:1])
+    assert any("roll back" in r.getMessage() for r in caplog.records)
+    monkeypatch.undo()
+    env.recipients[1].status = RcptStatus.DELIVERED
+    await spool.record(env, env.recipients[1:])  # the committer goes on
+
+
+async def test_a_store_writes_its_own_temp_file_in_the_spool_directory(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Named after this process and the queue id, and known as in flight while it is
+    written, so that no recovery (of this process or another) removes it."""
+    real = os.writev
+    into: list[tuple[str, bool]] = []
+
+    def recording(fd: int, buffers: list[memoryview]) -> int:
+        path = os.readlink(f"/proc/self/fd/{fd}")
+        into.append((path, temps.contains(path)))
+        return real(fd, buffers)
+
+    monkeypatch.setattr(os, "writev", recording)
+    env = make_envelope()
+    await spool.store(env, BODY)
+    temp = os.path.join(spool.directory, f"tmp.{os.getpid()}.{env.queue_id}")
+    assert into == [(temp, True)]
+    assert not temps.contains(temp)
+
+
+async def test_a_store_is_never_written_into_an_existing_temp_file(spool: DiskSpool) -> None:
+    """A stale temp file under the store's temp name (an earlier process with the same
+    pid) is never written into: its octets could end up behind the body."""
+    env = make_envelope()
+    stale = spool.directory / f"tmp.{os.getpid()}.{env.queue_id}"
+    stale.write_bytes(b"\0" * (2 * len(BODY)))
+    with pytest.raises(SpoolError, match="store failed"):
+        await spool.store(env, BODY)
+    assert not (spool.directory / env.queue_id).exists()
+
+
+@pytest.mark.parametrize("stored", ["in one piece", "in pieces"])
+async def test_short_reads_are_continued(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, stored: str
+) -> None:
+    """pread may return fewer octets than asked: reading goes on where it stopped."""
+    env = make_envelope(3)
+    await spool.store(env, BODY)
+    env.recipients[1].attempts = 2
+    await spool.record(env, env.recipients[1:2])  # a record after the body
+    real = os.pread
+
+    def short(fd: int, size: int, offset: int) -> bytes:
+        return real(fd, min(size, 1000), offset)
+
+    if stored == "in pieces":
+        monkeypatch.setattr(os, "pread", short)
+    assert await spool.load_body(env.queue_id) == BODY
+    stored_body = await spool.open_body(env.queue_id)
+    assert stored_body.size == len(BODY)
+    [back] = list(spool.recover())
+    assert back == env
+
+
+async def test_counters_add_up_over_batches(spool: DiskSpool) -> None:
+    a, b = make_envelope(), make_envelope()
+    await spool.store(a, BODY)
+    await spool.store(b, BODY)
+    await spool.record(a, a.recipients)
+    await spool.record(b, b.recipients)
+    await spool.remove(a.queue_id)
+    stats = spool.stats
+    assert (stats.batches, stats.stores, stats.records, stats.removes) == (5, 2, 2, 1)
+    assert (stats.fsyncs, stats.dir_fsyncs) == (4, 2)
+
+
+async def test_records_for_many_messages_in_one_batch_land_in_their_own_files(
+    spool: DiskSpool,
+) -> None:
+    envs = [make_envelope(2) for _ in range(12)]
+    await asyncio.gather(*(spool.store(env, BODY) for env in envs))
+    for i, env in enumerate(envs):
+        env.recipients[0].attempts = i + 1
+    batches = spool.stats.batches
+    await asyncio.gather(*(spool.record(env, env.recipients[:1]) for env in envs))
+    assert spool.stats.batches - batches < len(envs)  # some shared a batch
+    recovered = {e.queue_id: e for e in spool.recover()}
+    assert recovered == {env.queue_id: env for env in envs}
+
+
+@pytest.mark.parametrize("options", [{"workers": 1}, {"fsync": False}])
+async def test_a_spool_without_a_sync_pool_commits_batches(
+    tmp_path: Path, options: dict[str, object]
+) -> None:
+    spool = DiskSpool(tmp_path / "spool", **options)  # type: ignore[arg-type]
+    envs = [make_envelope() for _ in range(20)]
+    await asyncio.gather(*(spool.store(env, BODY) for env in envs))
+    assert spool.stats.batches < len(envs)
+    for env in envs:
+        assert await spool.load_body(env.queue_id) == BODY
+    await spool.close()
+
+
+async def test_short_writes_are_continued(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """writev may write fewer octets than asked, ending inside any buffer."""
+    real_write = os.write
+
+    def short(fd: int, buffers: list[memoryview]) -> int:
+        return real_write(fd, b"".join(bytes(b) for b in buffers)[:333])
+
+    monkeypatch.setattr(os, "writev", short)
+    env = make_envelope(3)
+    await spool.store(env, BODY)
+    env.recipients[2].attempts = 1
+    await spool.record(env, env.recipients[2:])
+    monkeypatch.undo()
+    assert await spool.load_body(env.queue_id) == BODY
+    assert list(spool.recover()) == [env]
+
+
+def test_an_unclosed_spool_does_not_keep_the_process_alive(tmp_path: Path) -> None:
+    async def here() -> None:  # the same in this process, closed (maps the test to it)
+        spool = DiskSpool(tmp_path / "spool")
+        await spool.store(make_envelope(), b"body")
+        await spool.close()
+
+    asyncio.run(here())
+    script = (
+        "import asyncio, sys\n"
+        "from outrider.spool.disk import DiskSpool\n"
+        "from tests.unit.spool.conftest import make_envelope\n"
+        "async def main():\n"
+        "    spool = DiskSpool(sys.argv[1])\n"
+        "    await spool.store(make_envelope(), b'body')\n"
+        "asyncio.run(main())\n"
+    )
+    root = Path(__file__).resolve().parents[3]
+    source = Path(disk.__file__).resolve().parents[2]  # the outrider under test
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(source), str(root)])}
+    subprocess.run(
+        [sys.executable, "-c", script, str(tmp_path / "spool")],
+        check=True,
+        timeout=15,
+        cwd=root,
+        env=env,
+    )
+    assert len(os.listdir(tmp_path / "spool")) == 2
+
+
+async def test_removals_in_a_batch_whose_directory_sync_fails_fail(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The removal's unlink is made durable by the batch's directory sync; when it fails
+    the removal is not confirmed either."""
+    old = make_envelope()
+    await spool.store(old, BODY)
+    busy, release = threading.Event(), threading.Event()
+    real_writev = os.writev
+
+    def blocking(fd: int, buffers: list[memoryview]) -> int:
+        busy.set()
+        release.wait(10)
+        return real_writev(fd, buffers)
+
+    def failing(self: DiskSpool) -> None:
+        raise OSError(errno.EIO, "Input/output error")
+
+    monkeypatch.setattr(os, "writev", blocking)
+    first = asyncio.create_task(spool.store(make_envelope(), BODY))
+    await asyncio.to_thread(busy.wait, 10)  # the committer is in its first batch
+    monkeypatch.setattr(os, "writev", real_writev)
+    new = asyncio.create_task(spool.store(make_envelope(), BODY))
+    removal = asyncio.create_task(spool.remove(old.queue_id))
+    await asyncio.sleep(0.05)  # both queued: they form the next batch
+    monkeypatch.setattr(DiskSpool, "_sync_dir", failing)
+    release.set()
+    results = await asyncio.gather(first, new, removal, return_exceptions=True)
+    assert all(isinstance(r, SpoolError) for r in results)
+
+
+async def test_an_unexpected_failure_in_a_commit_fails_its_callers_not_the_committer(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken(*args: object) -> bytes:
+        raise RuntimeError("bug")
+
+    monkeypatch.setattr(disk, "encode_prefix", broken)
+    env = make_envelope()
+    with (
+        caplog.at_level(logging.ERROR, logger="outrider.spool.disk"),
+        pytest.raises(SpoolError, match="commit failed"),
+    ):
+        await spool.store(env, BODY)
+    assert any(r.exc_info for r in caplog.records)
+    monkeypatch.undo()
+    await spool.store(env, BODY)
+    assert await spool.load_body(env.queue_id) == BODY

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import errno
 import hashlib
 import inspect
+import io
 import logging
 import os
 import signal
@@ -12,12 +14,14 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from outrider.message.envelope import RcptStatus
-from outrider.spool import temps
+from outrider.spool import disk, temps
 from outrider.spool.codec import PREFIX_SIZE, encode_record
 from outrider.spool.disk import (
     QUARANTINE_DIR,
@@ -312,7 +316,11 @@ def test_temp_files_of_a_zombie_are_abandoned_and_of_a_live_process_kept(
     only looked at, never signalled."""
     spool = DiskSpool(tmp_path / "spool")
     zombie = subprocess.Popen([sys.executable, "-c", "pass"])
-    live = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    live = subprocess.Popen(
+        [sys.executable, "-c", "import time; time.sleep(30)"],
+        # signals keep their default effect (not ignored as under nohup): one would end it
+        preexec_fn=lambda: signal.signal(signal.SIGHUP, signal.SIG_DFL),
+    )
     try:
         for _ in range(500):  # exited, not reaped
             if _is_zombie(zombie.pid):
@@ -327,8 +335,254 @@ def test_temp_files_of_a_zombie_are_abandoned_and_of_a_live_process_kept(
 
         assert not dead_temp.exists()
         assert live_temp.exists()
-        assert live.poll() is None  # still running
+        with pytest.raises(subprocess.TimeoutExpired):  # still running: not signalled
+            live.wait(timeout=0.3)
     finally:
         live.kill()
         live.wait()
         zombie.wait()
+
+
+def test_a_zombie_whose_name_holds_a_parenthesis_is_dead(tmp_path: Path) -> None:
+    """The state follows the last ')' of /proc/<pid>/stat: a command name may hold one."""
+    spool = DiskSpool(tmp_path / "spool")
+    command = tmp_path / "x) S"
+    command.symlink_to("/bin/true")
+    zombie = subprocess.Popen([str(command)])
+    try:
+        for _ in range(500):  # exited, not reaped
+            if _is_zombie(zombie.pid):
+                break
+            time.sleep(0.01)
+        with open(f"/proc/{zombie.pid}/stat", "rb") as fh:
+            assert b"(x) S)" in fh.read()
+        temp = spool.directory / f"tmp.{zombie.pid}.{make_envelope().queue_id}"
+        temp.write_bytes(b"half")
+        assert list(spool.recover()) == []
+        assert not temp.exists()
+    finally:
+        zombie.wait()
+
+
+@pytest.fixture
+def sleeper() -> Iterator[int]:
+    proc = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
+    try:
+        yield proc.pid
+    finally:
+        proc.kill()
+        proc.wait()
+
+
+def test_a_process_that_cannot_be_signalled_is_alive(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sleeper: int
+) -> None:
+    """Another user's process (kill() says EPERM) still runs: its fresh temp is kept."""
+    spool = DiskSpool(tmp_path / "spool")
+    temp = spool.directory / f"tmp.{sleeper}.{make_envelope().queue_id}"
+    temp.write_bytes(b"half")
+
+    def not_permitted(pid: int, sig: int) -> None:
+        raise PermissionError(errno.EPERM, "Operation not permitted")
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "kill", not_permitted)
+        assert list(spool.recover()) == []
+    assert temp.exists()
+
+
+@pytest.mark.parametrize(
+    ("stat", "kept"),
+    [
+        (None, True),  # no procfs: kill() said it runs
+        (b"%d (sleep) S 1 2 3", True),
+        (b"%d (sleep) X 1 2 3", False),  # dead, being reaped
+        (b"%d (sleep) Z 1 2 3", False),
+    ],
+)
+def test_the_state_of_a_process_is_read_from_procfs(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    sleeper: int,
+    stat: bytes | None,
+    kept: bool,
+) -> None:
+    spool = DiskSpool(tmp_path / "spool")
+    temp = spool.directory / f"tmp.{sleeper}.{make_envelope().queue_id}"
+    temp.write_bytes(b"half")
+    real_open = open
+
+    def fake_open(path: str, *args: Any, **kwargs: Any) -> Any:
+        if path != f"/proc/{sleeper}/stat":
+            return real_open(path, *args, **kwargs)
+        if stat is None:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+        return io.BytesIO(stat % sleeper)
+
+    monkeypatch.setattr(disk, "open", fake_open, raising=False)
+    assert list(spool.recover()) == []
+    assert temp.exists() is kept
+
+
+def test_a_temp_file_is_judged_by_its_own_age_not_a_link_target(
+    tmp_path: Path, sleeper: int
+) -> None:
+    spool = DiskSpool(tmp_path / "spool")
+    old_target = tmp_path / "old"
+    old_target.write_bytes(b"old")
+    old = time.time() - STALE_TEMP_AGE - 60
+    os.utime(old_target, (old, old))
+    temp = spool.directory / f"tmp.{sleeper}.{make_envelope().queue_id}"
+    temp.symlink_to(old_target)  # fresh itself
+    assert list(spool.recover()) == []
+    assert temp.is_symlink()
+
+
+async def test_recovery_goes_past_known_and_finished_messages(spool: DiskSpool) -> None:
+    """Whatever order the directory lists them in, a known id or a finished message
+    (removed) never ends the scan."""
+    unfinished, known, finished = [], set(), []
+    for i in range(18):
+        env = make_envelope()
+        await spool.store(env, BODY)
+        if i % 3 == 0:
+            unfinished.append(env.queue_id)
+        elif i % 3 == 1:
+            known.add(env.queue_id)
+        else:
+            env.recipients[0].status = RcptStatus.DELIVERED
+            await spool.record(env, env.recipients)
+            finished.append(env.queue_id)
+    found = {e.queue_id for e in spool.recover(known=known.__contains__)}
+    assert found == set(unfinished)
+    assert set(os.listdir(spool.directory)) == set(unfinished) | known
+
+
+def _counting_dir_syncs(monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    syncs: list[int] = []
+    real = DiskSpool._sync_dir
+
+    def counting(self: DiskSpool) -> None:
+        syncs.append(1)
+        real(self)
+
+    monkeypatch.setattr(DiskSpool, "_sync_dir", counting)
+    return syncs
+
+
+async def test_recovery_syncs_the_directory_only_after_removing(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    syncs = _counting_dir_syncs(monkeypatch)
+    assert [e.queue_id for e in spool.recover()] == [env.queue_id]
+    assert syncs == []  # nothing removed: nothing to make durable
+    (spool.directory / f"tmp.{_dead_pid()}.{make_envelope().queue_id}").write_bytes(b"half")
+    assert [e.queue_id for e in spool.recover()] == [env.queue_id]
+    assert syncs == [1]
+
+
+@pytest.mark.parametrize("what", ["temps", "finished"])
+async def test_recovery_syncs_after_removing_even_if_a_later_removal_found_nothing(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, what: str
+) -> None:
+    """Two removals, the second of a file someone else removed first."""
+    for _ in range(2):
+        if what == "temps":
+            name = f"tmp.{_dead_pid()}.{make_envelope().queue_id}"
+            (spool.directory / name).write_bytes(b"half")
+        else:
+            env = make_envelope()
+            await spool.store(env, BODY)
+            env.recipients[0].status = RcptStatus.DELIVERED
+            await spool.record(env, env.recipients)
+    syncs = _counting_dir_syncs(monkeypatch)
+    real = os.unlink
+    calls = 0
+
+    def second_already_gone(path: str) -> None:
+        nonlocal calls
+        calls += 1
+        real(path)
+        if calls > 1:
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+
+    monkeypatch.setattr(os, "unlink", second_already_gone)
+    assert list(spool.recover()) == []
+    monkeypatch.undo()
+    assert os.listdir(spool.directory) == []
+    assert syncs == [1]
+
+
+async def test_unused_names_are_counted_only_when_removed(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    gone, refused = make_envelope().queue_id, make_envelope().queue_id
+    for name in (gone, refused):
+        (spool.directory / name).touch()  # empty: reserved names of an earlier run
+    real = os.unlink
+
+    def unlink(path: str) -> None:
+        if os.path.basename(path) == refused:
+            raise PermissionError(errno.EACCES, "Permission denied", path)
+        real(path)
+        if os.path.basename(path) == gone:  # as if another process removed it first
+            raise FileNotFoundError(errno.ENOENT, "No such file or directory", path)
+
+    monkeypatch.setattr(os, "unlink", unlink)
+    with caplog.at_level(logging.ERROR, logger="outrider.spool.disk"):
+        assert list(spool.recover()) == []
+    monkeypatch.undo()
+    assert spool.unused_names_removed == 0
+    assert os.listdir(spool.directory) == [refused]
+    assert any(refused in r.getMessage() for r in caplog.records)
+
+
+async def test_recovery_leaves_files_whose_names_are_not_queue_ids(spool: DiskSpool) -> None:
+    (spool.directory / "notes.txt").write_bytes(b"not a message" * 20)
+    (spool.directory / "empty.file").touch()
+    assert list(spool.recover()) == []
+    assert sorted(os.listdir(spool.directory)) == ["empty.file", "notes.txt"]
+
+
+async def test_recovery_leaves_symlinks_alone(spool: DiskSpool, tmp_path: Path) -> None:
+    empty, garbage = tmp_path / "empty", tmp_path / "garbage"
+    empty.touch()
+    garbage.write_bytes(b"not a message" * 20)
+    first, second = make_envelope().queue_id, make_envelope().queue_id
+    (spool.directory / first).symlink_to(empty)
+    (spool.directory / second).symlink_to(garbage)
+    assert list(spool.recover()) == []
+    assert sorted(os.listdir(spool.directory)) == sorted([first, second])
+
+
+async def test_an_empty_file_written_just_before_the_start_is_kept(spool: DiskSpool) -> None:
+    """File times lag the clock by up to a tick: an empty file whose time is a little
+    before the start may be a reservation made since (by a receiver)."""
+    started_ns = time.time_ns()
+    recent, old = make_envelope().queue_id, make_envelope().queue_id
+    for name, age_ns in ((recent, 10_000_000), (old, 10**9)):
+        path = spool.directory / name
+        path.touch()
+        os.utime(path, ns=(started_ns - age_ns, started_ns - age_ns))
+    assert list(spool.recover(started_ns=started_ns)) == []
+    assert os.listdir(spool.directory) == [recent]
+    assert spool.unused_names_removed == 1
+
+
+async def test_recovering_an_intact_message_leaves_its_file_untouched(
+    spool: DiskSpool, caplog: pytest.LogCaptureFixture
+) -> None:
+    env = make_envelope(2)
+    await spool.store(env, BODY)
+    env.recipients[0].attempts = 1
+    await spool.record(env, env.recipients[:1])
+    path = spool.directory / env.queue_id
+    before = path.stat()
+    await asyncio.sleep(0.02)
+    with caplog.at_level(logging.WARNING, logger="outrider.spool.disk"):
+        assert [e.queue_id for e in spool.recover()] == [env.queue_id]
+    after = path.stat()
+    assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
+    assert caplog.records == []

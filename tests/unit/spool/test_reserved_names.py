@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from outrider.message.ids import is_queue_id
-from outrider.spool.base import DuplicateMessageError, SpoolFullError
+from outrider.spool import temps
+from outrider.spool.base import DuplicateMessageError, SpoolError, SpoolFullError
 from outrider.spool.disk import _STORE, QUARANTINE_DIR, DiskSpool, _Job
 from outrider.spool.names import LOW, TARGET
 from outrider.spool.spill import SpilledBody
@@ -172,6 +173,20 @@ async def test_a_reserved_name_with_content_is_never_written_over(spool: DiskSpo
     assert path.read_bytes() == b"someone else's octets"
 
 
+async def test_a_reserved_name_that_is_no_longer_a_file_is_left_alone(spool: DiskSpool) -> None:
+    """Whatever now lies under the name is never replaced: the store is a duplicate."""
+    await ready(spool)
+    env = make_envelope(queue_id=spool.new_queue_id())
+    path = spool.directory / env.queue_id
+    path.unlink()
+    path.mkdir()  # cannot be opened for writing
+
+    with pytest.raises(DuplicateMessageError):
+        await spool.store(env, BODY)
+    assert path.is_dir()
+    assert not [p for p in spool.directory.iterdir() if p.name.startswith("tmp.")]
+
+
 async def test_a_failed_write_in_place_removes_the_name(
     spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -189,7 +204,9 @@ async def test_a_failed_write_in_place_removes_the_name(
 
 
 async def test_a_spilled_body_replaces_its_reserved_name(spool: DiskSpool) -> None:
+    """Through a rename, a new directory entry: synced like a fresh name."""
     await ready(spool)
+    syncs = spool.stats.dir_fsyncs
     env = make_envelope(queue_id=spool.new_queue_id())
     head = b"Subject: big\r\n\r\n"
     tail = b"x" * 70 + b"\r\n"
@@ -203,6 +220,33 @@ async def test_a_spilled_body_replaces_its_reserved_name(spool: DiskSpool) -> No
     assert await spool.load_body(env.queue_id) == head + tail * 1000
     assert [e.queue_id for e in spool.recover()] == [env.queue_id]
     assert not [p for p in spool.directory.iterdir() if p.name.startswith("tmp.")]
+    assert not temps.contains(spill.path)
+    assert spool.stats.stores == 1 and spool.stats.in_place == 0
+    assert spool.stats.dir_fsyncs == syncs + 1
+
+
+async def test_a_spilled_body_that_cannot_replace_its_reserved_name_fails_the_store(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await ready(spool)
+    env = make_envelope(queue_id=spool.new_queue_id())
+    spill = spool.spill(12)
+    await spill.write(b"\r\nbody\r\n")
+    real = os.rename
+
+    def failing(src: str, dst: str) -> None:
+        if os.path.basename(dst) == env.queue_id:
+            raise OSError(errno.EIO, "Input/output error")
+        real(src, dst)
+
+    monkeypatch.setattr(os, "rename", failing)
+    with pytest.raises(SpoolError, match="store failed") as info:
+        await spool.store(env, SpilledBody(b"Subject: x\r\n", spill))
+    assert not isinstance(info.value, DuplicateMessageError)
+    assert not [p for p in spool.directory.iterdir() if p.name.startswith("tmp.")]
+    assert not temps.contains(spill.path)
+    assert spool.stats.stores == 0 and spool.stats.in_place == 0
+    assert (spool.directory / env.queue_id).stat().st_size == 0  # never written into
 
 
 async def test_removal_does_not_sync_the_directory(spool: DiskSpool) -> None:
@@ -256,3 +300,19 @@ def test_a_full_pool_reserves_nothing_and_syncs_nothing(tmp_path: Path) -> None:
     assert spool.stats.reserved == TARGET and spool.stats.dir_fsyncs == 1
     assert spool._reserve() is True
     assert spool.stats.reserved == TARGET and spool.stats.dir_fsyncs == 1
+
+
+def test_each_refill_is_synced_once(tmp_path: Path) -> None:
+    spool = DiskSpool(tmp_path / "spool")
+    assert spool._reserve() is True
+    taken = [spool._names.take() for _ in range(TARGET - LOW + 1)]  # no committer
+    assert spool._reserve() is True
+    assert spool.stats.reserved == TARGET + len(taken)
+    assert spool.stats.dir_fsyncs == 2
+
+
+async def test_in_place_stores_are_counted_over_batches(spool: DiskSpool) -> None:
+    await ready(spool)
+    for _ in range(3):
+        await spool.store(make_envelope(queue_id=spool.new_queue_id()), BODY)
+    assert spool.stats.in_place == 3

@@ -127,6 +127,7 @@ async def test_a_failed_sync_refuses_and_leaves_nothing(
     with pytest.raises(SpoolError):
         await spool.store(env, body)
     assert os.listdir(spool.directory) == []
+    assert not temps.contains(body.tail.path)
 
 
 async def test_a_failed_spill_write_fails_the_store_with_452(
@@ -272,9 +273,12 @@ async def test_a_copied_tail_is_copied_in_bounded_pieces_and_private(
     fewer than asked: the copy goes on from where it stopped."""
     real = os.copy_file_range
     asked: list[int] = []
+    into: set[tuple[str, bool]] = set()
 
     def short(src: int, dst: int, count: int, src_off: int, dst_off: int) -> int:
         asked.append(count)
+        path = os.readlink(f"/proc/self/fd/{dst}")
+        into.add((path, temps.contains(path)))
         return real(src, dst, min(count, 50_000), src_off, dst_off)
 
     monkeypatch.setattr(disk, "_COPY_CHUNK", 100_000)
@@ -286,6 +290,10 @@ async def test_a_copied_tail_is_copied_in_bounded_pieces_and_private(
     assert max(asked) == 100_000 and sum(min(a, 50_000) for a in asked) == len(TAIL)
     assert oct((spool.directory / env.queue_id).stat().st_mode & 0o777) == oct(0o600)
     assert leftovers(spool) == []
+    copy = os.path.join(spool.directory, f"tmp.{os.getpid()}.{env.queue_id}")
+    # into a temp file of the store's own in the spool directory, known as in flight
+    assert into == {(copy, True)}
+    assert not temps.contains(copy) and not temps.contains(body.tail.path)
 
 
 @pytest.mark.parametrize("code", [errno.EXDEV, errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP])
@@ -340,10 +348,13 @@ async def test_a_full_disk_during_the_copy_is_a_452(
 
     monkeypatch.setattr(os, "copy_file_range", full)
     body = await spilled(spool)
+    env = make_envelope(1500)
     with pytest.raises(SpoolFullError) as info:
-        await spool.store(make_envelope(1500), body)
+        await spool.store(env, body)
     assert info.value.reply.code == 452
     assert os.listdir(spool.directory) == []
+    copy = os.path.join(spool.directory, f"tmp.{os.getpid()}.{env.queue_id}")
+    assert not temps.contains(copy) and not temps.contains(body.tail.path)
 
 
 async def test_an_empty_tail_whose_file_cannot_be_made_fails_the_store(
@@ -371,3 +382,16 @@ async def test_open_body_of_an_unreadable_entry_is_a_spool_error(spool: DiskSpoo
     with pytest.raises(SpoolError, match="read failed") as info:
         await spool.open_body(queue_id)
     assert not isinstance(info.value, CorruptMessageError)
+
+
+async def test_a_copy_is_never_made_into_an_existing_file(spool: DiskSpool) -> None:
+    """A stale temp file under the copy's name (an earlier process with the same pid)
+    is never written into: its octets could end up behind the body."""
+    body = await spilled(spool)
+    env = make_envelope(1500)
+    stale = spool.directory / f"tmp.{os.getpid()}.{env.queue_id}"
+    stale.write_bytes(b"\0" * (2 * len(TAIL)))
+    with pytest.raises(SpoolError, match="store failed"):
+        await spool.store(env, body)
+    assert not (spool.directory / env.queue_id).exists()
+    assert leftovers(spool) == []
