@@ -73,6 +73,40 @@ class FakeUsers:
 
 
 @dataclass
+class FakeTransport:
+    """Just enough of an asyncio transport to drive an InboundSession by hand; ``extra``
+    answers ``get_extra_info`` (a peer on loopback unless given)."""
+
+    def __init__(self, **extra: object) -> None:
+        self.extra: dict[str, object] = {"peername": ("127.0.0.1", 40000), **extra}
+        self.written = b""
+        self.closing = False
+        self.aborted = False
+        self.reading = True
+
+    def get_extra_info(self, name: str, default: object = None) -> object:
+        return self.extra.get(name, default)
+
+    def write(self, data: bytes) -> None:
+        assert not self.closing, "written after close"
+        self.written += data
+
+    def is_closing(self) -> bool:
+        return self.closing
+
+    def close(self) -> None:
+        self.closing = True
+
+    def abort(self) -> None:
+        self.closing = self.aborted = True
+
+    def pause_reading(self) -> None:
+        self.reading = False
+
+    def resume_reading(self) -> None:
+        self.reading = True
+
+
 class Stored:
     envelope: Envelope
     data: bytes

@@ -18,7 +18,7 @@ import pytest
 from outrider.inbound.session import PROGRESS_BYTES, InboundSession
 from outrider.intake import CONTINUE, Check, MailEnvelope, Submission, Verdict, VerdictResult
 from outrider.message.envelope import Notify, Ret
-from tests.support.inbound import FakeUsers, in_thread, raw_dialogue, start_server
+from tests.support.inbound import FakeTransport, FakeUsers, in_thread, raw_dialogue, start_server
 
 
 class Seen(Check):
@@ -178,38 +178,6 @@ async def test_dsn_notify_and_orcpt_reach_the_message_envelope() -> None:
         assert (second.address, second.notify, second.orcpt) == ("y@relay.test", None, None)
     finally:
         await server.stop()
-
-
-class FakeTransport:
-    """Just enough of an asyncio transport to drive a session by hand."""
-
-    def __init__(self) -> None:
-        self.written = b""
-        self.closing = False
-        self.reading = True
-        self.peer: tuple[str, int] | None = ("127.0.0.1", 40000)
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return self.peer if name == "peername" else default
-
-    def write(self, data: bytes) -> None:
-        assert not self.closing, "written to a closing transport"
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
 
 
 async def test_the_idle_clock_restarts_on_progress_not_on_every_byte() -> None:
@@ -432,7 +400,7 @@ async def test_a_client_without_a_peer_address_is_served() -> None:
     # asyncio gives no peername when the client reset before the transport was made
     server = await start_server(relay_networks=())
     transport = FakeTransport()
-    transport.peer = None
+    transport.extra["peername"] = None
     session = InboundSession(server.ctx)
     session.connection_made(cast(Any, transport))
     try:

@@ -20,7 +20,7 @@ import pytest
 from outrider.inbound.limits import ConnectionGate
 from outrider.inbound.session import InboundSession
 from outrider.intake import CONTINUE, Check, Submission, VerdictResult
-from tests.support.inbound import InboundServer, start_server
+from tests.support.inbound import FakeTransport, InboundServer, start_server
 from tests.support.throttle import SharedStandIn
 
 LOGGER = "outrider.inbound"
@@ -29,39 +29,6 @@ LOGGER = "outrider.inbound"
 class FakeSSLObject:
     def version(self) -> str:
         return "TLSv1.3"
-
-
-class FakeTransport:
-    """Just enough of an asyncio transport to drive a session by hand."""
-
-    def __init__(self, **extra: object) -> None:
-        self.extra: dict[str, object] = {"peername": ("127.0.0.1", 40000), **extra}
-        self.written = b""
-        self.closing = False
-        self.aborted = False
-        self.reading = True
-
-    def get_extra_info(self, name: str, default: object = None) -> object:
-        return self.extra.get(name, default)
-
-    def write(self, data: bytes) -> None:
-        assert not self.closing, "written after close"
-        self.written += data
-
-    def is_closing(self) -> bool:
-        return self.closing
-
-    def close(self) -> None:
-        self.closing = True
-
-    def abort(self) -> None:
-        self.closing = self.aborted = True
-
-    def pause_reading(self) -> None:
-        self.reading = False
-
-    def resume_reading(self) -> None:
-        self.reading = True
 
 
 def tls_transport(**extra: object) -> FakeTransport:
