@@ -72,7 +72,6 @@ class FakeUsers:
         return self.rates.get(username)
 
 
-@dataclass
 class FakeTransport:
     """Just enough of an asyncio transport to drive an InboundSession by hand; ``extra``
     answers ``get_extra_info`` (a peer on loopback unless given)."""
@@ -107,6 +106,7 @@ class FakeTransport:
         self.reading = True
 
 
+@dataclass
 class Stored:
     envelope: Envelope
     data: bytes
