@@ -175,7 +175,12 @@ async def _session(port: int, rcpts: list[str]) -> None:
         await _expect(reader, b"250")
         await _expect(reader, b"250")
         await _expect(reader, b"354")
-        writer.write(BODY + b".\r\n")
+        # Each message its own Message-ID, as real mail has (the scheduler keeps it).
+        mid = b"Message-ID: <%d.%s@mail.src.test>\r\n" % (
+            time.time_ns(),
+            rcpt.split("@")[0].encode(),
+        )
+        writer.write(mid + BODY + b".\r\n")
         await _expect(reader, b"250")
     writer.write(b"QUIT\r\n")
     await writer.drain()

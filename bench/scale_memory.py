@@ -78,6 +78,7 @@ def envelope(i: int, now: float) -> Envelope:
         client_address="127.0.0.1",
         helo="injector.test",
         listener="127.0.0.1:2525",
+        msg_id=f"<{time.time_ns()}.u{i}@mail.src.test>",  # real mail has one; it is kept
     )
     return decode_envelope(encode_envelope(env))
 
