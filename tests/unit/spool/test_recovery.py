@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -586,3 +587,116 @@ async def test_recovering_an_intact_message_leaves_its_file_untouched(
     after = path.stat()
     assert (after.st_size, after.st_mtime_ns) == (before.st_size, before.st_mtime_ns)
     assert caplog.records == []
+
+
+def _tracking_reads(monkeypatch: pytest.MonkeyPatch) -> tuple[list[str], threading.Condition]:
+    """Names of the threads that read a file at recovery, one per file read."""
+    readers: list[str] = []
+    cond = threading.Condition()
+    real = DiskSpool._recover_file
+
+    def tracking(self: DiskSpool, path: str, name: str, started_ns: int | None = None) -> Any:
+        time.sleep(0.002)  # a slow disk: a reader that is busy makes the pool start another
+        with cond:
+            readers.append(threading.current_thread().name)
+            cond.notify_all()
+        return real(self, path, name, started_ns)
+
+    monkeypatch.setattr(DiskSpool, "_recover_file", tracking)
+    return readers, cond
+
+
+@pytest.mark.parametrize("readers", [0, 1, 3])
+async def test_recovery_reads_ahead_a_bounded_window_with_readers_threads(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, readers: int
+) -> None:
+    envs = [make_envelope() for _ in range(3 * RECOVERY_AHEAD_PER_READER + 6)]
+    for env in envs:
+        await spool.store(env, BODY)
+    reads, cond = _tracking_reads(monkeypatch)
+    window = max(1, readers) * RECOVERY_AHEAD_PER_READER
+    gen = spool.recover(readers=readers)
+    first = next(gen)
+    # The caller holds the first message: exactly the window is read, and no more.
+    with cond:
+        assert cond.wait_for(lambda: len(reads) >= window, timeout=5)
+    await asyncio.sleep(0.05)
+    assert len(reads) == window
+    rest = list(gen)
+    assert sorted(e.queue_id for e in [first, *rest]) == sorted(e.queue_id for e in envs)
+    assert len(reads) == len(envs)
+    assert len(set(reads)) == max(1, readers)
+    assert all(name.startswith("spool-recover") for name in reads)
+
+
+async def test_closing_recovery_early_stops_its_readers_and_keeps_the_rest_for_later(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    unfinished, finished = [], []
+    for i in range(4 * RECOVERY_AHEAD_PER_READER):
+        env = make_envelope()
+        await spool.store(env, BODY)
+        if i % 2:
+            env.recipients[0].status = RcptStatus.DELIVERED
+            await spool.record(env, env.recipients)
+            finished.append(env.queue_id)
+        else:
+            unfinished.append(env.queue_id)
+    reads, _ = _tracking_reads(monkeypatch)
+    gen = spool.recover(readers=2)
+    first = next(gen)
+    gen.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("spool-recover")]
+    # Nothing read after the close, nothing left half-read: every unfinished message is
+    # still there, intact, and a finished one read ahead is at worst removed next time.
+    settled = len(reads)
+    await asyncio.sleep(0.02)
+    assert len(reads) == settled < len(unfinished) + len(finished)
+    again = {e.queue_id for e in spool.recover()}
+    assert first.queue_id in again and again == set(unfinished)
+    assert sorted(os.listdir(spool.directory)) == sorted(unfinished)
+
+
+async def test_a_finished_message_owing_a_notice_is_recovered_not_removed(
+    spool: DiskSpool,
+) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    env.recipients[0].status = RcptStatus.DELIVERED
+    env.notices = "S"
+    await spool.record(env, env.recipients)
+    found = list(spool.recover())
+    assert [(e.queue_id, e.is_done, e.notices) for e in found] == [(env.queue_id, True, "S")]
+    assert os.listdir(spool.directory) == [env.queue_id]
+
+
+async def test_recovery_syncs_once_after_removing_a_temp_and_a_finished_message(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    (spool.directory / f"tmp.{_dead_pid()}.{make_envelope().queue_id}").write_bytes(b"half")
+    env = make_envelope()
+    await spool.store(env, BODY)
+    env.recipients[0].status = RcptStatus.DELIVERED
+    await spool.record(env, env.recipients)
+    syncs = _counting_dir_syncs(monkeypatch)
+    assert list(spool.recover()) == []
+    assert os.listdir(spool.directory) == []
+    assert syncs == [1]
+
+
+async def test_recovery_goes_past_entries_that_are_not_messages(
+    spool: DiskSpool, tmp_path: Path
+) -> None:
+    """Whatever order the directory lists them in, a stray file, a symlink or a
+    directory among the messages never ends the scan."""
+    envs = [make_envelope() for _ in range(8)]
+    for env in envs:
+        await spool.store(env, BODY)
+    target = tmp_path / "elsewhere"
+    target.write_bytes(b"not a message")
+    for i in range(4):
+        (spool.directory / f"notes{i}.txt").write_bytes(b"not a message")
+        (spool.directory / make_envelope().queue_id).symlink_to(target)
+        (spool.directory / make_envelope().queue_id).mkdir()
+    assert sorted(e.queue_id for e in spool.recover()) == sorted(e.queue_id for e in envs)
+    assert len(os.listdir(spool.directory)) == len(envs) + 3 * 4  # strays all left alone
