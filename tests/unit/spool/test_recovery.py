@@ -625,7 +625,8 @@ async def test_recovery_reads_ahead_a_bounded_window_with_readers_threads(
     rest = list(gen)
     assert sorted(e.queue_id for e in [first, *rest]) == sorted(e.queue_id for e in envs)
     assert len(reads) == len(envs)
-    assert len(set(reads)) == max(1, readers)
+    # (never more threads than asked; more than one when asked, as each read is slow)
+    assert len(set(reads)) <= max(1, readers) and (readers < 2 or len(set(reads)) > 1)
     assert all(name.startswith("spool-recover") for name in reads)
 
 
