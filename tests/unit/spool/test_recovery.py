@@ -701,3 +701,28 @@ async def test_recovery_goes_past_entries_that_are_not_messages(
         (spool.directory / make_envelope().queue_id).mkdir()
     assert sorted(e.queue_id for e in spool.recover()) == sorted(e.queue_id for e in envs)
     assert len(os.listdir(spool.directory)) == len(envs) + 3 * 4  # strays all left alone
+
+
+async def test_closing_recovery_early_still_syncs_the_removals_it_made(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A caller that stops early (a daemon shut down during recovery) leaves no removal
+    that a power loss could undo without the directory having been synced. Directory
+    order decides what is removed before the first message comes back; with sixteen
+    finished messages and four dead temps among one unfinished message it almost always
+    is something."""
+    for _ in range(2 * RECOVERY_AHEAD_PER_READER):
+        env = make_envelope()
+        await spool.store(env, BODY)
+        env.recipients[0].status = RcptStatus.DELIVERED
+        await spool.record(env, env.recipients)
+    await spool.store(make_envelope(), BODY)
+    for _ in range(4):
+        (spool.directory / f"tmp.{_dead_pid()}.{make_envelope().queue_id}").write_bytes(b"x")
+    before = len(os.listdir(spool.directory))
+    syncs = _counting_dir_syncs(monkeypatch)
+    gen = spool.recover(readers=1)
+    next(gen)
+    gen.close()
+    removed = before - len(os.listdir(spool.directory))
+    assert syncs == ([1] if removed else [])
