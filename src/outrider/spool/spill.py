@@ -56,6 +56,10 @@ class SpillFile:
         self.error: SpoolError | None = None  # the write that failed; the store raises it
         self._fd = -1
         self._done = False  # discarded, or handed to the store
+        # Set by discard() at once, while the removal itself waits for the executor: a
+        # store or write that comes after the discard fails or is skipped, whatever the
+        # executor has got round to.
+        self._discarded = False
         self._lock = threading.Lock()  # one file operation at a time
 
     def write(self, data: bytes) -> asyncio.Future[None]:
@@ -64,7 +68,7 @@ class SpillFile:
         :attr:`error` (later writes are skipped) and makes the store fail with its reply.
         A future, not a coroutine, so the write runs even if nobody waits for it."""
         loop = asyncio.get_running_loop()
-        if not (self._done or self.error is not None or not data):
+        if not (self._done or self._discarded or self.error is not None or not data):
             try:
                 return loop.run_in_executor(None, self._append, data)
             except RuntimeError as exc:  # the executor is shut down: the process stops
@@ -106,6 +110,7 @@ class SpillFile:
         loop the removal runs in the executor, so the loop never waits for it."""
         if self._done:
             return
+        self._discarded = True
         try:
             asyncio.get_running_loop().run_in_executor(None, self._remove)
         except RuntimeError:  # no running loop, or its executor is shut down
@@ -136,7 +141,7 @@ class SpillFile:
         caller closes it and links or removes :attr:`path`. Raises the error of a failed
         write (the file is removed), or :class:`SpoolError` when it was discarded."""
         with self._lock:
-            if self._done:
+            if self._done or self._discarded:
                 raise SpoolError("spilled content was discarded")
             self._done = True
             fd, self._fd = self._fd, -1

@@ -190,7 +190,37 @@ async def test_a_store_after_discard_fails_and_leaves_nothing(spool: DiskSpool) 
     body.discard()
     with pytest.raises(SpoolError):
         await spool.store(make_envelope(), body)
-    await asyncio.sleep(0.05)
+    for _ in range(500):  # the removal runs in the executor
+        if not os.listdir(spool.directory):
+            break
+        await asyncio.sleep(0.01)
+    assert os.listdir(spool.directory) == []
+
+
+async def test_a_discard_holds_before_its_removal_has_run(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On a busy machine the executor may not have removed the file yet when the store
+    (or another write) comes: the discard already holds, and the file still goes."""
+    body = await spilled(spool)
+    real = SpillFile._remove
+    go = threading.Event()
+
+    def late(self: SpillFile) -> None:
+        go.wait(5)
+        real(self)
+
+    monkeypatch.setattr(SpillFile, "_remove", late)
+    body.discard()
+    await body.tail.write(b"more")
+    with pytest.raises(SpoolError, match="discarded"):
+        await spool.store(make_envelope(), body)
+    assert exists(body.tail.path)  # the removal has not run yet
+    go.set()
+    for _ in range(500):
+        if not os.listdir(spool.directory):
+            break
+        await asyncio.sleep(0.01)
     assert os.listdir(spool.directory) == []
 
 
