@@ -347,34 +347,31 @@ class DiskSpool:
                 return None
             return envelope
 
+        pool = ThreadPoolExecutor(max(1, readers), thread_name_prefix="spool-recover")
         try:
-            with (
-                ThreadPoolExecutor(max(1, readers), thread_name_prefix="spool-recover") as pool,
-                os.scandir(self._dir) as entries,
-            ):
-                try:
-                    for entry in entries:
-                        name = entry.name
-                        if name.startswith(TMP_PREFIX):
-                            if self._is_abandoned_temp(entry):
-                                removed += self._unlink_quietly(entry.path)
-                            continue
-                        if not _NAME_RE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
-                            continue
-                        if known is not None and known(name):
-                            continue
-                        read = pool.submit(self._recover_file, entry.path, name, started_ns)
-                        ahead.append((entry.path, read))
-                        while len(ahead) >= window:
-                            if (envelope := take()) is not None:
-                                yield envelope
-                    while ahead:
+            with os.scandir(self._dir) as entries:
+                for entry in entries:
+                    name = entry.name
+                    if name.startswith(TMP_PREFIX):
+                        if self._is_abandoned_temp(entry):
+                            removed += self._unlink_quietly(entry.path)
+                        continue
+                    if not _NAME_RE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
+                        continue
+                    if known is not None and known(name):
+                        continue
+                    read = pool.submit(self._recover_file, entry.path, name, started_ns)
+                    ahead.append((entry.path, read))
+                    while len(ahead) >= window:
                         if (envelope := take()) is not None:
                             yield envelope
-                finally:
-                    for _, read in ahead:  # closed early: reads not started are not needed
-                        read.cancel()
-        finally:  # the removals made so far are made durable even when closed early
+            while ahead:
+                if (envelope := take()) is not None:
+                    yield envelope
+        finally:
+            # Closed early, reads not started are dropped; the removals made so far are
+            # made durable all the same.
+            pool.shutdown(cancel_futures=True)
             if self.unused_names_removed:
                 log.info("spool: removed %d unused reserved names", self.unused_names_removed)
             if removed and self._fsync:
