@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import itertools
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -47,8 +46,11 @@ def test_message_rate_is_smooth_and_within_ten_percent(
     window = times[5:]
     rate = (len(window) - 1) / (window[-1] - window[0])
     assert 18.0 <= rate <= 22.0, rate
-    gaps = [b - a for a, b in itertools.pairwise(window)]
-    assert min(gaps) > 0.02  # no bursts: GCRA spaces messages ~50 ms apart
+    # No bursts: GCRA spaces messages 50 ms apart, so any ten in a row span 0.45 s. One
+    # message's arrival can lag (a loaded machine) and close its gap to the next, so the
+    # check is over runs of ten, with 150 ms of slack: a burst would take milliseconds.
+    spans = [b - a for a, b in zip(window, window[9:], strict=False)]
+    assert min(spans) > 0.3, min(spans)
     assert d.stop() == 0
 
 

@@ -128,9 +128,19 @@ class Lease:
         go on: the worker pipelines it behind the message in flight, and must not hold
         that message's report back waiting for new mail."""
         queue = self.queue
-        if self.closing or queue.active > queue.window.limit:
+        if self.closing or queue.active > queue.window.limit or self._over_share():
             return None
         return self.take()
+
+    def _over_share(self) -> bool:
+        """Redis is away and this node holds more of the queue's connections than its share."""
+        cluster = self.ctx.cluster
+        queue = self.queue
+        return cluster is not None and cluster.over_share(
+            queue.lease_key,
+            queue.window.maximum,
+            queue.address_lease_key(self.ctx.config.virtual_mtas),
+        )
 
     def put_back(self, item: WorkItem) -> None:
         """An item taken but not sent: first in line for the next connection."""
@@ -141,12 +151,7 @@ class Lease:
         queue = self.queue
         if queue.active > queue.window.limit:
             return None  # the window shrank (backoff, failures): give this connection up
-        cluster = self.ctx.cluster
-        if cluster is not None and cluster.over_share(
-            queue.lease_key,
-            queue.window.maximum,
-            queue.address_lease_key(self.ctx.config.virtual_mtas),
-        ):
+        if self._over_share():
             return None  # Redis is away and this node has more than its share
         item = self.take()
         timeout = self.idle_timeout

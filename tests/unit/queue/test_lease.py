@@ -311,6 +311,21 @@ async def test_next_ends_the_connection_when_the_node_is_over_its_cluster_share(
     assert await r.lease.next() is not None
 
 
+async def test_take_now_pipelines_nothing_while_the_node_is_over_its_cluster_share(
+    tmp_path: Path,
+) -> None:
+    # Under a backlog a connection pipelines every message through take_now and never
+    # asks next(): the share must hold there too, or the extra connection never ends.
+    cluster = FakeCluster(over=True)
+    r = rig(tmp_path, cluster=cluster, vmta="out1", maximum=7)
+    r.queue.ready.append(item())
+    assert r.lease.take_now() is None
+    assert cluster.asked == [("conn a.test/out1", 7, "addr a.test/127.0.0.2")]
+    assert len(r.queue.ready) == 1
+    cluster.over = False
+    assert r.lease.take_now() is not None
+
+
 # -- pacing on the local throttle --------------------------------------------------------------
 async def test_pace_without_a_message_rate_never_waits(tmp_path: Path) -> None:
     r = rig(tmp_path)
