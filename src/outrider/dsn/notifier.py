@@ -98,10 +98,16 @@ class DsnNotifier:
                 self._tasks.add(task)
                 task.add_done_callback(self._tasks.discard)
 
-    async def drain(self, timeout: float) -> None:
-        """Let notices under way finish (at shutdown)."""
+    @property
+    def busy(self) -> bool:
+        """Notices under way (being built or stored)."""
+        return not all(task.done() for task in self._tasks)
+
+    async def drain(self, timeout: float) -> bool:
+        """Let notices under way finish (at shutdown); whether they all did."""
         if self._tasks:
             await asyncio.wait(set(self._tasks), timeout=timeout)
+        return not self.busy
 
     async def _send(self, queue_id: str, kind: str) -> None:
         env = self.desk.envelope(queue_id)

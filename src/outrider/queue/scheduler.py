@@ -518,8 +518,15 @@ class Scheduler:
     def pending_messages(self) -> int:
         return len(self.messages)
 
-    async def stop(self, timeout: float) -> None:
-        """Finish in-flight deliveries (bounded), then cancel what is left."""
+    def snapshot_entries(self) -> list[Envelope]:
+        """Every queued message's envelope, for the schedule snapshot written at a clean
+        stop (spool/snapshot.py). The one place that reads them all: keep it so if the
+        envelope of a deferred message is ever held in another form."""
+        return [msg.envelope for msg in self.messages.values()]
+
+    async def stop(self, timeout: float) -> bool:
+        """Finish in-flight deliveries (bounded), then cancel what is left. True when
+        nothing had to be cancelled: every settled state was handed to the spool."""
         ctx = self.ctx
         ctx.stopping = True
         self.timers.stop()
@@ -537,8 +544,10 @@ class Scheduler:
             if remaining <= 0:
                 break
             await asyncio.wait(set(ctx.tasks), timeout=remaining)
+        clean = all(task.done() for task in ctx.tasks)
         for task in list(ctx.tasks):
             task.cancel()
         if ctx.tasks:
             await asyncio.wait(set(ctx.tasks), timeout=5)
         ctx.bus.flush()
+        return clean

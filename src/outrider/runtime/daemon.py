@@ -46,6 +46,7 @@ from outrider.intake.build import (
 from outrider.intake.sink import HeldSink
 from outrider.local.aliases_file import AliasError
 from outrider.local.build import LiveDirectory
+from outrider.message.envelope import Envelope
 from outrider.queue.control import ControlServer, DaemonHooks
 from outrider.queue.operator import Operator
 from outrider.queue.scheduler import Scheduler
@@ -253,12 +254,12 @@ class Daemon:
             await self.handoff.stop()
         if self.throttle_server is not None:
             await self.throttle_server.stop()
-        await manager.stop(timeout)
+        settled = await manager.stop(timeout)
         if self.shared is not None:
             await self.shared.stop()
         if manager.ctx.cluster is not None:
             await manager.ctx.cluster.client.stop()
-        await notifier.drain(timeout=5)
+        notices_done = await notifier.drain(timeout=5)
         manager.bus.flush()
         event_log.flush()
         await self.webhooks.stop()
@@ -269,6 +270,15 @@ class Daemon:
         accounting.close()
         self.suppression.close()
         await spool.close()
+        unclean = stop_unclean(
+            recovered=self.recovered,
+            settled=settled,
+            notices_done=notices_done and not notifier.busy,  # none came up since
+            tasks_left=sum(1 for task in manager.ctx.tasks if not task.done()),
+            write_failures=spool.write_failures,
+        )
+        entries = [] if unclean else manager.snapshot_entries()  # taken on the loop's thread
+        await asyncio.to_thread(self._leave_snapshot, spool, entries, unclean)
         self._remove_pid_file()
         with contextlib.suppress(FileNotFoundError):  # still locked: nobody else can hold it
             os.unlink(config.server.spool_dir / ".outrider.lock")
@@ -344,18 +354,83 @@ class Daemon:
         return await explain_route(self.config, self.transport, address, vmta, directory)
 
     async def _recover(self, spool: DiskSpool, manager: Scheduler, started_ns: int) -> None:
+        began = time.monotonic()
+        # First of all, before the scheduler can touch a spool file: the snapshot a
+        # clean stop left is removed (then read), so it can never outlive a change.
+        snapshot = await asyncio.to_thread(spool.take_snapshot)
         count = 0
-        for envelope in spool.recover(known=manager.messages.__contains__, started_ns=started_ns):
+        for envelope in spool.recover(
+            known=manager.messages.__contains__, started_ns=started_ns, snapshot=snapshot
+        ):
             manager.restore(envelope)
             count += 1
             if count % RECOVERY_YIELD_EVERY == 0:
                 await asyncio.sleep(0)
         manager.recovery_done()
         self.recovered = True
-        if count:
-            log.info("recovered %d queued message(s) from the spool", count)
+        stats = spool.recovery
+        if stats.snapshot:
+            log.info(
+                "recovered %d queued message(s) from the spool: %d from the schedule "
+                "snapshot, %d file(s) read, %d snapshot entr%s dropped (file gone), in %.1f s",
+                count,
+                stats.from_snapshot,
+                stats.files_read,
+                stats.dropped,
+                "y" if stats.dropped == 1 else "ies",
+                time.monotonic() - began,
+            )
+        elif count:
+            log.info(
+                "recovered %d queued message(s) from the spool: no schedule snapshot, "
+                "%d file(s) read, in %.1f s",
+                count,
+                stats.files_read,
+                time.monotonic() - began,
+            )
         if self.adopt_requested:
             self._adopt()
+
+    def _leave_snapshot(self, spool: DiskSpool, entries: list[Envelope], unclean: str) -> None:
+        """At the very end of a stop: the schedule snapshot for the next start, or none.
+
+        When the stop was clean, memory equals the files here. The scheduler only changes
+        a message's state through the finisher, which records it in the spool (and
+        removes finished messages) before anything else happens to the message;
+        ``stop()`` cancelled no delivery or finisher task, the notifier finished every
+        notice under way (each clears its notice with a record), the spool's committer
+        has completed every write queued before ``close()`` (the spool is closed: no
+        write can follow) and none failed or was refused, and recovery had restored
+        every file. The receiver processes have exited, so no store can happen; a
+        message stored but never handed over has a file and no entry, and the next start
+        reads it. What memory holds beyond the files are scheduling hints the scheduler
+        never records: a retry time an operator brought forward (``outrider retry``), a
+        queue-run hold (``queue-only``), a virtual MTA chosen again after a reload; they
+        change when mail is next tried (already due or past at the next start), never a
+        recipient's state or a notice.
+        """
+        directory = self.config.server.spool_dir
+        try:
+            if unclean:
+                if spool.remove_snapshot():
+                    log.info("removed the schedule snapshot (%s)", unclean)
+                log.warning("no schedule snapshot: %s; the next start reads every file", unclean)
+                return
+            if not entries:  # nothing to save: an idle spool stays empty after a stop
+                spool.remove_snapshot()
+                return
+            began = time.monotonic()
+            size = spool.write_snapshot(entries)
+            log.info(
+                "wrote the schedule snapshot: %d message(s), %d octets, in %.1f s",
+                len(entries),
+                size,
+                time.monotonic() - began,
+            )
+        except OSError as exc:
+            log.error("cannot write the schedule snapshot in %s: %s", directory, exc)
+            with contextlib.suppress(OSError):
+                spool.remove_snapshot()
 
     async def _tick(self, accounting: AccountingLog) -> None:
         while True:
@@ -527,6 +602,24 @@ class Daemon:
         if path is not None:
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+
+
+def stop_unclean(
+    *, recovered: bool, settled: bool, notices_done: bool, tasks_left: int, write_failures: int
+) -> str:
+    """Why a stop leaves no schedule snapshot ("" when it may write one): in each case
+    memory may hold states the spool files do not (or recovery had not read them all)."""
+    if not recovered:
+        return "the spool's recovery had not finished"
+    if not settled:
+        return "deliveries had to be cancelled"
+    if not notices_done:
+        return "notices were still being stored"
+    if tasks_left:
+        return f"{tasks_left} task(s) still running"
+    if write_failures:
+        return f"{write_failures} spool write(s) failed"
+    return ""
 
 
 def nameserver_specs(config: Config) -> list[str] | None:

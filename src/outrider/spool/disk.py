@@ -88,6 +88,7 @@ from outrider.spool.codec import (
 )
 from outrider.spool.names import NamePool
 from outrider.spool.reader import StoredBody
+from outrider.spool.snapshot import reconcile, remove_snapshot, take_snapshot, write_snapshot
 from outrider.spool.spill import SpilledBody, SpillFile
 from outrider.spool.temps import TMP_PREFIX
 
@@ -124,6 +125,16 @@ class SpoolStats:
     dir_fsyncs: int = 0
     in_place: int = 0  # stores into a reserved name (no directory fsync needed)
     reserved: int = 0  # names reserved
+
+
+@dataclass(slots=True)
+class RecoveryStats:
+    """What the last :meth:`DiskSpool.recover` did (for its log line and the bench)."""
+
+    snapshot: bool = False  # a schedule snapshot was used
+    from_snapshot: int = 0  # messages restored from it, their files not read
+    files_read: int = 0  # message files opened and read
+    dropped: int = 0  # snapshot entries whose file was gone
 
 
 @dataclass(slots=True, eq=False)
@@ -247,6 +258,10 @@ class DiskSpool:
         self._reserve_asked = False
         self.unused_names_removed = 0  # by recover(): empty files (spool.names)
         self._count_lock = threading.Lock()
+        self.recovery = RecoveryStats()
+        # Writes that failed (or were refused once closed) in this process's life: one is
+        # enough to keep a stop from writing a schedule snapshot (memory may be ahead).
+        self.write_failures = 0
 
     def new_queue_id(self) -> str:
         """A queue id for a message about to be stored here: a reserved name when one is
@@ -312,12 +327,27 @@ class DiskSpool:
         self._check_id(queue_id)
         await self._submit(_REMOVE, queue_id)
 
+    def take_snapshot(self) -> dict[str, Envelope] | None:
+        """The schedule snapshot left by a clean stop (:mod:`outrider.spool.snapshot`),
+        removed durably before it is read; None if there is none or it is invalid.
+        Blocking: run it in a thread."""
+        return take_snapshot(self._dir, fsync=self._fsync)
+
+    def write_snapshot(self, envelopes: Sequence[Envelope]) -> int:
+        """Write the schedule snapshot (only at a clean stop: see ``Daemon``); its size."""
+        return write_snapshot(self._dir, envelopes, len(envelopes), fsync=self._fsync)
+
+    def remove_snapshot(self) -> bool:
+        """Remove a schedule snapshot (an unclean stop, an offline change of the spool)."""
+        return remove_snapshot(self._dir, fsync=self._fsync)
+
     def recover(
         self,
         *,
         known: Callable[[str], bool] | None = None,
         started_ns: int | None = None,
         readers: int = RECOVERY_READERS,
+        snapshot: dict[str, Envelope] | None = None,
     ) -> Iterator[Envelope]:
         """Stream unfinished messages (and finished ones still owing a notice); removes
         abandoned temps, finished messages and empty files (unused reserved names),
@@ -332,8 +362,16 @@ class DiskSpool:
         ``readers`` threads read files ahead of the caller: once the page cache has let
         go of a big spool, recovery waits on one random read after another, and a disk
         answers several at once far sooner (docs/scale.md, "Restart with a big spool").
+
+        ``snapshot`` (from :meth:`take_snapshot`): the queued envelopes as a clean stop
+        left them. Their files are only listed, never opened: the scan notes which are
+        there, reads the rest the usual way (files an operator copied in), and at the end
+        yields the entries whose file is there, removes the files of finished ones and
+        drops the entries whose file is gone (deleted while the daemon was stopped).
         """
         removed = 0
+        stats = self.recovery = RecoveryStats(snapshot=snapshot is not None)
+        missing: set[str] = set(snapshot) if snapshot is not None else set()
         ahead: deque[tuple[str, Future[Envelope | None]]] = deque()
         window = max(1, readers) * RECOVERY_AHEAD_PER_READER
 
@@ -358,9 +396,13 @@ class DiskSpool:
                         continue
                     if not _NAME_RE.fullmatch(name) or not entry.is_file(follow_symlinks=False):
                         continue
+                    if name in missing:  # in the snapshot: listed, not read
+                        missing.discard(name)
+                        continue
                     if known is not None and known(name):
                         continue
                     read = pool.submit(self._recover_file, entry.path, name, started_ns)
+                    stats.files_read += 1
                     ahead.append((entry.path, read))
                     while len(ahead) >= window:
                         if (envelope := take()) is not None:
@@ -368,6 +410,21 @@ class DiskSpool:
             while ahead:
                 if (envelope := take()) is not None:
                     yield envelope
+            if snapshot is not None:
+                plan = reconcile(snapshot, missing)
+                stats.dropped = len(plan.dropped)
+                if plan.dropped:
+                    log.warning(
+                        "spool: %d message(s) of the schedule snapshot have no file any "
+                        "more (removed while stopped); dropped",
+                        len(plan.dropped),
+                    )
+                for queue_id in plan.finished:
+                    removed += self._unlink_quietly(os.path.join(self._dir, queue_id))
+                for envelope in plan.restore:
+                    if known is None or not known(envelope.queue_id):
+                        stats.from_snapshot += 1
+                        yield envelope
         finally:
             # Closed early, reads not started are dropped; the removals made so far are
             # made durable all the same.
@@ -409,6 +466,8 @@ class DiskSpool:
         if self._closed:
             if isinstance(body, SpilledBody):
                 body.discard()
+            with self._count_lock:
+                self.write_failures += 1
             raise SpoolClosedError("spool is closed")
         self._ensure_thread()
         loop = asyncio.get_running_loop()
@@ -455,6 +514,10 @@ class DiskSpool:
                         log.exception("spool commit failed")
                         for job in jobs:
                             job.error = job.error or SpoolError(f"spool commit failed: {exc!r}")
+                    failed = sum(1 for job in jobs if job.error is not None)
+                    if failed:
+                        with self._count_lock:
+                            self.write_failures += failed
                     self._deliver(jobs)
                 # Reserving names is idle work: it waits while stores are queued.
                 if reserve and not stopping and self._queue.empty():
