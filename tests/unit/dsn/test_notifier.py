@@ -378,10 +378,12 @@ async def test_drain_waits_for_notices_under_way() -> None:
 
     r.desk.notice_stored = slow  # type: ignore[method-assign]
     r.notifier.handle([NoticeDue(NOW, "Q1", FAILED)])
-    await r.notifier.drain(0.05)
+    assert await r.notifier.drain(0.05) is False  # a stop then writes no schedule snapshot
+    assert r.notifier.busy
     assert r.desk.stored == []  # timed out: still under way
     gate.set()
-    await r.notifier.drain(5)
+    assert await r.notifier.drain(5) is True
+    assert not r.notifier.busy
     assert r.desk.stored == [("Q1", FAILED)]
 
 
@@ -389,7 +391,7 @@ async def test_other_events_are_ignored() -> None:
     r = rig(original())
     r.notifier.handle([object()])  # type: ignore[list-item]
     assert r.notifier._tasks == set()
-    await r.notifier.drain(0.01)  # nothing under way: returns
+    assert await r.notifier.drain(0.01) is True  # nothing under way: returns
 
 
 # --- what the log says ---

@@ -287,7 +287,7 @@ async def test_stop_lets_a_delivery_finish_within_the_timeout(tmp_path: Path) ->
     env = Envelope("Q1", "s@x.test", [Recipient("a@a.test")], time.time())
     scheduler.submit(env, BODY)
     await asyncio.sleep(0.01)
-    await scheduler.stop(1.0)
+    assert await scheduler.stop(1.0) is True  # clean: a schedule snapshot may be written
     assert env.recipients[0].status is RcptStatus.DELIVERED
     assert [s.recipients for s in transport.sent] == [["a@a.test"]]
 
@@ -302,7 +302,7 @@ async def test_stop_cancels_a_delivery_that_outlasts_the_timeout(tmp_path: Path)
     scheduler.submit(env, BODY)
     await asyncio.sleep(0.01)
     started = time.monotonic()
-    await asyncio.wait_for(scheduler.stop(0.2), 10)
+    assert await asyncio.wait_for(scheduler.stop(0.2), 10) is False  # no snapshot then
     assert 0.15 < time.monotonic() - started < 5
     assert scheduler.ctx.tasks == set() or all(t.done() for t in scheduler.ctx.tasks)
     assert env.recipients[0].status is RcptStatus.PENDING
@@ -476,3 +476,13 @@ async def test_a_message_rate_slower_than_the_idle_timeout_reconnects_in_time(ma
     for _ in range(12):
         await h.advance(60)
     assert [s.recipients for s in h.transport.sent] == [["a@a.test"], ["b@a.test"]]
+
+
+async def test_snapshot_entries_are_the_envelopes_of_every_queued_message(make) -> None:
+    h: Harness = await make(notifier=False)
+    h.transport.replies["a@a.test"] = h.transport.replies["b@b.test"] = LATER
+    first = h.submit("a@a.test")
+    second = h.submit("b@b.test")
+    await idle()
+    assert h.scheduler.snapshot_entries() == [first, second]
+    assert all(e is h.scheduler.messages[e.queue_id].envelope for e in (first, second))
