@@ -66,13 +66,13 @@ class Console:
             for msg in messages[start : start + YIELD_EVERY]:
                 if msg.removing:
                     continue
-                env = msg.envelope
+                env = msg.view()  # read only: a packed message stays packed
                 for rcpt in env.recipients:
                     if rcpt.status is not RcptStatus.PENDING:
                         continue
                     domain = rcpt.domain
-                    queue = queue_of(msg, rcpt, domain)
-                    if not selector.matches(msg, rcpt, queue):
+                    queue = queue_of(msg, env, rcpt, domain)
+                    if not selector.matches(env, rcpt, queue):
                         continue
                     rows.append(
                         QueuedRcpt(
@@ -88,7 +88,7 @@ class Console:
                             last_error=rcpt.last_reply,
                             size=env.size,
                             received_at=env.received_at,
-                            state=recipient_state(holds, msg, rcpt, queue, now),
+                            state=recipient_state(holds, env, rcpt, queue, now),
                         )
                     )
         return rows
@@ -119,7 +119,7 @@ class Console:
         msg = self.scheduler.messages.get(queue_id)
         if msg is None:
             return None
-        env = msg.envelope
+        env = msg.view()
         now = self.ctx.clock()
         holds = self.scheduler.holds
         limit = BODY_LIMIT if body else HEADER_LIMIT
@@ -139,8 +139,8 @@ class Console:
             **_envelope(env),
             "held": env.queue_id in self.ctx.control.held_messages,
             "recipients": [
-                _recipient(rcpt, recipient_state(holds, msg, rcpt, queue, now))
-                for rcpt, queue in _queues(msg)
+                _recipient(rcpt, recipient_state(holds, env, rcpt, queue, now))
+                for rcpt, queue in _queues(msg, env)
             ],
             "body" if body else "headers": text,
             "truncated": truncated,
@@ -152,9 +152,7 @@ class Console:
         now = self.ctx.clock()
         matched = changed = 0
         touched: dict[int, QueuedMessage] = {}
-        for msg, rcpt, queue in pending(self.scheduler.messages.values()):
-            if not selector.matches(msg, rcpt, queue):
-                continue
+        for msg, rcpt, _ in pending(self.scheduler.messages.values(), selector):
             matched += 1
             if rcpt.next_attempt > now:
                 rcpt.next_attempt = now
@@ -175,9 +173,7 @@ class Console:
         whole = whole_message_held(parked)
         matched = busy = 0
         chosen: dict[int, tuple[QueuedMessage, dict[str, list[Recipient]]]] = {}
-        for msg, rcpt, queue in pending(scheduler.messages.values()):
-            if not selector.matches(msg, rcpt, queue):
-                continue
+        for msg, rcpt, queue in pending(scheduler.messages.values(), selector):
             matched += 1
             free = id(rcpt) in located or id(msg) in whole or rcpt.next_attempt > now
             if not free:
@@ -233,13 +229,12 @@ class Console:
     def _message_ids(self, selector: Selector) -> set[str]:
         return {
             msg.envelope.queue_id
-            for msg, rcpt, queue in pending(self.scheduler.messages.values())
-            if selector.matches(msg, rcpt, queue)
+            for msg, _, _ in pending(self.scheduler.messages.values(), selector)
         }
 
 
-def _queues(msg: QueuedMessage) -> list[tuple[Recipient, str]]:
-    return [(rcpt, queue_of(msg, rcpt)) for rcpt in msg.envelope.recipients]
+def _queues(msg: QueuedMessage, env: Envelope) -> list[tuple[Recipient, str]]:
+    return [(rcpt, queue_of(msg, env, rcpt)) for rcpt in env.recipients]
 
 
 def _envelope(env: Envelope) -> dict[str, Any]:

@@ -84,7 +84,15 @@ class Finisher:
             RETRY_AFTER_ERROR,
         )
         if not self.ctx.stopping:
-            self.ctx.loop.call_later(RETRY_AFTER_ERROR, self.persist, msg, list(changed), last)
+            # By position, not by object: the message may be packed and unpacked again
+            # before the retry (an operator action), and then has new Recipient objects.
+            ids = {id(r) for r in changed}
+            where = [i for i, r in enumerate(msg.envelope.recipients) if id(r) in ids]
+            self.ctx.loop.call_later(RETRY_AFTER_ERROR, self._persist_again, msg, where, last)
+
+    def _persist_again(self, msg: QueuedMessage, where: list[int], last: bool) -> None:
+        recipients = msg.envelope.recipients
+        self.persist(msg, [recipients[i] for i in where], last)
 
     def announce(self, msg: QueuedMessage) -> None:
         """Publish a NoticeDue for each owed notice not yet handed to the notifier."""

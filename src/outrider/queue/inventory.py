@@ -14,7 +14,7 @@ from collections.abc import Iterable, Iterator, MutableSequence
 from dataclasses import dataclass
 
 from outrider.message.domains import domain_key
-from outrider.message.envelope import RcptStatus, Recipient
+from outrider.message.envelope import Envelope, RcptStatus, Recipient
 from outrider.queue.holds import Holds
 from outrider.queue.model import QueuedMessage, WorkItem
 
@@ -26,15 +26,15 @@ def queue_name(name: str) -> str:
     return domain_key(destination) + slash + vmta
 
 
-def queue_of(msg: QueuedMessage, rcpt: Recipient, domain: str | None = None) -> str:
-    """The delivery queue a pending recipient waits for (``domain``: its domain, when the
-    caller has it already)."""
+def queue_of(msg: QueuedMessage, env: Envelope, rcpt: Recipient, domain: str | None = None) -> str:
+    """The delivery queue a pending recipient of ``msg`` (whose envelope, or a view of it,
+    is ``env``) waits for (``domain``: its domain, when the caller has it already)."""
     if domain is None:
         domain = rcpt.domain
     routed = msg.routed_to(domain)
     if routed is not None:
         return routed
-    return f"{domain}/{msg.envelope.vmta or 'default'}"
+    return f"{domain}/{env.vmta or 'default'}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +52,9 @@ class Selector:
     def empty(self) -> bool:
         return not (self.queue or self.message or self.rcpt or self.job or self.sender)
 
-    def matches(self, msg: QueuedMessage, rcpt: Recipient, queue: str) -> bool:
+    def matches(self, env: Envelope, rcpt: Recipient, queue: str) -> bool:
         if self.empty:
             return True
-        env = msg.envelope
         if self.message and env.queue_id != self.message:
             return False
         if self.job and env.job_id != self.job:
@@ -72,24 +71,26 @@ class Selector:
 
 
 def pending(
-    messages: Iterable[QueuedMessage],
+    messages: Iterable[QueuedMessage], selector: Selector
 ) -> Iterator[tuple[QueuedMessage, Recipient, str]]:
-    """Every pending recipient with its message and the queue it waits for."""
+    """Every pending recipient ``selector`` matches, with its message and the queue it
+    waits for. The recipient is the message's own (to act on): a packed message is
+    matched on a view and unpacked only when one of its recipients matches."""
     for msg in messages:
         if msg.removing:
             continue
-        for rcpt in msg.envelope.recipients:
+        view = msg.view()
+        for i, rcpt in enumerate(view.recipients):
             if rcpt.status is RcptStatus.PENDING:
-                yield msg, rcpt, queue_of(msg, rcpt)
+                queue = queue_of(msg, view, rcpt)
+                if selector.matches(view, rcpt, queue):
+                    yield msg, msg.envelope.recipients[i], queue
 
 
-def recipient_state(
-    holds: Holds, msg: QueuedMessage, rcpt: Recipient, queue: str, now: float
-) -> str:
+def recipient_state(holds: Holds, env: Envelope, rcpt: Recipient, queue: str, now: float) -> str:
     """``held`` (an operator pause or hold), ``deferred`` (waiting for its retry time)
     or ``queued`` (ready, or being delivered)."""
     control = holds.control
-    env = msg.envelope
     paused = control.paused_queues
     if (
         (control.held_messages and env.queue_id in control.held_messages)

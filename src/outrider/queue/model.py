@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 from outrider.config.model import DomainPolicy, VirtualMta
 from outrider.message.envelope import Envelope, Recipient
+from outrider.message.packed import job_id as packed_job_id
+from outrider.message.packed import pack, unpack
 from outrider.policy.backoff import BackoffState, DisabledSources, Mode, effective_limits
 from outrider.policy.window import ConcurrencyWindow, DeadDestination
 from outrider.throttle.rate import RateLimit
@@ -19,9 +21,14 @@ UNLIMITED = RateLimit(0.0)
 @dataclass(eq=False, slots=True)
 class QueuedMessage:
     """What the scheduler keeps per message; there may be millions, so slots and no
-    per-message containers unless a message needs them."""
+    per-message containers unless a message needs them.
 
-    envelope: Envelope
+    A message waiting for its retry time holds its envelope packed (:meth:`pack`, see
+    :mod:`outrider.message.packed`): :attr:`envelope` unpacks it for good, for whoever
+    acts on the message; :meth:`view` only reads it (console look-ups over the whole
+    queue must not unpack a million messages and keep them so)."""
+
+    _env: Envelope | bytes  # built as QueuedMessage(envelope, body)
     body: bytes | None  # kept for the first attempt of fresh mail; reloaded later
     inflight: int = 0  # work items handed out and not yet settled
     # When its retry timer fires (epoch seconds; 0.0: no timer). The timers live in
@@ -34,6 +41,36 @@ class QueuedMessage:
     # routes other than "domain/vmta" are noted (most messages note none); one
     # (domain, queue) pair for a single such domain, a dict past that.
     routes: tuple[str, str] | dict[str, str] | None = None
+
+    @property
+    def envelope(self) -> Envelope:
+        env = self._env
+        if type(env) is bytes:
+            env = self._env = unpack(env)
+        return env  # type: ignore[return-value]
+
+    def view(self) -> Envelope:
+        """The envelope to read, never to change: a packed one is unpacked for the
+        caller alone (changes to it would be lost) and stays packed."""
+        env = self._env
+        return unpack(env) if type(env) is bytes else env  # type: ignore[return-value]
+
+    @property
+    def job_id(self) -> str:
+        env = self._env
+        return packed_job_id(env) if type(env) is bytes else env.job_id  # type: ignore[union-attr]
+
+    @property
+    def packed(self) -> bool:
+        return type(self._env) is bytes
+
+    def pack(self) -> None:
+        """Hold the envelope packed until someone needs it. Only for a message nobody
+        else holds parts of (no work item, no notice under way): whoever kept one of
+        its Recipient objects would change a copy that is no longer the message's."""
+        env = self._env
+        if type(env) is not bytes:
+            self._env = pack(env)  # type: ignore[arg-type]
 
     def routed_to(self, domain: str) -> str | None:
         routes = self.routes

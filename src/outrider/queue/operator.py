@@ -40,10 +40,8 @@ class Operator:
         name = queue_name(name)
         if any(name in (q.name, q.key, q.domain) for q in self.scheduler.queues.values()):
             return True
-        return any(
-            Selector(queue=name).matches(*found)
-            for found in pending(self.scheduler.messages.values())
-        )
+        found = pending(self.scheduler.messages.values(), Selector(queue=name))
+        return next(found, None) is not None
 
     def resume_queue(self, name: str) -> bool:
         """Lift the pause on ``name``; for a queue held by a pause on its destination or
@@ -78,7 +76,7 @@ class Operator:
         self.ctx.shared("job", job_id, True)
         self._save()
         log.info("paused job %s", job_id)
-        return any(m.envelope.job_id == job_id for m in self.scheduler.messages.values())
+        return any(m.job_id == job_id for m in self.scheduler.messages.values())
 
     def resume_job(self, job_id: str) -> bool:
         if job_id not in self.ctx.control.paused_jobs:

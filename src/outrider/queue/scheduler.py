@@ -104,6 +104,9 @@ class Scheduler:
         self.timers = RetryTimers(loop, lambda: self.ctx.clock(), self._dispatch)
         self._vmtas = VmtaTable.from_config(config)
         self.cached_bytes = 0  # bodies held by QueuedMessage.body
+        # Octets of every scheduled message (``show status``), kept as they come and go:
+        # summing the envelopes would unpack every waiting message.
+        self.queued_bytes = 0
         self._owing: list[QueuedMessage] = []  # restored with notices, until recovery_done
         self._recovering = True
         self.holds = Holds(control)
@@ -155,6 +158,7 @@ class Scheduler:
         if body is not None:
             self.cached_bytes += len(body)
         self.messages[envelope.queue_id] = msg
+        self.queued_bytes += envelope.size
         self._hold_for_queue_run(envelope)
         self.ctx.bus.publish(
             MessageQueued(
@@ -256,6 +260,7 @@ class Scheduler:
         self._ensure_vmta(envelope)
         msg = QueuedMessage(envelope, None)
         self.messages[envelope.queue_id] = msg
+        self.queued_bytes += envelope.size
         if envelope.notices:
             if self._recovering:
                 self._owing.append(msg)
@@ -344,6 +349,15 @@ class Scheduler:
 
     def _arm(self, msg: QueuedMessage, when: float) -> None:
         self.timers.arm(msg, when)
+        # Waiting for its retry time, with nothing of it in anyone's hands: held packed
+        # until it is due (a third of the memory; docs/scale.md, "Memory").
+        if (
+            msg.inflight == 0
+            and not msg.announced
+            and not msg.removing
+            and not msg.envelope.notices
+        ):
+            msg.pack()
 
     def _enqueue(self, queue: DeliveryQueue, item: WorkItem) -> None:
         self.slots.enqueue(queue, item)
@@ -505,8 +519,10 @@ class Scheduler:
             msg.body = None
 
     def _forget(self, msg: QueuedMessage) -> None:
-        queue_id = msg.envelope.queue_id
-        self.messages.pop(queue_id, None)
+        env = msg.envelope
+        queue_id = env.queue_id
+        if self.messages.pop(queue_id, None) is not None:
+            self.queued_bytes -= env.size
         if queue_id in self.ctx.control.held_messages:  # a hold ends with its message
             self.ctx.control.held_messages.discard(queue_id)
             self.holds.release_message(queue_id)

@@ -328,7 +328,7 @@ class Daemon:
             connections_in=connections_in,
             connections_out=manager.slots.total_active,
             spool_messages=len(manager.messages),
-            spool_bytes=sum(m.envelope.size for m in manager.messages.values()),
+            spool_bytes=manager.queued_bytes,
             spool_dir=self.config.server.spool_dir,
             delivery=(mode.name, mode.reason),
         )

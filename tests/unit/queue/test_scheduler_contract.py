@@ -378,7 +378,7 @@ async def test_retry_leaves_a_message_with_an_attempt_out_to_that_attempt(make) 
     await idle()
     msg = h.scheduler.messages[env.queue_id]
     h.transport.replies.clear()
-    env.recipients[0].next_attempt = h.clock.now  # the operator made it due
+    msg.envelope.recipients[0].next_attempt = h.clock.now  # the operator made it due
     msg.inflight = 1  # as if an item of it were still being delivered
     h.scheduler.retry_now([msg])
     await idle()

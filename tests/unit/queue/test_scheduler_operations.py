@@ -67,6 +67,7 @@ async def test_a_virtual_mtas_own_bounce_after_expires_its_mail(make) -> None:
         await h.advance(60)
     [bounced] = h.of(Bounced)
     assert (bounced.recipient, bounced.expired) == ("a@a.test", True)  # type: ignore[attr-defined]
+    brief, plain = (h.scheduler.messages[e.queue_id].envelope for e in (brief, plain))
     assert brief.recipients[0].status is RcptStatus.BOUNCED
     assert brief.notices == "DF"  # owed: a delay warning at 60 s, then the failure
     assert plain.recipients[0].status is RcptStatus.PENDING

@@ -1,0 +1,153 @@
+"""The packed in-memory form of a waiting message's envelope."""
+
+from __future__ import annotations
+
+import dataclasses
+import sys
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from outrider.message import packed
+from outrider.message.envelope import (
+    NO_EXTRA,
+    Envelope,
+    Notify,
+    RcptStatus,
+    Recipient,
+    Ret,
+    Source,
+)
+from outrider.message.packed import job_id, pack, unpack
+
+_text = st.text(max_size=40)
+_recipient = st.builds(
+    Recipient,
+    address=_text,
+    orcpt=st.one_of(st.none(), _text),
+    notify=st.one_of(st.none(), st.sampled_from([*Notify, Notify.NEVER, ~Notify.NEVER])),
+    status=st.sampled_from(list(RcptStatus)),
+    attempts=st.integers(0, 10_000),
+    next_attempt=st.floats(0, 4e9),
+    last_reply=_text,
+    last_mta=_text,
+    relayed_owed=st.booleans(),
+)
+_envelope = st.builds(
+    Envelope,
+    queue_id=_text,
+    sender=_text,
+    recipients=st.lists(_recipient, max_size=5),
+    received_at=st.floats(0, 4e9),
+    size=st.integers(0, 2**40),
+    ret=st.one_of(st.none(), st.sampled_from(list(Ret))),
+    envid=st.one_of(st.none(), _text),
+    smtputf8=st.booleans(),
+    body_8bit=st.booleans(),
+    body_binary=st.booleans(),
+    client_address=_text,
+    helo=_text,
+    job_id=_text,
+    msg_id=_text,
+    vmta=_text,
+    source=st.sampled_from(list(Source)),
+    auth_user=_text,
+    listener=_text,
+    vmta_request=_text,
+    listener_vmta=_text,
+    extra=st.one_of(st.just(NO_EXTRA), st.dictionaries(_text, _text, max_size=3)),
+    delay_warned=st.booleans(),
+    notices=st.sampled_from(["", "F", "D", "S", "DF", "FS"]),
+)
+
+
+def typical() -> Envelope:
+    """A deferred single-recipient message as a bulk sender queues them."""
+    return Envelope(
+        queue_id="4Zk2mQ7xH9pLr3Ta",
+        sender="bounces@sender.example.com",
+        recipients=[
+            Recipient(
+                "user123456@domain0517.test",
+                attempts=1,
+                next_attempt=1764780000.125,
+                last_reply="451 4.7.1 Try again later",
+                last_mta="mx.domain0517.test",
+            )
+        ],
+        received_at=1764779000.5,
+        size=4321,
+        msg_id="<1764779000.123456.98765@injector.example.com>",
+        client_address="127.0.0.1",
+        helo="client.test",
+        job_id="newsletter-12",
+        vmta="default",
+        listener="127.0.0.1:2525",
+    )
+
+
+@given(_envelope)
+def test_every_field_round_trips(env: Envelope) -> None:
+    back = unpack(pack(env))
+    assert back == env
+    assert back.recipients is not env.recipients  # a copy: the packed form is independent
+    assert job_id(pack(env)) == env.job_id
+
+
+def test_flags_are_independent() -> None:
+    names = ("smtputf8", "body_8bit", "body_binary", "delay_warned")
+    for name in names:
+        env = dataclasses.replace(typical(), **{name: True})
+        back = unpack(pack(env))
+        assert {n: getattr(back, n) for n in names} == {n: n == name for n in names}
+
+
+def test_a_packed_typical_message_is_a_third_of_its_objects() -> None:
+    env = typical()
+    data = pack(env)
+    rcpt = env.recipients[0]
+    objects = (
+        sys.getsizeof(env)
+        + sys.getsizeof(env.recipients)
+        + sys.getsizeof(rcpt)
+        + sys.getsizeof(rcpt.address)
+        + sys.getsizeof(env.msg_id)
+        + sys.getsizeof(env.received_at)
+        + sys.getsizeof(env.size)
+        + sys.getsizeof(rcpt.next_attempt)
+    )
+    assert sys.getsizeof(data) < 260 < objects / 2
+
+
+def test_repeated_strings_are_stored_once_as_codes() -> None:
+    one, two = typical(), typical()
+    two.sender = "other-bounces@sender.example.com"
+    # only the sender differs: the packed forms differ by its code, not by its text
+    assert len(pack(one)) == len(pack(two))
+    assert b"sender.example.com" not in pack(one)
+    assert b"Try again later" not in pack(one)
+    assert b"user123456@domain0517.test" in pack(one)  # each message's own: in full
+
+
+def test_past_the_table_limit_strings_are_stored_in_full(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(packed, "_codes", {})
+    monkeypatch.setattr(packed, "_strings", [])
+    monkeypatch.setattr(packed, "LIMIT", 3)
+    env = typical()
+    data = pack(env)  # sender, client address and HELO take the three codes
+    assert packed._strings == [env.sender, env.client_address, env.helo]
+    assert b"newsletter-12" in data and b"Try again later" in data
+    assert unpack(data) == env
+    assert job_id(data) == "newsletter-12"
+    env.sender = "verp-1234@sender.example.com"
+    assert b"verp-1234@sender.example.com" in pack(env)
+    assert len(packed._strings) == 3  # the table never grows past its limit
+
+
+def test_strings_come_back_shared() -> None:
+    a, b = unpack(pack(typical())), unpack(pack(typical()))
+    assert a.sender is b.sender
+    assert a.recipients[0].last_reply is b.recipients[0].last_reply
