@@ -18,7 +18,7 @@ fill the table but never grow it without bound.
 from __future__ import annotations
 
 import marshal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from outrider.message.envelope import (
@@ -30,8 +30,9 @@ from outrider.message.envelope import (
     Ret,
     Source,
 )
+from outrider.message.intern import shared
 
-__all__ = ["LIMIT", "job_id", "pack", "unpack"]
+__all__ = ["LIMIT", "dump", "job_id", "load", "pack", "queue_id_of", "unpack"]
 
 LIMIT = 65_536  # strings given a code; later ones are stored in full
 
@@ -70,27 +71,26 @@ def _extra(extra: Mapping[str, str]) -> tuple[str, ...] | None:
     return tuple(item for pair in extra.items() for item in pair)
 
 
-def pack(env: Envelope) -> bytes:
-    """Every field of ``env`` and of its recipients, in one ``bytes``."""
+def _fields(env: Envelope, code: Callable[[str], int | str]) -> tuple[Any, ...]:
     flags = env.smtputf8 | env.body_8bit << 1 | env.body_binary << 2 | env.delay_warned << 3
     fields: list[Any] = [
         env.queue_id,
-        _code(env.sender),
+        code(env.sender),
         env.received_at,
         env.size,
         _RET_CODES[env.ret],
         env.envid,
         flags,
-        _code(env.client_address),
-        _code(env.helo),
-        _code(env.job_id),
+        code(env.client_address),
+        code(env.helo),
+        code(env.job_id),
         env.msg_id,
-        _code(env.vmta),
+        code(env.vmta),
         _SOURCE_CODES[env.source],
-        _code(env.auth_user),
-        _code(env.listener),
-        _code(env.vmta_request),
-        _code(env.listener_vmta),
+        code(env.auth_user),
+        code(env.listener),
+        code(env.vmta_request),
+        code(env.listener_vmta),
         _extra(env.extra),
         env.notices,
     ]
@@ -102,16 +102,14 @@ def pack(env: Envelope) -> bytes:
             _STATUS_CODES[r.status],
             r.attempts,
             r.next_attempt,
-            _code(r.last_reply),
-            _code(r.last_mta),
+            code(r.last_reply),
+            code(r.last_mta),
             r.relayed_owed,
         )
-    return marshal.dumps(tuple(fields))
+    return tuple(fields)
 
 
-def unpack(data: bytes) -> Envelope:
-    """The envelope :func:`pack` was given (equal, not the same objects)."""
-    f = marshal.loads(data)
+def _envelope(f: tuple[Any, ...], text: Callable[[Any], str]) -> Envelope:
     recipients = [
         Recipient(
             address=f[i],
@@ -120,8 +118,8 @@ def unpack(data: bytes) -> Envelope:
             status=_STATUSES[f[i + 3]],
             attempts=f[i + 4],
             next_attempt=f[i + 5],
-            last_reply=_text(f[i + 6]),
-            last_mta=_text(f[i + 7]),
+            last_reply=text(f[i + 6]),
+            last_mta=text(f[i + 7]),
             relayed_owed=f[i + 8],
         )
         for i in range(_FIELDS, len(f), _RCPT_FIELDS)
@@ -130,7 +128,7 @@ def unpack(data: bytes) -> Envelope:
     extra = f[17]
     return Envelope(
         queue_id=f[0],
-        sender=_text(f[1]),
+        sender=text(f[1]),
         recipients=recipients,
         received_at=f[2],
         size=f[3],
@@ -140,19 +138,60 @@ def unpack(data: bytes) -> Envelope:
         body_8bit=bool(flags & 2),
         body_binary=bool(flags & 4),
         delay_warned=bool(flags & 8),
-        client_address=_text(f[7]),
-        helo=_text(f[8]),
-        job_id=_text(f[9]),
+        client_address=text(f[7]),
+        helo=text(f[8]),
+        job_id=text(f[9]),
         msg_id=f[10],
-        vmta=_text(f[11]),
+        vmta=text(f[11]),
         source=_SOURCES[f[12]],
-        auth_user=_text(f[13]),
-        listener=_text(f[14]),
-        vmta_request=_text(f[15]),
-        listener_vmta=_text(f[16]),
+        auth_user=text(f[13]),
+        listener=text(f[14]),
+        vmta_request=text(f[15]),
+        listener_vmta=text(f[16]),
         extra=NO_EXTRA if extra is None else dict(zip(extra[::2], extra[1::2], strict=True)),
         notices=f[18],
     )
+
+
+def _full(text: str) -> str:
+    return text
+
+
+def pack(env: Envelope) -> bytes:
+    """Every field of ``env`` and of its recipients, in one ``bytes`` (this process only:
+    repeated strings are codes of its table)."""
+    return marshal.dumps(_fields(env, _code))
+
+
+def unpack(data: bytes) -> Envelope:
+    """The envelope :func:`pack` was given (equal, not the same objects)."""
+    return _envelope(marshal.loads(data), _text)
+
+
+def dump(env: Envelope) -> bytes:
+    """:func:`pack` with every string in full: for another process, or a later one (the
+    schedule snapshot, spool/snapshot.py), within one Python version (marshal's)."""
+    return marshal.dumps(_fields(env, _full))
+
+
+def load(data: bytes) -> Envelope:
+    """The envelope :func:`dump` was given; strings many messages repeat come back
+    shared (message/intern.py). ValueError (or a subclass) for anything else."""
+    try:
+        fields = marshal.loads(data)
+        if type(fields) is not tuple or (len(fields) - _FIELDS) % _RCPT_FIELDS:
+            raise ValueError("not a dumped envelope")
+        return _envelope(fields, shared)
+    except (TypeError, KeyError, IndexError, EOFError) as exc:
+        raise ValueError(f"not a dumped envelope: {exc!r}") from exc
+
+
+def queue_id_of(data: bytes) -> str:
+    """The queue id of a dumped (or packed) envelope, without building it."""
+    fields = marshal.loads(data)
+    if type(fields) is not tuple or not fields or type(fields[0]) is not str:
+        raise ValueError("not a dumped envelope")
+    return fields[0]
 
 
 def job_id(data: bytes) -> str:

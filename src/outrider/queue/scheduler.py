@@ -20,7 +20,7 @@ import asyncio
 import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 
 from outrider.config.model import Config
 from outrider.delivery.transport import DeliveryReport, Transport, TransportSelector
@@ -534,11 +534,13 @@ class Scheduler:
     def pending_messages(self) -> int:
         return len(self.messages)
 
-    def snapshot_entries(self) -> list[Envelope]:
-        """Every queued message's envelope, for the schedule snapshot written at a clean
-        stop (spool/snapshot.py). The one place that reads them all: keep it so if the
-        envelope of a deferred message is ever held in another form."""
-        return [msg.envelope for msg in self.messages.values()]
+    def snapshot_entries(self) -> tuple[int, Iterator[Envelope]]:
+        """How many messages are queued, and their envelopes, for the schedule snapshot
+        written at a clean stop (spool/snapshot.py). The messages are listed now; each
+        envelope is built when the writer reaches it (a packed one unpacked for it alone
+        and let go), so a million are never held as objects all together."""
+        messages = list(self.messages.values())
+        return len(messages), (msg.view() for msg in messages)
 
     async def stop(self, timeout: float) -> bool:
         """Finish in-flight deliveries (bounded), then cancel what is left. True when

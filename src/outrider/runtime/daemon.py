@@ -19,6 +19,7 @@ import sqlite3
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -277,8 +278,9 @@ class Daemon:
             tasks_left=sum(1 for task in manager.ctx.tasks if not task.done()),
             write_failures=spool.write_failures,
         )
-        entries = [] if unclean else manager.snapshot_entries()  # taken on the loop's thread
-        await asyncio.to_thread(self._leave_snapshot, spool, entries, unclean)
+        # listed on the loop's thread; the envelopes are built by the writer's
+        count, entries = (0, iter(())) if unclean else manager.snapshot_entries()
+        await asyncio.to_thread(self._leave_snapshot, spool, count, entries, unclean)
         self._remove_pid_file()
         with contextlib.suppress(FileNotFoundError):  # still locked: nobody else can hold it
             os.unlink(config.server.spool_dir / ".outrider.lock")
@@ -391,7 +393,9 @@ class Daemon:
         if self.adopt_requested:
             self._adopt()
 
-    def _leave_snapshot(self, spool: DiskSpool, entries: list[Envelope], unclean: str) -> None:
+    def _leave_snapshot(
+        self, spool: DiskSpool, count: int, entries: Iterator[Envelope], unclean: str
+    ) -> None:
         """At the very end of a stop: the schedule snapshot for the next start, or none.
 
         When the stop was clean, memory equals the files here. The scheduler only changes
@@ -416,14 +420,14 @@ class Daemon:
                     log.info("removed the schedule snapshot (%s)", unclean)
                 log.warning("no schedule snapshot: %s; the next start reads every file", unclean)
                 return
-            if not entries:  # nothing to save: an idle spool stays empty after a stop
+            if not count:  # nothing to save: an idle spool stays empty after a stop
                 spool.remove_snapshot()
                 return
             began = time.monotonic()
-            size = spool.write_snapshot(entries)
+            size = spool.write_snapshot(entries, count)
             log.info(
                 "wrote the schedule snapshot: %d message(s), %d octets, in %.1f s",
-                len(entries),
+                count,
                 size,
                 time.monotonic() - began,
             )

@@ -55,7 +55,7 @@ import threading
 import time
 import zlib
 from collections import deque
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -88,7 +88,14 @@ from outrider.spool.codec import (
 )
 from outrider.spool.names import NamePool
 from outrider.spool.reader import StoredBody
-from outrider.spool.snapshot import reconcile, remove_snapshot, take_snapshot, write_snapshot
+from outrider.spool.snapshot import (
+    SnapshotError,
+    decode_entry,
+    reconcile,
+    remove_snapshot,
+    take_snapshot,
+    write_snapshot,
+)
 from outrider.spool.spill import SpilledBody, SpillFile
 from outrider.spool.temps import TMP_PREFIX
 
@@ -132,7 +139,7 @@ class RecoveryStats:
     """What the last :meth:`DiskSpool.recover` did (for its log line and the bench)."""
 
     snapshot: bool = False  # a schedule snapshot was used
-    from_snapshot: int = 0  # messages restored from it, their files not read
+    from_snapshot: int = 0  # entries used as they were, their files not read
     files_read: int = 0  # message files opened and read
     dropped: int = 0  # snapshot entries whose file was gone
 
@@ -327,15 +334,16 @@ class DiskSpool:
         self._check_id(queue_id)
         await self._submit(_REMOVE, queue_id)
 
-    def take_snapshot(self) -> dict[str, Envelope] | None:
+    def take_snapshot(self) -> dict[str, bytes] | None:
         """The schedule snapshot left by a clean stop (:mod:`outrider.spool.snapshot`),
         removed durably before it is read; None if there is none or it is invalid.
         Blocking: run it in a thread."""
         return take_snapshot(self._dir, fsync=self._fsync)
 
-    def write_snapshot(self, envelopes: Sequence[Envelope]) -> int:
-        """Write the schedule snapshot (only at a clean stop: see ``Daemon``); its size."""
-        return write_snapshot(self._dir, envelopes, len(envelopes), fsync=self._fsync)
+    def write_snapshot(self, envelopes: Iterable[Envelope], count: int) -> int:
+        """Write the schedule snapshot of ``count`` envelopes (only at a clean stop: see
+        ``Daemon``); its size."""
+        return write_snapshot(self._dir, envelopes, count, fsync=self._fsync)
 
     def remove_snapshot(self) -> bool:
         """Remove a schedule snapshot (an unclean stop, an offline change of the spool)."""
@@ -347,7 +355,7 @@ class DiskSpool:
         known: Callable[[str], bool] | None = None,
         started_ns: int | None = None,
         readers: int = RECOVERY_READERS,
-        snapshot: dict[str, Envelope] | None = None,
+        snapshot: dict[str, bytes] | None = None,
     ) -> Iterator[Envelope]:
         """Stream unfinished messages (and finished ones still owing a notice); removes
         abandoned temps, finished messages and empty files (unused reserved names),
@@ -419,12 +427,29 @@ class DiskSpool:
                         "more (removed while stopped); dropped",
                         len(plan.dropped),
                     )
-                for queue_id in plan.finished:
-                    removed += self._unlink_quietly(os.path.join(self._dir, queue_id))
-                for envelope in plan.restore:
-                    if known is None or not known(envelope.queue_id):
+                for queue_id in plan.present:
+                    # One envelope built at a time (and its entry let go): the scheduler
+                    # packs each waiting message as it comes (docs/scale.md).
+                    payload = snapshot.pop(queue_id)
+                    if known is not None and known(queue_id):
+                        continue
+                    path = os.path.join(self._dir, queue_id)
+                    try:
+                        envelope = decode_entry(payload)
                         stats.from_snapshot += 1
-                        yield envelope
+                    except SnapshotError as exc:
+                        log.warning(
+                            "spool: %s: snapshot entry unusable (%s); file read", queue_id, exc
+                        )
+                        stats.files_read += 1
+                        from_file = self._recover_file(path, queue_id, started_ns)
+                        if from_file is None:
+                            continue
+                        envelope = from_file
+                    if envelope.is_done and not envelope.notices:
+                        removed += self._unlink_quietly(path)
+                        continue
+                    yield envelope
         finally:
             # Closed early, reads not started are dropped; the removals made so far are
             # made durable all the same.

@@ -13,7 +13,7 @@ Layout (little-endian)::
 
     header  = MAGIC version:u8 marshal_version:u8 count:u64 crc:u32   (crc of the fields)
     entry   = length:u32 crc:u32 payload                              (count times)
-    payload = marshal of one envelope's fields (``_pack``)
+    payload = one envelope, every field (``message.packed.dump``)
     trailer = END count:u64
 
 Each entry carries its own CRC; the trailer repeats the count, so a file cut short
@@ -39,18 +39,10 @@ import struct
 import zlib
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
-from typing import IO, Any
+from typing import IO
 
-from outrider.message.envelope import (
-    NO_EXTRA,
-    Envelope,
-    Notify,
-    RcptStatus,
-    Recipient,
-    Ret,
-    Source,
-)
-from outrider.message.intern import shared
+from outrider.message.envelope import Envelope
+from outrider.message.packed import dump, load, queue_id_of
 
 __all__ = [
     "SNAPSHOT_NAME",
@@ -80,48 +72,6 @@ _MAX_ENTRY = 64 * 1024 * 1024  # a larger length can only be garbage
 _BUFFER = 1024 * 1024
 _O_CLOEXEC = getattr(os, "O_CLOEXEC", 0)
 
-# Every field of Envelope and Recipient, in the order _pack writes them; a test checks
-# these against the dataclasses, so a new field cannot be left out of the snapshot.
-ENVELOPE_FIELDS = (
-    "queue_id",
-    "sender",
-    "received_at",
-    "size",
-    "ret",
-    "envid",
-    "smtputf8",
-    "body_8bit",
-    "body_binary",
-    "client_address",
-    "helo",
-    "job_id",
-    "msg_id",
-    "vmta",
-    "source",
-    "auth_user",
-    "listener",
-    "vmta_request",
-    "listener_vmta",
-    "extra",
-    "delay_warned",
-    "notices",
-    "recipients",
-)
-RECIPIENT_FIELDS = (
-    "address",
-    "orcpt",
-    "notify",
-    "status",
-    "attempts",
-    "next_attempt",
-    "last_reply",
-    "last_mta",
-    "relayed_owed",
-)
-
-_STATUS = {s.value: s for s in RcptStatus}
-_SOURCE = {s.value: s for s in Source}
-
 
 class SnapshotError(ValueError):
     """A snapshot that is torn, damaged or of another format: not to be used."""
@@ -130,50 +80,10 @@ class SnapshotError(ValueError):
 # --- one entry -----------------------------------------------------------------------------
 
 
-def _pack(env: Envelope) -> tuple[Any, ...]:
-    return (
-        env.queue_id,
-        env.sender,
-        env.received_at,
-        env.size,
-        env.ret.value if env.ret is not None else None,
-        env.envid,
-        env.smtputf8,
-        env.body_8bit,
-        env.body_binary,
-        env.client_address,
-        env.helo,
-        env.job_id,
-        env.msg_id,
-        env.vmta,
-        env.source.value,
-        env.auth_user,
-        env.listener,
-        env.vmta_request,
-        env.listener_vmta,
-        dict(env.extra) if env.extra else None,
-        env.delay_warned,
-        env.notices,
-        [
-            (
-                r.address,
-                r.orcpt,
-                r.notify.value if r.notify is not None else None,
-                r.status.value,
-                r.attempts,
-                r.next_attempt,
-                r.last_reply,
-                r.last_mta,
-                r.relayed_owed,
-            )
-            for r in env.recipients
-        ],
-    )
-
-
 def encode_entry(env: Envelope) -> bytes:
-    """One envelope, every field (recipient states and owed notices included)."""
-    payload = marshal.dumps(_pack(env))
+    """One envelope, every field (recipient states and owed notices included): the
+    portable form of message/packed.py (the same fields as a waiting message's)."""
+    payload = dump(env)
     return _ENTRY.pack(len(payload), zlib.crc32(payload)) + payload
 
 
@@ -181,72 +91,9 @@ def decode_entry(payload: bytes) -> Envelope:
     """The envelope of one entry's payload (its CRC already checked). Strings many
     messages repeat are shared (message/intern.py), as spool recovery does."""
     try:
-        (
-            queue_id,
-            sender,
-            received_at,
-            size,
-            ret,
-            envid,
-            smtputf8,
-            body_8bit,
-            body_binary,
-            client_address,
-            helo,
-            job_id,
-            msg_id,
-            vmta,
-            source,
-            auth_user,
-            listener,
-            vmta_request,
-            listener_vmta,
-            extra,
-            delay_warned,
-            notices,
-            rows,
-        ) = marshal.loads(payload)
-        recipients = [
-            Recipient(
-                address,
-                orcpt,
-                Notify(notify) if notify is not None else None,
-                _STATUS[status],
-                attempts,
-                next_attempt,
-                shared(last_reply),
-                shared(last_mta),
-                relayed_owed,
-            )
-            for address, orcpt, notify, status, attempts, next_attempt, last_reply, last_mta, relayed_owed in rows  # noqa: E501
-        ]
-        return Envelope(
-            queue_id=queue_id,
-            sender=shared(sender),
-            recipients=recipients,
-            received_at=received_at,
-            size=size,
-            ret=Ret(ret) if ret is not None else None,
-            envid=envid,
-            smtputf8=smtputf8,
-            body_8bit=body_8bit,
-            body_binary=body_binary,
-            client_address=shared(client_address),
-            helo=shared(helo),
-            job_id=shared(job_id),
-            msg_id=msg_id,
-            vmta=shared(vmta),
-            source=_SOURCE[source],
-            auth_user=shared(auth_user),
-            listener=shared(listener),
-            vmta_request=shared(vmta_request),
-            listener_vmta=shared(listener_vmta),
-            extra=extra or NO_EXTRA,
-            delay_warned=delay_warned,
-            notices=notices,
-        )
-    except (ValueError, TypeError, KeyError, EOFError) as exc:
-        raise SnapshotError(f"bad entry: {exc!r}") from exc
+        return load(payload)
+    except ValueError as exc:
+        raise SnapshotError(f"bad entry: {exc}") from exc
 
 
 # --- the file ------------------------------------------------------------------------------
@@ -309,9 +156,9 @@ def _read_exactly(src: IO[bytes], size: int, what: str) -> bytes:
     return data
 
 
-def iter_snapshot(src: IO[bytes]) -> Iterator[Envelope]:
-    """The envelopes of a snapshot, checked entry by entry; SnapshotError as soon as
-    something does not check out (so a caller must not act on any before the end)."""
+def iter_snapshot(src: IO[bytes]) -> Iterator[bytes]:
+    """The entries' payloads of a snapshot, checked entry by entry; SnapshotError as soon
+    as something does not check out (so a caller must not act on any before the end)."""
     head = _read_exactly(src, _HEADER.size + _CRC.size, "the header")
     (crc,) = _CRC.unpack_from(head, _HEADER.size)
     if zlib.crc32(head[: _HEADER.size]) != crc:
@@ -330,7 +177,7 @@ def iter_snapshot(src: IO[bytes]) -> Iterator[Envelope]:
         payload = _read_exactly(src, length, "an entry")
         if zlib.crc32(payload) != crc:
             raise SnapshotError("entry checksum mismatch")
-        yield decode_entry(payload)
+        yield payload
     end, again = _TRAILER.unpack(_read_exactly(src, _TRAILER.size, "the trailer"))
     if end != END or again != count:
         raise SnapshotError("bad trailer")
@@ -338,17 +185,23 @@ def iter_snapshot(src: IO[bytes]) -> Iterator[Envelope]:
         raise SnapshotError("data after the trailer")
 
 
-def read_snapshot(src: IO[bytes]) -> dict[str, Envelope]:
-    """Every envelope of a snapshot by queue id, or SnapshotError."""
-    entries: dict[str, Envelope] = {}
-    for env in iter_snapshot(src):
-        entries[env.queue_id] = env
+def read_snapshot(src: IO[bytes]) -> dict[str, bytes]:
+    """Every entry's payload by queue id, or SnapshotError. The envelopes are built one
+    at a time as recovery hands them to the scheduler (:func:`decode_entry`), which packs
+    each one that waits for its retry at once: a million envelopes are never held as
+    objects all together."""
+    entries: dict[str, bytes] = {}
+    for payload in iter_snapshot(src):
+        try:
+            entries[queue_id_of(payload)] = payload
+        except (ValueError, TypeError, EOFError) as exc:
+            raise SnapshotError(f"bad entry: {exc!r}") from exc
     return entries
 
 
 def take_snapshot(
     directory: str | os.PathLike[str], *, fsync: bool = True
-) -> dict[str, Envelope] | None:
+) -> dict[str, bytes] | None:
     """The snapshot of ``directory``, removed (and the removal made durable) before it
     is read, so no later change to the spool can leave a stale one behind; None when
     there is none or it does not check out (one warning; the caller reads the files)."""
@@ -413,20 +266,15 @@ def _unlink_quietly(path: str) -> bool:
 class Reconciled:
     """What to do with each snapshot entry, given the message files present."""
 
-    restore: list[Envelope]  # still queued, file present: scheduled without a read
-    finished: list[str]  # every recipient final, no notice owed: the file is removed
+    present: list[str]  # file present: restored from the entry, the file not read
     dropped: list[str]  # no file any more (deleted while the daemon was stopped)
 
 
-def reconcile(entries: dict[str, Envelope], missing: set[str]) -> Reconciled:
-    """Decide each entry's fate. ``missing`` holds the queue ids of the entries whose
-    file the directory listing did not show."""
-    result = Reconciled([], [], [])
-    for queue_id, env in entries.items():
-        if queue_id in missing:
-            result.dropped.append(queue_id)
-        elif env.is_done and not env.notices:
-            result.finished.append(queue_id)
-        else:
-            result.restore.append(env)
+def reconcile(entries: Iterable[str], missing: set[str]) -> Reconciled:
+    """Sort the entries' queue ids. ``missing`` holds those whose file the directory
+    listing did not show. (A finished message among the present is removed by recovery
+    when it builds the envelope.)"""
+    result = Reconciled([], [])
+    for queue_id in entries:
+        (result.dropped if queue_id in missing else result.present).append(queue_id)
     return result

@@ -484,5 +484,8 @@ async def test_snapshot_entries_are_the_envelopes_of_every_queued_message(make) 
     first = h.submit("a@a.test")
     second = h.submit("b@b.test")
     await idle()
-    assert h.scheduler.snapshot_entries() == [first, second]
-    assert all(e is h.scheduler.messages[e.queue_id].envelope for e in (first, second))
+    count, entries = h.scheduler.snapshot_entries()
+    assert count == 2
+    assert list(entries) == [first, second]
+    # read for the snapshot, not unpacked for good: the waiting messages stay packed
+    assert all(h.scheduler.messages[e.queue_id].packed for e in (first, second))

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from outrider.message import packed
 from outrider.message.envelope import (
     Envelope,
     Notify,
@@ -28,8 +29,6 @@ from outrider.spool import snapshot
 from outrider.spool.base import SpoolClosedError, SpoolError
 from outrider.spool.disk import QUARANTINE_DIR, DiskSpool
 from outrider.spool.snapshot import (
-    ENVELOPE_FIELDS,
-    RECIPIENT_FIELDS,
     SNAPSHOT_NAME,
     TEMP_NAME,
     SnapshotError,
@@ -109,10 +108,12 @@ def snapshot_bytes(envelopes: list[Envelope]) -> bytes:
 
 
 def test_every_envelope_and_recipient_field_is_in_the_snapshot() -> None:
-    assert set(ENVELOPE_FIELDS) == {f.name for f in dataclasses.fields(Envelope)}
-    assert set(RECIPIENT_FIELDS) == {f.name for f in dataclasses.fields(Recipient)}
-    assert len(snapshot._pack(full_envelope())) == len(ENVELOPE_FIELDS)
-    assert len(snapshot._pack(full_envelope())[-1][0]) == len(RECIPIENT_FIELDS)
+    # the dumped form has one slot per field, but for four booleans folded into one
+    # flags slot and the recipients, which follow with one slot per recipient field
+    dumped = marshal.loads(packed.dump(full_envelope()))
+    assert len(dataclasses.fields(Envelope)) == packed._FIELDS + 3 + 1
+    assert len(dataclasses.fields(Recipient)) == packed._RCPT_FIELDS
+    assert len(dumped) == packed._FIELDS + 3 * packed._RCPT_FIELDS
 
 
 @pytest.mark.parametrize("env", [full_envelope(), make_envelope(3), make_envelope(0)])
@@ -148,7 +149,7 @@ def test_a_file_round_trips(tmp_path: Path) -> None:
     with open(path, "rb") as src:
         back = read_snapshot(src)
     assert list(back) == [e.queue_id for e in envs]
-    assert list(back.values()) == envs
+    assert [decode_entry(payload) for payload in back.values()] == envs
 
 
 def test_an_empty_queue_gives_a_valid_empty_snapshot(tmp_path: Path) -> None:
@@ -219,6 +220,20 @@ def test_bytes_after_the_trailer_are_refused() -> None:
 def test_a_payload_that_is_no_envelope_is_refused() -> None:
     with pytest.raises(SnapshotError):
         decode_entry(marshal.dumps((1, 2, 3)))
+    with pytest.raises(SnapshotError):
+        decode_entry(marshal.dumps(("Q1", *range(18))))  # the right length, wrong values
+    with pytest.raises(SnapshotError):
+        decode_entry(b"\xff")
+
+
+def test_an_entry_without_a_queue_id_refuses_the_file() -> None:
+    out = io.BytesIO()
+    out.write(snapshot._header(1))
+    payload = marshal.dumps((1, 2, 3))
+    out.write(struct.pack("<II", len(payload), zlib.crc32(payload)) + payload)
+    out.write(snapshot._TRAILER.pack(snapshot.END, 1))
+    with pytest.raises(SnapshotError, match="bad entry"):
+        read_snapshot(io.BytesIO(out.getvalue()))
 
 
 def test_a_write_given_fewer_envelopes_than_counted_leaves_the_old_snapshot(
@@ -239,7 +254,9 @@ def test_take_removes_the_snapshot_and_a_leftover_temp(tmp_path: Path) -> None:
     env = full_envelope()
     write_snapshot(tmp_path, [env], 1)
     (tmp_path / TEMP_NAME).write_bytes(b"a stop cut short")
-    assert take_snapshot(tmp_path) == {env.queue_id: env}
+    taken = take_snapshot(tmp_path)
+    assert taken is not None and list(taken) == [env.queue_id]
+    assert decode_entry(taken[env.queue_id]) == env
     assert sorted(os.listdir(tmp_path)) == []
     assert take_snapshot(tmp_path) is None  # used once only
 
@@ -278,22 +295,15 @@ def _done(env: Envelope, notices: str = "") -> Envelope:
     return env
 
 
-def test_reconcile_restores_drops_and_finishes() -> None:
-    queued = make_envelope(queue_id="Qqueued")
-    gone = make_envelope(queue_id="Qgone")
-    finished = _done(make_envelope(queue_id="Qfinished"))
-    owing = _done(make_envelope(queue_id="Qowing"), notices="S")
-    gone_finished = _done(make_envelope(queue_id="Qgonefinished"))
-    entries = {e.queue_id: e for e in (queued, gone, finished, owing, gone_finished)}
-    plan = reconcile(entries, {"Qgone", "Qgonefinished"})
-    assert plan.restore == [queued, owing]
-    assert plan.finished == ["Qfinished"]
-    assert plan.dropped == ["Qgone", "Qgonefinished"]
+def test_reconcile_keeps_the_present_and_drops_the_missing_in_order() -> None:
+    plan = reconcile(["Qa", "Qgone", "Qb", "Qgone2"], {"Qgone", "Qgone2"})
+    assert plan.present == ["Qa", "Qb"]
+    assert plan.dropped == ["Qgone", "Qgone2"]
 
 
 def test_reconcile_of_nothing() -> None:
-    plan = reconcile({}, set())
-    assert (plan.restore, plan.finished, plan.dropped) == ([], [], [])
+    plan = reconcile([], set())
+    assert (plan.present, plan.dropped) == ([], [])
 
 
 # --- recovery with a snapshot --------------------------------------------------------------
@@ -324,7 +334,7 @@ async def test_snapshot_entries_are_restored_without_reading_their_files(
     envs = await _stored(spool, 5)
     for env in envs:  # memory ahead of what these test files hold: proves no file was read
         env.recipients[0].attempts = 7
-    spool.write_snapshot(envs)
+    spool.write_snapshot(envs, len(envs))
     reads = _reads(monkeypatch)
     again = DiskSpool(spool.directory)
     taken = again.take_snapshot()
@@ -347,7 +357,7 @@ async def test_an_entry_whose_file_is_gone_is_dropped(
     spool: DiskSpool, caplog: pytest.LogCaptureFixture
 ) -> None:
     envs = await _stored(spool, 3)
-    spool.write_snapshot(envs)
+    spool.write_snapshot(envs, len(envs))
     (spool.directory / envs[1].queue_id).unlink()
     again = DiskSpool(spool.directory)
     with caplog.at_level(logging.WARNING, logger="outrider.spool"):
@@ -362,7 +372,7 @@ async def test_a_file_without_an_entry_is_read_as_usual(
     spool: DiskSpool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     envs = await _stored(spool, 3)
-    spool.write_snapshot(envs[:2])
+    spool.write_snapshot(envs[:2], 2)
     reads = _reads(monkeypatch)
     again = DiskSpool(spool.directory)
     back = {e.queue_id: e for e in again.recover(snapshot=again.take_snapshot())}
@@ -375,7 +385,7 @@ async def test_a_finished_entry_has_its_file_removed(spool: DiskSpool) -> None:
     envs = await _stored(spool, 2)
     _done(envs[0])
     owing = _done(envs[1], notices="S")
-    spool.write_snapshot(envs)
+    spool.write_snapshot(envs, len(envs))
     again = DiskSpool(spool.directory)
     back = list(again.recover(snapshot=again.take_snapshot()))
     assert back == [owing]  # still owes its notice: restored, file kept
@@ -387,7 +397,7 @@ async def test_an_entry_the_scheduler_knows_already_is_not_restored_twice(
     spool: DiskSpool,
 ) -> None:
     envs = await _stored(spool, 2)
-    spool.write_snapshot(envs)
+    spool.write_snapshot(envs, len(envs))
     again = DiskSpool(spool.directory)
     back = list(
         again.recover(known=lambda name: name == envs[0].queue_id, snapshot=again.take_snapshot())
@@ -399,7 +409,7 @@ async def test_the_other_guarantees_of_recovery_hold_with_a_snapshot(spool: Disk
     """Abandoned temps, unused reserved names and damaged files are dealt with as without
     a snapshot; files written since the start are left to their hand-off."""
     envs = await _stored(spool, 3)
-    spool.write_snapshot(envs[:2])
+    spool.write_snapshot(envs[:2], 2)
     directory = spool.directory
     damaged = directory / envs.pop().queue_id  # not in the snapshot: read, found cut short
     os.truncate(damaged, damaged.stat().st_size - 5)
@@ -438,7 +448,7 @@ async def test_the_snapshot_is_not_taken_for_a_message(spool: DiskSpool) -> None
     """Recovery without a snapshot (an older release's, or a start after a failed take)
     neither reads nor quarantines the snapshot files."""
     envs = await _stored(spool, 1)
-    spool.write_snapshot(envs)
+    spool.write_snapshot(envs, len(envs))
     (spool.directory / TEMP_NAME).write_bytes(b"x")
     assert list(DiskSpool(spool.directory).recover()) == envs
     assert (spool.directory / SNAPSHOT_NAME).exists()
@@ -457,3 +467,24 @@ async def test_write_failures_are_counted(spool: DiskSpool) -> None:
     with pytest.raises(SpoolClosedError):
         await spool.record(env, env.recipients)
     assert spool.write_failures == 2
+
+
+async def test_an_entry_that_cannot_be_built_is_read_from_its_file(
+    spool: DiskSpool, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    envs = await _stored(spool, 2)
+    out = io.BytesIO()
+    out.write(snapshot._header(2))
+    out.write(encode_entry(envs[0]))
+    bad = marshal.dumps((envs[1].queue_id, "not", "an", "envelope"))  # checks out, builds not
+    out.write(struct.pack("<II", len(bad), zlib.crc32(bad)) + bad)
+    out.write(snapshot._TRAILER.pack(snapshot.END, 2))
+    (spool.directory / SNAPSHOT_NAME).write_bytes(out.getvalue())
+    reads = _reads(monkeypatch)
+    again = DiskSpool(spool.directory)
+    with caplog.at_level(logging.WARNING, logger="outrider.spool"):
+        back = list(again.recover(snapshot=again.take_snapshot()))
+    assert back == envs
+    assert reads == [envs[1].queue_id]
+    assert (again.recovery.from_snapshot, again.recovery.files_read) == (1, 1)
+    assert "snapshot entry unusable" in caplog.text
