@@ -264,6 +264,15 @@ max-smtp-out = 10
             fh.seek(offset)
             return needle.encode() in fh.read()
 
+    def log_line(self, needle: str, offset: int = 0) -> str:
+        """The text after ``needle`` on the first log line holding it ("" if none)."""
+        with open(self.workdir / "daemon.log", "rb") as fh:
+            fh.seek(offset)
+            for line in fh.read().decode(errors="replace").splitlines():
+                if needle in line:
+                    return line[line.index(needle) + len(needle) :].strip()
+        return ""
+
     def log_size(self) -> int:
         path = self.workdir / "daemon.log"
         return path.stat().st_size if path.exists() else 0
@@ -438,8 +447,13 @@ def main() -> int:
             f"{sink.arrivals[base_count + 99] - t0:.2f} s",
         )
 
+        offset = d.log_size()
         stopped = d.stop()
         note("stop (SIGTERM to exit)", f"{stopped:.1f} s")
+        snapshot = d.log_line("wrote the schedule snapshot:", offset) or (
+            "none: " + d.log_line("no schedule snapshot:", offset)
+        )
+        note("stop: schedule snapshot", snapshot)
         offset = d.log_size()
         started = d.start()
         first = first_250(d.port, started)
@@ -448,6 +462,7 @@ def main() -> int:
         d.wait_ready(offset)
         note("restart: time to first 250", f"{first:.2f} s")
         note(f"restart: time to {messages} recovered", f"{recovered:.1f} s")
+        note("restart: how", d.log_line("from the spool:", offset))
         d.wait_idle(quiet=2.0)
         main_kib, total = d.rss()
         note("RSS after restart: delivery process / all", f"{mib(main_kib)} / {mib(total)}")

@@ -3,63 +3,19 @@
 from __future__ import annotations
 
 import dataclasses
+import marshal
 import sys
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
 from outrider.message import packed
 from outrider.message.envelope import (
-    NO_EXTRA,
     Envelope,
-    Notify,
-    RcptStatus,
     Recipient,
-    Ret,
-    Source,
 )
-from outrider.message.packed import job_id, pack, unpack
-
-_text = st.text(max_size=40)
-_recipient = st.builds(
-    Recipient,
-    address=_text,
-    orcpt=st.one_of(st.none(), _text),
-    notify=st.one_of(st.none(), st.sampled_from([*Notify, Notify.NEVER, ~Notify.NEVER])),
-    status=st.sampled_from(list(RcptStatus)),
-    attempts=st.integers(0, 10_000),
-    next_attempt=st.floats(0, 4e9),
-    last_reply=_text,
-    last_mta=_text,
-    relayed_owed=st.booleans(),
-)
-_envelope = st.builds(
-    Envelope,
-    queue_id=_text,
-    sender=_text,
-    recipients=st.lists(_recipient, max_size=5),
-    received_at=st.floats(0, 4e9),
-    size=st.integers(0, 2**40),
-    ret=st.one_of(st.none(), st.sampled_from(list(Ret))),
-    envid=st.one_of(st.none(), _text),
-    smtputf8=st.booleans(),
-    body_8bit=st.booleans(),
-    body_binary=st.booleans(),
-    client_address=_text,
-    helo=_text,
-    job_id=_text,
-    msg_id=_text,
-    vmta=_text,
-    source=st.sampled_from(list(Source)),
-    auth_user=_text,
-    listener=_text,
-    vmta_request=_text,
-    listener_vmta=_text,
-    extra=st.one_of(st.just(NO_EXTRA), st.dictionaries(_text, _text, max_size=3)),
-    delay_warned=st.booleans(),
-    notices=st.sampled_from(["", "F", "D", "S", "DF", "FS"]),
-)
+from outrider.message.packed import dump, job_id, load, pack, queue_id_of, unpack
+from tests.support.envelope_strategies import envelopes
 
 
 def typical() -> Envelope:
@@ -87,12 +43,32 @@ def typical() -> Envelope:
     )
 
 
-@given(_envelope)
+@given(envelopes())
 def test_every_field_round_trips(env: Envelope) -> None:
     back = unpack(pack(env))
     assert back == env
     assert back.recipients is not env.recipients  # a copy: the packed form is independent
     assert job_id(pack(env)) == env.job_id
+
+
+@given(envelopes())
+def test_the_portable_form_round_trips_with_every_string_in_full(env: Envelope) -> None:
+    data = dump(env)
+    assert load(data) == env
+    assert queue_id_of(data) == env.queue_id
+    assert env.sender.encode("utf-8", "surrogatepass") in data  # in full, not a code
+
+
+def test_the_portable_form_needs_no_table(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = dump(typical())
+    monkeypatch.setattr(packed, "_strings", [])  # another process: no codes known
+    assert load(data) == typical()
+
+
+@pytest.mark.parametrize("data", [b"", b"\xff", marshal.dumps((1, 2)), marshal.dumps(("Q", 1))])
+def test_what_is_no_dumped_envelope_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        load(data)
 
 
 def test_flags_are_independent() -> None:

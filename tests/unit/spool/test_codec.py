@@ -8,9 +8,8 @@ import zlib
 
 import pytest
 from hypothesis import given
-from hypothesis import strategies as st
 
-from outrider.message.envelope import Envelope, Notify, RcptStatus, Recipient, Ret, Source
+from outrider.message.envelope import Envelope, Notify, RcptStatus
 from outrider.spool.codec import (
     PREFIX_SIZE,
     CodecError,
@@ -25,46 +24,10 @@ from outrider.spool.codec import (
     encode_record,
     iter_records,
 )
+from tests.support.envelope_strategies import envelopes
 from tests.unit.spool.conftest import make_envelope
 
-_text = st.text(max_size=40)
-_notify = st.one_of(
-    st.none(), st.sampled_from([Notify.NEVER, Notify.SUCCESS, Notify.default(), ~Notify.NEVER])
-)
-_recipient = st.builds(
-    Recipient,
-    address=_text,
-    orcpt=st.one_of(st.none(), _text),
-    notify=_notify,
-    status=st.sampled_from(list(RcptStatus)),
-    attempts=st.integers(0, 10_000),
-    next_attempt=st.floats(0, 4e9),
-    last_reply=_text,
-    last_mta=_text,
-)
-_envelope = st.builds(
-    Envelope,
-    queue_id=_text,
-    sender=_text,
-    recipients=st.lists(_recipient, max_size=5),
-    received_at=st.floats(0, 4e9),
-    size=st.integers(0, 2**40),
-    ret=st.one_of(st.none(), st.sampled_from(list(Ret))),
-    envid=st.one_of(st.none(), _text),
-    smtputf8=st.booleans(),
-    body_8bit=st.booleans(),
-    client_address=_text,
-    helo=_text,
-    job_id=_text,
-    msg_id=_text,
-    vmta=_text,
-    source=st.sampled_from(list(Source)),
-    auth_user=_text,
-    listener=_text,
-    vmta_request=_text,
-    listener_vmta=_text,
-    extra=st.dictionaries(_text, _text, max_size=3),
-)
+_envelope = envelopes(notice_state=False)
 
 
 @given(_envelope)
