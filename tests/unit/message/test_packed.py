@@ -127,3 +127,36 @@ def test_strings_come_back_shared() -> None:
     a, b = unpack(pack(typical())), unpack(pack(typical()))
     assert a.sender is b.sender
     assert a.recipients[0].last_reply is b.recipients[0].last_reply
+
+
+def test_a_string_seen_before_keeps_its_code() -> None:
+    pack(typical())
+    size = len(packed._strings)
+    again = typical()
+    assert pack(again) == pack(typical())  # the same codes every time
+    assert len(packed._strings) == size  # and the table did not grow
+
+
+def test_a_dumped_envelope_of_the_wrong_shape_is_refused() -> None:
+    env = typical()
+    env.extra = {"k": "v"}
+    fields = marshal.loads(dump(env))
+    odd_extra = (*fields[:17], ("k",), *fields[18:])
+    with pytest.raises(ValueError):
+        load(marshal.dumps(odd_extra))  # a key without its value
+    with pytest.raises(ValueError):
+        load(marshal.dumps(list(fields)))  # a list is not what dump writes
+    assert load(marshal.dumps(fields)) == env
+
+
+@pytest.mark.parametrize(
+    "data",
+    [marshal.dumps(()), marshal.dumps((1, "Q")), marshal.dumps(["Q", 1]), marshal.dumps("Q")],
+)
+def test_queue_id_of_what_is_no_envelope_is_refused(data: bytes) -> None:
+    with pytest.raises(ValueError):
+        queue_id_of(data)
+
+
+def test_queue_id_of_a_packed_envelope() -> None:
+    assert queue_id_of(pack(typical())) == typical().queue_id
