@@ -85,7 +85,8 @@ def test_imported_config_runs(tmp_path: Path, partner_sink: ScriptedSmtpServer) 
 
         def boxes(user: str) -> int:
             path = mail / "corp.test" / user
-            return len(mailbox.Maildir(str(path), create=False)) if path.exists() else 0
+            # cur/ is made last: before it exists the box is being created
+            return len(mailbox.Maildir(str(path), create=False)) if (path / "cur").exists() else 0
 
         wait_until(lambda: boxes("alice") == 1 and boxes("bob") == 2, 30, "Maildir delivery")
         [relayed] = partner_sink.wait_for_messages_sync(1, timeout=30)

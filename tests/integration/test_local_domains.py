@@ -19,7 +19,8 @@ WAIT = 30.0
 
 def maildir_count(root: Path, user: str) -> int:
     path = root / "corp.test" / user / "Maildir"
-    return len(mailbox.Maildir(str(path), create=False)) if path.exists() else 0
+    # cur/ is made last (delivery/maildir.py): before it exists the box is being created
+    return len(mailbox.Maildir(str(path), create=False)) if (path / "cur").exists() else 0
 
 
 async def test_local_domains_end_to_end(
