@@ -6,6 +6,7 @@ import os
 import re
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import time
@@ -177,11 +178,17 @@ class DaemonHandle:
         ``empty``: also the empty files of names reserved to store into (spool.names)."""
         if not self.spool_dir.exists():
             return []
-        return sorted(
-            str(p.relative_to(self.spool_dir))
-            for p in self.spool_dir.rglob("*")
-            if p.is_file() and not p.name.startswith(".") and (empty or p.stat().st_size)
-        )
+        found = []
+        for p in self.spool_dir.rglob("*"):
+            if p.name.startswith("."):
+                continue
+            try:  # the running daemon may remove a file between the listing and its stat
+                info = p.lstat()
+            except FileNotFoundError:
+                continue
+            if stat.S_ISREG(info.st_mode) and (empty or info.st_size):
+                found.append(str(p.relative_to(self.spool_dir)))
+        return sorted(found)
 
     def edit_config(self, old: str, new: str) -> None:
         """Replace one snippet of the config file; fails loudly when it is not there."""
