@@ -175,12 +175,13 @@ class DaemonHandle:
 
     def spool_files(self, *, empty: bool = False) -> list[str]:
         """Message files (and leftover temp files) in the spool, quarantine included;
-        ``empty``: also the empty files of names reserved to store into (spool.names)."""
+        ``empty``: also the empty files of names reserved to store into (spool.names).
+        Not the files of finished messages waiting in the recycle bin (spool.recycle)."""
         if not self.spool_dir.exists():
             return []
         found = []
         for p in self.spool_dir.rglob("*"):
-            if p.name.startswith("."):
+            if any(part.startswith(".") for part in p.relative_to(self.spool_dir).parts):
                 continue
             try:  # the running daemon may remove a file between the listing and its stat
                 info = p.lstat()

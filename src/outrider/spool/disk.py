@@ -14,10 +14,12 @@ crash during that write can leave a file cut short under its final name; its cli
 not told 250, and recovery quarantines it. Empty files found by recovery are unused
 reservations and are removed.
 
-``remove`` unlinks without syncing the directory: the removal becomes durable with the
-next directory sync or journal commit (ext4 commits every few seconds). A power loss
-before that brings back a message that was already delivered, which is then delivered
-again; nothing is lost. Postfix makes the same trade.
+``remove`` moves the file into the recycle bin (:mod:`outrider.spool.recycle`, whose
+files the reserved names reuse: no inode to allocate or free per message), or unlinks it
+when the bin is full, without syncing the directory either way: the removal becomes
+durable with the next directory sync or journal commit (ext4 commits every few seconds).
+A power loss before that brings back a message that was already delivered, which is then
+delivered again; nothing is lost. Postfix makes the same trade.
 
 A body spilled while it was received (:mod:`outrider.spool.spill`) is already in its temp
 file, behind a reserved room: the store writes the prefix, the envelope (padded with JSON
@@ -62,7 +64,7 @@ from functools import partial
 from pathlib import Path
 
 from outrider.message.envelope import Envelope, Recipient
-from outrider.spool import temps
+from outrider.spool import recycle, temps
 from outrider.spool.base import (
     CorruptMessageError,
     DuplicateMessageError,
@@ -132,6 +134,8 @@ class SpoolStats:
     dir_fsyncs: int = 0
     in_place: int = 0  # stores into a reserved name (no directory fsync needed)
     reserved: int = 0  # names reserved
+    recycled: int = 0  # of those, made from finished messages' files (spool.recycle)
+    binned: int = 0  # removals that moved the file into the recycle bin
 
 
 @dataclass(slots=True)
@@ -248,7 +252,12 @@ class DiskSpool:
     """A durable spool in one directory; safe for concurrent ``store`` from many processes."""
 
     def __init__(
-        self, directory: Path, *, fsync: bool = True, workers: int = DEFAULT_WORKERS
+        self,
+        directory: Path,
+        *,
+        fsync: bool = True,
+        workers: int = DEFAULT_WORKERS,
+        reuse_files: bool = True,
     ) -> None:
         self.directory = Path(directory)
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -261,7 +270,10 @@ class DiskSpool:
         self._thread: threading.Thread | None = None
         self._start_lock = threading.Lock()
         self._closed = False
-        self._names = NamePool(self._dir, o_cloexec=_O_CLOEXEC)
+        self._taker = recycle.Taker(self._dir) if reuse_files else None
+        self._names = NamePool(self._dir, o_cloexec=_O_CLOEXEC, taker=self._taker)
+        # Finished messages' files go to the recycle bin, for reserved names to reuse.
+        self._bin = recycle.Bin(self._dir) if reuse_files else None
         self._reserve_asked = False
         self.unused_names_removed = 0  # by recover(): empty files (spool.names)
         self._count_lock = threading.Lock()
@@ -379,6 +391,8 @@ class DiskSpool:
         """
         removed = 0
         stats = self.recovery = RecoveryStats(snapshot=snapshot is not None)
+        if recycle.clean(self._dir, _pid_alive):
+            log.info("spool: removed recycle claims a crash left")
         missing: set[str] = set(snapshot) if snapshot is not None else set()
         ahead: deque[tuple[str, Future[Envelope | None]]] = deque()
         window = max(1, readers) * RECOVERY_AHEAD_PER_READER
@@ -568,6 +582,7 @@ class DiskSpool:
                 made = []
         self._names.add(made)
         self.stats.reserved += len(made)
+        self.stats.recycled = self._names.recycled
         full = not made or self._names.missing() == 0
         if full:
             self._names.wanted = False
@@ -648,11 +663,17 @@ class DiskSpool:
         assert isinstance(body, bytes)
         if job.reserved and self._write_in_place(job, body):
             return
-        path = job.temp = os.path.join(self._dir, self._temp_name(job.queue_id))
+        prefix = encode_prefix(job.data, body)
+        claimed = self._taker.claim(job.queue_id) if self._taker is not None else None
+        if claimed is not None:  # a finished message's file, emptied (spool.recycle)
+            path, fd = claimed
+        else:
+            path = os.path.join(self._dir, self._temp_name(job.queue_id))
+        job.temp = path
         temps.add(path)
         try:
-            prefix = encode_prefix(job.data, body)
-            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
+            if claimed is None:
+                fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
             try:
                 _write_all(fd, (prefix, body))
                 if self._fsync:
@@ -797,8 +818,12 @@ class DiskSpool:
             os.close(fd)
 
     def _unlink(self, job: _Job) -> bool:
+        path = os.path.join(self._dir, job.queue_id)
+        if self._bin is not None and self._bin.put(path, job.queue_id):
+            self.stats.binned += 1
+            return True
         try:
-            os.unlink(os.path.join(self._dir, job.queue_id))
+            os.unlink(path)
         except FileNotFoundError:
             return True  # already gone: removal is idempotent
         except OSError as exc:

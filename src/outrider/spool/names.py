@@ -22,6 +22,7 @@ from collections import deque
 from collections.abc import Callable
 
 from outrider.message.ids import new_queue_id
+from outrider.spool import recycle
 
 __all__ = ["NamePool"]
 
@@ -32,8 +33,12 @@ LOW = 16  # below this, ask the committer for more
 class NamePool:
     """Durable empty files to store into, one per future message."""
 
-    def __init__(self, directory: str, *, o_cloexec: int = 0) -> None:
+    def __init__(
+        self, directory: str, *, o_cloexec: int = 0, taker: recycle.Taker | None = None
+    ) -> None:
         self._dir = directory
+        self._taker = taker  # files of finished messages, taken first (spool.recycle)
+        self.recycled = 0  # names made from recycled files
         self._flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | o_cloexec
         self._ready: deque[str] = deque()  # durable names, not handed out
         self._taken: set[str] = set()  # handed out, not stored yet
@@ -75,10 +80,15 @@ class NamePool:
 
     def create(self, count: int, stop: Callable[[], bool]) -> list[str]:
         """Create up to ``count`` empty files (fewer when ``stop()`` turns true: other
-        work arrived). Their names are not durable until the caller syncs the directory
-        and then calls :meth:`add`."""
+        work arrived), recycled ones first. Their names are not durable until the caller
+        syncs the directory and then calls :meth:`add`."""
         made: list[str] = []
-        for _ in range(count):
+        if self._taker is not None:
+            made = self._taker.take(count, new_queue_id, stop)
+            self.recycled += len(made)
+            if made and stop():
+                return made
+        for _ in range(count - len(made)):
             queue_id = new_queue_id()
             try:
                 os.close(os.open(os.path.join(self._dir, queue_id), self._flags, 0o600))
