@@ -44,9 +44,9 @@ from outrider.spool.temps import O_CLOEXEC
 __all__ = ["CAP", "CLAIM_PREFIX", "RECYCLE_DIR", "Bin", "Taker", "clean"]
 
 RECYCLE_DIR = ".recycle"  # not a valid queue id, so no message can collide with it
-CAP = 256  # files waiting in the bin, across processes
+CAP = 1024  # empty files waiting in the bin, across processes (inodes, no data)
 CLAIM_PREFIX = "claim."
-_RECHECK = CAP // 4  # removals that unlink before a full bin is counted again
+_RECHECK = 16  # removals that unlink before a full bin is counted again
 _ATTEMPTS = 8  # names of one listing tried before a claim gives up (others took them)
 
 
@@ -128,7 +128,8 @@ class Taker:
             try:
                 os.rename(os.path.join(self.dir, old), path)
             except OSError:
-                continue  # another process took it
+                self._forget()  # another process took it: its listing is stale, list again
+                continue
             try:
                 # O_TRUNC also stamps the modification time: see the module docstring.
                 return path, os.open(path, os.O_WRONLY | os.O_TRUNC | O_CLOEXEC)
@@ -159,6 +160,10 @@ class Taker:
             if stop():
                 break
         return made
+
+    def _forget(self) -> None:
+        with self._lock:
+            self._listed.clear()
 
     def _next(self) -> str | None:
         with self._lock:
