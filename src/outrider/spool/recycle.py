@@ -58,7 +58,6 @@ class Bin:
         self.dir = os.path.join(spool_dir, RECYCLE_DIR)
         self._room = 0  # files the bin takes before it is counted again
         self._skip = 0  # removals left to unlink before counting again
-        self.moved = 0
 
     def put(self, path: str, name: str) -> bool:
         """Empty ``path`` (the file of finished message ``name``: its space is free at
@@ -78,7 +77,6 @@ class Bin:
         except OSError:
             return False
         self._room -= 1
-        self.moved += 1
         return True
 
     def _refill(self) -> bool:

@@ -11,7 +11,8 @@ from pathlib import Path
 import pytest
 
 from outrider.message.ids import new_queue_id
-from outrider.spool import recycle
+from outrider.spool import disk, recycle
+from outrider.spool.base import SpoolError
 from outrider.spool.disk import QUARANTINE_DIR, DiskSpool
 from outrider.spool.names import NamePool
 from outrider.spool.orphans import find_orphans
@@ -308,3 +309,147 @@ async def test_a_reused_name_taken_since_the_start_is_left_to_its_taker(tmp_path
     assert list(spool.recover(started_ns=started_ns)) == []
     assert (spool.directory / made).exists()  # a receiver's reservation: left alone
     await spool.close()
+
+
+async def test_only_files_go_into_the_bin(spool: DiskSpool) -> None:
+    queue_id = make_envelope().queue_id
+    (spool.directory / queue_id).mkdir()
+    with pytest.raises(SpoolError, match="remove failed"):
+        await spool.remove(queue_id)
+    assert (spool.directory / queue_id).is_dir()
+    assert bin_files(spool) == []
+
+
+async def test_a_bin_that_is_not_a_directory_means_unlinking(spool: DiskSpool) -> None:
+    (spool.directory / RECYCLE_DIR).write_bytes(b"")
+    env = make_envelope()
+    await spool.store(env, BODY)
+    await spool.remove(env.queue_id)
+    assert message_files(spool) == []
+    assert spool.stats.binned == 0
+
+
+async def test_the_bin_is_private(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    await spool.remove(env.queue_id)
+    assert (spool.directory / RECYCLE_DIR).stat().st_mode & 0o777 == 0o700
+    recycle._make_dir(str(spool.directory / RECYCLE_DIR))  # there already: no error
+
+
+def test_a_full_bin_unlinks_exactly_recheck_removals_before_counting_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recycle, "CAP", 1)
+    monkeypatch.setattr(recycle, "_RECHECK", 3)
+    bin_ = recycle.Bin(str(tmp_path))
+    for name in "ABCDEFG":
+        (tmp_path / name).write_bytes(b"old")
+    assert bin_.put(str(tmp_path / "A"), "A")
+    os.unlink(tmp_path / RECYCLE_DIR / "A")  # taken: room again, unseen until counted
+    assert bin_.put(str(tmp_path / "B"), "B")  # counted: room for one
+    assert not bin_.put(str(tmp_path / "C"), "C")  # counted: full
+    os.unlink(tmp_path / RECYCLE_DIR / "B")  # room again, unseen for 3 removals
+    moved = [bin_.put(str(tmp_path / n), n) for n in "DEF"]
+    assert moved == [False, False, False]
+    assert bin_.put(str(tmp_path / "G"), "G")  # counted again after the third
+
+
+def test_the_bin_is_counted_once_per_cap_moves(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(recycle, "CAP", 3)
+    calls = []
+    real = recycle.count
+
+    def counting(directory: str) -> int:
+        calls.append(directory)
+        return real(directory)
+
+    monkeypatch.setattr(recycle, "count", counting)
+    bin_ = recycle.Bin(str(tmp_path))
+    for name in "ABC":
+        (tmp_path / name).write_bytes(b"old")
+        assert bin_.put(str(tmp_path / name), name)
+    assert len(calls) == 1
+    assert recycle.count(str(tmp_path / "missing")) == 0
+    assert (tmp_path / "missing").is_dir()  # a missing bin is made as it is counted
+
+
+def test_clean_counts_only_what_it_removed_and_reads_every_claim(tmp_path: Path) -> None:
+    directory = tmp_path / RECYCLE_DIR
+    directory.mkdir()
+    names = [f"{CLAIM_PREFIX}{pid}.ID{pid}" for pid in (101, 102, 103, 104)]
+    for name in names:
+        (directory / name).write_bytes(b"old")
+    (directory / f"{CLAIM_PREFIX}105.STUCK").mkdir()  # cannot be unlinked
+    listed = [n for n in os.listdir(directory) if n in names]  # scandir's order
+    live = listed[0]  # read before at least two others: they must still be removed
+    removed = recycle.clean(str(tmp_path), lambda pid: f"{CLAIM_PREFIX}{pid}.ID{pid}" == live)
+    assert removed == 3  # not the live one, not the directory
+    assert sorted(os.listdir(directory)) == sorted([live, f"{CLAIM_PREFIX}105.STUCK"])
+
+
+def test_clean_removes_a_claim_whose_pid_it_cannot_read(tmp_path: Path) -> None:
+    directory = tmp_path / RECYCLE_DIR
+    directory.mkdir()
+    (directory / f"{CLAIM_PREFIX}x.ID").write_bytes(b"old")
+    assert recycle.clean(str(tmp_path), disk._pid_alive) == 1  # not "pid 1, alive"
+
+
+def test_a_taker_starts_at_its_own_place_in_the_listing(tmp_path: Path) -> None:
+    directory = tmp_path / RECYCLE_DIR
+    directory.mkdir()
+    for name in ("A", "B", "C"):
+        (directory / name).write_bytes(b"old")
+    listed = [n for n in os.listdir(directory)]
+    taker = recycle.Taker(str(tmp_path))
+    taker._pid = 4  # 4 % 3: the second name listed
+    claimed = taker.claim("NEW")
+    assert claimed is not None
+    os.close(claimed[1])
+    assert sorted(os.listdir(directory)) == sorted(
+        [n for n in listed if n != listed[1]] + [f"{CLAIM_PREFIX}4.NEW"]
+    )
+
+
+def test_a_claim_lists_again_after_losing_a_file(tmp_path: Path) -> None:
+    directory = tmp_path / RECYCLE_DIR
+    directory.mkdir()
+    (directory / "A").write_bytes(b"old")
+    taker = recycle.Taker(str(tmp_path))
+    assert taker._next() == "A"
+    taker._listed.append("A")  # listed, then taken by another process
+    os.unlink(directory / "A")
+    (directory / "B").write_bytes(b"old")
+    claimed = taker.claim("NEW")
+    assert claimed is not None
+    os.close(claimed[1])
+
+
+def test_a_claim_of_something_it_cannot_open_gives_up_quietly(tmp_path: Path) -> None:
+    directory = tmp_path / RECYCLE_DIR
+    directory.mkdir()
+    (directory / "ADIR").mkdir()
+    assert recycle.Taker(str(tmp_path)).claim("NEW") is None
+
+
+def test_take_goes_on_after_a_name_it_could_not_link(tmp_path: Path) -> None:
+    (tmp_path / RECYCLE_DIR).mkdir()
+    for name in ("OLD1", "OLD2", "OLD3"):
+        (tmp_path / RECYCLE_DIR / name).write_bytes(b"old")
+    (tmp_path / "TAKEN").write_bytes(b"a stored message")
+    ids = iter(["TAKEN", "FRESH1", "FRESH2"])
+    made = recycle.Taker(str(tmp_path)).take(1, lambda: next(ids), lambda: False)
+    assert made == ["FRESH1"]  # exactly the one asked for, after the failed link
+    assert len(os.listdir(tmp_path / RECYCLE_DIR)) == 1
+
+
+async def test_a_file_the_bin_cannot_take_is_unlinked(spool: DiskSpool) -> None:
+    env = make_envelope()
+    await spool.store(env, BODY)
+    (spool.directory / RECYCLE_DIR).mkdir()
+    (spool.directory / RECYCLE_DIR / env.queue_id).mkdir()  # rename onto it: EISDIR
+    await spool.remove(env.queue_id)
+    assert message_files(spool) == []
+    assert spool.stats.binned == 0
