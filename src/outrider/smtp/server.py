@@ -247,6 +247,8 @@ class ProtocolUsageError(RuntimeError):
 # --- replies ------------------------------------------------------------------------
 
 DATA_GO_AHEAD = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+SENDER_OK = Reply(250, "2.1.0", "OK")
+RECIPIENT_OK = Reply(250, "2.1.5", "OK")
 NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 BARE_LINE_ENDING_IN_DATA = Reply(554, "5.6.0", "Message contains bare CR or LF")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors")
@@ -499,10 +501,10 @@ class ServerConnection:
             self._sender = event.sender
             self._mail_params = event.params
             self._messages += 1
-            self._reply(Reply(250, "2.1.0", text or "OK"))
+            self._reply(Reply(250, "2.1.0", text) if text else SENDER_OK)
         elif isinstance(event, RcptTo):
             self._recipients.append(AcceptedRecipient(event.recipient, event.params))
-            self._reply(Reply(250, "2.1.5", text or "OK"))
+            self._reply(Reply(250, "2.1.5", text) if text else RECIPIENT_OK)
         elif isinstance(event, StartTlsRequested):
             self._reply(READY_FOR_TLS)
             # RFC 3207 5 / CVE-2011-0411: nothing sent before the handshake is executed.
@@ -512,7 +514,10 @@ class ServerConnection:
             self._state = _State.TLS_PENDING
         else:
             self._end_transaction()
-            self._reply(OK if text is None else Reply(250, "2.0.0", text or "OK"))
+            if text:  # e.g. "OK queued as <id>": a reply of its own, not worth caching
+                self._out.append(Reply(250, "2.0.0", text).to_bytes())
+            else:
+                self._reply(OK)
 
     def reject(self, reply: Reply) -> None:
         """Answer the pending decision with a 4xx/5xx ``reply``; a 421 also closes."""
