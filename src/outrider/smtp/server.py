@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 from outrider.smtp import framing
 from outrider.smtp.grammar import (
+    NO_MAIL_PARAMS,
     GrammarError,
     MailParams,
     RcptParams,
@@ -364,7 +365,7 @@ class ServerConnection:
         self._connection_limits = True  # max_connection_messages/_recipients apply
         # transaction (open when _sender is not None)
         self._sender: str | None = None
-        self._mail_params = MailParams()
+        self._mail_params = NO_MAIL_PARAMS
         self._recipients: list[AcceptedRecipient] = []
         self._rcpt_attempts = 0
         self._chunking = False
@@ -655,7 +656,7 @@ class ServerConnection:
 
     def _end_transaction(self) -> None:
         self._sender = None
-        self._mail_params = MailParams()
+        self._mail_params = NO_MAIL_PARAMS
         self._recipients = []
         self._rcpt_attempts = 0
         self._chunking = False
