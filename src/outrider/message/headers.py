@@ -159,12 +159,13 @@ def extract_and_remove_header(message: bytes, name: str) -> tuple[bytes, str | N
     Returns the new message and the first field's unfolded, stripped value, or the
     message unchanged (same object) and None when the field is absent.
     """
-    headers, rest = split_header_block(message)
+    headers = _header_block(message)  # the body is only sliced off if a field goes
     if not headers:
         return message, None
     spans = _field_spans(headers, name, first_only=False)
     if not spans:
         return message, None
+    rest = message[len(headers) :]
     _, value_start, value_end = spans[0]
     value = _unfold(headers[value_start:value_end])
     pieces = []
@@ -179,7 +180,7 @@ def extract_and_remove_header(message: bytes, name: str) -> tuple[bytes, str | N
 
 def header_value(message: bytes, name: str) -> str | None:
     """The first ``name`` field's value, unfolded and stripped; None when absent."""
-    headers, _ = split_header_block(message)
+    headers = _header_block(message)
     spans = _field_spans(headers, name, first_only=True)
     if not spans:
         return None

@@ -14,6 +14,7 @@ CRLF = b"\r\n"
 TERMINATOR = b"\r\n.\r\n"
 FIRST_LINE_TERMINATOR = b".\r\n"  # the terminator when the body is empty
 TERMINATOR_TAIL = len(TERMINATOR) - 1  # octets to keep to find a terminator split across reads
+_CR_LF = b"\r\n"  # the octets bytes.splitlines ends a line at
 
 
 class TextFault(enum.Enum):
@@ -36,13 +37,20 @@ def find_data_end(buf: bytes, pos: int) -> tuple[int, int] | None:
 
 
 def check_lines(content: bytes, max_line_length: int) -> TextFault | None:
-    """Check complete CRLF-ended lines; ``max_line_length`` includes the CRLF."""
-    crlf = content.count(CRLF)
-    if content.count(b"\n") != crlf or content.count(b"\r") != crlf:
+    """Check complete CRLF-ended lines; ``max_line_length`` includes the CRLF.
+
+    One ``splitlines`` serves both checks: it ends a line at a CRLF (two octets) or at
+    a bare CR or LF (one), so the lines are all CRLF-ended exactly when it removed two
+    octets per line end. (Counting ``b"\\r\\n"`` and splitting at it would scan the
+    content twice more, at a third of the speed: multi-octet searches are slower.)
+    """
+    if not content:
+        return None
+    lines = content.splitlines()
+    line_ends = len(lines) if content[-1] in _CR_LF else len(lines) - 1
+    if len(content) - sum(map(len, lines)) != 2 * line_ends:
         return TextFault.BARE_LINE_ENDING
-    if len(content) > max_line_length and (
-        max(map(len, content.split(CRLF))) > max_line_length - 2
-    ):
+    if len(content) > max_line_length and max(map(len, lines)) > max_line_length - 2:
         return TextFault.LINE_TOO_LONG
     return None
 

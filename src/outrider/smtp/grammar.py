@@ -49,6 +49,11 @@ class RcptParams:
     orcpt: str | None = None
 
 
+# The parameters of a command that gives none (most): immutable, so one of each serves all.
+NO_MAIL_PARAMS = MailParams()
+NO_RCPT_PARAMS = RcptParams()
+
+
 class GrammarError(ValueError):
     """A MAIL/RCPT argument was refused; ``reply`` is what the server must answer."""
 
@@ -276,6 +281,8 @@ def parse_mail(text: str) -> tuple[str, MailParams]:
             raise _unsupported(keyword)
     if not smtputf8 and not sender.isascii():
         raise GrammarError(SMTPUTF8_REQUIRED)
+    if not rest:
+        return sender, NO_MAIL_PARAMS
     return sender, MailParams(
         size=size, body=body, smtputf8=smtputf8, ret=ret, envid=envid, auth=auth
     )
@@ -295,4 +302,6 @@ def parse_rcpt(text: str, *, smtputf8: bool = False) -> tuple[str, RcptParams]:
             raise _unsupported(keyword)
     if not smtputf8 and not recipient.isascii():
         raise GrammarError(SMTPUTF8_REQUIRED)
+    if not rest:
+        return recipient, NO_RCPT_PARAMS
     return recipient, RcptParams(notify=notify, orcpt=orcpt)

@@ -51,6 +51,7 @@ from dataclasses import dataclass
 
 from outrider.smtp import framing
 from outrider.smtp.grammar import (
+    NO_MAIL_PARAMS,
     GrammarError,
     MailParams,
     RcptParams,
@@ -247,6 +248,8 @@ class ProtocolUsageError(RuntimeError):
 # --- replies ------------------------------------------------------------------------
 
 DATA_GO_AHEAD = Reply(354, "", "End data with <CR><LF>.<CR><LF>")
+SENDER_OK = Reply(250, "2.1.0", "OK")
+RECIPIENT_OK = Reply(250, "2.1.5", "OK")
 NO_VALID_RECIPIENTS = Reply(554, "5.5.1", "No valid recipients")
 BARE_LINE_ENDING_IN_DATA = Reply(554, "5.6.0", "Message contains bare CR or LF")
 TOO_MANY_ERRORS = Reply(421, "4.7.0", "Too many errors")
@@ -362,7 +365,7 @@ class ServerConnection:
         self._connection_limits = True  # max_connection_messages/_recipients apply
         # transaction (open when _sender is not None)
         self._sender: str | None = None
-        self._mail_params = MailParams()
+        self._mail_params = NO_MAIL_PARAMS
         self._recipients: list[AcceptedRecipient] = []
         self._rcpt_attempts = 0
         self._chunking = False
@@ -499,10 +502,10 @@ class ServerConnection:
             self._sender = event.sender
             self._mail_params = event.params
             self._messages += 1
-            self._reply(Reply(250, "2.1.0", text or "OK"))
+            self._reply(Reply(250, "2.1.0", text) if text else SENDER_OK)
         elif isinstance(event, RcptTo):
             self._recipients.append(AcceptedRecipient(event.recipient, event.params))
-            self._reply(Reply(250, "2.1.5", text or "OK"))
+            self._reply(Reply(250, "2.1.5", text) if text else RECIPIENT_OK)
         elif isinstance(event, StartTlsRequested):
             self._reply(READY_FOR_TLS)
             # RFC 3207 5 / CVE-2011-0411: nothing sent before the handshake is executed.
@@ -512,7 +515,10 @@ class ServerConnection:
             self._state = _State.TLS_PENDING
         else:
             self._end_transaction()
-            self._reply(OK if text is None else Reply(250, "2.0.0", text or "OK"))
+            if text:  # e.g. "OK queued as <id>": a reply of its own, not worth caching
+                self._out.append(Reply(250, "2.0.0", text).to_bytes())
+            else:
+                self._reply(OK)
 
     def reject(self, reply: Reply) -> None:
         """Answer the pending decision with a 4xx/5xx ``reply``; a 421 also closes."""
@@ -650,7 +656,7 @@ class ServerConnection:
 
     def _end_transaction(self) -> None:
         self._sender = None
-        self._mail_params = MailParams()
+        self._mail_params = NO_MAIL_PARAMS
         self._recipients = []
         self._rcpt_attempts = 0
         self._chunking = False

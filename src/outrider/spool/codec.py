@@ -161,7 +161,7 @@ def encode_envelope(env: Envelope) -> bytes:
         "ls": env.listener,
         "vr": env.vmta_request,
         "lv": env.listener_vmta,
-        "x": dict(env.extra),
+        "x": dict(env.extra) if env.extra else {},  # copying the shared empty one is slow
         "r": [[r.address, r.orcpt, _notify_to_json(r.notify), *_state(r)] for r in env.recipients],
     }
     if env.body_binary:  # written only when set: other envelopes keep their exact bytes

@@ -7,6 +7,8 @@ line-length limit counts the CRLF, as RFC 5321 4.5.3.1.6 does (1000 octets with 
 from __future__ import annotations
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from outrider.smtp.framing import (
     TERMINATOR_TAIL,
@@ -98,6 +100,28 @@ def test_line_length_counts_spaces_and_tabs() -> None:
 
 def test_long_total_of_short_lines_passes() -> None:
     assert check_lines(b"0123456789\r\n" * 100, 20) is None
+
+
+def _check_lines_by_counting(content: bytes, max_line_length: int) -> TextFault | None:
+    """check_lines as it was before it used one splitlines: every CR and LF is part of a
+    CRLF, and no piece between CRLFs is longer than the limit allows."""
+    crlf = content.count(b"\r\n")
+    if content.count(b"\n") != crlf or content.count(b"\r") != crlf:
+        return TextFault.BARE_LINE_ENDING
+    if len(content) > max_line_length and (
+        max(map(len, content.split(b"\r\n"))) > max_line_length - 2
+    ):
+        return TextFault.LINE_TOO_LONG
+    return None
+
+
+@given(
+    st.lists(st.sampled_from([b"x", b"\r", b"\n", b"\r\n", b" ", b"xxxxx"]), max_size=40),
+    st.integers(min_value=16, max_value=24),
+)
+def test_check_lines_matches_its_definition(pieces: list[bytes], limit: int) -> None:
+    content = b"".join(pieces)
+    assert check_lines(content, limit) is _check_lines_by_counting(content, limit)
 
 
 # --- unstuff ------------------------------------------------------------------------
