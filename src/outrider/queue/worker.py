@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from outrider.delivery.transport import Connection, DeliveryReport, Transport
 from outrider.queue.lease import Lease
@@ -73,6 +74,25 @@ def _may_pipeline(
     return not stop and not lease.closing and accepting is not None and lease.has_ready()
 
 
+async def _first_done(a: asyncio.Future[Any], b: asyncio.Future[Any]) -> None:
+    """Wait until ``a`` or ``b`` is done: ``asyncio.wait(FIRST_COMPLETED)`` for two
+    futures, without its sets and bookkeeping (it runs for each message the worker
+    tries to pipeline)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    a.add_done_callback(wake)
+    b.add_done_callback(wake)
+    try:
+        await done
+    finally:
+        a.remove_done_callback(wake)
+        b.remove_done_callback(wake)
+
+
 async def _overlaps(
     task: asyncio.Future[DeliveryReport], accepting: Callable[[], Awaitable[bool]]
 ) -> bool:
@@ -80,7 +100,7 @@ async def _overlaps(
     wait for whichever comes first, the connection accepting it or ``task`` ending."""
     waiter = asyncio.ensure_future(accepting())
     try:
-        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+        await _first_done(task, waiter)
     finally:
         if not waiter.done():
             waiter.cancel()
