@@ -76,18 +76,24 @@ class SmtpTimeouts:
     starttls: float = 60  # STARTTLS reply and, separately, the TLS handshake
 
     def for_phase(self, phase: Phase) -> float:
-        return {
-            Phase.GREETING: self.greeting,
-            Phase.EHLO: self.ehlo,
-            Phase.HELO: self.ehlo,
-            Phase.STARTTLS: self.starttls,
-            Phase.RSET: self.rset,
-            Phase.MAIL: self.mail,
-            Phase.RCPT: self.rcpt,
-            Phase.DATA_INIT: self.data_init,
-            Phase.DATA_DONE: self.data_done,
-            Phase.QUIT: self.quit,
-        }[phase]
+        timeout: float = getattr(self, _PHASE_TIMEOUTS[phase])
+        return timeout
+
+
+# The SmtpTimeouts field that bounds each phase: looked up once per awaited reply, so
+# a table made once rather than a dict of every timeout built per call.
+_PHASE_TIMEOUTS: dict[Phase, str] = {
+    Phase.GREETING: "greeting",
+    Phase.EHLO: "ehlo",
+    Phase.HELO: "ehlo",
+    Phase.STARTTLS: "starttls",
+    Phase.RSET: "rset",
+    Phase.MAIL: "mail",
+    Phase.RCPT: "rcpt",
+    Phase.DATA_INIT: "data_init",
+    Phase.DATA_DONE: "data_done",
+    Phase.QUIT: "quit",
+}
 
 
 class SmtpConnectError(Exception):

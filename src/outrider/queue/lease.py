@@ -236,11 +236,11 @@ class Lease:
         outcomes: dict[int, Outcome] = {}
         seen: dict[str, list[Match]] = {}
         for r in report.replies:
-            text = str(r.reply)
+            outcome = classify_reply(r.reply, scope=Scope.RECIPIENT, remote_mta=host)
+            text = outcome.diagnostic  # str(r.reply): the reply formatted once, not twice
             matches = seen.get(text)
             if matches is None:
                 matches = seen[text] = self.shaper.react(queue, r.reply, r.phase, host)
-            outcome = classify_reply(r.reply, scope=Scope.RECIPIENT, remote_mta=host)
             outcomes[id(r.recipient)] = classify_with_patterns(outcome, matches)
         if report.connection_lost:
             queue.window.on_failure()

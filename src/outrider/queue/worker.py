@@ -17,10 +17,12 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Awaitable, Callable
+from typing import Any
 
 from outrider.delivery.transport import Connection, DeliveryReport, Transport
 from outrider.queue.lease import Lease
 from outrider.queue.model import WorkItem
+from outrider.spool.reader import Body
 
 log = logging.getLogger("outrider.queue")
 
@@ -49,6 +51,48 @@ async def _settle(lease: Lease, entry: _InFlight) -> DeliveryReport:
     return report
 
 
+async def _deliver(lease: Lease, conn: Connection, item: WorkItem, body: Body) -> DeliveryReport:
+    """Send one message in the worker's own task and report it: what :func:`_settle`
+    does for a delivery in flight, without a task of its own (nothing races it)."""
+    try:
+        report = await conn.deliver(item.message.envelope, item.recipients, body)
+    except asyncio.CancelledError:
+        raise
+    except Exception as exc:
+        log.exception("delivery on %s failed", lease.queue.name)
+        lease.local_error(item, exc)
+        raise
+    lease.report(item, report)
+    return report
+
+
+def _may_pipeline(
+    lease: Lease, accepting: Callable[[], Awaitable[bool]] | None, stop: bool
+) -> bool:
+    """Whether the next message could be pipelined behind the one about to go out
+    (checked again once it is out: the window or the ready items may change)."""
+    return not stop and not lease.closing and accepting is not None and lease.has_ready()
+
+
+async def _first_done(a: asyncio.Future[Any], b: asyncio.Future[Any]) -> None:
+    """Wait until ``a`` or ``b`` is done: ``asyncio.wait(FIRST_COMPLETED)`` for two
+    futures, without its sets and bookkeeping (it runs for each message the worker
+    tries to pipeline)."""
+    done: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    def wake(_: asyncio.Future[Any]) -> None:
+        if not done.done():
+            done.set_result(None)
+
+    a.add_done_callback(wake)
+    b.add_done_callback(wake)
+    try:
+        await done
+    finally:
+        a.remove_done_callback(wake)
+        b.remove_done_callback(wake)
+
+
 async def _overlaps(
     task: asyncio.Future[DeliveryReport], accepting: Callable[[], Awaitable[bool]]
 ) -> bool:
@@ -56,7 +100,7 @@ async def _overlaps(
     wait for whichever comes first, the connection accepting it or ``task`` ending."""
     waiter = asyncio.ensure_future(accepting())
     try:
-        await asyncio.wait((task, waiter), return_when=asyncio.FIRST_COMPLETED)
+        await _first_done(task, waiter)
     finally:
         if not waiter.done():
             waiter.cancel()
@@ -96,28 +140,36 @@ async def run_worker(lease: Lease, transport: Transport) -> None:
                 item = None
                 break
             body = await lease.body(item)
-            task = asyncio.ensure_future(conn.deliver(item.message.envelope, item.recipients, body))
-            inflight.append((item, task))
-            item = None  # settled through inflight from here on
             sent += 1
             stop = bool(lease.max_per_connection and sent >= lease.max_per_connection)
-            if len(inflight) > 1:
+            if not inflight and not _may_pipeline(lease, accepting, stop):
+                # Nothing in flight and nothing to pipeline behind it: sent and settled
+                # in this task (a task per message costs more than the send itself).
+                current, item = item, None
+                report = await _deliver(lease, conn, current, body)
+            else:
+                task = asyncio.ensure_future(
+                    conn.deliver(item.message.envelope, item.recipients, body)
+                )
+                inflight.append((item, task))
+                item = None  # settled through inflight from here on
+                if len(inflight) > 1:
+                    report = await _settle(lease, inflight.pop(0))
+                    stop = stop or report.failure is not None
+                if (
+                    not stop
+                    and not lease.closing
+                    and accepting is not None
+                    and lease.has_ready()  # else nothing to pipeline: no waiter to set up
+                    and await _overlaps(task, accepting)
+                ):
+                    item = lease.take_now()
+                    if item is not None and not await conn.can_carry(item.domain):
+                        lease.put_back(item)
+                        item = None
+                    if item is not None:
+                        continue  # pipelined behind the message in flight
                 report = await _settle(lease, inflight.pop(0))
-                stop = stop or report.failure is not None
-            if (
-                not stop
-                and not lease.closing
-                and accepting is not None
-                and lease.has_ready()  # else nothing to pipeline: no waiter to set up
-                and await _overlaps(task, accepting)
-            ):
-                item = lease.take_now()
-                if item is not None and not await conn.can_carry(item.domain):
-                    lease.put_back(item)
-                    item = None
-                if item is not None:
-                    continue  # pipelined behind the message in flight
-            report = await _settle(lease, inflight.pop(0))
             if stop or not conn.usable or lease.closing or report.failure is not None:
                 break
             item = await lease.next()

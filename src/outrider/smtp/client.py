@@ -282,6 +282,9 @@ class ReplyParser:
         if sep not in (b" ", b"-", b""):
             raise SmtpProtocolError(f"malformed reply line {line[:80]!r}")
         code = int(line[:3])
+        if not self._texts and sep != b"-":
+            # A one-line reply, nearly every reply to a transaction: no list to gather.
+            return _one_line_reply(code, line[4:].decode("utf-8", "replace"))
         if self._texts and code != self._code:
             raise SmtpProtocolError(f"multi-line reply changed code from {self._code} to {code}")
         self._code = code
@@ -292,6 +295,16 @@ class ReplyParser:
             return None
         texts, self._texts = self._texts, []
         return _make_reply(code, texts)
+
+
+def _one_line_reply(code: int, text: str) -> Reply:
+    """:func:`_make_reply` of a single line (the enhanced code, when there is one, is
+    followed by a space or ends the line: the pattern's look-ahead makes sure)."""
+    match = _ENHANCED.match(text)
+    if match is None or int(match[1]) != code // 100:
+        return Reply(code, "", text)
+    enhanced = match[0]
+    return Reply(code, enhanced, text[len(enhanced) + 1 :])
 
 
 def _make_reply(code: int, texts: list[str]) -> Reply:
