@@ -9,9 +9,11 @@ import io
 import logging
 import marshal
 import os
+import stat
 import struct
 import time
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -212,6 +214,26 @@ def test_wrong_magic_version_or_count_is_refused(fields: dict[str, int], message
         read_snapshot(io.BytesIO(data))
 
 
+def test_an_entry_of_the_largest_length_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    data = snapshot_bytes([make_envelope()])
+    length = len(encode_entry(make_envelope())) - snapshot._ENTRY.size
+    monkeypatch.setattr(snapshot, "_MAX_ENTRY", length)  # the limit itself is allowed
+    assert len(read_snapshot(io.BytesIO(data))) == 1
+    monkeypatch.setattr(snapshot, "_MAX_ENTRY", length - 1)
+    with pytest.raises(SnapshotError, match="entry length"):
+        read_snapshot(io.BytesIO(data))
+
+
+@pytest.mark.parametrize(
+    ("end", "extra"), [(b"ORSX", 0), (snapshot.END, 1)], ids=["marker", "count"]
+)
+def test_a_trailer_with_a_wrong_marker_or_count_is_refused(end: bytes, extra: int) -> None:
+    data = snapshot_bytes([make_envelope()])
+    data = data[: -snapshot._TRAILER.size] + snapshot._TRAILER.pack(end, 1 + extra)
+    with pytest.raises(SnapshotError, match="bad trailer"):
+        read_snapshot(io.BytesIO(data))
+
+
 def test_bytes_after_the_trailer_are_refused() -> None:
     with pytest.raises(SnapshotError, match="after the trailer"):
         read_snapshot(io.BytesIO(snapshot_bytes([make_envelope()]) + b"\0"))
@@ -245,6 +267,37 @@ def test_a_write_given_fewer_envelopes_than_counted_leaves_the_old_snapshot(
         write_snapshot(tmp_path, [make_envelope()], 2)
     assert (tmp_path / SNAPSHOT_NAME).read_bytes() == before
     assert not (tmp_path / TEMP_NAME).exists()
+
+
+def test_the_temp_is_written_in_the_directory_beside_the_snapshot(tmp_path: Path) -> None:
+    seen: list[list[str]] = []
+
+    def envelopes() -> Iterator[Envelope]:
+        yield make_envelope()
+        seen.append(sorted(os.listdir(tmp_path)))  # while the file is being written
+        yield make_envelope()
+
+    write_snapshot(tmp_path, envelopes(), 2)
+    assert seen == [[TEMP_NAME]]
+    assert os.listdir(tmp_path) == [SNAPSHOT_NAME]
+
+
+def test_a_longer_leftover_temp_is_truncated_not_overwritten_in_place(tmp_path: Path) -> None:
+    (tmp_path / TEMP_NAME).write_bytes(b"x" * 100_000)  # a stop cut short while writing
+    env = make_envelope()
+    size = write_snapshot(tmp_path, [env], 1)
+    assert (tmp_path / SNAPSHOT_NAME).stat().st_size == size
+    taken = take_snapshot(tmp_path)
+    assert taken is not None and list(taken) == [env.queue_id]
+
+
+def test_the_snapshot_is_readable_by_its_owner_only_whatever_the_umask(tmp_path: Path) -> None:
+    old = os.umask(0)
+    try:
+        write_snapshot(tmp_path, [make_envelope()], 1)
+    finally:
+        os.umask(old)
+    assert stat.S_IMODE((tmp_path / SNAPSHOT_NAME).stat().st_mode) == 0o600
 
 
 # --- taking and removing -------------------------------------------------------------------
@@ -283,6 +336,64 @@ def test_remove_snapshot(tmp_path: Path) -> None:
     (tmp_path / TEMP_NAME).write_bytes(b"x")
     assert remove_snapshot(tmp_path) is True
     assert os.listdir(tmp_path) == []
+
+
+@pytest.mark.parametrize(
+    ("names", "gone"),
+    [
+        ([], False),
+        ([TEMP_NAME], True),
+        ([SNAPSHOT_NAME], True),
+        ([TEMP_NAME, SNAPSHOT_NAME], True),
+    ],
+    ids=["none", "temp", "snapshot", "both"],
+)
+def test_remove_snapshot_says_whether_either_file_was_there(
+    tmp_path: Path, names: list[str], gone: bool
+) -> None:
+    for name in names:
+        (tmp_path / name).write_bytes(b"x")
+    assert remove_snapshot(tmp_path) is gone
+    assert os.listdir(tmp_path) == []
+
+
+def _fsyncs(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """What each os.fsync synced: "file" or "dir"."""
+    synced: list[str] = []
+    real = os.fsync
+
+    def spy(fd: int) -> None:
+        synced.append("dir" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file")
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", spy)
+    return synced
+
+
+def test_writing_taking_and_removing_are_durable_by_default(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    synced = _fsyncs(monkeypatch)
+    write_snapshot(tmp_path, [make_envelope()], 1)
+    assert synced == ["file", "dir"]  # the file, then its rename
+    synced.clear()
+    assert take_snapshot(tmp_path) is not None
+    assert synced == ["dir"]  # the removal, before anything is read
+    synced.clear()
+    assert remove_snapshot(tmp_path) is False
+    assert synced == []  # nothing removed, nothing to make durable
+    (tmp_path / SNAPSHOT_NAME).write_bytes(b"x")
+    assert remove_snapshot(tmp_path) is True
+    assert synced == ["dir"]
+
+
+def test_without_fsync_nothing_is_synced(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    synced = _fsyncs(monkeypatch)
+    write_snapshot(tmp_path, [make_envelope()], 1, fsync=False)
+    assert take_snapshot(tmp_path, fsync=False) is not None
+    (tmp_path / SNAPSHOT_NAME).write_bytes(b"x")
+    assert remove_snapshot(tmp_path, fsync=False) is True
+    assert synced == []
 
 
 # --- reconcile (pure) ----------------------------------------------------------------------
