@@ -36,26 +36,24 @@ def _accepting(conn: Connection) -> Callable[[], Awaitable[bool]] | None:
 
 
 async def _settle(lease: Lease, entry: _InFlight) -> DeliveryReport:
-    """Await one in-flight delivery and report it. When the transport raised, the item
-    is reported as a local error and the exception re-raised."""
+    """Await one in-flight delivery and report it."""
     item, fut = entry
-    try:
-        report = await fut
-    except asyncio.CancelledError:
-        raise
-    except Exception as exc:
-        log.exception("delivery on %s failed", lease.queue.name)
-        lease.local_error(item, exc)
-        raise
-    lease.report(item, report)
-    return report
+    return await _report(lease, item, fut)
 
 
 async def _deliver(lease: Lease, conn: Connection, item: WorkItem, body: Body) -> DeliveryReport:
     """Send one message in the worker's own task and report it: what :func:`_settle`
     does for a delivery in flight, without a task of its own (nothing races it)."""
+    return await _report(lease, item, conn.deliver(item.message.envelope, item.recipients, body))
+
+
+async def _report(
+    lease: Lease, item: WorkItem, delivery: Awaitable[DeliveryReport]
+) -> DeliveryReport:
+    """Await ``delivery`` and report it to the lease. When the transport raised, the
+    item is reported as a local error and the exception re-raised."""
     try:
-        report = await conn.deliver(item.message.envelope, item.recipients, body)
+        report = await delivery
     except asyncio.CancelledError:
         raise
     except Exception as exc:
