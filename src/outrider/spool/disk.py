@@ -670,9 +670,9 @@ class DiskSpool:
         else:
             path = os.path.join(self._dir, self._temp_name(job.queue_id))
         job.temp = path
-        temps.add(path)
         try:
             if claimed is None:
+                temps.add(path)  # a temp of this process: recovery leaves it alone
                 fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | _O_CLOEXEC, 0o600)
             try:
                 _write_all(fd, (prefix, body))
